@@ -1,0 +1,75 @@
+"""The canonical identity every source maps into and every RP gets a projection of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+
+class PersonKind(str, Enum):
+    """自然人 or 法人 (a legal person acts through a natural person, the 经办人)."""
+
+    NATURAL = "natural"
+    LEGAL = "legal"
+
+
+LEVELS = ("L1", "L2", "L3", "L4")
+
+
+def level_rank(acr: str) -> int:
+    """``"L3"`` -> 3; unknown values rank 0 so they never satisfy a requirement."""
+    try:
+        return LEVELS.index(acr) + 1
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the user is and how sure we are.
+
+    ``claims`` holds OIDC standard claim names (``name``, ``phone_number``, ...) plus
+    Roam's own (``id_number`` for the resident ID, ``uscc`` for a legal person).
+    """
+
+    subject: str
+    kind: PersonKind
+    acr: str  # "L1".."L4"
+    amr: tuple[str, ...]  # RFC 8176 method references, e.g. ("pwd",)
+    auth_time: int  # epoch seconds of the authentication
+    region: str  # GB/T 2260 six-digit code
+    claims: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] | None = None  # 经办人 claims when kind is LEGAL
+
+    @property
+    def level(self) -> int:
+        return level_rank(self.acr)
+
+    def with_auth(self, *, acr: str, amr: tuple[str, ...], auth_time: int) -> Identity:
+        return replace(self, acr=acr, amr=amr, auth_time=auth_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "kind": self.kind.value,
+            "acr": self.acr,
+            "amr": list(self.amr),
+            "auth_time": self.auth_time,
+            "region": self.region,
+            "claims": dict(self.claims),
+            "agent": self.agent,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        return cls(
+            subject=str(data["subject"]),
+            kind=PersonKind(data["kind"]),
+            acr=str(data["acr"]),
+            amr=tuple(data.get("amr", ())),
+            auth_time=int(data["auth_time"]),
+            region=str(data["region"]),
+            claims=dict(data.get("claims", {})),
+            agent=data.get("agent"),
+        )

@@ -1,0 +1,454 @@
+"""Signing keys and JWTs: the key directory, the key ring, sign, verify, claim checks.
+
+Every gateway instance loads the same key directory, so every instance signs with the same
+keys and publishes the same JWKS. A key file's name carries its time and algorithm::
+
+    20261127T044439Z-es256-1a2b3c4d.pem
+
+The newest key of an algorithm signs. A file dated in the future is published in the JWKS
+at once but signs only from that time on: that is how a rotation publishes the next key
+before it signs, so relying parties never see an unknown ``kid``. Old keys stay published
+(and verifiable) until the CLI deletes them.
+
+Only RS256 and ES256 exist here. ``none`` and HMAC are refused before any parsing of the
+signature, and a token is checked only against the one key its ``kid`` names, with that
+key's own algorithm, so the RSA-public-key-as-HMAC-secret trick cannot work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc import jws
+from joserfc.errors import (
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
+from joserfc.util import urlsafe_b64encode
+
+from gateway.errors import KeyError_, TokenError
+
+__all__ = [
+    "ALGORITHMS",
+    "KeyRing",
+    "SigningKey",
+    "generate_key_file",
+    "validate_claims",
+]
+
+#: The only JWS algorithms Roam signs or accepts.
+ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
+
+RSA_MIN_BITS = 2048
+RSA_GENERATE_BITS = 2048
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_NAME_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<alg>[a-z0-9]+)-[0-9a-f]+\.pem$")
+_PUBLIC_MEMBERS = {
+    "RSA": ("kty", "kid", "use", "alg", "n", "e"),
+    "EC": ("kty", "kid", "use", "alg", "crv", "x", "y"),
+}
+_HEADER_CACHE_LIMIT = 16
+
+JoseKey = RSAKey | ECKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One private signing key and the facts the ring sorts and publishes it by.
+
+    ``created`` is the epoch time from the file name (or its mtime when the name has none):
+    the key signs from then on, so a future time means "published, not signing yet".
+    """
+
+    kid: str
+    alg: str
+    created: float
+    key: JoseKey = field(repr=False, compare=False)
+    path: Path | None = field(default=None, compare=False)
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK; built from an allow-list so no private member leaks."""
+        data = self.key.as_dict(private=False)
+        return {name: data[name] for name in _PUBLIC_MEMBERS[self.key.key_type]}
+
+
+class _Signer:
+    """Hot-path state for one key: the JWS algorithm object and pre-encoded headers."""
+
+    __slots__ = ("_headers", "alg_model", "signing_key")
+
+    def __init__(self, signing_key: SigningKey) -> None:
+        self.signing_key = signing_key
+        self.alg_model = jws.JWSRegistry(algorithms=[signing_key.alg]).get_alg(signing_key.alg)
+        self._headers: dict[str, bytes] = {}
+
+    def header_segment(self, typ: str) -> bytes:
+        segment = self._headers.get(typ)
+        if segment is None:
+            header = {"alg": self.signing_key.alg, "kid": self.signing_key.kid, "typ": typ}
+            text = json.dumps(header, ensure_ascii=True, separators=(",", ":"))
+            segment = urlsafe_b64encode(text.encode("ascii"))
+            if len(self._headers) < _HEADER_CACHE_LIMIT:
+                self._headers[typ] = segment
+        return segment
+
+
+class KeyRing:
+    """The gateway's signing keys: sign with the newest, verify with any, publish all.
+
+    Immutable after construction; safe to share between threads (authlib runs off the loop).
+    """
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        ordered = sorted(keys, key=lambda k: (k.created, k.kid), reverse=True)
+        if not ordered:
+            raise KeyError_("the key ring is empty: at least one signing key is needed")
+        by_kid: dict[str, SigningKey] = {}
+        for key in ordered:
+            if key.alg not in ALGORITHMS:
+                raise KeyError_(f"key {key.kid}: algorithm {key.alg!r} is not allowed")
+            if key.kid in by_kid:
+                raise KeyError_(f"key {key.kid} appears twice")
+            by_kid[key.kid] = key
+        self._keys = tuple(ordered)
+        self._by_kid = by_kid
+        self._signers: dict[str, tuple[_Signer, ...]] = {
+            alg: tuple(_Signer(k) for k in ordered if k.alg == alg)
+            for alg in sorted({k.alg for k in ordered})
+        }
+        self._verify_registries = {
+            alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
+            for alg in self._signers
+        }
+        self._jwks = tuple(k.public_jwk() for k in ordered)
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_directory(cls, directory: Path | str) -> KeyRing:
+        """Load every ``*.pem`` in the key directory, refusing the lot if any file is bad.
+
+        All problems are reported at once so an operator fixes them in one go.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise KeyError_(f"key directory {directory} does not exist or is not a directory")
+        keys: list[SigningKey] = []
+        problems: list[str] = []
+        for path in sorted(directory.glob("*.pem")):
+            key, file_problems = _load_key_file(path)
+            if file_problems:
+                problems.extend(f"{path}: {problem}" for problem in file_problems)
+            elif key is not None:
+                keys.append(key)
+        seen: dict[str, Path | None] = {}
+        for key in keys:
+            if key.kid in seen:
+                problems.append(f"{key.path}: same key as {seen[key.kid]}")
+            seen[key.kid] = key.path
+        if problems:
+            raise KeyError_("bad signing key files:\n" + "\n".join(problems))
+        if not keys:
+            raise KeyError_(f"no *.pem signing keys in {directory}")
+        return cls(keys)
+
+    @classmethod
+    def ephemeral(cls, algs: Iterable[str] = ("RS256", "ES256")) -> KeyRing:
+        """Fresh in-memory keys for the demo and tests; they vanish with the process."""
+        now = time.time()
+        return cls(_wrap(_new_private_key(alg), alg, now) for alg in algs)
+
+    # -- lookup ------------------------------------------------------------------------
+
+    @property
+    def algs(self) -> frozenset[str]:
+        """The algorithms this ring can sign with."""
+        return frozenset(self._signers)
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        """Every key, newest first (for the CLI and status page)."""
+        return self._keys
+
+    def find(self, kid: str) -> SigningKey | None:
+        """The key with this ``kid``, or None."""
+        return self._by_kid.get(kid)
+
+    def signing_key(self, alg: str, *, now: float | None = None) -> SigningKey:
+        """The key that signs ``alg`` tokens now: the newest one whose time has come."""
+        return self._signer(alg, time.time() if now is None else now).signing_key
+
+    def _signer(self, alg: str, now: float) -> _Signer:
+        signers = self._signers.get(alg)
+        if not signers:
+            raise KeyError_(f"no {alg} signing key")
+        for signer in signers:
+            if signer.signing_key.created <= now:
+                return signer
+        # Every key is dated ahead (a clock behind the key maker's): signing early beats
+        # an outage, and the key is already published.
+        return signers[-1]
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set (RFC 7517) of every key, newest first."""
+        return {"keys": [dict(jwk) for jwk in self._jwks]}
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def sign(self, claims: Mapping[str, Any], *, alg: str, typ: str = "JWT") -> str:
+        """A compact JWS over ``claims`` with the current key of ``alg``.
+
+        Claims must already be JSON values (times as integers). The header is
+        ``{"alg", "kid", "typ"}``, pre-encoded per key, because this runs for every token.
+        """
+        signer = self._signer(alg, time.time())
+        payload = claims if isinstance(claims, dict) else dict(claims)  # json wants a dict
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        signing_input = signer.header_segment(typ) + b"." + urlsafe_b64encode(text.encode())
+        signature = signer.alg_model.sign(signing_input, signer.signing_key.key)
+        return (signing_input + b"." + urlsafe_b64encode(signature)).decode("ascii")
+
+    def verify(
+        self,
+        token: str,
+        *,
+        algs: Collection[str] = ("RS256", "ES256"),
+        typ: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check a token's signature against this ring; return ``(header, claims)``.
+
+        The header's ``alg`` must be allowed and its ``kid`` must name a key of that very
+        algorithm before any signature is checked. This checks the signature (and ``typ``)
+        only: call ``validate_claims`` next. Pass ``typ`` whenever the kind of token matters
+        (``at+jwt``, ``logout+jwt``) so one kind cannot stand in for another.
+        """
+        try:
+            obj = jws.extract_compact(token.encode("ascii"))
+        except (JoseError, ValueError, TypeError) as error:
+            raise TokenError("malformed token") from error
+        header = obj.headers()
+        if not isinstance(header, dict):
+            raise TokenError("malformed token")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ALGORITHMS or alg not in algs:
+            raise TokenError("token algorithm not allowed")
+        if "crit" in header:
+            raise TokenError("token has critical header parameters")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise TokenError("token has no key id")
+        key = self._by_kid.get(kid)
+        if key is None:
+            raise TokenError("token signed by an unknown key")
+        if key.alg != alg:
+            raise TokenError("token algorithm does not match its key")
+        if typ is not None and not _typ_matches(header.get("typ"), typ):
+            raise TokenError("wrong token type")
+        try:
+            valid = jws.validate_compact(obj, key.key, registry=self._verify_registries[alg])
+        except (JoseError, ValueError, TypeError) as error:
+            raise TokenError("invalid token") from error
+        if not valid:
+            raise TokenError("invalid token signature")
+        try:
+            claims = json.loads(obj.payload or b"", parse_constant=_refuse_constant)
+        except ValueError as error:
+            raise TokenError("malformed token payload") from error
+        if not isinstance(claims, dict):
+            raise TokenError("malformed token payload")
+        return dict(header), claims
+
+
+def validate_claims(
+    claims: Mapping[str, Any],
+    *,
+    issuer: str,
+    audience: str | None,
+    now: int | None = None,
+    leeway: int = 30,
+    required: Iterable[str] = ("iss", "exp", "iat"),
+) -> None:
+    """Check ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat``; signature checks do not.
+
+    ``iss`` must always equal ``issuer``. ``aud`` (a string, or a list holding it) must
+    contain ``audience`` unless that is None. Times get ``leeway`` seconds of clock skew.
+    """
+    options: dict[str, ClaimsOption] = {name: {"essential": True} for name in required}
+    options["iss"] = {"essential": True, "value": issuer}
+    if audience is not None:
+        options["aud"] = {"essential": True, "value": audience}
+    registry = JWTClaimsRegistry(now=now, leeway=leeway, **options)
+    try:
+        registry.validate(dict(claims))
+    except ExpiredTokenError as error:
+        raise TokenError("token expired") from error
+    except MissingClaimError as error:
+        raise TokenError(f"token lacks claim(s): {error.claim}") from error
+    except InvalidClaimError as error:
+        raise TokenError(f"token claim {error.claim!r} is invalid") from error
+    except JoseError as error:
+        raise TokenError("token claims are invalid") from error
+
+
+def generate_key_file(
+    directory: Path | str,
+    alg: str = "RS256",
+    *,
+    not_before: float | None = None,
+) -> Path:
+    """Write a new PKCS#8 private key into the key directory and return its path.
+
+    The file is created 0600 (never readable by others, not even for an instant) under a
+    temporary name and linked into place, so a gateway starting meanwhile never reads half
+    a key. ``not_before`` (default now) goes into the name: a future time publishes the
+    key first and lets it sign from then on.
+    """
+    directory = Path(directory)
+    private_key = _new_private_key(alg)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    stamp = datetime.fromtimestamp(time.time() if not_before is None else not_before, UTC)
+    name = f"{stamp.strftime(_STAMP_FORMAT)}-{alg.lower()}-{secrets.token_hex(4)}.pem"
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    path = directory / name
+    temporary = directory / f".{name}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(pem)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, path)  # unlike rename, never replaces an existing file
+    finally:
+        temporary.unlink(missing_ok=True)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _new_private_key(alg: str) -> PrivateKey:
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_GENERATE_BITS)
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise KeyError_(f"unsupported signing algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
+
+
+def _wrap(
+    private_key: PrivateKey, alg: str, created: float, path: Path | None = None
+) -> SigningKey:
+    """Import a checked cryptography key into joserfc once, with its kid and alg fixed."""
+    jose_key: JoseKey
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        jose_key = RSAKey.import_key(private_key, {"alg": alg, "use": "sig"})
+    else:
+        jose_key = ECKey.import_key(private_key, {"alg": alg, "use": "sig"})
+    kid = jose_key.thumbprint()  # RFC 7638, over the public members only
+    jose_key.ensure_kid()  # sets the same thumbprint as the JWK's "kid"
+    return SigningKey(kid=kid, alg=alg, created=created, key=jose_key, path=path)
+
+
+def _load_key_file(path: Path) -> tuple[SigningKey | None, list[str]]:
+    """Read and check one key file; return the key or every problem found with it."""
+    problems: list[str] = []
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        return None, [f"unreadable ({error.strerror})"]
+    try:
+        info = os.fstat(fd)  # the opened file itself: no race with a swapped path
+        if not stat.S_ISREG(info.st_mode):
+            return None, ["not a regular file"]
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            problems.append(f"mode {mode:04o} lets group or others read it; chmod 600")
+        if info.st_size > MAX_KEY_FILE_BYTES:
+            return None, [*problems, "too large to be a key"]
+        data = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+    except OSError as error:
+        return None, [f"unreadable ({error.strerror})"]
+    finally:
+        os.close(fd)
+
+    try:
+        private_key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        return None, [*problems, "private key is encrypted; store it unencrypted with mode 600"]
+    except (ValueError, UnsupportedAlgorithm):
+        return None, [*problems, "not a PEM private key"]
+
+    alg: str | None = None
+    checked: PrivateKey | None = None
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        alg, checked = "RS256", private_key
+        if private_key.key_size < RSA_MIN_BITS:
+            problems.append(f"RSA key has {private_key.key_size} bits; at least {RSA_MIN_BITS}")
+    elif isinstance(private_key, ec.EllipticCurvePrivateKey):
+        alg, checked = "ES256", private_key
+        if not isinstance(private_key.curve, ec.SECP256R1):
+            problems.append(f"EC key on curve {private_key.curve.name}; only P-256 is allowed")
+    else:
+        problems.append(f"{type(private_key).__name__} keys are not used; RSA or EC P-256 only")
+
+    match = _NAME_RE.match(path.name)
+    created = info.st_mtime
+    if match:
+        named_alg = match["alg"].upper()
+        if alg is not None and named_alg != alg:
+            problems.append(f"file name says {named_alg} but the key is for {alg}")
+        stamp = datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=UTC)
+        created = stamp.timestamp()
+
+    if problems or alg is None or checked is None:
+        return None, problems
+    return _wrap(checked, alg, created, path), []
+
+
+def _typ_matches(actual: object, expected: str) -> bool:
+    """RFC 7515 4.1.9: media types compare case-insensitively, "application/" optional."""
+    if not isinstance(actual, str):
+        return False
+    return _media_type(actual) == _media_type(expected)
+
+
+def _media_type(value: str) -> str:
+    value = value.lower()
+    return value.removeprefix("application/")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

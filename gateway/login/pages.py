@@ -1,0 +1,106 @@
+"""The login page: Chinese, CSRF-protected, and it keeps the parked authorization request.
+
+CSRF is a double-submit token: a random ``HttpOnly`` ``SameSite=Strict`` cookie whose value
+must come back in the form. A cross-site form post carries neither, so a login CSRF
+(logging the victim into the attacker's account) fails. A failed attempt re-renders the
+page with the same ``r`` so the deep link is not lost.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.errors import LockedOut, LoginError, PageError
+from gateway.login.source import PasswordSource
+from gateway.oidc.authorize import Authorizer, first_param
+from gateway.oidc.grant import new_id
+from gateway.pages import Pages
+from gateway.privacy import mask_id_number, mask_phone
+from gateway.sessions import SessionManager
+
+audit = logging.getLogger("roam.audit")
+
+CSRF_COOKIE = "roam_csrf"
+_PHONE = re.compile(r"^1[3-9][0-9]{9}$")
+
+
+def masked_username(username: str) -> str:
+    """What the audit log may say about who tried to log in."""
+    username = username.strip()
+    return mask_id_number(username) if len(username) >= 15 else mask_phone(username)
+
+
+class LoginPages:
+    def __init__(
+        self,
+        *,
+        source: PasswordSource,
+        authorizer: Authorizer,
+        sessions: SessionManager,
+        pages: Pages,
+    ) -> None:
+        self.source = source
+        self.authorizer = authorizer
+        self.sessions = sessions
+        self.pages = pages
+
+    async def show(self, request: Request) -> Response:
+        pending = await self.authorizer.find_pending(request.query_params.get("r"))
+        hint = first_param(pending.pairs, "login_hint") or ""
+        # Only a phone number is pre-filled: an ID number never appears on a page.
+        username = hint if _PHONE.match(hint) else ""
+        return self._render(request, pending.id, pending.pairs, username=username)
+
+    async def submit(self, request: Request) -> Response:
+        form = await request.form()
+        pending_id = str(form.get("r") or "")
+        sent = str(form.get("csrf_token") or "")
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
+            raise PageError("页面已过期", "登录页面已过期或来源不明，请返回应用重新发起登录。",
+                            status=400)
+        pending = await self.authorizer.find_pending(pending_id)
+        username = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        client_id = first_param(pending.pairs, "client_id") or "-"
+        try:
+            identity = await self.source.authenticate(username, password)
+        except LockedOut as exc:
+            audit.warning("login locked user=%s client=%s retry_after=%s",
+                          masked_username(username), client_id, exc.retry_after)
+            minutes = max(1, (exc.retry_after + 59) // 60)
+            return self._render(request, pending.id, pending.pairs, status=429,
+                                error=f"登录失败次数过多，账户已临时锁定，请 {minutes} 分钟后再试。")
+        except LoginError as exc:
+            audit.info("login failed user=%s client=%s", masked_username(username), client_id)
+            return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
+        response = RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
+        session = await self.sessions.start(identity, response, previous=request)
+        audit.info("login ok sub=%s acr=%s client=%s sid=%s", identity.subject, identity.acr,
+                   client_id, session.sid)
+        return response
+
+    def _render(self, request: Request, pending_id: str, pairs: list[tuple[str, str]], *,
+                username: str = "", error: str = "", status: int = 200) -> Response:
+        client = self.authorizer.clients.get(first_param(pairs, "client_id"))
+        csrf = request.cookies.get(CSRF_COOKIE) or new_id(24)
+        response = self.pages.render(
+            "login.html",
+            {
+                "action": "/login",
+                "request_id": pending_id,
+                "csrf_token": csrf,
+                "client_name": client.config.client_name if client else "",
+                "username": username,
+                "error": error,
+            },
+            status=status,
+        )
+        response.set_cookie(CSRF_COOKIE, csrf, path="/login", httponly=True, samesite="strict",
+                            secure=self.sessions.secure_cookie)
+        return response

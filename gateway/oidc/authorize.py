@@ -1,0 +1,199 @@
+"""``/authorize``: decide between a silent code, the login page, and an error.
+
+An unknown client or an unregistered redirect URI gets a Chinese error page and never a
+redirect; every other error goes back to the client with ``error``, ``error_description``,
+``state`` and ``iss`` (RFC 9207). A request that needs a login is parked in the store and
+the person is sent to ``/login?r=…``; after login ``/authorize/resume?r=…`` picks it up
+again, so the deep link survives failed attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.errors import PageError
+from gateway.identity import level_rank
+from gateway.oidc.clients import Client, ClientRegistry
+from gateway.oidc.grant import new_id
+from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer, add_query, pending_grant
+from gateway.sessions import Session, SessionManager
+from gateway.store.base import Store
+
+log = logging.getLogger("roam.authorize")
+
+PENDING_KIND = "authz_request"
+PENDING_TTL = 1800  # how long a login page may stay open
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A parked authorization request waiting for a login."""
+
+    id: str
+    pairs: list[tuple[str, str]]
+    created: int
+
+
+def requested_level(pairs: Sequence[tuple[str, str]]) -> int:
+    """The lowest level named in ``acr_values`` (any of them is acceptable), 0 if none."""
+    values = [v for k, v in pairs if k == "acr_values" for v in v.split()]
+    ranks = [level_rank(v) for v in values if level_rank(v)]
+    return min(ranks) if ranks else 0
+
+
+def first_param(pairs: Sequence[tuple[str, str]], key: str) -> str | None:
+    for k, v in pairs:
+        if k == key:
+            return v
+    return None
+
+
+class Authorizer:
+    def __init__(
+        self,
+        *,
+        server: RoamAuthorizationServer,
+        clients: ClientRegistry,
+        sessions: SessionManager,
+        store: Store,
+        issuer: str,
+    ) -> None:
+        self.server = server
+        self.clients = clients
+        self.sessions = sessions
+        self.store = store
+        self.issuer = issuer
+
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":
+            form = await request.form()
+            pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        else:
+            pairs = list(request.query_params.multi_items())
+        return await self._process(request, pairs, pending=None)
+
+    async def resume(self, request: Request) -> Response:
+        pending = await self.find_pending(request.query_params.get("r"))
+        return await self._process(request, pending.pairs, pending=pending)
+
+    async def find_pending(self, pending_id: str | None) -> Pending:
+        data = await self.store.find(PENDING_KIND, pending_id) if pending_id else None
+        if data is None or pending_id is None:
+            raise PageError(
+                "登录请求已失效",
+                "该登录请求不存在或已过期，请返回您要办理业务的网站重新发起登录。",
+                status=400,
+            )
+        return Pending(id=pending_id, pairs=[tuple(p) for p in data["pairs"]],  # type: ignore[misc]
+                       created=int(data["created"]))
+
+    def client_for(self, pairs: Sequence[tuple[str, str]]) -> Client:
+        """The registered client and a registered redirect URI, or an error page."""
+        client = self.clients.get(first_param(pairs, "client_id"))
+        if client is None:
+            raise PageError("未知的应用", "发起登录的应用未在统一身份认证平台登记，无法继续。")
+        redirect_uri = first_param(pairs, "redirect_uri")
+        if not redirect_uri or not client.check_redirect_uri(redirect_uri):
+            raise PageError(
+                "回调地址未登记",
+                f"应用“{client.config.client_name}”提供的回调地址未登记，为保护您的账户，登录已停止。",
+            )
+        if len([1 for k, _ in pairs if k in ("client_id", "redirect_uri")]) > 2:
+            raise PageError("请求参数重复", "登录请求中 client_id 或 redirect_uri 出现多次。")
+        return client
+
+    def _satisfies(self, session: Session, pairs: Sequence[tuple[str, str]], fresh: bool) -> str:
+        """'' if the session may answer this request silently, else why not."""
+        if fresh:
+            return ""
+        prompts = (first_param(pairs, "prompt") or "").split()
+        if "login" in prompts:
+            return "login"
+        max_age = first_param(pairs, "max_age")
+        if max_age is not None:
+            try:
+                limit = int(max_age)
+            except ValueError:
+                limit = -1
+            if limit < 0 or time.time() - session.identity.auth_time > limit:
+                return "login"
+        if session.identity.level < requested_level(pairs):
+            return "level"
+        return ""
+
+    async def _process(
+        self, request: Request, pairs: list[tuple[str, str]], *, pending: Pending | None
+    ) -> Response:
+        client = self.client_for(pairs)
+        session = await self.sessions.load(request)
+        fresh = bool(session and pending and session.identity.auth_time >= pending.created)
+        blocker = "nosession" if session is None else self._satisfies(session, pairs, fresh)
+        end_user = None
+        if session is not None and not blocker:
+            end_user = pending_grant(session.identity, client.client_id, session.sid)
+
+        oauth_request = HttpRequest(request.method, str(request.url), dict(request.headers),
+                                    query=pairs)
+        outcome = await anyio.to_thread.run_sync(self._run_authlib, oauth_request, end_user,
+                                                 blocker)
+        if isinstance(outcome, OAuth2Error):
+            return self._error(outcome)
+        if outcome is None:  # a login is needed
+            pending_id = pending.id if pending else await self._park(pairs)
+            return RedirectResponse(f"/login?r={pending_id}", status_code=303)
+        location = outcome.location
+        if outcome.status != 302 or location is None:  # pragma: no cover - authlib contract
+            raise PageError("登录失败", "认证服务返回了无法处理的结果。", status=500)
+        if pending is not None:
+            await self.store.destroy(PENDING_KIND, pending.id)
+        if session is not None:
+            await self.sessions.record_client(request, session, client.client_id)
+        log.info("authorize ok client=%s sid=%s", client.client_id, session and session.sid)
+        return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
+
+    def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,
+                     blocker: str) -> Reply | OAuth2Error | None:
+        """Worker thread: authlib validates; returns a reply, an error, or None for login."""
+        try:
+            grant = self.server.get_consent_grant(oauth_request, end_user=end_user)
+        except LoginRequiredError as error:
+            if blocker == "level":
+                error = InteractionRequiredError(
+                    description="The session's assurance level is below the requested acr.",
+                    redirect_uri=error.redirect_uri, state=error.state)
+            return error
+        except OAuth2Error as error:
+            return error
+        if end_user is None:
+            return None
+        reply: Reply = self.server.create_authorization_response(
+            oauth_request, grant_user=end_user, grant=grant)
+        if reply.status != 302:
+            # authlib turned an error into a reply: rebuild it as the error it was.
+            raise PageError("登录失败", str(reply.body), status=400)
+        return reply
+
+    async def _park(self, pairs: list[tuple[str, str]]) -> str:
+        pending_id = new_id(24)
+        await self.store.upsert(
+            PENDING_KIND, pending_id,
+            {"pairs": [list(p) for p in pairs], "created": int(time.time())}, PENDING_TTL)
+        return pending_id
+
+    def _error(self, error: OAuth2Error) -> Response:
+        if error.redirect_uri:
+            status, _, headers = error()
+            location = dict(headers)["Location"]
+            log.info("authorize error %s: %s", error.error, error.description)
+            return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
+        raise PageError("登录请求有误", f"{error.error}: {error.description or ''}".strip())

@@ -1,0 +1,55 @@
+"""Discovery (OpenID Connect Discovery 1.0) and the JWKS document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.config import KNOWN_CLAIMS, SCOPE_CLAIMS
+from gateway.identity import LEVELS
+from gateway.keys import KeyRing
+
+
+def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "scopes_supported": list(SCOPE_CLAIMS),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": sorted(keys.algs),
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": sorted(
+            {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
+             "sid", *KNOWN_CLAIMS}),
+        "acr_values_supported": list(LEVELS),
+        "prompt_values_supported": ["none", "login"],
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "ui_locales_supported": ["zh-CN"],
+        "claims_locales_supported": ["zh-CN"],
+    }
+
+
+class Discovery:
+    def __init__(self, issuer: str, keys: KeyRing) -> None:
+        self.metadata = provider_metadata(issuer, keys)
+        self.keys = keys
+
+    async def configuration(self, request: Request) -> Response:
+        return JSONResponse(self.metadata, headers={"Cache-Control": "public, max-age=300"})
+
+    async def jwks(self, request: Request) -> Response:
+        return JSONResponse(self.keys.jwks(), headers={"Cache-Control": "public, max-age=300"},
+                            media_type="application/jwk-set+json")

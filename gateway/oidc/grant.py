@@ -1,0 +1,59 @@
+"""One authorization: who, for which client, in which session, with what scope.
+
+authlib calls this its "user"; Roam keeps everything a later token needs in it so the
+token endpoint never has to look the person up again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.identity import Identity
+
+
+def new_id(nbytes: int = 32) -> str:
+    """An unguessable URL-safe identifier (codes, tokens, grant and session ids)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: str
+    client_id: str
+    identity: Identity
+    scope: str
+    sid: str | None = None  # the public session id (the ``sid`` claim), never the cookie
+    nonce: str | None = None
+    expires_at: int = 0  # epoch seconds after which no refresh token of this grant is valid
+
+    def get_user_id(self) -> str:  # authlib asks users for this
+        return self.identity.subject
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grant_id": self.grant_id,
+            "client_id": self.client_id,
+            "identity": self.identity.to_dict(),
+            "scope": self.scope,
+            "sid": self.sid,
+            "nonce": self.nonce,
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Grant:
+        return cls(
+            grant_id=str(data["grant_id"]),
+            client_id=str(data["client_id"]),
+            identity=Identity.from_dict(data["identity"]),
+            scope=str(data["scope"]),
+            sid=data.get("sid"),
+            nonce=data.get("nonce"),
+            expires_at=int(data.get("expires_at", 0)),
+        )

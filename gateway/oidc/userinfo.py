@@ -1,0 +1,71 @@
+"""``/userinfo`` (OIDC Core §5.3): the claims the token's scopes and the client allow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import ProtocolError, TokenError
+from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.clients import ClientRegistry
+from gateway.oidc.grant import Grant
+from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+from gateway.store.base import Store
+
+
+def _bearer_error(error: str, description: str, status: int = 401) -> ProtocolError:
+    challenge = f'Bearer error="{error}", error_description="{description}"'
+    return ProtocolError(error, description, status=status,
+                         headers={"WWW-Authenticate": challenge})
+
+
+class UserinfoEndpoint:
+    def __init__(self, *, keys: KeyRing, clients: ClientRegistry, store: Store,
+                 issuer: str) -> None:
+        self.keys = keys
+        self.clients = clients
+        self.store = store
+        self.issuer = issuer
+
+    async def _token(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            form = await request.form()
+            token = form.get("access_token")
+            if isinstance(token, str) and token:
+                return token
+        raise ProtocolError("invalid_request", "A bearer access token is required.",
+                            status=401, headers={"WWW-Authenticate": 'Bearer realm="roam"'})
+
+    async def handle(self, request: Request) -> Response:
+        token = await self._token(request)
+        try:
+            _, claims = self.keys.verify(token, typ=ACCESS_TOKEN_TYP)
+            validate_claims(claims, issuer=self.issuer, audience=None,
+                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
+        except TokenError as exc:
+            raise _bearer_error("invalid_token", str(exc)) from None
+        client = self.clients.get(str(claims.get("client_id")))
+        if client is None or claims.get("aud") != client.client_id:
+            raise _bearer_error("invalid_token", "The token was not issued to a known client.")
+        data = await self.store.find("grant", str(claims["gid"]))
+        if data is None:
+            raise _bearer_error("invalid_token", "The token has been revoked.")
+        grant = Grant.from_dict(data)
+        if grant.identity.subject != claims["sub"]:
+            raise _bearer_error("invalid_token", "The token does not match its grant.")
+        scopes = str(claims.get("scope", "")).split()
+        if "openid" not in scopes:
+            raise _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
+        body: dict[str, Any] = {"sub": grant.identity.subject}
+        available = {**grant.identity.claims, "region": grant.identity.region}
+        for claim in sorted(client.released_claims(scopes)):
+            if claim in available:
+                body[claim] = available[claim]
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})

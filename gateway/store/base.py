@@ -1,0 +1,36 @@
+"""The store protocol, shaped after node-oidc-provider's adapter.
+
+Every record is a JSON-able mapping under ``(kind, id)`` with a TTL in seconds. A record
+whose payload has a ``grant_id`` belongs to that grant, and ``revoke_by_grant`` removes
+all of them at once (codes, refresh tokens, access-token ids of one authorization).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Store(Protocol):
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
+        """Create or replace a record that expires after ``ttl`` seconds (``ttl`` > 0)."""
+
+    async def find(self, kind: str, id: str) -> dict[str, Any] | None:
+        """The record's payload, or None if absent or expired."""
+
+    async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
+        """Mark a record used, atomically.
+
+        Returns ``(payload, first_use)``, where ``first_use`` is True for exactly one caller
+        however many race; None if the record is absent or expired. A consumed record stays
+        (with its TTL) so replays can be detected.
+        """
+
+    async def destroy(self, kind: str, id: str) -> None:
+        """Remove a record; absent is fine."""
+
+    async def revoke_by_grant(self, grant_id: str) -> int:
+        """Remove every record whose payload carried this ``grant_id``; returns how many."""
+
+    async def close(self) -> None:
+        """Release connections."""

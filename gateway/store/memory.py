@@ -1,0 +1,145 @@
+"""The embedded store: one process, no dependencies.
+
+State lives in plain dicts. Every method body runs without an ``await``, so under asyncio
+each call is atomic: nothing can interleave between ``consume``'s check and its set.
+Payloads are kept as JSON text, which is both the deep copy that keeps callers from
+mutating stored state and the same round trip ``RedisStore`` makes, so the two stores
+hand back identical shapes (tuples become lists, keys become strings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MemoryStore"]
+
+_SWEEP_INTERVAL = 60.0
+"""Seconds between full sweeps: bounds how long expired, never-read records linger."""
+
+
+def check_ttl(ttl: object) -> int:
+    """Refuse a TTL that would make a record immortal or already dead (shared with Redis)."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive int (seconds), got {ttl!r}")
+    return ttl
+
+
+def check_kind(kind: str) -> str:
+    """Kinds are program constants; a ``:`` or brace would make Redis keys ambiguous."""
+    if not kind or any(c in kind for c in ":{}"):
+        raise ValueError(f"kind must be a non-empty name without ':', '{{' or '}}', got {kind!r}")
+    return kind
+
+
+def grant_of(payload: Mapping[str, Any]) -> str | None:
+    """The grant a payload belongs to; only a non-empty string counts, in both stores."""
+    grant_id = payload.get("grant_id")
+    return grant_id if isinstance(grant_id, str) and grant_id else None
+
+
+def dump_payload(payload: Mapping[str, Any]) -> str:
+    """Compact JSON, so both stores accept and refuse exactly the same payloads."""
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class _Record:
+    text: str
+    expires_at: float
+    grant_id: str | None
+    consumed: bool = False
+
+
+class MemoryStore:
+    """The default store for a single gateway process (tests, demo, small installs)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._grants: dict[str, set[tuple[str, str]]] = {}
+        self._next_sweep = clock() + _SWEEP_INTERVAL
+
+    def __len__(self) -> int:
+        """Entries held, expired-but-not-yet-purged ones included (what memory pays for)."""
+        return len(self._records)
+
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
+        key = _key(kind, id)
+        check_ttl(ttl)
+        text = dump_payload(payload)
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep()
+        self._drop(key)  # a replaced record may have belonged to another grant
+        grant_id = grant_of(payload)
+        self._records[key] = _Record(text, now + ttl, grant_id)
+        if grant_id is not None:
+            self._grants.setdefault(grant_id, set()).add(key)
+
+    async def find(self, kind: str, id: str) -> dict[str, Any] | None:
+        record = self._live(_key(kind, id))
+        return None if record is None else _load(record.text)
+
+    async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
+        record = self._live(_key(kind, id))
+        if record is None:
+            return None
+        first_use = not record.consumed
+        record.consumed = True
+        return _load(record.text), first_use
+
+    async def destroy(self, kind: str, id: str) -> None:
+        self._drop(_key(kind, id))
+
+    async def revoke_by_grant(self, grant_id: str) -> int:
+        keys = self._grants.pop(grant_id, set())
+        now = self._clock()
+        removed = 0
+        for key in keys:
+            record = self._records.pop(key, None)
+            if record is not None and record.expires_at > now:
+                removed += 1
+        return removed
+
+    async def close(self) -> None:
+        self._records.clear()
+        self._grants.clear()
+
+    def sweep(self) -> int:
+        """Purge every expired record; returns how many. Runs by itself once a minute."""
+        now = self._clock()
+        self._next_sweep = now + _SWEEP_INTERVAL
+        expired = [key for key, record in self._records.items() if record.expires_at <= now]
+        for key in expired:
+            self._drop(key)
+        return len(expired)
+
+    def _live(self, key: tuple[str, str]) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and record.expires_at <= self._clock():
+            self._drop(key)
+            return None
+        return record
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        record = self._records.pop(key, None)
+        if record is None or record.grant_id is None:
+            return
+        members = self._grants.get(record.grant_id)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._grants[record.grant_id]
+
+
+def _key(kind: str, id: str) -> tuple[str, str]:
+    return check_kind(kind), id
+
+
+def _load(text: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(text)
+    return payload

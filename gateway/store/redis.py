@@ -1,0 +1,181 @@
+"""The production store: any number of gateway processes share one Redis.
+
+Layout, chosen so every command and script touches exactly one key (Redis Cluster safe):
+
+* a record is a hash at ``{prefix}{{kind:id}}`` with fields ``p`` (payload JSON),
+  ``g`` (its grant id, if any) and ``c`` (set once consumed); it always carries a TTL;
+* a grant index is a set at ``{prefix}grant:{{grant_id}}`` of record keys; its TTL is
+  raised, never lowered, to cover its longest-lived member.
+
+Record ids are secrets (codes, tickets, token ids), so no error message names them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreError
+from gateway.store.memory import check_kind, check_ttl, dump_payload, grant_of
+
+__all__ = ["RedisStore"]
+
+# Replace, never merge: DEL first so a re-upserted record loses any old consumed flag.
+_UPSERT = """
+redis.call('DEL', KEYS[1])
+if ARGV[3] == '' then
+  redis.call('HSET', KEYS[1], 'p', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'p', ARGV[1], 'g', ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
+# are below any real TTL, so one comparison covers them.
+_INDEX = """
+redis.call('SADD', KEYS[1], ARGV[1])
+local want = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < want then
+  redis.call('PEXPIRE', KEYS[1], want)
+end
+return 1
+"""
+
+# Check and set in one script: HSETNX alone would recreate an expired key without a TTL.
+_CONSUME = """
+local payload = redis.call('HGET', KEYS[1], 'p')
+if not payload then
+  return false
+end
+return {payload, redis.call('HSETNX', KEYS[1], 'c', '1')}
+"""
+
+# Delete only if the record still belongs to the grant: it may have been re-upserted
+# under another grant (or none) since it was indexed.
+_REVOKE_ONE = """
+if redis.call('HGET', KEYS[1], 'g') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisStore:
+    """Shared, Cluster-ready store; scripts make consume and index updates atomic."""
+
+    def __init__(self, client: Redis, *, prefix: str = "roam:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._upsert = client.register_script(_UPSERT)
+        self._index = client.register_script(_INDEX)
+        self._consume = client.register_script(_CONSUME)
+        self._revoke_one = client.register_script(_REVOKE_ONE)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "roam:") -> RedisStore:
+        """Open a pool; timeouts default to 5 s so a dead Redis fails a request, not hangs it.
+
+        The URL's query string (``?socket_timeout=…``) overrides those defaults.
+        """
+        try:
+            client = Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=5.0)
+        except ValueError:
+            # from None: the original message may quote the URL, password included.
+            raise StoreError(
+                "invalid redis URL (expected redis://, rediss:// or unix://)"
+            ) from None
+        return cls(client, prefix=prefix)
+
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
+        key = self._record_key(kind, id)
+        check_ttl(ttl)
+        text = dump_payload(payload)
+        grant_id = grant_of(payload)
+        with self._converted("upsert"):
+            if grant_id is not None:
+                # Index before writing: a failure in between leaves a dangling index entry
+                # (harmless), never a record that revocation cannot reach.
+                await self._index(keys=[self._grant_key(grant_id)], args=[key, ttl * 1000])
+            await self._upsert(keys=[key], args=[text, ttl, grant_id or ""])
+
+    async def find(self, kind: str, id: str) -> dict[str, Any] | None:
+        key = self._record_key(kind, id)
+        with self._converted("find"):
+            raw = await self._client.hget(key, "p")
+        return None if raw is None else _load(raw)
+
+    async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
+        key = self._record_key(kind, id)
+        with self._converted("consume"):
+            reply = await self._consume(keys=[key])
+        if reply is None:
+            return None
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise StoreError("redis consume returned an unexpected reply")
+        raw, first = reply
+        return _load(raw), first == 1
+
+    async def destroy(self, kind: str, id: str) -> None:
+        key = self._record_key(kind, id)
+        with self._converted("destroy"):
+            await self._client.delete(key)
+
+    async def revoke_by_grant(self, grant_id: str) -> int:
+        grant_key = self._grant_key(grant_id)
+        with self._converted("revoke"):
+            members = list(await self._client.smembers(grant_key))
+            if not members:
+                return 0
+            # One single-key script per member (members hash to different slots), then
+            # SREM only what was read, so a record indexed meanwhile stays revocable.
+            async with self._client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    await self._revoke_one(keys=[member], args=[grant_id], client=pipe)
+                pipe.srem(grant_key, *members)
+                results = await pipe.execute()
+        return sum(int(n) for n in results[:-1])
+
+    async def close(self) -> None:
+        with self._converted("close"):
+            await self._client.aclose()
+
+    def _record_key(self, kind: str, id: str) -> str:
+        return f"{self._prefix}{{{check_kind(kind)}:{id}}}"
+
+    def _grant_key(self, grant_id: str) -> str:
+        return f"{self._prefix}grant:{{{grant_id}}}"
+
+    @contextmanager
+    def _converted(self, action: str) -> Iterator[None]:
+        """Callers see StoreError only; redis-py's own exceptions stop here."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
+
+    def _scrub(self, exc: BaseException) -> str:
+        message = f"{type(exc).__name__}: {exc}"
+        password = self._client.connection_pool.connection_kwargs.get("password")
+        if isinstance(password, str) and password:
+            message = message.replace(password, "***")
+        return message
+
+
+def _load(raw: object) -> dict[str, Any]:
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not isinstance(text, str):
+            raise TypeError(type(raw).__name__)
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        raise StoreError("redis returned a record that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise StoreError("redis returned a record that is not a JSON object")
+    return payload

@@ -1,0 +1,3 @@
+"""Shared fixtures for the whole test tree."""
+
+pytest_plugins = ["tests.support.redis_server"]

@@ -1,0 +1,262 @@
+"""One behaviour, two stores: every test here runs against MemoryStore and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from gateway.store import MemoryStore, RedisStore, Store
+
+Elapse = Callable[[float], Awaitable[None]]
+Expiries = Callable[[], Awaitable[list[float]]]
+
+
+class FakeClock:
+    """Memory-store time that tests move by hand instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryStore(clock=clock)
+    else:
+        # Asked for here, not in the signature, so memory runs never need a Redis.
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        opened = RedisStore.from_url(url, prefix=prefix)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def elapse(store: Store, clock: FakeClock) -> Elapse:
+    """Let time pass: the fake clock for memory, real seconds for Redis's own expiry."""
+
+    async def run(seconds: float) -> None:
+        if isinstance(store, MemoryStore):
+            clock.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+    return run
+
+
+@pytest.fixture
+def expiries(request: pytest.FixtureRequest, store: Store, clock: FakeClock) -> Expiries:
+    """Seconds left on everything the store holds (inf for anything kept forever)."""
+
+    async def memory() -> list[float]:
+        assert isinstance(store, MemoryStore)
+        records = store._records
+        # The grant index has no TTL of its own: it must never outlive its records.
+        for keys in store._grants.values():
+            assert keys <= records.keys()
+        return [record.expires_at - clock.now for record in records.values()]
+
+    async def in_redis() -> list[float]:
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        async with redis.asyncio.Redis.from_url(url) as client:
+            left = [await client.pttl(key) async for key in client.scan_iter(match=prefix + "*")]
+        return [math.inf if ms == -1 else ms / 1000 for ms in left]
+
+    return memory if isinstance(store, MemoryStore) else in_redis
+
+
+PAYLOAD: dict[str, Any] = {
+    "client_id": "rp-changsha",
+    "sub": "c0ffee",
+    "name": "张三",
+    "scope": ["openid", "profile"],
+    "claims": {"acr": "L2", "nested": {"n": 1, "f": 1.5, "none": None, "t": True}},
+}
+
+
+async def test_upsert_then_find_round_trips(store: Store) -> None:
+    await store.upsert("code", "abc", PAYLOAD, 60)
+    assert await store.find("code", "abc") == PAYLOAD
+
+
+async def test_find_missing_is_none(store: Store) -> None:
+    assert await store.find("code", "nope") is None
+
+
+async def test_kinds_are_separate_namespaces(store: Store) -> None:
+    await store.upsert("code", "same", {"k": "code"}, 60)
+    await store.upsert("ticket", "same", {"k": "ticket"}, 60)
+    assert await store.find("code", "same") == {"k": "code"}
+    assert await store.find("ticket", "same") == {"k": "ticket"}
+
+
+async def test_upsert_replaces(store: Store) -> None:
+    await store.upsert("session", "s1", {"v": 1, "old": True}, 60)
+    await store.upsert("session", "s1", {"v": 2}, 60)
+    assert await store.find("session", "s1") == {"v": 2}
+
+
+async def test_payloads_are_isolated_from_callers(store: Store) -> None:
+    given: dict[str, Any] = {"list": [1, 2], "inner": {"a": 1}}
+    await store.upsert("session", "s1", given, 60)
+    given["list"].append(3)
+    given["inner"]["a"] = 99
+
+    found = await store.find("session", "s1")
+    assert found == {"list": [1, 2], "inner": {"a": 1}}
+    found["list"].append(4)
+    found["inner"]["a"] = 42
+    used = await store.consume("session", "s1")
+    assert used is not None
+    used[0]["inner"]["a"] = 7
+
+    assert await store.find("session", "s1") == {"list": [1, 2], "inner": {"a": 1}}
+
+
+async def test_destroy(store: Store) -> None:
+    await store.upsert("code", "abc", PAYLOAD, 60)
+    await store.destroy("code", "abc")
+    assert await store.find("code", "abc") is None
+    assert await store.consume("code", "abc") is None
+    await store.destroy("code", "abc")  # absent is fine
+
+
+async def test_records_expire(store: Store, elapse: Elapse) -> None:
+    await store.upsert("ticket", "t1", PAYLOAD, 1)
+    await store.upsert("ticket", "t2", PAYLOAD, 1)
+    await store.upsert("ticket", "long", PAYLOAD, 60)
+    assert await store.find("ticket", "t1") == PAYLOAD
+    assert await store.consume("ticket", "t2") == (PAYLOAD, True)
+
+    await elapse(1.2)
+
+    assert await store.find("ticket", "t1") is None
+    assert await store.consume("ticket", "t1") is None
+    assert await store.find("ticket", "t2") is None, "consume must keep the TTL"
+    assert await store.find("ticket", "long") == PAYLOAD
+
+
+async def test_consume_is_single_use_under_concurrency(store: Store) -> None:
+    await store.upsert("code", "race", PAYLOAD, 60)
+    results = await asyncio.gather(*(store.consume("code", "race") for _ in range(50)))
+    assert all(result is not None for result in results)
+    firsts = [first for result in results if result is not None for first in [result[1]]]
+    assert firsts.count(True) == 1
+    assert firsts.count(False) == 49
+    assert all(result is not None and result[0] == PAYLOAD for result in results)
+
+
+async def test_consume_missing_is_none(store: Store) -> None:
+    assert await store.consume("code", "nope") is None
+
+
+async def test_consumed_record_stays_for_replay_detection(store: Store) -> None:
+    await store.upsert("code", "abc", PAYLOAD, 60)
+    assert await store.consume("code", "abc") == (PAYLOAD, True)
+    assert await store.find("code", "abc") == PAYLOAD
+    assert await store.consume("code", "abc") == (PAYLOAD, False)
+
+
+async def test_upsert_resets_consumed(store: Store) -> None:
+    await store.upsert("ticket", "t", PAYLOAD, 60)
+    await store.consume("ticket", "t")
+    await store.upsert("ticket", "t", {"fresh": True}, 60)
+    assert await store.consume("ticket", "t") == ({"fresh": True}, True)
+
+
+async def test_revoke_by_grant_removes_every_kind_of_that_grant(store: Store) -> None:
+    await store.upsert("code", "c1", {"grant_id": "g1"}, 60)
+    await store.upsert("refresh", "r1", {"grant_id": "g1", "n": 1}, 3600)
+    await store.upsert("access", "a1", {"grant_id": "g1"}, 600)
+    await store.consume("code", "c1")
+    await store.upsert("code", "c2", {"grant_id": "g2"}, 60)
+    await store.upsert("refresh", "r2", {"grant_id": "g2"}, 3600)
+    await store.upsert("session", "s1", {"sub": "x"}, 600)
+
+    assert await store.revoke_by_grant("g1") == 3
+
+    for kind, id in [("code", "c1"), ("refresh", "r1"), ("access", "a1")]:
+        assert await store.find(kind, id) is None
+    assert await store.find("code", "c2") == {"grant_id": "g2"}
+    assert await store.find("refresh", "r2") == {"grant_id": "g2"}
+    assert await store.find("session", "s1") == {"sub": "x"}
+    assert await store.revoke_by_grant("g1") == 0
+
+
+async def test_revoke_unknown_grant_is_zero(store: Store) -> None:
+    assert await store.revoke_by_grant("never-seen") == 0
+
+
+async def test_revoke_counts_only_records_still_there(store: Store) -> None:
+    await store.upsert("code", "c1", {"grant_id": "g1"}, 60)
+    await store.upsert("code", "c2", {"grant_id": "g1"}, 60)
+    await store.destroy("code", "c1")
+    assert await store.revoke_by_grant("g1") == 1
+
+
+async def test_revoke_spares_a_record_moved_to_another_grant(store: Store) -> None:
+    await store.upsert("refresh", "r", {"grant_id": "g1"}, 60)
+    await store.upsert("refresh", "r", {"grant_id": "g2"}, 60)
+    await store.upsert("session", "s", {"grant_id": "g1"}, 60)
+    await store.upsert("session", "s", {"sub": "no grant now"}, 60)
+
+    assert await store.revoke_by_grant("g1") == 0
+    assert await store.find("refresh", "r") == {"grant_id": "g2"}
+    assert await store.find("session", "s") == {"sub": "no grant now"}
+    assert await store.revoke_by_grant("g2") == 1
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 1.5, True, None, "60"])
+async def test_bad_ttl_is_refused_and_writes_nothing(store: Store, ttl: Any) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        await store.upsert("code", "abc", {"grant_id": "g"}, ttl)
+    assert await store.find("code", "abc") is None
+    assert await store.revoke_by_grant("g") == 0
+
+
+@pytest.mark.parametrize("kind", ["", "a:b", "{x}"])
+async def test_ambiguous_kind_is_refused(store: Store, kind: str) -> None:
+    with pytest.raises(ValueError, match="kind"):
+        await store.upsert(kind, "id", PAYLOAD, 60)
+    with pytest.raises(ValueError, match="kind"):
+        await store.find(kind, "id")
+
+
+async def test_ids_may_hold_any_characters(store: Store) -> None:
+    odd = ["a:b", "}{", "*", "中文", "x}y{z", "a b\n"]
+    for n, id in enumerate(odd):
+        await store.upsert("code", id, {"n": n, "grant_id": id}, 60)
+    for n, id in enumerate(odd):
+        assert await store.find("code", id) == {"n": n, "grant_id": id}
+        assert await store.revoke_by_grant(id) == 1
+
+
+async def test_nothing_survives_without_a_ttl(store: Store, expiries: Expiries) -> None:
+    for n in range(5):
+        await store.upsert("code", f"c{n}", {"grant_id": f"g{n % 2}"}, 30 + n)
+        await store.upsert("refresh", f"r{n}", {"grant_id": f"g{n % 2}"}, 3600)
+        await store.upsert("session", f"s{n}", {"sub": n}, 600)
+    await store.consume("code", "c0")
+    await store.consume("code", "c1")
+    await store.upsert("code", "c0", {"grant_id": "g9"}, 5)
+    await store.destroy("session", "s0")
+    await store.revoke_by_grant("g1")
+
+    left = await expiries()
+    assert left, "the store should hold something"
+    assert all(0 < seconds <= 3600 for seconds in left), left

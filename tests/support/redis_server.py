@@ -1,0 +1,112 @@
+"""A real Redis for tests (never a fake), shared as a pytest plugin.
+
+Load it with ``pytest_plugins = ["tests.support.redis_server"]``. The URL comes from
+``REDIS_URL``, else a server already answering on 127.0.0.1:6379 (database 15, out of the
+way of a developer's database 0), else a throwaway ``redis-server`` started here.
+Tests may share that Redis with people, so each test gets its own key prefix and removes
+only keys under it: nothing here ever flushes a database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import uuid4
+
+import pytest
+import redis
+
+__all__ = ["delete_prefixed", "redis_prefix", "redis_server_url", "redis_url", "unused_port"]
+
+_LOCAL_URL = "redis://127.0.0.1:6379/15"
+
+
+def unused_port() -> int:
+    """A port nothing listens on right now (for own servers and dead-server tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@contextmanager
+def redis_server_url() -> Iterator[str]:
+    """Yield a URL of a working Redis; a server started here is stopped on exit."""
+    from_env = os.environ.get("REDIS_URL")
+    if from_env:
+        yield from_env
+        return
+    if _answers(_LOCAL_URL):
+        yield _LOCAL_URL
+        return
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("no REDIS_URL, nothing on 127.0.0.1:6379 and no redis-server to start")
+    with tempfile.TemporaryDirectory(prefix="roam-redis-") as workdir:
+        port = unused_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        argv = [executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir]
+        argv += ["--save", "", "--appendonly", "no"]  # a throwaway: never touch the disk
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not _answers(url, timeout=0.2):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} did not start")
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def delete_prefixed(url: str, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (glob characters escaped), one key at a time."""
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    client = redis.Redis.from_url(url)
+    try:
+        deleted = 0
+        for key in client.scan_iter(match=pattern, count=500):
+            deleted += int(client.delete(key))  # single-key DEL: keys may span Cluster slots
+        return deleted
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the session's Redis."""
+    with redis_server_url() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards, nothing else."""
+    prefix = f"roamtest:{uuid4().hex}:"
+    yield prefix
+    delete_prefixed(redis_url, prefix)

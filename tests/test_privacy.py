@@ -1,0 +1,111 @@
+"""Masking of ID numbers, phone numbers and names."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from gateway.privacy import mask_claims, mask_id_number, mask_name, mask_phone
+
+ID = "430102199001011234"
+
+
+def test_documented_examples() -> None:
+    assert mask_id_number(ID) == "430***********1234"
+    assert mask_phone("13812341234") == "138****1234"
+    assert mask_name("张三") == "张*"
+    assert mask_name("欧阳娜娜") == "欧***"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ""),
+        ("1", "*"),
+        ("1234567", "*******"),
+        ("4301021990010", "*************"),  # too short to hide 11: nothing shown
+        ("430102900101123", "***********0123"),  # 15-digit (pre-1999) number: last 4 only
+        ("43010219900101123X", "430***********123X"),
+    ],
+)
+def test_id_number_never_reveals_more_than_the_rule(value: str, expected: str) -> None:
+    assert mask_id_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ""),
+        ("1", "*"),
+        ("1234", "****"),
+        ("12345", "****5"),
+        ("88881234", "****1234"),
+        ("+8613812341234", "+86*******1234"),
+    ],
+)
+def test_phone_never_reveals_more_than_the_rule(value: str, expected: str) -> None:
+    assert mask_phone(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", ""), ("张", "*"), (" 张三 ", "张*"), ("买买提·艾力", "买*****")],
+)
+def test_name_never_reveals_more_than_the_rule(value: str, expected: str) -> None:
+    assert mask_name(value) == expected
+
+
+def test_same_length_so_layouts_do_not_shift() -> None:
+    for value in (ID, "13812341234", "欧阳娜娜"):
+        for mask in (mask_id_number, mask_phone, mask_name):
+            assert len(mask(value)) == len(value)
+
+
+def digit_runs(value: str, length: int = 5) -> set[str]:
+    """Every run of ``length`` consecutive characters of a digit string."""
+    return {value[i : i + length] for i in range(len(value) - length + 1)}
+
+
+def test_mask_claims_masks_top_level_and_agent() -> None:
+    agent = {"name": "李四", "phone_number": "13900000002", "id_number": "430104198506150039"}
+    claims = {
+        "name": "张三",
+        "phone_number": "13812341234",
+        "phone_number_verified": True,
+        "id_number": ID,
+        "uscc": "91430103MA4L0RAM0X",
+        "org_name": "湖南漫游示例科技有限公司",
+        "agent": agent,
+    }
+    masked = mask_claims(claims)
+
+    assert masked == {
+        "name": "张*",
+        "phone_number": "138****1234",
+        "phone_number_verified": True,
+        "id_number": "430***********1234",
+        "uscc": "91430103MA4L0RAM0X",
+        "org_name": "湖南漫游示例科技有限公司",
+        "agent": {
+            "name": "李*",
+            "phone_number": "139****0002",
+            "id_number": "430***********0039",
+        },
+    }
+    dumped = json.dumps(masked, ensure_ascii=False)
+    for secret in (ID, agent["id_number"], "13812341234", agent["phone_number"]):
+        for run in digit_runs(secret):
+            assert run not in dumped, run
+    assert not re.search(r"\d{5}", dumped.replace("91430103", ""))
+    assert "张三" not in dumped
+    assert "李四" not in dumped
+    # The input is not modified.
+    assert claims["id_number"] == ID
+    assert agent["name"] == "李四"
+
+
+def test_mask_claims_handles_odd_values() -> None:
+    masked = mask_claims({"phone_number": 13812341234, "name": None, "agent": None, "x": 1})
+    assert masked == {"phone_number": "138****1234", "name": None, "agent": None, "x": 1}
