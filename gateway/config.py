@@ -196,11 +196,17 @@ class Config(BaseModel):
         return None
 
 
-def _format(source: str, error: ValidationError, prefix: str = "") -> list[str]:
+def _format(
+    source: str, error: ValidationError, prefix: str = "", env_keys: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line per problem; a value that came from the environment names its variable."""
     problems = []
     for item in error.errors():
         key = prefix + ".".join(str(part) for part in item["loc"])
-        problems.append(f"{source}: {key}: {item['msg']}")
+        if env_keys and key in env_keys:
+            problems.append(f"environment: {env_keys[key]} ({key}): {item['msg']}")
+        else:
+            problems.append(f"{source}: {key}: {item['msg']}")
     return problems
 
 
@@ -217,8 +223,14 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
-    """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model."""
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model.
+
+    Returns which dotted keys came from which variable, so errors can name it.
+    """
+    applied: dict[str, str] = {}
     sections = Settings.model_fields
     for name, raw in env.items():
         if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",):
@@ -233,7 +245,13 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]
         if key not in model.model_fields:
             problems.append(f"environment: {name}: no key {section}.{key}")
             continue
-        data.setdefault(section, {})[key] = raw  # pydantic coerces "8080" -> 8080 in lax mode
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append(f"environment: {name}: [{section}] is not a table in the file")
+            continue
+        target[key] = raw  # pydantic coerces "8080" -> 8080 in lax mode
+        applied[f"{section}.{key}"] = name
+    return applied
 
 
 def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Config:
@@ -242,15 +260,19 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
     env = os.environ if env is None else env
     problems: list[str] = []
     data = _read_toml(path, problems)
-    _apply_env(data, env, problems)
+    from_env = _apply_env(data, env, problems)
     settings = Settings()
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_format(str(path), exc))
+        problems.extend(_format(str(path), exc, env_keys=from_env))
 
     base_dir = path.parent
-    clients_path = Path(settings.gateway.clients_file)
+    raw_gateway = data.get("gateway")
+    clients_file = settings.gateway.clients_file
+    if isinstance(raw_gateway, dict) and isinstance(raw_gateway.get("clients_file"), str):
+        clients_file = raw_gateway["clients_file"]  # read it even if another key is bad
+    clients_path = Path(clients_file)
     if not clients_path.is_absolute():
         clients_path = base_dir / clients_path
     clients = load_clients(clients_path, problems)

@@ -127,6 +127,8 @@ class KeyRing:
         for key in ordered:
             if key.alg not in ALGORITHMS:
                 raise KeyError_(f"key {key.kid}: algorithm {key.alg!r} is not allowed")
+            if not key.key.is_private or key.key.alg != key.alg:
+                raise KeyError_(f"key {key.kid}: not a private {key.alg} key")
             if key.kid in by_kid:
                 raise KeyError_(f"key {key.kid} appears twice")
             by_kid[key.kid] = key

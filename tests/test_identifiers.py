@@ -51,8 +51,8 @@ def test_check_char_needs_17_digits(bad: str) -> None:
         "430602197811300056",
         "430302199202290027",  # 29 February of a leap year
         "  430102199001010016\n",  # surrounding whitespace is stripped
-        "810000199001010017",  # 港澳居民居住证 (Hong Kong)
-        "830000199001010016",  # 台湾居民居住证
+        with_check("81000019900101001"),  # 港澳居民居住证 (Hong Kong)
+        with_check("83000019900101001"),  # 台湾居民居住证
     ],
 )
 def test_valid_resident_ids(value: str) -> None:

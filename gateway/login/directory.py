@@ -36,6 +36,7 @@ from gateway.identifiers import (
     validate_uscc,
 )
 from gateway.identity import LEVELS, Identity, PersonKind
+from gateway.store.base import Store
 
 __all__ = [
     "DemoDirectory",
@@ -345,7 +346,7 @@ class DemoDirectory:
         self,
         entries: Iterable[DirectoryEntry],
         *,
-        store: _FailureStore | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
         max_failures: int = 5,
         lockout_seconds: int = 900,
@@ -375,7 +376,7 @@ class DemoDirectory:
         cls,
         path: Path,
         *,
-        store: _FailureStore | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
         max_failures: int = 5,
         lockout_seconds: int = 900,

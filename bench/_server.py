@@ -1,0 +1,193 @@
+"""The server side of ``bench/token.py``: the real gateway app plus a floor route.
+
+Run by the bench as ``python -m bench._server --store memory|redis --port N …``; it serves
+one uvicorn worker (the default asyncio loop unless uvloop is installed; h11 unless
+httptools is installed) until it is terminated.
+
+The app is ``gateway.app.create_app`` itself, built from ``config/roam.toml`` with two
+bench clients added (one per signing algorithm). Two routes are added to that same
+Starlette app, so the floor shares the server, process, event loop and middleware:
+
+* ``POST /floor/token``: the least a token endpoint must do. It parses the form, signs an
+  access token (``typ: at+jwt``) and an ID token with the claim shapes of
+  ``gateway/oidc/tokens.py`` through the same ``KeyRing.sign``, makes a random refresh
+  token, and answers with the JSON shape and headers of ``/token``. No client
+  authentication, no store, no worker thread.
+* ``GET /bench/info``: what this process really runs (loop, HTTP parser, versions, pid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from authlib.oidc.core.util import create_half_hash
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.app import create_app
+from gateway.config import ClientConfig, Config, load_config
+from gateway.keys import KeyRing
+from gateway.oidc.clients import secret_digest
+from gateway.oidc.grant import new_id
+from gateway.oidc.token import NO_STORE
+from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE = ROOT / "config" / "roam.toml"
+
+#: One confidential client per algorithm; the bench authenticates as these.
+ALGS = ("RS256", "ES256")
+REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: the bench reads Location
+
+
+def client_id(alg: str) -> str:
+    return f"bench-{alg.lower()}"
+
+
+def client_secret(alg: str) -> str:
+    return f"bench-secret-{alg.lower()}-not-for-production"
+
+
+def bench_clients() -> tuple[ClientConfig, ...]:
+    return tuple(
+        ClientConfig(
+            client_id=client_id(alg),
+            client_name=f"Bench client ({alg})",
+            client_secret_sha256=secret_digest(client_secret(alg)),
+            redirect_uris=(REDIRECT_URI,),
+            scopes=("openid", "profile"),
+            claims=("name",),
+            token_endpoint_auth_method="client_secret_basic",
+            id_token_signed_response_alg=alg,  # type: ignore[arg-type]
+        )
+        for alg in ALGS
+    )
+
+
+def bench_config(*, store: str, redis_url: str, prefix: str, port: int) -> Config:
+    """``config/roam.toml`` (environment overrides ignored) plus the bench's changes."""
+    config = load_config(CONFIG_FILE, env={})
+    settings = config.settings
+    settings = settings.model_copy(update={
+        "gateway": settings.gateway.model_copy(
+            update={"issuer": f"http://127.0.0.1:{port}", "port": port}),
+        "store": settings.store.model_copy(
+            update={"backend": store, "redis_url": redis_url, "prefix": prefix}),
+    })
+    return config.model_copy(update={"settings": settings,
+                                      "clients": (*config.clients, *bench_clients())})
+
+
+def runtime() -> dict[str, str]:
+    """The event loop and HTTP parser this process uses: the fastest that is installed."""
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
+
+
+class Floor:
+    """``POST /floor/token``: form parse + the same two signatures, nothing else."""
+
+    def __init__(self, config: Config, keys: KeyRing) -> None:
+        self.keys = keys
+        self.issuer = config.issuer
+        self.access_token_ttl = config.settings.tokens.access_token_ttl
+        self.id_token_ttl = config.settings.tokens.id_token_ttl
+        self.algs = {client_id(alg): alg for alg in ALGS}
+        # Stand-ins of the same sizes as a demo login's grant (tokens.py's inputs).
+        self.subject = "c-0001"
+        self.auth_time = int(time.time())
+        self.sid = new_id(16)
+        self.grant_id = new_id(16)
+
+    async def handle(self, request: Request) -> Response:
+        form = await request.form()
+        # Which client (hence which algorithm): from Basic auth, as /token learns it, but
+        # without checking the secret.
+        basic = request.headers.get("authorization", "")[6:]
+        cid = base64.b64decode(basic).partition(b":")[0].decode() if basic else ""
+        alg = self.algs.get(cid, "RS256")
+        refresh_token = form.get("refresh_token")
+        if not isinstance(refresh_token, str):
+            return JSONResponse({"error": "invalid_request"}, status_code=400, headers=NO_STORE)
+        now = int(time.time())
+        scope = "openid profile"
+        access_claims: dict[str, Any] = {
+            "iss": self.issuer, "sub": self.subject, "aud": cid, "client_id": cid,
+            "iat": now, "exp": now + self.access_token_ttl, "jti": new_id(16),
+            "scope": scope, "auth_time": self.auth_time, "acr": "L2", "gid": self.grant_id,
+            "sid": self.sid,
+        }
+        access_token = self.keys.sign(access_claims, alg=alg, typ=ACCESS_TOKEN_TYP)
+        id_claims: dict[str, Any] = {
+            "iss": self.issuer, "sub": self.subject, "aud": cid, "azp": cid,
+            "iat": now, "exp": now + self.id_token_ttl, "auth_time": self.auth_time,
+            "acr": "L2", "amr": ["pwd"], "sid": self.sid,
+        }
+        at_hash = create_half_hash(access_token, alg)
+        if at_hash is not None:
+            id_claims["at_hash"] = at_hash.decode()
+        id_token = self.keys.sign(id_claims, alg=alg, typ="JWT")
+        body = {
+            "token_type": "Bearer", "access_token": access_token,
+            "expires_in": self.access_token_ttl, "scope": scope,
+            "refresh_token": new_id(32), "id_token": id_token,
+        }
+        return JSONResponse(body, headers=NO_STORE)
+
+
+def build_app(*, store: str, redis_url: str, prefix: str, port: int) -> Starlette:
+    """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
+    config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port)
+    keys = KeyRing.ephemeral(ALGS)
+    app = create_app(config, keys=keys)  # the store comes from config, as in production
+    floor = Floor(config, keys)
+    info = {
+        **runtime(),
+        "store": store,
+        "pid": str(os.getpid()),
+        "python": platform.python_version(),
+        **{name: importlib.metadata.version(name)
+           for name in ("starlette", "uvicorn", "authlib", "joserfc", "cryptography", "redis")},
+    }
+
+    async def bench_info(request: Request) -> Response:
+        return JSONResponse(info)
+
+    app.router.routes.extend([
+        Route("/floor/token", floor.handle, methods=["POST"]),
+        Route("/bench/info", bench_info, methods=["GET"]),
+    ])
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--store", choices=("memory", "redis"), required=True)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--prefix", default="roambench:")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
+                    port=args.port)
+    rt = runtime()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, loop=rt["loop"], http=rt["http"],
+                lifespan="on", log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""x."""
+
+import sys
+
+
+def main() -> int:
+    return len(sys.argv)

@@ -1,0 +1,144 @@
+"""``roam``: run the gateway or the demo, and look after keys, clients and config.
+
+A bad configuration prints every problem (file and key) and exits with status 2, with
+no traceback: operators read the message, not a stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, KeyError_
+from gateway.oidc.clients import secret_digest
+
+DEFAULT_CONFIG = "config/roam.toml"
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    config = _config(args)
+    app = create_app(config)
+    gw = config.settings.gateway
+    uvicorn.run(app, host=gw.host, port=gw.port, log_level="info", proxy_headers=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.run import run_demo
+
+    config = _config(args)
+    try:
+        asyncio.run(run_demo(config))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+
+    config = _config(args)
+    create_app(config)  # loads keys and the directory: every later failure shows here
+    print(f"{config.source}: OK ({len(config.clients)} clients, store "
+          f"{config.settings.store.backend}, issuer {config.issuer})")
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    config = _config(args)
+    rows = [("client_id", "name", "type", "auth", "alg", "scopes")]
+    for c in config.clients:
+        rows.append((c.client_id, c.client_name, "public" if c.public else "confidential",
+                     c.token_endpoint_auth_method, c.id_token_signed_response_alg,
+                     " ".join(c.scopes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_clients_secret(args: argparse.Namespace) -> int:
+    secret = secrets.token_urlsafe(32)
+    print(f"client secret (give it to the RP, store it nowhere else): {secret}")
+    print(f'client_secret_sha256 = "{secret_digest(secret)}"')
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from gateway.keys import generate_key_file
+
+    if args.dir:
+        directory = Path(args.dir)
+    else:
+        config = _config(args)
+        if not config.settings.gateway.key_dir:
+            raise ConfigError([f"{config.source}: gateway.key_dir: not set; pass --dir"])
+        directory = config.path(config.settings.gateway.key_dir)
+    path = generate_key_file(directory, args.alg)
+    print(f"wrote {args.alg} key {path} (mode 0600)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="roam", description="Roam single sign-on gateway")
+    top.add_argument("--config", default=os.environ.get("ROAM_CONFIG", DEFAULT_CONFIG),
+                     help=f"main config file (default: $ROAM_CONFIG or {DEFAULT_CONFIG})")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the gateway").set_defaults(func=cmd_serve)
+    sub.add_parser("demo", help="run the gateway with two demo relying parties").set_defaults(
+        func=cmd_demo)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="action", required=True)
+    config.add_parser("check", help="validate every file; exit 2 on problems").set_defaults(
+        func=cmd_config_check)
+
+    clients = sub.add_parser("clients", help="relying parties").add_subparsers(
+        dest="action", required=True)
+    clients.add_parser("list", help="list registered clients").set_defaults(
+        func=cmd_clients_list)
+    clients.add_parser("secret", help="make a new client secret and its digest").set_defaults(
+        func=cmd_clients_secret)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="action", required=True)
+    generate = keys.add_parser("generate", help="write a new private key (PEM, 0600)")
+    generate.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
+    generate.add_argument("--dir", help="key directory (default: gateway.key_dir)")
+    generate.set_defaults(func=cmd_keys_generate)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print("configuration problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except KeyError_ as exc:
+        print(f"key problem: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

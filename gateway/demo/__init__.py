@@ -1,0 +1,19 @@
+"""The demo: the gateway plus two real relying parties (长沙, 岳阳) on loopback.
+
+``roam demo`` runs it so a person can watch single sign-on happen in a browser: log in at
+one city's system, open the other, and arrive logged in. The RPs are real OIDC clients
+(authlib's Starlette integration), so the demo also proves the gateway interoperates.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = ["DEMO_SECRETS"]
+
+#: Client secrets of the demo RPs. Only their SHA-256 digests are in config/clients.toml;
+#: they are public on purpose (the demo prints them) and must never be reused.
+DEMO_SECRETS: MappingProxyType[str, str] = MappingProxyType({
+    "changsha-gov": "changsha-demo-secret-4f1c2a",
+    "yueyang-gov": "yueyang-demo-secret-9b7e3d",
+})

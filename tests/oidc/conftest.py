@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.store.memory import MemoryStore
+from tests.support.gateway import config_on_port
+from tests.support.servers import free_port, serve
+
+
+@pytest.fixture(scope="module")
+def gateway_url() -> Iterator[str]:
+    port = free_port()
+    app = create_app(config_on_port(port), store=MemoryStore())
+    with serve(app, port) as url:
+        yield url
+
+
+@pytest.fixture
+def browser(gateway_url: str) -> Iterator[httpx.Client]:
+    """A cookie-keeping client that does not follow redirects, like a careful browser."""
+    with httpx.Client(base_url=gateway_url, follow_redirects=False) as client:
+        yield client

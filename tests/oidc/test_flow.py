@@ -1,0 +1,256 @@
+"""The code flow end to end, driven by authlib's OAuth 2 client against a real server."""
+
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from authlib.integrations.httpx_client import OAuth2Client
+from authlib.oidc.core import CodeIDToken
+from joserfc import jwt
+from joserfc.jws import extract_compact
+from joserfc.jwk import KeySet
+
+from tests.support.gateway import CITIZEN, SECRETS, log_in, query
+
+CHANGSHA_CALLBACK = "http://127.0.0.1:8001/callback"
+YUEYANG_CALLBACK = "http://127.0.0.1:8002/callback"
+MINIAPP_CALLBACK = "http://127.0.0.1:8003/callback"
+
+
+def rp_client(client_id: str, gateway_url: str, **kwargs: Any) -> OAuth2Client:
+    """authlib's client configured the way each demo RP registered."""
+    settings: dict[str, Any] = {
+        "changsha-gov": {"client_secret": SECRETS["changsha-gov"],
+                         "token_endpoint_auth_method": "client_secret_basic",
+                         "redirect_uri": CHANGSHA_CALLBACK, "scope": "openid profile phone"},
+        "yueyang-gov": {"client_secret": SECRETS["yueyang-gov"],
+                        "token_endpoint_auth_method": "client_secret_post",
+                        "redirect_uri": YUEYANG_CALLBACK, "scope": "openid profile region"},
+        "hunan-miniapp": {"token_endpoint_auth_method": "none",
+                          "redirect_uri": MINIAPP_CALLBACK, "scope": "openid profile phone"},
+    }[client_id]
+    settings.update(kwargs)
+    return OAuth2Client(client_id=client_id, code_challenge_method="S256", **settings)
+
+
+def discovery(gateway_url: str) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(f"{gateway_url}/.well-known/openid-configuration").json()
+    return data
+
+
+def validate_id_token(gateway_url: str, id_token: str, client_id: str, nonce: str | None,
+                      access_token: str | None = None) -> dict[str, Any]:
+    """Verify with the published JWKS, then authlib's OIDC claim rules."""
+    meta = discovery(gateway_url)
+    keys = KeySet.import_key_set(httpx.get(meta["jwks_uri"]).json())
+    token = jwt.decode(id_token, keys, algorithms=meta["id_token_signing_alg_values_supported"])
+    params: dict[str, Any] = {"nonce": nonce, "client_id": client_id}
+    if access_token:
+        params["access_token"] = access_token
+    claims = CodeIDToken(token.claims, token.header,
+                         options={"iss": {"essential": True, "value": meta["issuer"]},
+                                  "aud": {"essential": True, "value": client_id}},
+                         params=params)
+    claims.validate()
+    return dict(claims)
+
+
+def authorize_url(client: OAuth2Client, gateway_url: str, **params: str) -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    url, _ = client.create_authorization_url(f"{gateway_url}/authorize",
+                                             code_verifier=verifier, **params)
+    return url, verifier
+
+
+def full_login(gateway_url: str, browser: httpx.Client, client_id: str = "changsha-gov",
+               **params: str) -> tuple[OAuth2Client, dict[str, Any], str]:
+    client = rp_client(client_id, gateway_url)
+    nonce = secrets.token_urlsafe(12)
+    url, verifier = authorize_url(client, gateway_url, nonce=nonce, **params)
+    callback = log_in(browser, url)
+    token = client.fetch_token(f"{gateway_url}/token", authorization_response=callback,
+                               code_verifier=verifier)
+    return client, dict(token), nonce
+
+
+def test_discovery_is_valid_openid_provider_metadata(gateway_url: str) -> None:
+    from authlib.oidc.discovery import OpenIDProviderMetadata
+
+    meta = OpenIDProviderMetadata(discovery(gateway_url))
+    meta.validate()
+    assert meta["issuer"] == gateway_url
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert set(meta["id_token_signing_alg_values_supported"]) == {"RS256", "ES256"}
+
+
+def test_jwks_publishes_public_keys_only(gateway_url: str) -> None:
+    jwks = httpx.get(f"{gateway_url}/jwks").json()
+    assert {k["alg"] for k in jwks["keys"]} == {"RS256", "ES256"}
+    for key in jwks["keys"]:
+        assert key["kid"] and key["use"] == "sig"
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & key.keys()
+
+
+def test_code_flow_with_pkce_returns_valid_id_token(gateway_url: str,
+                                                     browser: httpx.Client) -> None:
+    client, token, nonce = full_login(gateway_url, browser)
+    claims = validate_id_token(gateway_url, token["id_token"], "changsha-gov", nonce,
+                               token["access_token"])
+    assert claims["sub"] == "c-0001"
+    assert claims["azp"] == "changsha-gov"
+    assert claims["acr"] == "L2"
+    assert claims["amr"] == ["pwd"]
+    assert claims["sid"] and claims["auth_time"] <= claims["iat"]
+    assert jwt.decode(token["id_token"], KeySet.import_key_set(
+        httpx.get(f"{gateway_url}/jwks").json())).header["alg"] == "RS256"
+
+
+def test_access_token_is_rfc9068_jwt_with_audience(gateway_url: str,
+                                                    browser: httpx.Client) -> None:
+    _, token, _ = full_login(gateway_url, browser)
+    keys = KeySet.import_key_set(httpx.get(f"{gateway_url}/jwks").json())
+    at = jwt.decode(token["access_token"], keys)
+    assert at.header["typ"] == "at+jwt"
+    assert at.claims["aud"] == "changsha-gov"
+    assert at.claims["client_id"] == "changsha-gov"
+    assert at.claims["iss"] == gateway_url
+    assert {"exp", "iat", "jti", "sub", "scope"} <= at.claims.keys()
+
+
+def test_authorization_response_carries_iss_and_state(gateway_url: str,
+                                                       browser: httpx.Client) -> None:
+    client = rp_client("changsha-gov", gateway_url)
+    url, _ = authorize_url(client, gateway_url, state="deep-link-state", nonce="n")
+    params = query(log_in(browser, url))
+    assert params["iss"] == gateway_url
+    assert params["state"] == "deep-link-state"
+    assert params["code"]
+
+
+def test_second_rp_gets_a_code_silently(gateway_url: str, browser: httpx.Client) -> None:
+    full_login(gateway_url, browser, "changsha-gov")
+    client = rp_client("yueyang-gov", gateway_url)
+    nonce = secrets.token_urlsafe(8)
+    url, verifier = authorize_url(client, gateway_url, nonce=nonce, prompt="none")
+    response = browser.get(url)
+    assert response.status_code == 302
+    callback = response.headers["location"]
+    assert callback.startswith(YUEYANG_CALLBACK) and "code=" in callback
+    token = client.fetch_token(f"{gateway_url}/token", authorization_response=callback,
+                               code_verifier=verifier)
+    claims = validate_id_token(gateway_url, token["id_token"], "yueyang-gov", nonce)
+    assert claims["sub"] == "c-0001"
+    keys = KeySet.import_key_set(httpx.get(f"{gateway_url}/jwks").json())
+    assert jwt.decode(token["id_token"], keys).header["alg"] == "ES256"
+
+
+def test_prompt_none_without_session_is_login_required(gateway_url: str,
+                                                        browser: httpx.Client) -> None:
+    client = rp_client("changsha-gov", gateway_url)
+    url, _ = authorize_url(client, gateway_url, prompt="none", state="s1")
+    response = browser.get(url)
+    assert response.status_code == 302
+    params = query(response.headers["location"])
+    assert params["error"] == "login_required"
+    assert params["state"] == "s1"
+    assert params["iss"] == gateway_url
+
+
+def test_prompt_login_forces_a_new_login(gateway_url: str, browser: httpx.Client) -> None:
+    full_login(gateway_url, browser)
+    client = rp_client("changsha-gov", gateway_url)
+    url, _ = authorize_url(client, gateway_url, prompt="login")
+    response = browser.get(url)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?r=")
+
+
+def test_max_age_zero_forces_a_new_login(gateway_url: str, browser: httpx.Client) -> None:
+    full_login(gateway_url, browser)
+    client = rp_client("changsha-gov", gateway_url)
+    url, _ = authorize_url(client, gateway_url, max_age="0")
+    assert browser.get(url).headers["location"].startswith("/login?r=")
+
+
+def test_acr_values_above_session_level_need_interaction(gateway_url: str,
+                                                          browser: httpx.Client) -> None:
+    full_login(gateway_url, browser)  # c-0001 is L2
+    client = rp_client("changsha-gov", gateway_url)
+    url, _ = authorize_url(client, gateway_url, prompt="none", acr_values="L3")
+    params = query(browser.get(url).headers["location"])
+    assert params["error"] == "interaction_required"
+
+
+def test_public_client_with_pkce(gateway_url: str, browser: httpx.Client) -> None:
+    client, token, nonce = full_login(gateway_url, browser, "hunan-miniapp")
+    validate_id_token(gateway_url, token["id_token"], "hunan-miniapp", nonce)
+    assert "refresh_token" in token
+
+
+def test_refresh_rotates_and_old_token_is_dead(gateway_url: str,
+                                               browser: httpx.Client) -> None:
+    client, token, _ = full_login(gateway_url, browser)
+    first = token["refresh_token"]
+    refreshed = client.refresh_token(f"{gateway_url}/token", refresh_token=first)
+    assert refreshed["refresh_token"] != first
+    validate_id_token(gateway_url, refreshed["id_token"], "changsha-gov", None)
+    again = client.refresh_token(f"{gateway_url}/token",
+                                 refresh_token=refreshed["refresh_token"])
+    assert again["access_token"] != refreshed["access_token"]
+
+
+def test_userinfo_get_and_post_release_only_approved_claims(gateway_url: str,
+                                                             browser: httpx.Client) -> None:
+    client, token, _ = full_login(gateway_url, browser)
+    got = client.get(f"{gateway_url}/userinfo").json()
+    assert got["sub"] == "c-0001"
+    assert got["name"] == "张三"
+    assert got["phone_number"] == CITIZEN
+    # changsha-gov is not approved for the ID number nor asked for region here
+    assert "id_number" not in got and "region" not in got and "birthdate" not in got
+    posted = httpx.post(f"{gateway_url}/userinfo",
+                        headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert posted.status_code == 200 and posted.json() == got
+
+
+def test_userinfo_scope_limits_claims(gateway_url: str, browser: httpx.Client) -> None:
+    client = rp_client("changsha-gov", gateway_url, scope="openid")
+    url, verifier = authorize_url(client, gateway_url, nonce="n")
+    token = client.fetch_token(f"{gateway_url}/token",
+                               authorization_response=log_in(browser, url),
+                               code_verifier=verifier)
+    assert client.get(f"{gateway_url}/userinfo").json() == {"sub": "c-0001"}
+    assert token["scope"] == "openid"
+
+
+def test_concurrent_code_redemption_succeeds_once(gateway_url: str,
+                                                  browser: httpx.Client) -> None:
+    client = rp_client("changsha-gov", gateway_url)
+    url, verifier = authorize_url(client, gateway_url, nonce="n")
+    code = query(log_in(browser, url))["code"]
+    form = {"grant_type": "authorization_code", "code": code,
+            "redirect_uri": CHANGSHA_CALLBACK, "code_verifier": verifier}
+
+    def redeem(_: int) -> int:
+        response = httpx.post(f"{gateway_url}/token", data=form,
+                              auth=("changsha-gov", SECRETS["changsha-gov"]))
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(redeem, range(16)))
+    assert statuses.count(200) == 1
+    assert statuses.count(400) == 15
+
+
+@pytest.mark.parametrize("alg_client", ["changsha-gov", "yueyang-gov"])
+def test_id_token_alg_follows_registration(gateway_url: str, browser: httpx.Client,
+                                           alg_client: str) -> None:
+    _, token, _ = full_login(gateway_url, browser, alg_client)
+    header = extract_compact(token["id_token"].encode()).protected
+    assert header["alg"] == {"changsha-gov": "RS256", "yueyang-gov": "ES256"}[alg_client]
+    assert header["kid"]

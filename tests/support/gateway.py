@@ -1,0 +1,58 @@
+"""A real gateway for protocol tests: the shipped config moved to a free port."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from gateway.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_PASSWORD = "Roam@2026"
+CITIZEN = "13800000001"  # c-0001 in config/directory.toml, level L2
+SECRETS = {
+    "changsha-gov": "changsha-demo-secret-4f1c2a",
+    "yueyang-gov": "yueyang-demo-secret-9b7e3d",
+}
+
+
+def config_on_port(port: int, **store: str) -> Config:
+    """config/roam.toml with the issuer on ``port`` (and store settings overridden)."""
+    base = load_config(REPO / "config" / "roam.toml", env={})
+    gateway = base.settings.gateway.model_copy(
+        update={"issuer": f"http://127.0.0.1:{port}", "port": port})
+    store_section = base.settings.store.model_copy(update=store)
+    settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section})
+    return base.model_copy(update={"settings": settings})
+
+
+def form_field(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no {name} field on the page"
+    return match.group(1)
+
+
+def log_in(http: httpx.Client, authorize_url: str, username: str = CITIZEN,
+           password: str = DEMO_PASSWORD) -> str:
+    """Walk the login page like a browser would; returns the final redirect to the RP."""
+    response = http.get(authorize_url)
+    assert response.status_code == 303, response.text
+    page = http.get(response.headers["location"])
+    assert page.status_code == 200
+    response = http.post("/login", data={
+        "csrf_token": form_field(page.text, "csrf_token"),
+        "r": form_field(page.text, "r"),
+        "username": username,
+        "password": password,
+    })
+    assert response.status_code == 303, response.text
+    response = http.get(response.headers["location"])
+    assert response.status_code == 302, response.text
+    return response.headers["location"]
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
