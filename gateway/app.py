@@ -111,11 +111,13 @@ def create_app(
     ]
 
     async def page_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PageError)
+        if not isinstance(exc, PageError):  # pragma: no cover - Starlette routes by type
+            raise exc
         return pages.error(exc)
 
     async def protocol_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ProtocolError)
+        if not isinstance(exc, ProtocolError):  # pragma: no cover - Starlette routes by type
+            raise exc
         body = {"error": exc.error, "error_description": exc.description}
         headers = {"Cache-Control": "no-store", **exc.headers}
         return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -42,10 +43,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo.run import run_demo
 
     config = _config(args)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(config))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

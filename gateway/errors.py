@@ -45,7 +45,7 @@ class StoreError(RoamError):
     """The store failed; the request cannot be completed safely."""
 
 
-class KeyError_(RoamError):  # noqa: N801 - the builtin KeyError is taken
+class KeyError_(RoamError):
     """A signing key problem."""
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class PersonKind(str, Enum):
+class PersonKind(StrEnum):
     """自然人 or 法人 (a legal person acts through a natural person, the 经办人)."""
 
     NATURAL = "natural"
@@ -25,7 +25,7 @@ def level_rank(acr: str) -> int:
         return 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Identity:
     """Who the user is and how sure we are.
 
@@ -41,6 +41,13 @@ class Identity:
     region: str  # GB/T 2260 six-digit code
     claims: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] | None = None  # 经办人 claims when kind is LEGAL
+
+    def __repr__(self) -> str:
+        # Identities end up in logs and tracebacks: never print personal data unmasked.
+        from gateway.privacy import mask_claims
+
+        return (f"Identity(subject={self.subject!r}, kind={self.kind.value!r}, acr={self.acr!r}, "
+                f"region={self.region!r}, claims={mask_claims(self.claims)!r})")
 
     @property
     def level(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["mask_claims", "mask_id_number", "mask_name", "mask_phone"]
+__all__ = ["mask_birthdate", "mask_claims", "mask_id_number", "mask_name", "mask_phone"]
 
 STAR = "*"
 
@@ -43,15 +43,23 @@ def mask_name(value: str) -> str:
     return _mask(value.strip(), 1, 0, 1)
 
 
+def mask_birthdate(value: str) -> str:
+    """``1990-01-01`` -> ``1990-**-**``: with region and the last 4 digits kept elsewhere,
+    a full birth date would rebuild the whole ID number."""
+    value = value.strip()
+    return value[:4] + "".join("*" if ch.isdigit() else ch for ch in value[4:])
+
+
 _MASKERS = {
     "id_number": mask_id_number,
     "phone_number": mask_phone,
     "name": mask_name,
+    "birthdate": mask_birthdate,
 }
 
 
 def mask_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``claims`` with ID number, phone and name masked, ``agent`` included.
+    """A copy of ``claims`` with ID number, phone, name and birth date masked, ``agent`` too.
 
     Non-string values of those keys (a number, say) are masked as their text; None stays
     None. Other keys are copied untouched.

@@ -107,3 +107,24 @@ def test_mask_claims_masks_top_level_and_agent() -> None:
 def test_mask_claims_handles_odd_values() -> None:
     masked = mask_claims({"phone_number": 13812341234, "name": None, "agent": None, "x": 1})
     assert masked == {"phone_number": "138****1234", "name": None, "agent": None, "x": 1}
+
+
+def test_birthdate_is_masked_to_the_year() -> None:
+    from gateway.privacy import mask_birthdate
+
+    assert mask_birthdate("1990-01-01") == "1990-**-**"
+    assert mask_claims({"birthdate": "1990-01-01"}) == {"birthdate": "1990-**-**"}
+
+
+def test_identity_repr_never_shows_personal_data() -> None:
+    from gateway.identity import Identity, PersonKind
+
+    identity = Identity(subject="c-1", kind=PersonKind.NATURAL, acr="L2", amr=("pwd",),
+                        auth_time=0, region="430102",
+                        claims={"name": "张三", "phone_number": "13812341234",
+                                "id_number": "430102199001011237"})
+    text = repr(identity)
+    assert "13812341234" not in text
+    assert "430102199001011237" not in text
+    assert "张三" not in text
+    assert "138****1234" in text

@@ -74,8 +74,8 @@ class LoginPages:
             audit.warning("login locked user=%s client=%s retry_after=%s",
                           masked_username(username), client_id, exc.retry_after)
             minutes = max(1, (exc.retry_after + 59) // 60)
-            return self._render(request, pending.id, pending.pairs, status=429,
-                                error=f"登录失败次数过多，账户已临时锁定，请 {minutes} 分钟后再试。")
+            message = f"登录失败次数过多，账户已临时锁定，请 {minutes} 分钟后再试。"
+            return self._render(request, pending.id, pending.pairs, status=429, error=message)
         except LoginError as exc:
             audit.info("login failed user=%s client=%s", masked_username(username), client_id)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))

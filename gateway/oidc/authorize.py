@@ -25,7 +25,13 @@ from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.grant import new_id
-from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer, add_query, pending_grant
+from gateway.oidc.server import (
+    HttpRequest,
+    Reply,
+    RoamAuthorizationServer,
+    add_query,
+    pending_grant,
+)
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Store
 
@@ -33,6 +39,13 @@ log = logging.getLogger("roam.authorize")
 
 PENDING_KIND = "authz_request"
 PENDING_TTL = 1800  # how long a login page may stay open
+
+# authlib leaves some errors without a description; clients log the description.
+DEFAULT_DESCRIPTIONS = {
+    "login_required": "No gateway session, and prompt=none forbids showing the login page.",
+    "interaction_required": "The session cannot satisfy the request without user interaction.",
+    "access_denied": "The request was denied.",
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,8 @@ class Authorizer:
                 "该登录请求不存在或已过期，请返回您要办理业务的网站重新发起登录。",
                 status=400,
             )
-        return Pending(id=pending_id, pairs=[tuple(p) for p in data["pairs"]],  # type: ignore[misc]
-                       created=int(data["created"]))
+        pairs = [(str(k), str(v)) for k, v in data["pairs"]]
+        return Pending(id=pending_id, pairs=pairs, created=int(data["created"]))
 
     def client_for(self, pairs: Sequence[tuple[str, str]]) -> Client:
         """The registered client and a registered redirect URI, or an error page."""
@@ -191,8 +204,10 @@ class Authorizer:
         return pending_id
 
     def _error(self, error: OAuth2Error) -> Response:
+        if not error.description:
+            error.description = DEFAULT_DESCRIPTIONS.get(error.error, error.error)
         if error.redirect_uri:
-            status, _, headers = error()
+            _status, _, headers = error()
             location = dict(headers)["Location"]
             log.info("authorize error %s: %s", error.error, error.description)
             return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -329,7 +329,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # Event-loop bridge ------------------------------------------------------------------
 
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run a store coroutine on the event loop from authlib's worker thread."""
         return anyio.from_thread.run(fn, *args)
 
@@ -369,7 +369,8 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        assert user is not None
+        if user is None:  # pragma: no cover - both grants always pass the grant
+            raise InvalidGrantError("No grant to issue tokens for.")
         scope = scope or ""
         token: dict[str, Any] = {
             "token_type": "Bearer",

@@ -67,6 +67,13 @@ class MemoryStore:
         """Entries held, expired-but-not-yet-purged ones included (what memory pays for)."""
         return len(self._records)
 
+    def snapshot(self) -> dict[tuple[str, str], tuple[str, bool]]:
+        """Every live record's payload text and consumed flag: lets tests prove that a
+        refused request changed nothing."""
+        now = self._clock()
+        return {key: (r.text, r.consumed) for key, r in self._records.items()
+                if r.expires_at > now}
+
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
         key = _key(kind, id)
         check_ttl(ttl)

@@ -12,9 +12,14 @@ from tests.support.servers import free_port, serve
 
 
 @pytest.fixture(scope="module")
-def gateway_url() -> Iterator[str]:
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture(scope="module")
+def gateway_url(store: MemoryStore) -> Iterator[str]:
     port = free_port()
-    app = create_app(config_on_port(port), store=MemoryStore())
+    app = create_app(config_on_port(port), store=store)
     with serve(app, port) as url:
         yield url
 

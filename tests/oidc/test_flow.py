@@ -11,8 +11,8 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
-from joserfc.jws import extract_compact
 from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
 
 from tests.support.gateway import CITIZEN, SECRETS, log_in, query
 
@@ -92,20 +92,22 @@ def test_jwks_publishes_public_keys_only(gateway_url: str) -> None:
     jwks = httpx.get(f"{gateway_url}/jwks").json()
     assert {k["alg"] for k in jwks["keys"]} == {"RS256", "ES256"}
     for key in jwks["keys"]:
-        assert key["kid"] and key["use"] == "sig"
+        assert key["kid"]
+        assert key["use"] == "sig"
         assert not {"d", "p", "q", "dp", "dq", "qi"} & key.keys()
 
 
 def test_code_flow_with_pkce_returns_valid_id_token(gateway_url: str,
                                                      browser: httpx.Client) -> None:
-    client, token, nonce = full_login(gateway_url, browser)
+    _client, token, nonce = full_login(gateway_url, browser)
     claims = validate_id_token(gateway_url, token["id_token"], "changsha-gov", nonce,
                                token["access_token"])
     assert claims["sub"] == "c-0001"
     assert claims["azp"] == "changsha-gov"
     assert claims["acr"] == "L2"
     assert claims["amr"] == ["pwd"]
-    assert claims["sid"] and claims["auth_time"] <= claims["iat"]
+    assert claims["sid"]
+    assert claims["auth_time"] <= claims["iat"]
     assert jwt.decode(token["id_token"], KeySet.import_key_set(
         httpx.get(f"{gateway_url}/jwks").json())).header["alg"] == "RS256"
 
@@ -140,7 +142,8 @@ def test_second_rp_gets_a_code_silently(gateway_url: str, browser: httpx.Client)
     response = browser.get(url)
     assert response.status_code == 302
     callback = response.headers["location"]
-    assert callback.startswith(YUEYANG_CALLBACK) and "code=" in callback
+    assert callback.startswith(YUEYANG_CALLBACK)
+    assert "code=" in callback
     token = client.fetch_token(f"{gateway_url}/token", authorization_response=callback,
                                code_verifier=verifier)
     claims = validate_id_token(gateway_url, token["id_token"], "yueyang-gov", nonce)
@@ -187,7 +190,7 @@ def test_acr_values_above_session_level_need_interaction(gateway_url: str,
 
 
 def test_public_client_with_pkce(gateway_url: str, browser: httpx.Client) -> None:
-    client, token, nonce = full_login(gateway_url, browser, "hunan-miniapp")
+    _client, token, nonce = full_login(gateway_url, browser, "hunan-miniapp")
     validate_id_token(gateway_url, token["id_token"], "hunan-miniapp", nonce)
     assert "refresh_token" in token
 
@@ -212,10 +215,13 @@ def test_userinfo_get_and_post_release_only_approved_claims(gateway_url: str,
     assert got["name"] == "张三"
     assert got["phone_number"] == CITIZEN
     # changsha-gov is not approved for the ID number nor asked for region here
-    assert "id_number" not in got and "region" not in got and "birthdate" not in got
+    assert "id_number" not in got
+    assert "region" not in got
+    assert "birthdate" not in got
     posted = httpx.post(f"{gateway_url}/userinfo",
                         headers={"Authorization": f"Bearer {token['access_token']}"})
-    assert posted.status_code == 200 and posted.json() == got
+    assert posted.status_code == 200
+    assert posted.json() == got
 
 
 def test_userinfo_scope_limits_claims(gateway_url: str, browser: httpx.Client) -> None:
