@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,12 @@ class Session:
 
 
 class SessionManager:
-    def __init__(self, store: Store, settings: SessionSection, *, issuer: str) -> None:
+    def __init__(self, store: Store, settings: SessionSection, *, issuer: str,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings
         self.secure_cookie = not is_loopback_http(issuer)
+        self.clock = clock
 
     @property
     def cookie_name(self) -> str:
@@ -78,7 +81,7 @@ class SessionManager:
         if data is None:
             return None
         session = Session.from_dict(data)
-        now = int(time.time())
+        now = int(self.clock())
         ttl = self._ttl(session, now)
         if ttl <= 0 or now - session.last_seen > self.settings.idle_timeout:
             await self.store.destroy(KIND, _key(secret))
@@ -93,7 +96,7 @@ class SessionManager:
         """A new session (always a new secret: no session fixation) and its cookie."""
         if previous is not None:
             await self.end(previous)
-        now = int(time.time())
+        now = int(self.clock())
         session = Session(sid=new_id(16), identity=identity, created=now, last_seen=now)
         secret = new_id(32)
         await self.store.upsert(KIND, _key(secret), session.to_dict(), self._ttl(session, now))
@@ -114,7 +117,7 @@ class SessionManager:
         if not secret or client_id in session.clients:
             return
         session.clients.append(client_id)
-        ttl = self._ttl(session, int(time.time()))
+        ttl = self._ttl(session, int(self.clock()))
         if ttl > 0:
             await self.store.upsert(KIND, _key(secret), session.to_dict(), ttl)
 

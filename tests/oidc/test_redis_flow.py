@@ -1,0 +1,59 @@
+"""The same protocol on RedisStore: what scale-out deployments run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.app import create_app
+from tests.oidc.test_flow import YUEYANG_CALLBACK, authorize_url, full_login, rp_client
+from tests.support.gateway import SECRETS, config_on_port
+from tests.support.servers import free_port, serve
+
+
+@pytest.fixture
+def redis_gateway(redis_url: str, redis_prefix: str) -> Iterator[str]:
+    port = free_port()
+    config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix)
+    with serve(create_app(config), port) as url:
+        yield url
+
+
+def test_sso_refresh_and_replay_on_redis(redis_gateway: str, redis_url: str,
+                                         redis_prefix: str) -> None:
+    with httpx.Client(base_url=redis_gateway) as browser:
+        client, token, _ = full_login(redis_gateway, browser)
+        rotated = client.refresh_token(f"{redis_gateway}/token",
+                                       refresh_token=token["refresh_token"])
+        assert rotated["refresh_token"] != token["refresh_token"]
+        # a second RP, silently, from the session kept in Redis
+        yueyang = rp_client("yueyang-gov", redis_gateway)
+        url, verifier = authorize_url(yueyang, redis_gateway, prompt="none", nonce="n")
+        callback = browser.get(url).headers["location"]
+        assert callback.startswith(YUEYANG_CALLBACK) and "code=" in callback
+        yueyang.fetch_token(f"{redis_gateway}/token", authorization_response=callback,
+                            code_verifier=verifier)
+    reuse = httpx.post(f"{redis_gateway}/token", data={
+        "grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=("changsha-gov", SECRETS["changsha-gov"]))
+    assert reuse.json()["error"] == "invalid_grant"
+    gone = httpx.get(f"{redis_gateway}/userinfo",
+                     headers={"Authorization": f"Bearer {rotated['access_token']}"})
+    assert gone.status_code == 401
+
+
+async def test_every_key_the_gateway_wrote_has_a_ttl(redis_gateway: str, redis_url: str,
+                                                     redis_prefix: str) -> None:
+    with httpx.Client(base_url=redis_gateway) as browser:
+        full_login(redis_gateway, browser)
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in raw.scan_iter(match=f"{redis_prefix}*")]
+        assert keys, "the login wrote nothing to Redis"
+        for key in keys:
+            assert await raw.pttl(key) > 0, key
+    finally:
+        await raw.aclose()

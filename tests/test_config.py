@@ -1,0 +1,149 @@
+"""Config loading: valid files load; every problem is reported at once, with file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from tests.support.gateway import REPO
+
+
+def write(tmp_path: Path, main: str, clients: str = "", directory: bool = True) -> Path:
+    (tmp_path / "roam.toml").write_text(main, encoding="utf-8")
+    (tmp_path / "clients.toml").write_text(clients, encoding="utf-8")
+    if directory:
+        source = REPO / "config" / "directory.toml"
+        (tmp_path / "directory.toml").write_text(source.read_text("utf-8"), "utf-8")
+    return tmp_path / "roam.toml"
+
+
+GOOD_CLIENT = """
+[[client]]
+client_id = "city-a"
+client_name = "A 市"
+client_secret_sha256 = "%s"
+redirect_uris = ["https://a.example.gov.cn/cb"]
+""" % ("0" * 64)
+
+
+def test_shipped_config_loads() -> None:
+    config = load_config(REPO / "config" / "roam.toml", env={})
+    assert config.issuer == "http://127.0.0.1:8000"
+    assert {c.client_id for c in config.clients} >= {"changsha-gov", "yueyang-gov"}
+    assert config.settings.session.idle_timeout == 1800
+    assert config.settings.session.absolute_timeout == 28800
+
+
+def test_defaults_apply_to_an_almost_empty_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "", GOOD_CLIENT), env={})
+    assert config.settings.store.backend == "memory"
+    assert config.client("city-a") is not None
+    assert config.client("nope") is None
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    main = """
+[gateway]
+issuer = "http://gov.example.cn"
+port = 70000
+[session]
+idle_timeout = "soon"
+colour = "red"
+[store]
+backend = "mongo"
+"""
+    clients = """
+[[client]]
+client_id = "x"
+client_name = "X"
+redirect_uris = ["ftp://files.example/cb"]
+scopes = ["profile", "everything"]
+
+[[client]]
+client_id = "pub-app"
+client_name = "P"
+public = true
+client_secret_sha256 = "%s"
+token_endpoint_auth_method = "client_secret_basic"
+redirect_uris = ["https://p.example/cb#frag"]
+""" % ("a" * 64)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main, clients), env={})
+    text = "\n".join(caught.value.problems)
+    main_path = str(tmp_path / "roam.toml")
+    clients_path = str(tmp_path / "clients.toml")
+    for expected in [
+        f"{main_path}: gateway.issuer",
+        f"{main_path}: gateway.port",
+        f"{main_path}: session.idle_timeout",
+        f"{main_path}: session.colour",
+        f"{main_path}: store.backend",
+        f"{clients_path}: client[0].client_id",
+        f"{clients_path}: client[0].redirect_uris",
+        f"{clients_path}: client[0].scopes",
+        f"{clients_path}: client[1].redirect_uris",
+    ]:
+        assert expected in text, f"missing {expected!r} in:\n{text}"
+
+
+def test_client_consistency_rules(tmp_path: Path) -> None:
+    clients = """
+[[client]]
+client_id = "pub-app"
+client_name = "P"
+public = true
+client_secret_sha256 = "%s"
+redirect_uris = ["https://p.example/cb"]
+
+[[client]]
+client_id = "conf-app"
+client_name = "C"
+redirect_uris = ["https://c.example/cb"]
+
+[[client]]
+client_id = "conf-app"
+client_name = "C2"
+client_secret_sha256 = "%s"
+redirect_uris = ["https://c.example/cb"]
+""" % ("a" * 64, "b" * 64)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "", clients), env={})
+    text = "\n".join(caught.value.problems)
+    assert "public clients must use token_endpoint_auth_method" in text
+    assert "public clients must not have client_secret_sha256" in text
+    assert "confidential clients need client_secret_sha256" in text
+    assert "duplicate 'conf-app'" in text
+
+
+def test_environment_overrides_and_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "", GOOD_CLIENT)
+    config = load_config(path, env={"ROAM_STORE_BACKEND": "redis", "ROAM_SESSION_IDLE_TIMEOUT": "600"})
+    assert config.settings.store.backend == "redis"
+    assert config.settings.session.idle_timeout == 600
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"ROAM_STORE_BACKEND": "mongo", "ROAM_NOPE_X": "1",
+                               "ROAM_STORE_COLOUR": "red"})
+    text = "\n".join(caught.value.problems)
+    assert "environment: ROAM_STORE_BACKEND (store.backend)" in text
+    assert "environment: ROAM_NOPE_X" in text
+    assert "environment: ROAM_STORE_COLOUR" in text
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml", env={})
+    assert any("absent.toml: file not found" in p for p in caught.value.problems)
+    path = write(tmp_path, "[gateway\nissuer=", GOOD_CLIENT)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert any("not valid TOML" in p for p in caught.value.problems)
+
+
+def test_production_issuer_needs_a_key_directory(tmp_path: Path) -> None:
+    path = write(tmp_path, '[gateway]\nissuer = "https://sso.example.gov.cn"\n', GOOD_CLIENT)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert any("gateway.key_dir" in p for p in caught.value.problems)
