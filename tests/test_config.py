@@ -95,7 +95,7 @@ def test_client_consistency_rules(tmp_path: Path) -> None:
 client_id = "pub-app"
 client_name = "P"
 public = true
-client_secret_sha256 = "%s"
+client_secret_sha256 = "{}"
 redirect_uris = ["https://p.example/cb"]
 
 [[client]]
@@ -106,9 +106,9 @@ redirect_uris = ["https://c.example/cb"]
 [[client]]
 client_id = "conf-app"
 client_name = "C2"
-client_secret_sha256 = "%s"
+client_secret_sha256 = "{}"
 redirect_uris = ["https://c.example/cb"]
-""" % ("a" * 64, "b" * 64)
+""".format("a" * 64, "b" * 64)
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, "", clients), env={})
     text = "\n".join(caught.value.problems)
@@ -120,7 +120,8 @@ redirect_uris = ["https://c.example/cb"]
 
 def test_environment_overrides_and_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "", GOOD_CLIENT)
-    config = load_config(path, env={"ROAM_STORE_BACKEND": "redis", "ROAM_SESSION_IDLE_TIMEOUT": "600"})
+    env = {"ROAM_STORE_BACKEND": "redis", "ROAM_SESSION_IDLE_TIMEOUT": "600"}
+    config = load_config(path, env=env)
     assert config.settings.store.backend == "redis"
     assert config.settings.session.idle_timeout == 600
     with pytest.raises(ConfigError) as caught:

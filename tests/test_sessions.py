@@ -36,12 +36,12 @@ def cookie_of(response: Response) -> tuple[str, str]:
     return value, header
 
 
-def manager(issuer: str = "http://127.0.0.1:8000", **settings: int) -> tuple[
-        SessionManager, MemoryStore, Clock]:
+def manager(issuer: str = "http://127.0.0.1:8000", *, idle_timeout: int = 1800,
+            absolute_timeout: int = 28800) -> tuple[SessionManager, MemoryStore, Clock]:
     clock = Clock()
     store = MemoryStore(clock=clock)
-    return SessionManager(store, SessionSection(**settings), issuer=issuer, clock=clock), \
-        store, clock
+    settings = SessionSection(idle_timeout=idle_timeout, absolute_timeout=absolute_timeout)
+    return SessionManager(store, settings, issuer=issuer, clock=clock), store, clock
 
 
 async def test_cookie_is_opaque_httponly_lax_and_not_secure_on_loopback() -> None:

@@ -33,7 +33,8 @@ def test_sso_refresh_and_replay_on_redis(redis_gateway: str, redis_url: str,
         yueyang = rp_client("yueyang-gov", redis_gateway)
         url, verifier = authorize_url(yueyang, redis_gateway, prompt="none", nonce="n")
         callback = browser.get(url).headers["location"]
-        assert callback.startswith(YUEYANG_CALLBACK) and "code=" in callback
+        assert callback.startswith(YUEYANG_CALLBACK)
+        assert "code=" in callback
         yueyang.fetch_token(f"{redis_gateway}/token", authorization_response=callback,
                             code_verifier=verifier)
     reuse = httpx.post(f"{redis_gateway}/token", data={
