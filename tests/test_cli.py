@@ -20,6 +20,18 @@ def roam(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
         capture_output=True, text=True, timeout=60, check=False)
 
 
+def config_with_keys(tmp_path: Path, keys: Path) -> Path:
+    """The shipped config, with a key directory instead of ephemeral keys."""
+    main = (REPO / "config" / "roam.toml").read_text("utf-8")
+    main = main.replace('key_dir = ""', f'key_dir = "{keys}"')
+    for name in ("clients", "directory"):
+        key = "clients_file" if name == "clients" else "directory_file"
+        main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
+    path = tmp_path / "roam.toml"
+    path.write_text(main, "utf-8")
+    return path
+
+
 def test_config_check_passes_on_shipped_config() -> None:
     result = roam("config", "check")
     assert result.returncode == 0, result.stderr
@@ -70,13 +82,7 @@ def test_keys_generate_writes_0600_keys_the_gateway_loads(tmp_path: Path) -> Non
     assert len(files) == 2
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    main = (REPO / "config" / "roam.toml").read_text("utf-8")
-    main = main.replace('key_dir = ""', f'key_dir = "{keys}"')
-    main = main.replace('clients_file = "clients.toml"',
-                        f'clients_file = "{REPO / "config" / "clients.toml"}"')
-    main = main.replace('directory_file = "directory.toml"',
-                        f'directory_file = "{REPO / "config" / "directory.toml"}"')
-    (tmp_path / "roam.toml").write_text(main, "utf-8")
+    config_with_keys(tmp_path, keys)
     result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
     assert result.returncode == 0, result.stderr
 
@@ -84,13 +90,7 @@ def test_keys_generate_writes_0600_keys_the_gateway_loads(tmp_path: Path) -> Non
 def test_missing_key_alg_is_a_config_error(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     roam("keys", "generate", "--alg", "RS256", "--dir", str(keys))
-    main = (REPO / "config" / "roam.toml").read_text("utf-8")
-    main = main.replace('key_dir = ""', f'key_dir = "{keys}"')
-    main = main.replace('clients_file = "clients.toml"',
-                        f'clients_file = "{REPO / "config" / "clients.toml"}"')
-    main = main.replace('directory_file = "directory.toml"',
-                        f'directory_file = "{REPO / "config" / "directory.toml"}"')
-    (tmp_path / "roam.toml").write_text(main, "utf-8")
+    config_with_keys(tmp_path, keys)
     result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
     assert result.returncode == 2
     assert "no signing key for ['ES256']" in result.stderr
