@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # authlib 1.9 nags about plain httpx (it prefers the httpx2 fork) on every start.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
     try:

@@ -1,0 +1,192 @@
+"""``roam demo``: the gateway and the two demo RPs in one process, one event loop.
+
+Three uvicorn servers share the loop. uvicorn's own signal capture is per server and
+chains badly when three run at once, so this module owns SIGINT/SIGTERM and asks every
+server to stop together (a second Ctrl+C forces it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from gateway.config import ClientConfig, Config
+from gateway.demo import DEMO_SECRETS
+from gateway.demo.rp import LEVEL_NAMES, create_rp_app
+from gateway.login.directory import load_entries
+from gateway.privacy import mask_name
+
+__all__ = ["demo_banner", "demo_config", "rp_base_url", "run_demo"]
+
+DEMO_PASSWORD = "Roam@2026"  # every demo account's; printed on purpose (fictional people)
+CALLBACK_PATH = "/callback"
+
+
+def _with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def demo_config(config: Config, *, gateway_port: int, rp_ports: Mapping[str, int]) -> Config:
+    """A copy of ``config`` with the issuer and the named clients' URIs on other ports.
+
+    Tests use it to run the whole demo on free ports. Every redirect and post-logout URI of
+    a client in ``rp_ports`` moves to that client's port; other clients are untouched.
+    """
+    unknown = sorted(set(rp_ports) - {c.client_id for c in config.clients})
+    if unknown:
+        raise ValueError(f"demo_config: no such clients: {unknown}")
+    gateway = config.settings.gateway.model_copy(
+        update={"issuer": _with_port(config.issuer, gateway_port), "port": gateway_port})
+    settings = config.settings.model_copy(update={"gateway": gateway})
+
+    def moved(client: ClientConfig) -> ClientConfig:
+        port = rp_ports.get(client.client_id)
+        if port is None:
+            return client
+        return client.model_copy(update={
+            "redirect_uris": tuple(_with_port(u, port) for u in client.redirect_uris),
+            "post_logout_redirect_uris": tuple(
+                _with_port(u, port) for u in client.post_logout_redirect_uris),
+        })
+
+    return config.model_copy(update={
+        "settings": settings, "clients": tuple(moved(c) for c in config.clients)})
+
+
+def rp_base_url(client: ClientConfig) -> str:
+    """The RP's own origin, from its first redirect URI (which must end in /callback)."""
+    first = client.redirect_uris[0]
+    if not first.endswith(CALLBACK_PATH):
+        raise ValueError(f"{client.client_id}: first redirect URI {first!r} must end in "
+                         f"{CALLBACK_PATH} for the demo RP")
+    return first[: -len(CALLBACK_PATH)]
+
+
+def _demo_clients(config: Config) -> list[ClientConfig]:
+    clients = [config.client(client_id) for client_id in DEMO_SECRETS]
+    missing = [cid for cid, c in zip(DEMO_SECRETS, clients, strict=True) if c is None]
+    if missing:
+        raise ValueError(f"{config.source}: demo clients missing: {missing}")
+    return [c for c in clients if c is not None]
+
+
+def demo_rp_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
+    """client_id -> (base URL, RP app) for each demo client in ``config``."""
+    apps: dict[str, tuple[str, Starlette]] = {}
+    for client in _demo_clients(config):
+        base_url = rp_base_url(client)
+        apps[client.client_id] = (base_url, create_rp_app(
+            title=client.client_name,
+            issuer=config.issuer,
+            client_id=client.client_id,
+            client_secret=DEMO_SECRETS[client.client_id],
+            base_url=base_url,
+            token_endpoint_auth_method=client.token_endpoint_auth_method,
+            scope=" ".join(s for s in ("openid", "profile", "region") if s in client.scopes),
+        ))
+    return apps
+
+
+def demo_banner(config: Config, *, accounts: int = 3) -> str:
+    """What to open and whom to log in as, in Chinese and English.
+
+    The phone numbers are printed in full: the accounts are fictional and a person has to
+    type them. One account per assurance level, lowest first, up to ``accounts``.
+    """
+    entries = load_entries(config.path(config.settings.login.directory_file))
+    by_level: dict[str, list[str]] = {}
+    for entry in entries:
+        if entry.kind.value == "natural" and entry.acr not in by_level:
+            name = mask_name(str(entry.claims.get("name", "")))
+            by_level[entry.acr] = [entry.phone, entry.acr, LEVEL_NAMES.get(entry.acr, ""), name]
+    shown = [by_level[level] for level in sorted(by_level)][:accounts]
+    lines = ["", "Roam 演示 / demo", "=" * 40, "打开 / open:"]
+    for client in _demo_clients(config):
+        label = "RP A" if client.client_id == "changsha-gov" else "RP B"
+        lines.append(f"  {label}  {client.client_name} ({client.client_id}): "
+                     f"{rp_base_url(client)}/")
+    discovery = f"{config.issuer}/.well-known/openid-configuration"
+    lines.append(f"  网关发现文档 / gateway discovery: {discovery}")
+    lines.append("演示账号（虚构）/ demo accounts (fictional):")
+    for phone, level, meaning, name in shown:
+        lines.append(f"  {phone}  {level} {meaning}  {name}")
+    lines.append(f"  密码 / password: {DEMO_PASSWORD}")
+    lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录。")
+    lines.append("Hint: log in at RP A, then open RP B: no second login.")
+    lines.append("按 Ctrl+C 停止 / press Ctrl+C to stop.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``run_demo``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_demo(config: Config, *, host: str = "127.0.0.1",
+                   stop: anyio.Event | None = None) -> None:
+    """Serve the gateway and both demo RPs until Ctrl+C, SIGTERM or ``stop`` is set."""
+    from gateway.app import create_app  # the app factory pulls in the whole gateway
+
+    apps: list[tuple[Starlette, int]] = [(create_app(config), _port_of(config.issuer))]
+    apps += [(app, _port_of(base)) for base, app in demo_rp_apps(config).values()]
+    servers = [
+        _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        for app, port in apps
+    ]
+    print(demo_banner(config), flush=True)
+
+    def stop_all(force: bool = False) -> None:
+        for server in servers:
+            server.should_exit = True
+            server.force_exit = server.force_exit or force
+
+    async def watch_signals() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be installed from the main thread
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                stop_all(force=all(s.should_exit for s in servers))
+
+    async def watch_event(event: anyio.Event) -> None:
+        await event.wait()
+        stop_all()
+
+    failed: list[int] = []
+
+    async def serve(server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind; it logged why
+            failed.append(exc.code if isinstance(exc.code, int) else 1)
+        finally:
+            stop_all()  # one server ending ends the demo: a partial demo only confuses
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals)
+        if stop is not None:
+            tg.start_soon(watch_event, stop)
+        async with anyio.create_task_group() as serving:
+            for server in servers:
+                serving.start_soon(serve, server)
+        tg.cancel_scope.cancel()
+    if failed:
+        raise SystemExit(failed[0])
