@@ -126,7 +126,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # authlib 1.9 nags about plain httpx (it prefers the httpx2 fork) on every start.
+    # authlib 1.9 nags about plain httpx (it prefers the httpx2 fork) on every start; its
+    # module installs an "always" filter on import, so import it before adding ours.
+    import authlib.deprecate  # noqa: F401
+
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
