@@ -6,8 +6,8 @@ pytest_plugins = ["tests.support.redis_server"]
 # it here, under an "ignore", keeps the one-time warning out of every test run.
 import warnings  # noqa: E402
 
-import authlib.deprecate  # noqa: E402, F401 - installs its "always" filter first
+import authlib.deprecate  # noqa: E402 - installs its "always" filter first
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-    import authlib.integrations.httpx_client  # noqa: E402, F401
+    import authlib.integrations.httpx_client  # noqa: F401
