@@ -29,6 +29,13 @@ class Store(Protocol):
     async def destroy(self, kind: str, id: str) -> None:
         """Remove a record; absent is fine."""
 
+    async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(kind, id, payload)`` of every live record of this grant, in no set order.
+
+        The grant index doubles as a small secondary index (a session's RPs, a subject's
+        sessions): records join it by carrying ``grant_id``.
+        """
+
     async def revoke_by_grant(self, grant_id: str) -> int:
         """Remove every record whose payload carried this ``grant_id``; returns how many."""
 

@@ -102,6 +102,14 @@ class MemoryStore:
     async def destroy(self, kind: str, id: str) -> None:
         self._drop(_key(kind, id))
 
+    async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        found = []
+        for key in list(self._grants.get(grant_id, ())):
+            record = self._live(key)
+            if record is not None:
+                found.append((key[0], key[1], _load(record.text)))
+        return found
+
     async def revoke_by_grant(self, grant_id: str) -> int:
         keys = self._grants.pop(grant_id, set())
         now = self._clock()

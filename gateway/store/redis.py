@@ -127,6 +127,23 @@ class RedisStore:
         with self._converted("destroy"):
             await self._client.delete(key)
 
+    async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        with self._converted("find_by_grant"):
+            members = sorted(await self._client.smembers(self._grant_key(grant_id)))
+            if not members:
+                return []
+            async with self._client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.hmget(member, "p", "g")
+                rows = await pipe.execute()
+        found = []
+        for member, (payload, owner) in zip(members, rows, strict=True):
+            if payload is None or _text(owner) != grant_id:
+                continue  # expired, or re-upserted into another grant since
+            kind, _, id = _text(member)[len(self._prefix) + 1 : -1].partition(":")
+            found.append((kind, id, json.loads(_text(payload))))
+        return found
+
     async def revoke_by_grant(self, grant_id: str) -> int:
         grant_key = self._grant_key(grant_id)
         with self._converted("revoke"):
@@ -179,3 +196,9 @@ def _load(raw: object) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise StoreError("redis returned a record that is not a JSON object")
     return payload
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

@@ -198,6 +198,30 @@ async def test_revoke_by_grant_removes_every_kind_of_that_grant(store: Store) ->
     assert await store.revoke_by_grant("g1") == 0
 
 
+async def test_find_by_grant_lists_live_records_of_that_grant(store: Store,
+                                                               elapse: Elapse) -> None:
+    await store.upsert("session_rp", "s1.a", {"grant_id": "sid:1", "client_id": "a"}, 60)
+    await store.upsert("session_rp", "s1:b{x}", {"grant_id": "sid:1", "client_id": "b"}, 60)
+    await store.upsert("session_rp", "s2.a", {"grant_id": "sid:2", "client_id": "a"}, 60)
+    await store.upsert("short", "s1.c", {"grant_id": "sid:1", "client_id": "c"}, 1)
+    found = sorted(await store.find_by_grant("sid:1"))
+    assert [(k, i, p["client_id"]) for k, i, p in found] == [
+        ("session_rp", "s1.a", "a"), ("session_rp", "s1:b{x}", "b"), ("short", "s1.c", "c")]
+    assert await store.find_by_grant("sid:none") == []
+    await elapse(1.2)
+    assert [i for _, i, _ in await store.find_by_grant("sid:1")] != []
+    assert "s1.c" not in [i for _, i, _ in await store.find_by_grant("sid:1")]
+
+
+async def test_find_by_grant_skips_records_moved_or_destroyed(store: Store) -> None:
+    await store.upsert("k", "1", {"grant_id": "g"}, 60)
+    await store.upsert("k", "2", {"grant_id": "g"}, 60)
+    await store.upsert("k", "1", {"grant_id": "other"}, 60)
+    await store.destroy("k", "2")
+    assert await store.find_by_grant("g") == []
+    assert [i for _, i, _ in await store.find_by_grant("other")] == ["1"]
+
+
 async def test_revoke_unknown_grant_is_zero(store: Store) -> None:
     assert await store.revoke_by_grant("never-seen") == 0
 
