@@ -12,19 +12,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.background import Background
 from gateway.config import Config
-from gateway.errors import PageError, ProtocolError, StoreError, new_reference
+from gateway.csrf import Csrf
+from gateway.errors import ConfigError, PageError, ProtocolError, StoreError, new_reference
 from gateway.keys import KeyRing
 from gateway.login.directory import DemoDirectory
+from gateway.login.my_logins import MyLogins
 from gateway.login.pages import LoginPages
 from gateway.login.source import PasswordSource
+from gateway.login.stepup import StepUpPages, simulated_factors
+from gateway.oidc.active import ActiveTokens
 from gateway.oidc.authorize import Authorizer
+from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.discovery import Discovery
+from gateway.oidc.end_session import EndSession
+from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
+from gateway.oidc.logout import SessionLogout
 from gateway.oidc.server import RoamAuthorizationServer
 from gateway.oidc.token import TokenEndpoint
 from gateway.oidc.tokens import TokenMinter
 from gateway.oidc.userinfo import UserinfoEndpoint
+from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
@@ -32,7 +42,7 @@ from gateway.store import Store, open_store
 log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
-API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/")
+API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect")
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -65,33 +75,53 @@ def create_app(
     clients = ClientRegistry(config.clients)
     missing = {c.config.id_token_signed_response_alg for c in clients} - keys.algs
     if missing:
-        from gateway.errors import ConfigError
-
         raise ConfigError([f"{config.source}: gateway.key_dir: no signing key for {sorted(missing)}"
                            " (run `roam keys generate --alg ...`)"])
     issuer = config.issuer
+    owns_http = http is None
+    http_client = http or httpx.AsyncClient(timeout=settings.outbound.timeout,
+                                            follow_redirects=False)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
+    sessions = SessionManager(store, settings.session, issuer=issuer,
+                              link_ttl=settings.tokens.refresh_token_ttl)
+    active = ActiveTokens(store, sessions)
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     ttl=settings.tokens)
-    sessions = SessionManager(store, settings.session, issuer=issuer)
+                                     ttl=settings.tokens, session_alive=active.session_alive)
     pages = Pages()
+    csrf = Csrf(secure=sessions.secure_cookie)
+    background = Background()
+    backchannel = BackchannelLogout(http=http_client, keys=keys, issuer=issuer, store=store,
+                                    policy=OutboundPolicy(settings.outbound),
+                                    retry_for=settings.outbound.retry_for)
+    logout = SessionLogout(sessions=sessions, active=active, clients=clients,
+                           backchannel=backchannel, background=background)
     authorizer = Authorizer(server=server, clients=clients, sessions=sessions, store=store,
                             issuer=issuer)
-    login = LoginPages(source=source, authorizer=authorizer, sessions=sessions, pages=pages)
+    login = LoginPages(source=source, authorizer=authorizer, sessions=sessions, logout=logout,
+                       pages=pages, csrf=csrf)
+    factors = simulated_factors(store) if settings.login.simulated_step_up else []
+    stepup = StepUpPages(authorizer=authorizer, sessions=sessions, pages=pages, csrf=csrf,
+                         factors=factors)
+    end_session = EndSession(server=server, keys=keys, issuer=issuer, sessions=sessions,
+                             logout=logout, pages=pages, csrf=csrf)
+    my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
+                         csrf=csrf)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(server)
-    userinfo = UserinfoEndpoint(keys=keys, clients=clients, store=store, issuer=issuer)
+    userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
+    lifecycle = LifecycleEndpoints(
+        server=server, issuer=issuer,
+        lookup=TokenLookup(keys=keys, issuer=issuer, store=store, active=active))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = http or httpx.AsyncClient(timeout=10.0)
-        app.state.http = client
         try:
-            yield
+            async with background.running():
+                yield
         finally:
-            if http is None:
-                await client.aclose()
+            if owns_http:
+                await http_client.aclose()
             if owns_store:
                 await store.close()
 
@@ -105,8 +135,15 @@ def create_app(
         Route("/authorize/resume", authorizer.resume, methods=["GET"]),
         Route("/token", token.handle, methods=["POST"]),
         Route("/userinfo", userinfo.handle, methods=["GET", "POST"]),
+        Route("/revoke", lifecycle.revoke, methods=["POST"]),
+        Route("/introspect", lifecycle.introspect, methods=["POST"]),
         Route("/login", login.show, methods=["GET"]),
         Route("/login", login.submit, methods=["POST"]),
+        Route("/stepup", stepup.show, methods=["GET"]),
+        Route("/stepup", stepup.submit, methods=["POST"]),
+        Route("/logout", end_session.handle, methods=["GET", "POST"]),
+        Route("/my/logins", my_logins.show, methods=["GET"]),
+        Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 
@@ -157,4 +194,7 @@ def create_app(
     app.state.config = config
     app.state.store = store
     app.state.keys = keys
+    app.state.http = http_client
+    app.state.logout = logout
+    app.state.sessions = sessions
     return app

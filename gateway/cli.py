@@ -63,7 +63,9 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
     config = _config(args)
     rows = [("client_id", "name", "type", "auth", "alg", "scopes")]
     for c in config.clients:
-        rows.append((c.client_id, c.client_name, "public" if c.public else "confidential",
+        kind = "public" if c.public else "confidential"
+        kind = "resource-server" if c.resource_server else kind
+        rows.append((c.client_id, c.client_name, kind,
                      c.token_endpoint_auth_method, c.id_token_signed_response_alg,
                      " ".join(c.scopes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -94,6 +96,46 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions_revoke(args: argparse.Namespace) -> int:
+    """Log a person out everywhere: every session, every grant, every RP told."""
+    config = _config(args)
+    problems = []
+    if config.settings.store.backend != "redis":
+        problems.append(f"{config.source}: store.backend: sessions of a 'memory' store live "
+                        "inside the gateway process; revoking needs the shared 'redis' store")
+    if not config.settings.gateway.key_dir:
+        problems.append(f"{config.source}: gateway.key_dir: logout tokens must be signed "
+                        "with the gateway's own keys; ephemeral keys cannot be shared")
+    if problems:
+        raise ConfigError(problems)
+    return asyncio.run(_revoke_subject(config, args.subject))
+
+
+async def _revoke_subject(config: Config, subject: str) -> int:
+    from gateway.app import create_app
+
+    app = create_app(config)
+    sessions = app.state.sessions
+    logout = app.state.logout
+    try:
+        found = await sessions.sessions_of(subject)
+        delivered = failed = 0
+        for session in found:
+            for delivery in await logout.end(session, reason="operator", wait=True):
+                if delivery.status == "delivered":
+                    delivered += 1
+                else:
+                    failed += 1
+                    print(f"  back-channel logout to {delivery.client_id}: {delivery.status} "
+                          f"after {delivery.attempts} attempts ({delivery.last_error})")
+        print(f"subject {subject}: {len(found)} session(s) ended, back-channel logout "
+              f"delivered {delivered}, not delivered {failed}")
+        return 0 if failed == 0 else 1
+    finally:
+        await app.state.http.aclose()
+        await app.state.store.close()
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="roam", description="Roam single sign-on gateway")
     top.add_argument("--config", default=os.environ.get("ROAM_CONFIG", DEFAULT_CONFIG),
@@ -115,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_clients_list)
     clients.add_parser("secret", help="make a new client secret and its digest").set_defaults(
         func=cmd_clients_secret)
+
+    sessions = sub.add_parser("sessions", help="gateway sessions").add_subparsers(
+        dest="action", required=True)
+    revoke = sessions.add_parser(
+        "revoke", help="log a subject out everywhere (sessions, tokens, back-channel logout)")
+    revoke.add_argument("--subject", required=True, help="the subject id (sub)")
+    revoke.set_defaults(func=cmd_sessions_revoke)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="action", required=True)

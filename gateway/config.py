@@ -102,6 +102,22 @@ class LoginSection(_Strict):
     directory_file: str = "directory.toml"
     max_failures: int = Field(default=5, ge=1)
     lockout_seconds: int = Field(default=900, ge=1)
+    simulated_step_up: bool = False  # demo factors (SMS code shown on the page, face check)
+
+
+class OutboundSection(_Strict):
+    """Calls to URLs that clients register (back-channel logout) are an SSRF channel."""
+
+    allowed_networks: tuple[str, ...] = ()  # special-use networks allowed anyway (CIDR)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    retry_for: int = Field(default=300, ge=0, le=86400)  # seconds to keep retrying a delivery
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
 
 class Settings(_Strict):
@@ -110,6 +126,7 @@ class Settings(_Strict):
     tokens: TokensSection = TokensSection()
     store: StoreSection = StoreSection()
     login: LoginSection = LoginSection()
+    outbound: OutboundSection = OutboundSection()
 
 
 class ClientConfig(_Strict):
@@ -119,7 +136,7 @@ class ClientConfig(_Strict):
     client_name: str
     public: bool = False
     client_secret_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    redirect_uris: tuple[str, ...] = Field(min_length=1)
+    redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ("openid",)
     claims: tuple[str, ...] = ()
@@ -129,6 +146,15 @@ class ClientConfig(_Strict):
         "authorization_code",
         "refresh_token",
     )
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = True
+    default_acr_values: tuple[Literal["L1", "L2", "L3", "L4"], ...] = ()
+    resource_server: bool = False  # an API that may introspect any client's tokens
+
+    @field_validator("backchannel_logout_uri")
+    @classmethod
+    def _backchannel(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
@@ -158,6 +184,11 @@ class ClientConfig(_Strict):
     def consistency_problems(self) -> list[str]:
         """Cross-field rules pydantic field validators cannot see one at a time."""
         problems = []
+        if self.grant_types and not self.redirect_uris:
+            problems.append("redirect_uris: at least one is needed for the authorization code flow")
+        if self.resource_server and self.public:
+            problems.append("a resource server must be confidential: it authenticates to "
+                            "introspect")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")

@@ -1,16 +1,26 @@
-"""The gateway's browser session: an opaque cookie, its data in the store.
+"""The gateway's browser session: one per browser, shared by every RP it logs into.
 
-The cookie carries a random secret; the store keys the record by the secret's SHA-256,
-so a leaked store dump cannot be replayed as cookies. The public ``sid`` (sent to RPs in
-ID tokens) is a different random value. Idle and absolute timeouts both bound the TTL.
+The cookie is ``<sid>.<secret>``: the store keeps the session under its public ``sid``
+(the ID token's ``sid`` claim, so logout can find it) and only the SHA-256 of the secret,
+so neither a store dump nor a leaked ``sid`` can be replayed as a cookie. The secret is
+rotated whenever the person authenticates again (no session fixation); the ``sid`` stays,
+so RPs keep recognising the session through re-authentication and step-up.
+
+Records it writes (``grant_id`` puts them in the store's grant index):
+
+- ``session/<sid>`` — the session, in group ``sub:<subject>`` (ops can list a subject's
+  sessions);
+- ``session_rp/<sid>.<grant>`` — one per authorization an RP got in the session, in group
+  ``sid:<sid>`` (logout finds every RP and grant of the session without a read-modify-write).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -22,9 +32,18 @@ from gateway.oidc.grant import new_id
 from gateway.store.base import Store
 
 KIND = "session"
+LINK_KIND = "session_rp"
 
 
-def _key(secret: str) -> str:
+def subject_group(subject: str) -> str:
+    return f"sub:{subject}"
+
+
+def session_group(sid: str) -> str:
+    return f"sid:{sid}"
+
+
+def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -34,7 +53,7 @@ class Session:
     identity: Identity
     created: int
     last_seen: int
-    clients: list[str] = field(default_factory=list)
+    secret_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,7 +61,8 @@ class Session:
             "identity": self.identity.to_dict(),
             "created": self.created,
             "last_seen": self.last_seen,
-            "clients": list(self.clients),
+            "secret_sha256": self.secret_sha256,
+            "grant_id": subject_group(self.identity.subject),
         }
 
     @classmethod
@@ -52,16 +72,27 @@ class Session:
             identity=Identity.from_dict(data["identity"]),
             created=int(data["created"]),
             last_seen=int(data["last_seen"]),
-            clients=list(data.get("clients", [])),
+            secret_sha256=str(data.get("secret_sha256", "")),
         )
+
+
+@dataclass(frozen=True)
+class SessionLink:
+    """One RP authorization made in a session."""
+
+    client_id: str
+    grant_id: str
+    created: int
+    offline: bool
 
 
 class SessionManager:
     def __init__(self, store: Store, settings: SessionSection, *, issuer: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 link_ttl: int = 1209600, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings
         self.secure_cookie = not is_loopback_http(issuer)
+        self.link_ttl = link_ttl
         self.clock = clock
 
     @property
@@ -72,59 +103,120 @@ class SessionManager:
         remaining = session.created + self.settings.absolute_timeout - now
         return min(self.settings.idle_timeout, remaining)
 
-    async def load(self, request: Request) -> Session | None:
-        """The live session of this browser, touched (idle timer restarted), or None."""
-        secret = request.cookies.get(self.cookie_name)
-        if not secret:
-            return None
-        data = await self.store.find(KIND, _key(secret))
+    def _expired(self, session: Session, now: int) -> bool:
+        return (self._ttl(session, now) <= 0
+                or now - session.last_seen > self.settings.idle_timeout)
+
+    async def find(self, sid: str) -> Session | None:
+        """The live session with this public id, without touching it (logout, refresh)."""
+        data = await self.store.find(KIND, sid)
         if data is None:
             return None
         session = Session.from_dict(data)
+        return None if self._expired(session, int(self.clock())) else session
+
+    async def touch(self, session: Session, *, every: int = 60) -> None:
+        """RP activity (a refresh) counts as activity: restart the idle timer, at most once
+        a minute so the token endpoint does not write a session per request."""
         now = int(self.clock())
+        if now - session.last_seen < every:
+            return
+        session.last_seen = now
         ttl = self._ttl(session, now)
-        if ttl <= 0 or now - session.last_seen > self.settings.idle_timeout:
-            await self.store.destroy(KIND, _key(secret))
+        if ttl > 0:
+            await self.store.upsert(KIND, session.sid, session.to_dict(), ttl)
+
+    async def load(self, request: Request) -> Session | None:
+        """This browser's live session, touched (idle timer restarted), or None."""
+        sid, _, secret = request.cookies.get(self.cookie_name, "").partition(".")
+        if not sid or not secret:
+            return None
+        data = await self.store.find(KIND, sid)
+        if data is None:
+            return None
+        session = Session.from_dict(data)
+        if not hmac.compare_digest(session.secret_sha256, _digest(secret)):
+            return None
+        now = int(self.clock())
+        if self._expired(session, now):
+            await self.store.destroy(KIND, sid)
             return None
         if now - session.last_seen >= 5:  # avoid a write per request in a burst
             session.last_seen = now
-            await self.store.upsert(KIND, _key(secret), session.to_dict(), ttl)
+            await self.store.upsert(KIND, sid, session.to_dict(), self._ttl(session, now))
         return session
 
     async def start(self, identity: Identity, response: Response, *,
-                    previous: Request | None = None) -> Session:
-        """A new session (always a new secret: no session fixation) and its cookie."""
-        if previous is not None:
-            await self.end(previous)
+                    current: Session | None = None) -> Session:
+        """Log ``identity`` in: the current session if it is the same person, else a new one.
+
+        A new secret is issued either way. A session of someone else is *not* ended here:
+        the caller logs it out properly (RPs must hear of it).
+        """
         now = int(self.clock())
-        session = Session(sid=new_id(16), identity=identity, created=now, last_seen=now)
+        if current is not None and current.identity.subject == identity.subject:
+            session = Session(sid=current.sid, identity=identity, created=now, last_seen=now)
+        else:
+            session = Session(sid=new_id(16), identity=identity, created=now, last_seen=now)
+        await self._save_with_new_secret(session, response, now)
+        return session
+
+    async def elevate(self, session: Session, identity: Identity, response: Response) -> Session:
+        """Step-up: same session and sid, higher level, fresh secret; the clock keeps running."""
+        now = int(self.clock())
+        raised = Session(sid=session.sid, identity=identity, created=session.created,
+                         last_seen=now)
+        await self._save_with_new_secret(raised, response, now)
+        return raised
+
+    async def _save_with_new_secret(self, session: Session, response: Response,
+                                    now: int) -> None:
         secret = new_id(32)
-        await self.store.upsert(KIND, _key(secret), session.to_dict(), self._ttl(session, now))
+        session.secret_sha256 = _digest(secret)
+        await self.store.upsert(KIND, session.sid, session.to_dict(), self._ttl(session, now))
         response.set_cookie(
             self.cookie_name,
-            secret,
+            f"{session.sid}.{secret}",
             max_age=self.settings.absolute_timeout,
             path="/",
             httponly=True,
             samesite="lax",
             secure=self.secure_cookie,
         )
-        return session
 
-    async def record_client(self, request: Request, session: Session, client_id: str) -> None:
-        """Remember which RPs this session has been used with (for logout everywhere)."""
-        secret = request.cookies.get(self.cookie_name)
-        if not secret or client_id in session.clients:
-            return
-        session.clients.append(client_id)
-        ttl = self._ttl(session, int(self.clock()))
-        if ttl > 0:
-            await self.store.upsert(KIND, _key(secret), session.to_dict(), ttl)
+    async def link(self, session: Session, client_id: str, grant_id: str, *,
+                   offline: bool) -> None:
+        """Remember that ``client_id`` got authorization ``grant_id`` in this session."""
+        payload = {
+            "grant_id": session_group(session.sid),
+            "client_id": client_id,
+            "rp_grant_id": grant_id,
+            "created": int(self.clock()),
+            "offline": offline,
+        }
+        await self.store.upsert(LINK_KIND, f"{session.sid}.{grant_id}", payload, self.link_ttl)
 
-    async def end(self, request: Request) -> None:
-        secret = request.cookies.get(self.cookie_name)
-        if secret:
-            await self.store.destroy(KIND, _key(secret))
+    async def links(self, sid: str) -> list[SessionLink]:
+        """Every RP authorization of the session, oldest first."""
+        found = await self.store.find_by_grant(session_group(sid))
+        links = [
+            SessionLink(client_id=p["client_id"], grant_id=p["rp_grant_id"],
+                        created=int(p["created"]), offline=bool(p.get("offline")))
+            for kind, _, p in found if kind == LINK_KIND
+        ]
+        return sorted(links, key=lambda link: (link.created, link.client_id))
+
+    async def sessions_of(self, subject: str) -> list[Session]:
+        """Every live session of a person (ops: "log out this subject everywhere")."""
+        found = await self.store.find_by_grant(subject_group(subject))
+        now = int(self.clock())
+        sessions = [Session.from_dict(p) for kind, _, p in found if kind == KIND]
+        return [s for s in sessions if not self._expired(s, now)]
+
+    async def destroy(self, sid: str) -> None:
+        """Forget the session and its links (the caller revokes the grants first)."""
+        await self.store.destroy(KIND, sid)
+        await self.store.revoke_by_grant(session_group(sid))
 
     def clear_cookie(self, response: Response) -> None:
         response.delete_cookie(self.cookie_name, path="/", httponly=True, samesite="lax",

@@ -31,6 +31,7 @@ def request_with(cookie: str | None, name: str = "roam_session") -> Request:
 
 
 def cookie_of(response: Response) -> tuple[str, str]:
+    """The cookie value and the whole Set-Cookie header."""
     header = response.headers["set-cookie"]
     value = header.split(";")[0].split("=", 1)[1]
     return value, header
@@ -48,14 +49,26 @@ async def test_cookie_is_opaque_httponly_lax_and_not_secure_on_loopback() -> Non
     sessions, store, _ = manager()
     response = Response()
     session = await sessions.start(IDENTITY, response)
-    secret, header = cookie_of(response)
+    cookie, header = cookie_of(response)
     assert "HttpOnly" in header
     assert "SameSite=lax" in header
     assert "Secure" not in header
-    assert secret != session.sid
-    # the store holds the secret's digest, never the cookie value itself
-    assert await store.find(KIND, secret) is None
-    assert await store.find(KIND, hashlib.sha256(secret.encode()).hexdigest()) is not None
+    sid, _, secret = cookie.partition(".")
+    assert sid == session.sid
+    assert secret
+    # the store keeps the secret's digest, never the secret itself
+    record = await store.find(KIND, sid)
+    assert record is not None
+    assert secret not in str(record)
+    assert record["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def test_a_guessed_secret_for_a_known_sid_is_refused() -> None:
+    sessions, _, _ = manager()
+    response = Response()
+    session = await sessions.start(IDENTITY, response)
+    assert await sessions.load(request_with(f"{session.sid}.not-the-secret")) is None
+    assert await sessions.load(request_with(cookie_of(response)[0])) is not None
 
 
 async def test_cookie_is_secure_for_https_issuers() -> None:
@@ -90,34 +103,66 @@ async def test_absolute_timeout_ends_an_active_session() -> None:
     assert await sessions.load(request_with(secret)) is None
 
 
-async def test_new_login_replaces_the_old_session() -> None:
+async def test_login_again_keeps_the_sid_and_rotates_the_secret() -> None:
+    sessions, _, clock = manager()
+    first = Response()
+    session = await sessions.start(IDENTITY, first)
+    old_cookie, _ = cookie_of(first)
+    clock.now += 100
+    second = Response()
+    again = await sessions.start(IDENTITY.with_auth(acr="L2", amr=("pwd",), auth_time=1100),
+                                 second, current=session)
+    new_cookie, _ = cookie_of(second)
+    assert again.sid == session.sid
+    assert new_cookie != old_cookie
+    assert await sessions.load(request_with(old_cookie)) is None
+    loaded = await sessions.load(request_with(new_cookie))
+    assert loaded is not None
+    assert loaded.identity.auth_time == 1100
+
+
+async def test_someone_else_gets_a_new_session() -> None:
     sessions, _, _ = manager()
     first = Response()
-    await sessions.start(IDENTITY, first)
-    old_secret, _ = cookie_of(first)
+    session = await sessions.start(IDENTITY, first)
+    other = Identity(subject="c-0002", kind=PersonKind.NATURAL, acr="L3", amr=("pwd",),
+                     auth_time=1_000, region="430104")
     second = Response()
-    await sessions.start(IDENTITY, second, previous=request_with(old_secret))
-    new_secret, _ = cookie_of(second)
-    assert new_secret != old_secret
-    assert await sessions.load(request_with(old_secret)) is None
-    assert await sessions.load(request_with(new_secret)) is not None
+    new = await sessions.start(other, second, current=session)
+    assert new.sid != session.sid
+
+
+async def test_elevate_keeps_sid_and_creation_time() -> None:
+    sessions, _, clock = manager()
+    first = Response()
+    session = await sessions.start(IDENTITY, first)
+    clock.now += 60
+    raised = await sessions.elevate(
+        session, IDENTITY.with_auth(acr="L3", amr=("pwd", "face"), auth_time=1060), Response())
+    assert raised.sid == session.sid
+    assert raised.created == session.created
+    assert raised.identity.acr == "L3"
+    assert await sessions.load(request_with(cookie_of(first)[0])) is None  # old secret dead
 
 
 async def test_unknown_or_missing_cookie_is_no_session() -> None:
     sessions, _, _ = manager()
     assert await sessions.load(request_with(None)) is None
     assert await sessions.load(request_with("forged-value")) is None
+    assert await sessions.load(request_with("forged.value")) is None
 
 
-async def test_clients_are_recorded_once() -> None:
-    sessions, _, _ = manager()
+async def test_links_list_every_rp_authorization_of_the_session() -> None:
+    sessions, _, clock = manager()
     response = Response()
     session = await sessions.start(IDENTITY, response)
-    secret, _ = cookie_of(response)
-    request = request_with(secret)
-    await sessions.record_client(request, session, "changsha-gov")
-    await sessions.record_client(request, session, "changsha-gov")
-    await sessions.record_client(request, session, "yueyang-gov")
-    loaded = await sessions.load(request)
-    assert loaded is not None
-    assert loaded.clients == ["changsha-gov", "yueyang-gov"]
+    await sessions.link(session, "changsha-gov", "g1", offline=False)
+    clock.now += 1
+    await sessions.link(session, "yueyang-gov", "g2", offline=True)
+    links = await sessions.links(session.sid)
+    assert [(x.client_id, x.grant_id, x.offline) for x in links] == [
+        ("changsha-gov", "g1", False), ("yueyang-gov", "g2", True)]
+    assert [s.sid for s in await sessions.sessions_of("c-0001")] == [session.sid]
+    await sessions.destroy(session.sid)
+    assert await sessions.links(session.sid) == []
+    assert await sessions.sessions_of("c-0001") == []

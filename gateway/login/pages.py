@@ -1,31 +1,29 @@
 """The login page: Chinese, CSRF-protected, and it keeps the parked authorization request.
 
-CSRF is a double-submit token: a random ``HttpOnly`` ``SameSite=Strict`` cookie whose value
-must come back in the form. A cross-site form post carries neither, so a login CSRF
-(logging the victim into the attacker's account) fails. A failed attempt re-renders the
-page with the same ``r`` so the deep link is not lost.
+A failed attempt re-renders the page with the same ``r`` so the deep link is not lost. A
+login by a different person in a browser that still holds a session logs that session
+out everywhere first: RPs must not keep the previous person logged in.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.errors import LockedOut, LoginError, PageError
+from gateway.csrf import FIELD, Csrf
+from gateway.errors import LockedOut, LoginError
 from gateway.login.source import PasswordSource
 from gateway.oidc.authorize import Authorizer, first_param
-from gateway.oidc.grant import new_id
+from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
 from gateway.privacy import mask_id_number, mask_phone
 from gateway.sessions import SessionManager
 
 audit = logging.getLogger("roam.audit")
 
-CSRF_COOKIE = "roam_csrf"
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
@@ -42,12 +40,16 @@ class LoginPages:
         source: PasswordSource,
         authorizer: Authorizer,
         sessions: SessionManager,
+        logout: SessionLogout,
         pages: Pages,
+        csrf: Csrf,
     ) -> None:
         self.source = source
         self.authorizer = authorizer
         self.sessions = sessions
+        self.logout = logout
         self.pages = pages
+        self.csrf = csrf
 
     async def show(self, request: Request) -> Response:
         pending = await self.authorizer.find_pending(request.query_params.get("r"))
@@ -59,11 +61,7 @@ class LoginPages:
     async def submit(self, request: Request) -> Response:
         form = await request.form()
         pending_id = str(form.get("r") or "")
-        sent = str(form.get("csrf_token") or "")
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
-            raise PageError("页面已过期", "登录页面已过期或来源不明，请返回应用重新发起登录。",
-                            status=400)
+        self.csrf.check(request, form.get(FIELD))
         pending = await self.authorizer.find_pending(pending_id)
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
@@ -80,7 +78,11 @@ class LoginPages:
             audit.info("login failed user=%s client=%s", masked_username(username), client_id)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
         response = RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
-        session = await self.sessions.start(identity, response, previous=request)
+        current = await self.sessions.load(request)
+        if current is not None and current.identity.subject != identity.subject:
+            await self.logout.end(current, reason="another person logged in")
+            current = None
+        session = await self.sessions.start(identity, response, current=current)
         audit.info("login ok sub=%s acr=%s client=%s sid=%s", identity.subject, identity.acr,
                    client_id, session.sid)
         return response
@@ -88,7 +90,7 @@ class LoginPages:
     def _render(self, request: Request, pending_id: str, pairs: list[tuple[str, str]], *,
                 username: str = "", error: str = "", status: int = 200) -> Response:
         client = self.authorizer.clients.get(first_param(pairs, "client_id"))
-        csrf = request.cookies.get(CSRF_COOKIE) or new_id(24)
+        csrf = self.csrf.token(request)
         response = self.pages.render(
             "login.html",
             {
@@ -101,6 +103,5 @@ class LoginPages:
             },
             status=status,
         )
-        response.set_cookie(CSRF_COOKIE, csrf, path="/login", httponly=True, samesite="strict",
-                            secure=self.sessions.secure_cookie)
+        self.csrf.set_cookie(response, csrf)
         return response

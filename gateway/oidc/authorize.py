@@ -125,24 +125,45 @@ class Authorizer:
             raise PageError("请求参数重复", "登录请求中 client_id 或 redirect_uri 出现多次。")
         return client
 
-    def _satisfies(self, session: Session, pairs: Sequence[tuple[str, str]], fresh: bool) -> str:
-        """'' if the session may answer this request silently, else why not."""
-        if fresh:
-            return ""
-        prompts = (first_param(pairs, "prompt") or "").split()
-        if "login" in prompts:
-            return "login"
-        max_age = first_param(pairs, "max_age")
-        if max_age is not None:
-            try:
-                limit = int(max_age)
-            except ValueError:
-                limit = -1
-            if limit < 0 or time.time() - session.identity.auth_time > limit:
+    def required_level(self, client: Client, pairs: Sequence[tuple[str, str]]) -> int:
+        """The level this request needs: the client's registered floor or the request's ask."""
+        floor = [level_rank(v) for v in client.config.default_acr_values]
+        return max([requested_level(pairs), *floor])
+
+    def _satisfies(self, session: Session, client: Client, pairs: Sequence[tuple[str, str]],
+                   fresh: bool) -> str:
+        """'' if the session may answer this request silently, else why not.
+
+        A login made for this very request (``fresh``) satisfies ``prompt=login`` and
+        ``max_age``, but never a level: a level is reached by stepping up.
+        """
+        if not fresh:
+            prompts = (first_param(pairs, "prompt") or "").split()
+            if "login" in prompts:
                 return "login"
-        if session.identity.level < requested_level(pairs):
+            max_age = first_param(pairs, "max_age")
+            if max_age is not None:
+                try:
+                    limit = int(max_age)
+                except ValueError:
+                    limit = -1
+                if limit < 0 or time.time() - session.identity.auth_time > limit:
+                    return "login"
+        if session.identity.level < self.required_level(client, pairs):
             return "level"
         return ""
+
+    def fail(self, pairs: Sequence[tuple[str, str]], error: str, description: str) -> Response:
+        """Send an error back to the client of a parked (already validated) request."""
+        redirect_uri = first_param(pairs, "redirect_uri") or ""
+        self.client_for(pairs)  # re-checks client and redirect URI: never redirect blindly
+        params = {"error": error, "error_description": description}
+        state = first_param(pairs, "state")
+        if state:
+            params["state"] = state
+        params["iss"] = self.issuer
+        log.info("authorize error %s: %s", error, description)
+        return RedirectResponse(add_query(redirect_uri, params), status_code=302)
 
     async def _process(
         self, request: Request, pairs: list[tuple[str, str]], *, pending: Pending | None
@@ -150,7 +171,8 @@ class Authorizer:
         client = self.client_for(pairs)
         session = await self.sessions.load(request)
         fresh = bool(session and pending and session.identity.auth_time >= pending.created)
-        blocker = "nosession" if session is None else self._satisfies(session, pairs, fresh)
+        blocker = ("nosession" if session is None
+                   else self._satisfies(session, client, pairs, fresh))
         end_user = None
         if session is not None and not blocker:
             end_user = pending_grant(session.identity, client.client_id, session.sid)
@@ -161,16 +183,19 @@ class Authorizer:
                                                  blocker)
         if isinstance(outcome, OAuth2Error):
             return self._error(outcome)
-        if outcome is None:  # a login is needed
+        if outcome is None:  # a login or a step-up is needed
             pending_id = pending.id if pending else await self._park(pairs)
-            return RedirectResponse(f"/login?r={pending_id}", status_code=303)
+            page = "stepup" if blocker == "level" else "login"
+            return RedirectResponse(f"/{page}?r={pending_id}", status_code=303)
         location = outcome.location
         if outcome.status != 302 or location is None:  # pragma: no cover - authlib contract
             raise PageError("登录失败", "认证服务返回了无法处理的结果。", status=500)
         if pending is not None:
             await self.store.destroy(PENDING_KIND, pending.id)
-        if session is not None:
-            await self.sessions.record_client(request, session, client.client_id)
+        grant = oauth_request.issued_grant
+        if session is not None and grant is not None:
+            await self.sessions.link(session, client.client_id, grant.grant_id,
+                                     offline=grant.offline)
         log.info("authorize ok client=%s sid=%s", client.client_id, session and session.sid)
         return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
 

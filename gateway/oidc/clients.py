@@ -29,6 +29,11 @@ class Client(ClientMixin):  # type: ignore[misc]
         return f"Client({self.client_id!r})"
 
     @property
+    def client_metadata(self) -> dict[str, list[str]]:
+        """The registration metadata authlib's endpoints read."""
+        return {"post_logout_redirect_uris": list(self.config.post_logout_redirect_uris)}
+
+    @property
     def public(self) -> bool:
         return self.config.public
 

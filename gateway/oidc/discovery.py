@@ -18,6 +18,16 @@ def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
         "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/logout",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": f"{issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post"],
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
         "jwks_uri": f"{issuer}/jwks",
         "scopes_supported": list(SCOPE_CLAIMS),
         "response_types_supported": ["code"],

@@ -27,6 +27,7 @@ class Grant:
     sid: str | None = None  # the public session id (the ``sid`` claim), never the cookie
     nonce: str | None = None
     expires_at: int = 0  # epoch seconds after which no refresh token of this grant is valid
+    offline: bool = False  # offline_access: the grant outlives the session (not its logout)
 
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.identity.subject
@@ -44,6 +45,7 @@ class Grant:
             "sid": self.sid,
             "nonce": self.nonce,
             "expires_at": self.expires_at,
+            "offline": self.offline,
         }
 
     @classmethod
@@ -56,4 +58,5 @@ class Grant:
             sid=data.get("sid"),
             nonce=data.get("nonce"),
             expires_at=int(data.get("expires_at", 0)),
+            offline=bool(data.get("offline", False)),
         )

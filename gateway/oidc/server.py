@@ -72,6 +72,7 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
         form: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(method, uri, headers=headers)
+        self.issued_grant: Grant | None = None  # set when /authorize made a code
         self._args = dict(query)
         self._form = dict(form)
         self.payload = _Payload([*query, *form])
@@ -257,7 +258,9 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
             scope=request.scope,
             sid=pending.sid,
             nonce=data.get("nonce"),
+            offline="offline_access" in request.scope.split(),
         )
+        request.issued_grant = grant
         stored = StoredCode(
             code=code,
             client_id=request.client.client_id,
@@ -294,9 +297,10 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         data = self.server.call(self.server.store.find, "refresh_token", refresh_token)
         if data is None:
             return None
-        return StoredRefreshToken(
-            token=refresh_token, grant=Grant.from_dict(data["grant"]), scope=data["scope"]
-        )
+        grant = Grant.from_dict(data["grant"])
+        if not self.server.call(self.server.session_alive, grant):
+            return None
+        return StoredRefreshToken(token=refresh_token, grant=grant, scope=data["scope"])
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> Grant:
         self.server.use_once("refresh_token", refresh_token.token, refresh_token.grant)
@@ -317,10 +321,12 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         store: Store,
         minter: TokenMinter,
         ttl: TokensSection,
+        session_alive: Callable[[Grant], Coroutine[Any, Any, bool]],
     ) -> None:
         super().__init__(scopes_supported=list(SCOPE_CLAIMS))
         self.clients = clients
         self.store = store
+        self.session_alive = session_alive
         self.minter = minter
         self.ttl = ttl
         self.register_token_generator("default", self._generate_token)

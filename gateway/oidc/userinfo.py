@@ -9,10 +9,9 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.errors import ProtocolError, TokenError
 from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import ClientRegistry
-from gateway.oidc.grant import Grant
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
-from gateway.store.base import Store
 
 
 def _bearer_error(error: str, description: str, status: int = 401) -> ProtocolError:
@@ -22,11 +21,11 @@ def _bearer_error(error: str, description: str, status: int = 401) -> ProtocolEr
 
 
 class UserinfoEndpoint:
-    def __init__(self, *, keys: KeyRing, clients: ClientRegistry, store: Store,
+    def __init__(self, *, keys: KeyRing, clients: ClientRegistry, active: ActiveTokens,
                  issuer: str) -> None:
         self.keys = keys
         self.clients = clients
-        self.store = store
+        self.active = active
         self.issuer = issuer
 
     async def _token(self, request: Request) -> str:
@@ -54,12 +53,9 @@ class UserinfoEndpoint:
         client = self.clients.get(str(claims.get("client_id")))
         if client is None or claims.get("aud") != client.client_id:
             raise _bearer_error("invalid_token", "The token was not issued to a known client.")
-        data = await self.store.find("grant", str(claims["gid"]))
-        if data is None:
+        grant = await self.active.grant_of_access_token(claims)
+        if grant is None:
             raise _bearer_error("invalid_token", "The token has been revoked.")
-        grant = Grant.from_dict(data)
-        if grant.identity.subject != claims["sub"]:
-            raise _bearer_error("invalid_token", "The token does not match its grant.")
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
             raise _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)

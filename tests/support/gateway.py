@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -16,17 +17,21 @@ CITIZEN = "13800000001"  # c-0001 in config/directory.toml, level L2
 SECRETS = {
     "changsha-gov": "changsha-demo-secret-4f1c2a",
     "yueyang-gov": "yueyang-demo-secret-9b7e3d",
+    "hunan-data-api": "data-api-demo-secret-5d2e8a",
 }
 
 
-def config_on_port(port: int, **store: str) -> Config:
-    """config/roam.toml with the issuer on ``port`` (and store settings overridden)."""
+def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = None,
+                   **store: str) -> Config:
+    """config/roam.toml with the issuer on ``port``, store settings and clients changed."""
     base = load_config(REPO / "config" / "roam.toml", env={})
     gateway = base.settings.gateway.model_copy(
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
     settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section})
-    return base.model_copy(update={"settings": settings})
+    changes = clients or {}
+    updated = tuple(c.model_copy(update=changes.get(c.client_id, {})) for c in base.clients)
+    return base.model_copy(update={"settings": settings, "clients": updated})
 
 
 def form_field(html: str, name: str) -> str:

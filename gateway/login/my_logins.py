@@ -1,0 +1,67 @@
+"""我的登录: the citizen's own view of their session, and "log out of every system"."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.csrf import FIELD, Csrf
+from gateway.oidc.clients import ClientRegistry
+from gateway.oidc.logout import SessionLogout
+from gateway.pages import Pages
+from gateway.privacy import mask_name
+from gateway.sessions import SessionManager
+
+
+def _when(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+class MyLogins:
+    def __init__(self, *, sessions: SessionManager, logout: SessionLogout,
+                 clients: ClientRegistry, pages: Pages, csrf: Csrf) -> None:
+        self.sessions = sessions
+        self.logout = logout
+        self.clients = clients
+        self.pages = pages
+        self.csrf = csrf
+
+    async def show(self, request: Request) -> Response:
+        session = await self.sessions.load(request)
+        if session is None:
+            return self.pages.render("logged_out.html", {
+                "message": "您当前没有统一身份认证登录。"})
+        systems = []
+        seen: set[str] = set()
+        for link in await self.sessions.links(session.sid):
+            if link.client_id in seen:
+                continue
+            seen.add(link.client_id)
+            client = self.clients.get(link.client_id)
+            name = client.config.client_name if client else link.client_id
+            systems.append({"client_id": link.client_id, "name": name,
+                            "since": _when(link.created)})
+        identity = session.identity
+        csrf = self.csrf.token(request)
+        response = self.pages.render("my_logins.html", {
+            "who": mask_name(str(identity.claims.get("name", ""))) or identity.subject,
+            "acr": identity.acr,
+            "since": _when(identity.auth_time),
+            "systems": systems,
+            "csrf_token": csrf,
+        })
+        self.csrf.set_cookie(response, csrf)
+        return response
+
+    async def logout_all(self, request: Request) -> Response:
+        form = await request.form()
+        self.csrf.check(request, form.get(FIELD))
+        session = await self.sessions.load(request)
+        if session is not None:
+            await self.logout.end(session, reason="my-logins")
+        response = self.pages.render("logged_out.html", {
+            "message": "您已退出全部系统：各市州、区县政务服务系统的登录均已结束。"})
+        self.sessions.clear_cookie(response)
+        return response

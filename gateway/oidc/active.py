@@ -1,0 +1,64 @@
+"""Whether an issued token is still good, beyond its signature and ``exp``.
+
+A token is active while its grant record exists (code replay, refresh reuse, logout and
+revocation remove it), its ``jti`` is not on the revocation list, and — unless the grant
+has ``offline_access`` — the session it was issued in is alive. Userinfo, introspection
+and the refresh grant all ask here, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.oidc.grant import Grant
+from gateway.sessions import SessionManager
+from gateway.store.base import Store
+
+GRANT_KIND = "grant"
+REVOKED_KIND = "revoked_at"
+
+
+class ActiveTokens:
+    def __init__(self, store: Store, sessions: SessionManager) -> None:
+        self.store = store
+        self.sessions = sessions
+
+    async def session_alive(self, grant: Grant) -> bool:
+        """True for offline grants; else the session must live (and is kept alive by use)."""
+        if grant.offline or not grant.sid:
+            return True
+        session = await self.sessions.find(grant.sid)
+        if session is None:
+            return False
+        await self.sessions.touch(session)
+        return True
+
+    async def grant(self, grant_id: str) -> Grant | None:
+        data = await self.store.find(GRANT_KIND, grant_id)
+        return None if data is None else Grant.from_dict(data)
+
+    async def grant_of_access_token(self, claims: dict[str, Any]) -> Grant | None:
+        """The grant behind a verified access token, or None if the token is no longer good."""
+        grant = await self.grant(str(claims.get("gid", "")))
+        if grant is None or grant.identity.subject != claims.get("sub"):
+            return None
+        if grant.client_id != claims.get("client_id"):
+            return None
+        jti = claims.get("jti")
+        if isinstance(jti, str) and await self.store.find(REVOKED_KIND, jti) is not None:
+            return None
+        if not await self.session_alive(grant):
+            return None
+        return grant
+
+    async def revoke_access_token(self, claims: dict[str, Any]) -> None:
+        """Deny one access token until it expires anyway (a JWT cannot be recalled)."""
+        jti = claims.get("jti")
+        remaining = int(claims.get("exp", 0)) - int(time.time()) + 60
+        if isinstance(jti, str) and remaining > 0:
+            await self.store.upsert(REVOKED_KIND, jti, {"grant_id": claims.get("gid")},
+                                    remaining)
+
+    async def revoke_grant(self, grant_id: str) -> int:
+        return await self.store.revoke_by_grant(grant_id)

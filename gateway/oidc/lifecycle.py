@@ -1,0 +1,193 @@
+"""Token revocation (RFC 7009) and introspection (RFC 7662), on authlib's endpoints.
+
+Both look a token up the same way: an access token is a JWT of ours whose grant must
+still be active (``ActiveTokens``); a refresh token is a store record whose session must
+be alive unless it is an offline grant. Revoking a refresh token ends its whole grant;
+revoking an access token puts its ``jti`` on the revocation list until it expires.
+Confidential clients may introspect their own tokens; registered resource servers any.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import ProtocolError, TokenError
+from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.clients import Client
+from gateway.oidc.grant import Grant
+from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer
+from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+from gateway.store.base import Store
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@dataclass
+class FoundToken:
+    """A token we issued, as both endpoints need to see it."""
+
+    kind: str  # "access_token" | "refresh_token"
+    grant: Grant
+    scope: str
+    active: bool
+    claims: dict[str, Any] = field(default_factory=dict)  # access tokens only
+
+    def check_client(self, client: Client) -> bool:
+        return bool(client.client_id == self.grant.client_id)
+
+    def is_expired(self) -> bool:
+        return False  # expiry is part of ``active``
+
+    def is_revoked(self) -> bool:
+        return not self.active
+
+
+class TokenLookup:
+    def __init__(self, *, keys: KeyRing, issuer: str, store: Store,
+                 active: ActiveTokens) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.store = store
+        self.active = active
+
+    async def find(self, token: str, hint: str | None) -> FoundToken | None:
+        order = ["refresh_token", "access_token"]
+        if hint == "access_token":
+            order.reverse()
+        for kind in order:
+            found = await (self._access(token) if kind == "access_token"
+                           else self._refresh(token))
+            if found is not None:
+                return found
+        return None
+
+    async def _access(self, token: str) -> FoundToken | None:
+        if token.count(".") != 2:
+            return None
+        try:
+            _, claims = self.keys.verify(token, typ=ACCESS_TOKEN_TYP)
+            validate_claims(claims, issuer=self.issuer, audience=None,
+                            required=("iss", "sub", "exp", "iat", "client_id", "gid"))
+        except TokenError:
+            return None
+        grant = await self.active.grant_of_access_token(claims)
+        if grant is None:
+            # Still ours, so a revocation of it must be accepted; it is simply not active.
+            return FoundToken("access_token", _orphan(claims), str(claims.get("scope", "")),
+                              active=False, claims=claims)
+        return FoundToken("access_token", grant, str(claims.get("scope", "")), active=True,
+                          claims=claims)
+
+    async def _refresh(self, token: str) -> FoundToken | None:
+        data = await self.store.find("refresh_token", token)
+        if data is None:
+            return None
+        grant = Grant.from_dict(data["grant"])
+        alive = await self.active.session_alive(grant)
+        return FoundToken("refresh_token", grant, str(data.get("scope", "")), active=alive)
+
+
+def _orphan(claims: dict[str, Any]) -> Grant:
+    from gateway.identity import Identity, PersonKind
+
+    identity = Identity(subject=str(claims.get("sub")), kind=PersonKind.NATURAL, acr="",
+                        amr=(), auth_time=0, region="")
+    return Grant(grant_id=str(claims.get("gid", "")), client_id=str(claims.get("client_id")),
+                 identity=identity, scope=str(claims.get("scope", "")))
+
+
+class _Revocation(RevocationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+
+    def __init__(self, server: RoamAuthorizationServer, lookup: TokenLookup) -> None:
+        super().__init__(server)
+        self.lookup = lookup
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        found: FoundToken | None = self.server.call(self.lookup.find, token_string,
+                                                    token_type_hint)
+        return found
+
+    def revoke_token(self, token: FoundToken, request: Any) -> None:
+        if token.kind == "refresh_token":
+            self.server.call(self.lookup.active.revoke_grant, token.grant.grant_id)
+        else:
+            self.server.call(self.lookup.active.revoke_access_token, token.claims)
+
+
+class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
+
+    def __init__(self, server: RoamAuthorizationServer, lookup: TokenLookup,
+                 issuer: str) -> None:
+        super().__init__(server)
+        self.lookup = lookup
+        self.issuer = issuer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        found: FoundToken | None = self.server.call(self.lookup.find, token_string,
+                                                    token_type_hint)
+        return found
+
+    def check_permission(self, token: FoundToken, client: Client, request: Any) -> bool:
+        return bool(client.config.resource_server or token.check_client(client))
+
+    def introspect_token(self, token: FoundToken) -> dict[str, Any]:
+        grant = token.grant
+        body: dict[str, Any] = {
+            "active": True,
+            "token_type": token.kind,
+            "scope": token.scope,
+            "client_id": grant.client_id,
+            "sub": grant.identity.subject,
+            "iss": self.issuer,
+            "acr": grant.identity.acr,
+            "auth_time": grant.identity.auth_time,
+        }
+        if grant.sid:
+            body["sid"] = grant.sid
+        if token.kind == "access_token":
+            for claim in ("exp", "iat", "aud", "jti"):
+                if claim in token.claims:
+                    body[claim] = token.claims[claim]
+        elif grant.expires_at:
+            body["exp"] = grant.expires_at
+            body["iat"] = int(time.time())  # not kept: rotation makes it "now" in effect
+        return body
+
+
+class LifecycleEndpoints:
+    def __init__(self, *, server: RoamAuthorizationServer, lookup: TokenLookup,
+                 issuer: str) -> None:
+        self.server = server
+        server.register_endpoint(_Revocation(server, lookup))
+        server.register_endpoint(_Introspection(server, lookup, issuer))
+
+    async def _run(self, request: Request, name: str) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise ProtocolError("invalid_request",
+                                "The request must be application/x-www-form-urlencoded.")
+        form = await request.form()
+        pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
+        reply: Reply = await anyio.to_thread.run_sync(
+            self.server.create_endpoint_response, name, oauth_request)
+        headers = {**dict(reply.headers), **NO_STORE}
+        headers.pop("Content-Type", None)
+        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+    async def revoke(self, request: Request) -> Response:
+        return await self._run(request, "revocation")
+
+    async def introspect(self, request: Request) -> Response:
+        return await self._run(request, "introspection")

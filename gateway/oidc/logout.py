@@ -1,0 +1,56 @@
+"""Ending a session everywhere: revoke its grants, forget it, tell every RP.
+
+Every way out — RP-initiated logout, 我的登录's "log out everywhere", a new login by
+someone else in the same browser, and the operator's ``roam sessions revoke`` — comes
+through ``SessionLogout.end`` so none of them skips back-channel logout.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.background import Background
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.backchannel import BackchannelLogout, Delivery
+from gateway.oidc.clients import Client, ClientRegistry
+from gateway.sessions import Session, SessionManager
+
+audit = logging.getLogger("roam.audit")
+
+
+class SessionLogout:
+    def __init__(self, *, sessions: SessionManager, active: ActiveTokens,
+                 clients: ClientRegistry, backchannel: BackchannelLogout,
+                 background: Background | None) -> None:
+        self.sessions = sessions
+        self.active = active
+        self.clients = clients
+        self.backchannel = backchannel
+        self.background = background
+
+    async def end(self, session: Session, *, reason: str,
+                  wait: bool = False) -> list[Delivery]:
+        """Log the session out of the gateway and of every RP it was used with.
+
+        With ``wait`` (the CLI) the back-channel deliveries are awaited, retries included;
+        otherwise they run in the background and this returns at once.
+        """
+        links = await self.sessions.links(session.sid)
+        for link in links:
+            await self.active.revoke_grant(link.grant_id)
+        await self.sessions.destroy(session.sid)
+        seen: dict[str, Client] = {}
+        for link in links:
+            client = self.clients.get(link.client_id)
+            if client is not None and client.config.backchannel_logout_uri:
+                seen.setdefault(client.client_id, client)
+        targets = [(client, session.identity.subject, session.sid) for client in seen.values()]
+        audit.info("logout sid=%s sub=%s reason=%s rps=%s backchannel=%s", session.sid,
+                   session.identity.subject, reason, len({link.client_id for link in links}),
+                   len(targets))
+        if not targets:
+            return []
+        if wait or self.background is None:
+            return await self.backchannel.deliver_all(targets)
+        self.backchannel.start(self.background.group, targets)
+        return []
