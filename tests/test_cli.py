@@ -95,3 +95,65 @@ def test_missing_key_alg_is_a_config_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no signing key for ['ES256']" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sessions_revoke_needs_the_shared_store() -> None:
+    result = roam("sessions", "revoke", "--subject", "c-0001")
+    assert result.returncode == 2
+    assert "store.backend" in result.stderr
+    assert "gateway.key_dir" in result.stderr
+
+
+def test_sessions_revoke_logs_a_subject_out_everywhere(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.config import load_config
+    from gateway.keys import generate_key_file
+    from tests.oidc.test_flow import authorize_url, rp_client
+    from tests.support.gateway import log_in, query
+    from tests.support.receiver import Receiver
+    from tests.support.servers import free_port, serve
+
+    keys = tmp_path / "keys"
+    generate_key_file(keys, "RS256")
+    rp = Receiver()
+    with serve(rp.app()) as rp_url:
+        port = free_port()
+        (tmp_path / "clients.toml").write_text(f"""
+[[client]]
+client_id = "changsha-gov"
+client_name = "长沙市政务服务"
+client_secret_sha256 = "4230c2a681805695f89dc3396f9db25ffe87086dfe56c4ea79b905127d5eac69"
+redirect_uris = ["http://127.0.0.1:8001/callback"]
+scopes = ["openid", "profile", "phone"]
+backchannel_logout_uri = "{rp_url}/changsha"
+""", "utf-8")
+        (tmp_path / "roam.toml").write_text(f"""
+[gateway]
+issuer = "http://127.0.0.1:{port}"
+port = {port}
+key_dir = "keys"
+[store]
+backend = "redis"
+redis_url = "{redis_url}"
+prefix = "{redis_prefix}"
+[login]
+directory_file = "{REPO / 'config' / 'directory.toml'}"
+[outbound]
+allowed_networks = ["127.0.0.0/8"]
+retry_for = 2
+""", "utf-8")
+        config = load_config(tmp_path / "roam.toml", env={})
+        with serve(create_app(config), port) as gw, httpx.Client(base_url=gw) as browser:
+            url, _ = authorize_url(rp_client("changsha-gov", gw), gw, nonce="n")
+            assert "code" in query(log_in(browser, url))
+            result = roam("--config", str(tmp_path / "roam.toml"), "sessions", "revoke",
+                          "--subject", "c-0001")
+            assert result.returncode == 0, result.stderr
+            assert "1 session(s) ended" in result.stdout
+            assert "delivered 1" in result.stdout
+            assert len(rp.wait_for("changsha")) == 1
+            url, _ = authorize_url(rp_client("changsha-gov", gw), gw, prompt="none")
+            assert query(browser.get(url).headers["location"])["error"] == "login_required"
