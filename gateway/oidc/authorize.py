@@ -25,6 +25,7 @@ from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.grant import new_id
+from gateway.oidc.http import request_params
 from gateway.oidc.server import (
     HttpRequest,
     Reply,
@@ -88,12 +89,7 @@ class Authorizer:
         self.issuer = issuer
 
     async def authorize(self, request: Request) -> Response:
-        if request.method == "POST":
-            form = await request.form()
-            pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-        else:
-            pairs = list(request.query_params.multi_items())
-        return await self._process(request, pairs, pending=None)
+        return await self._process(request, await request_params(request), pending=None)
 
     async def resume(self, request: Request) -> Response:
         pending = await self.find_pending(request.query_params.get("r"))

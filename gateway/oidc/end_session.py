@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import PageError
 from gateway.keys import KeyRing
+from gateway.oidc.http import request_params
 from gateway.oidc.logout import SessionLogout
 from gateway.oidc.server import HttpRequest, RoamAuthorizationServer
 from gateway.pages import Pages
@@ -63,11 +64,7 @@ class EndSession:
         self.csrf = csrf
 
     async def handle(self, request: Request) -> Response:
-        if request.method == "POST":
-            form = await request.form()
-            pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-        else:
-            pairs = list(request.query_params.multi_items())
+        pairs = await request_params(request)
         data = dict(pairs)
         confirmed = request.method == "POST" and data.get("confirm") == "yes"
         if confirmed:

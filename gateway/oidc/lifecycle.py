@@ -17,18 +17,17 @@ import anyio.to_thread
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from gateway.errors import ProtocolError, TokenError
+from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
+from gateway.oidc.http import form_params, json_reply
 from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
 from gateway.store.base import Store
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass
@@ -173,18 +172,11 @@ class LifecycleEndpoints:
         server.register_endpoint(_Introspection(server, lookup, issuer))
 
     async def _run(self, request: Request, name: str) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise ProtocolError("invalid_request",
-                                "The request must be application/x-www-form-urlencoded.")
-        form = await request.form()
-        pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        pairs = await form_params(request)
         oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
         reply: Reply = await anyio.to_thread.run_sync(
             self.server.create_endpoint_response, name, oauth_request)
-        headers = {**dict(reply.headers), **NO_STORE}
-        headers.pop("Content-Type", None)
-        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+        return json_reply(reply)
 
     async def revoke(self, request: Request) -> Response:
         return await self._run(request, "revocation")
