@@ -1,8 +1,11 @@
-"""The demo: the gateway plus two real relying parties (长沙, 岳阳) on loopback.
+"""The demo: the gateway plus three real relying parties (长沙, 岳阳, 湘潭) on loopback.
 
 ``roam demo`` runs it so a person can watch single sign-on happen in a browser: log in at
-one city's system, open the other, and arrive logged in. The RPs are real OIDC clients
-(authlib's Starlette integration), so the demo also proves the gateway interoperates.
+one city's system, open the next and arrive logged in, open 湘潭's housing fund (it
+requires L3) and step up with a face check without logging in again, then log out at one
+system and watch the others learn of it through back-channel logout. The RPs are real
+OIDC clients (authlib's Starlette integration), so the demo also proves the gateway
+interoperates.
 """
 
 from __future__ import annotations
@@ -16,4 +19,5 @@ __all__ = ["DEMO_SECRETS"]
 DEMO_SECRETS: MappingProxyType[str, str] = MappingProxyType({
     "changsha-gov": "changsha-demo-secret-4f1c2a",
     "yueyang-gov": "yueyang-demo-secret-9b7e3d",
+    "xiangtan-gov": "xiangtan-demo-secret-e35596",
 })

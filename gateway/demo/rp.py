@@ -5,9 +5,16 @@ validation against the JWKS, ``iss``, ``aud``) and adds the RFC 9207 ``iss`` che
 authlib leaves to the application. Nothing here is hand-built protocol: if the gateway
 drifts from the standard, this RP breaks, which is the point of the demo and its tests.
 
-Its own session is Starlette's signed cookie, named per client: both demo RPs run on
+Its own session is Starlette's signed cookie, named per client: the demo RPs all run on
 127.0.0.1 and cookies are not port-scoped, so a shared name would let one RP overwrite
-the other's. The cookie is signed, not encrypted, so it holds only masked personal data.
+another's. The cookie is signed, not encrypted, so it holds only masked personal data
+(the raw ID token kept for ``id_token_hint`` carries no name, phone or ID number).
+
+Logout works both ways. "退出登录" is RP-initiated logout at the gateway's
+end_session_endpoint, which ends the gateway session and, through back-channel logout,
+every other RP's. The RP's own ``/backchannel-logout`` receives those notices; as a
+cookie cannot be cleared from the back channel, every browser request checks the
+receiver's record and drops a session whose ``sid`` has ended.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ from __future__ import annotations
 import html
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.starlette_client import OAuth
 from joserfc.errors import JoseError
 from starlette.applications import Starlette
@@ -28,7 +37,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.demo.backchannel import BackchannelReceiver
 from gateway.privacy import mask_name
 
 __all__ = ["create_rp_app"]
@@ -48,6 +59,7 @@ ERROR_TEXT = {
     "invalid_id_token": "身份令牌校验未通过，已拒绝。",
     "invalid_userinfo": "用户信息校验未通过，已拒绝。",
     "temporarily_unavailable": "统一身份认证平台暂时无法访问，请稍后再试。",
+    "unmet_authentication_requirements": "统一身份认证平台无法达到本系统要求的认证等级。",
 }
 
 # Parameters a visitor may pass through /login to the gateway (e.g. ?prompt=none).
@@ -71,6 +83,12 @@ a.button, button { display: inline-block; margin-top: 20px; padding: 10px 22px;
        background: #1d4f91; color: #fff; border: 0; border-radius: 4px; font-size: 15px;
        text-decoration: none; cursor: pointer; }
 .error { background: #fdecea; color: #8a1c1c; padding: 10px 12px; border-radius: 4px; }
+.notice { background: #fff7e6; color: #874d00; padding: 10px 12px; border-radius: 4px; }
+.ok { background: #e8f5e9; color: #1b5e20; padding: 10px 12px; border-radius: 4px; }
+.requirement { background: #e6f0fb; color: #1d4f91; padding: 8px 12px; border-radius: 4px; }
+a.button.secondary, button.secondary { background: #fff; color: #1d4f91;
+       border: 1px solid #1d4f91; margin-left: 8px; }
+form.inline { display: inline; }
 .muted { color: #6b7785; font-size: 13px; }
 code { background: #f0f2f5; padding: 1px 5px; border-radius: 3px; }
 """
@@ -102,7 +120,8 @@ def _error_page(title: str, code: str, detail: str = "", *, status: int = 400) -
     return _page(title, body, status=status)
 
 
-def _user_record(id_token: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:
+def _user_record(id_token: Mapping[str, Any], userinfo: Mapping[str, Any],
+                 *, now: float) -> dict[str, Any]:
     """What the RP keeps in its cookie: masked name, no phone, no ID number."""
     name = userinfo.get("name")
     return {
@@ -113,7 +132,37 @@ def _user_record(id_token: Mapping[str, Any], userinfo: Mapping[str, Any]) -> di
         "auth_time": int(id_token.get("auth_time", 0)),
         "sid": str(id_token.get("sid", "")),
         "region": str(userinfo.get("region", "")),
+        "login_at": now,  # a subject-wide back-channel logout ends only older sessions
     }
+
+
+def _clock_time(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+class _LogoutCheck:
+    """Drops the RP session whose gateway session ended (back-channel), on every request.
+
+    Pure ASGI, inside ``SessionMiddleware`` so ``scope["session"]`` is loaded; the notice
+    time stays in the session until the next login so a reload still explains it.
+    """
+
+    def __init__(self, app: ASGIApp, receiver: BackchannelReceiver) -> None:
+        self.app = app
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            session = scope.get("session")
+            user = session.get("user") if isinstance(session, dict) else None
+            if isinstance(session, dict) and isinstance(user, dict):
+                ended = self.receiver.logged_out_at(
+                    sid=str(user.get("sid", "")), sub=str(user.get("sub", "")),
+                    since=float(user.get("login_at", 0)))
+                if ended is not None:
+                    session.clear()
+                    session["logged_out_at"] = ended
+        await self.app(scope, receive, send)
 
 
 def create_rp_app(
@@ -125,10 +174,19 @@ def create_rp_app(
     base_url: str,
     token_endpoint_auth_method: str,
     scope: str = "openid profile region",
+    required_acr: str | None = None,
 ) -> Starlette:
-    """A relying-party web app for ``client_id`` served at ``base_url`` (no trailing /)."""
+    """A relying-party web app for ``client_id`` served at ``base_url`` (no trailing /).
+
+    ``required_acr`` only labels the page: the level itself is the client's registered
+    ``default_acr_values``, which the gateway applies without the RP asking. The app's
+    ``state.backchannel`` is its ``BackchannelReceiver`` (tests read what it received).
+    """
     base_url = base_url.rstrip("/")
     redirect_uri = f"{base_url}/callback"
+    home_uri = f"{base_url}/"  # registered as this client's post_logout_redirect_uri
+    issuer = issuer.rstrip("/")
+    my_logins = f"{issuer}/my/logins"
     oauth = OAuth()
     oauth.register(
         name="roam",
@@ -144,19 +202,45 @@ def create_rp_app(
     )
     client = oauth.create_client("roam")
 
+    async def jwks(force: bool) -> Mapping[str, Any]:
+        keys: Mapping[str, Any] = await client.fetch_jwk_set(force=force)
+        return keys
+
+    receiver = BackchannelReceiver(issuer=issuer, client_id=client_id, jwks=jwks)
+    requirement = (
+        f'<p class="requirement" id="requirement">本系统要求 {_e(required_acr)} '
+        f"{_e(LEVEL_NAMES.get(required_acr, ''))}认证；统一身份认证平台会在需要时"
+        "引导您完成升级认证，无需重新登录。</p>"
+        if required_acr else ""
+    )
+    links = (f'<p class="muted"><a id="my-logins" href="{_e(my_logins)}">我的登录</a>'
+             "：查看统一身份认证会话已用于哪些系统。</p>")
+
     async def home(request: Request) -> Response:
         user = request.session.get("user")
         if not user:
+            notices = ""
+            ended = request.session.get("logged_out_at")
+            if isinstance(ended, int | float):
+                notices += (f'<p class="notice" id="logged-out-notice" role="status">'
+                            f"您已于 {_clock_time(ended)} 在其他系统退出登录"
+                            "（统一身份认证单点退出）</p>")
+            state = request.query_params.get("state")
+            expected = request.session.pop("logout_state", None)
+            if state and isinstance(expected, str) and secrets.compare_digest(state, expected):
+                notices += ('<p class="ok" id="logout-done" role="status">您已退出登录，'
+                            "统一身份认证平台的会话已结束。</p>")
             body = (
-                '<h1>欢迎</h1><p id="status">未登录</p>'
+                f'<h1>欢迎</h1>{notices}<p id="status">未登录</p>{requirement}'
                 '<p class="muted">使用湖南政务服务统一身份认证登录后办理业务。</p>'
                 '<a class="button" id="login" href="/login">登录</a>'
+                f"{links}"
             )
             return _page(title, body)
         acr = user["acr"]
         level = LEVEL_NAMES.get(acr, "")
         body = (
-            '<h1>已登录</h1><p id="status">已登录</p><dl>'
+            f'<h1>已登录</h1><p id="status">已登录</p>{requirement}<dl>'
             f'<dt>用户</dt><dd id="who">{_e(user["name"] or "（未提供姓名）")}</dd>'
             f'<dt>用户标识 (sub)</dt><dd id="sub">{_e(user["sub"])}</dd>'
             f'<dt>认证等级 (acr)</dt><dd><span id="acr">{_e(acr)}</span>'
@@ -166,9 +250,14 @@ def create_rp_app(
             f'<dt>登录时间 (auth_time)</dt><dd id="auth-time">{_e(user["auth_time"])}</dd>'
             f'<dt>统一认证会话 (sid)</dt><dd id="sid">{_e(user["sid"])}</dd>'
             "</dl>"
-            '<form method="post" action="/logout">'
-            '<button type="submit" id="logout">退出本系统</button></form>'
-            '<p class="muted">退出只清除本系统的登录状态；统一身份认证平台的会话仍然有效。</p>'
+            '<form class="inline" method="post" action="/logout">'
+            '<button type="submit" id="logout">退出登录</button></form>'
+            '<form class="inline" method="post" action="/logout/local">'
+            '<button type="submit" class="secondary" id="logout-local">仅退出本系统</button>'
+            "</form>"
+            '<p class="muted">“退出登录”结束统一身份认证会话，并通知本次登录用过的全部系统；'
+            "“仅退出本系统”只清除本系统的登录状态。</p>"
+            f"{links}"
         )
         return _page(title, body)
 
@@ -204,19 +293,51 @@ def create_rp_app(
         except httpx.HTTPError as exc:
             log.warning("%s: gateway call failed: %s", client_id, exc)
             return _error_page(title, "temporarily_unavailable", status=502)
-        request.session["user"] = _user_record(id_token, userinfo)
+        for stale in ("logged_out_at", "logout_state"):  # a new login: no stale notice
+            request.session.pop(stale, None)
+        request.session["user"] = _user_record(id_token, userinfo, now=time.time())
+        request.session["id_token"] = str(token["id_token"])  # the raw JWT: id_token_hint
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
+        """RP-initiated logout: end the gateway session (and so every RP's) too."""
+        id_token = request.session.get("id_token")
+        had_user = bool(request.session.get("user"))
+        request.session.clear()  # this RP is logged out whatever the gateway says
+        if not had_user or not isinstance(id_token, str):
+            return RedirectResponse("/", status_code=303)
+        try:
+            metadata = await client.load_server_metadata()
+        except httpx.HTTPError as exc:
+            log.warning("%s: cannot reach the gateway for logout: %s", client_id, exc)
+            return _error_page(title, "temporarily_unavailable", "本系统已退出，但统一身份"
+                               "认证平台暂时无法访问，其他系统的登录可能仍然有效。", status=502)
+        end_session = metadata.get("end_session_endpoint")
+        if not isinstance(end_session, str) or not end_session:
+            return RedirectResponse("/", status_code=303)
+        state = secrets.token_urlsafe(16)
+        request.session["logout_state"] = state
+        target = add_params_to_uri(end_session, [
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", home_uri),
+            ("state", state),
+            ("client_id", client_id),
+        ])
+        return RedirectResponse(target, status_code=303)
+
+    async def logout_local(request: Request) -> Response:
+        """Leave this system only; the gateway session (and other RPs) stay logged in."""
         request.session.clear()
         return RedirectResponse("/", status_code=303)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
             Route("/login", login, methods=["GET"]),
             Route("/callback", callback, methods=["GET"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/logout/local", logout_local, methods=["POST"]),
+            Route("/backchannel-logout", receiver.handle, methods=["POST"]),
         ],
         middleware=[
             Middleware(
@@ -226,6 +347,9 @@ def create_rp_app(
                 max_age=8 * 3600,
                 same_site="lax",
                 https_only=base_url.startswith("https://"),
-            )
+            ),
+            Middleware(_LogoutCheck, receiver=receiver),
         ],
     )
+    app.state.backchannel = receiver
+    return app

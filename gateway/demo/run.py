@@ -1,7 +1,7 @@
-"""``roam demo``: the gateway and the two demo RPs in one process, one event loop.
+"""``roam demo``: the gateway and the three demo RPs in one process, one event loop.
 
-Three uvicorn servers share the loop. uvicorn's own signal capture is per server and
-chains badly when three run at once, so this module owns SIGINT/SIGTERM and asks every
+Four uvicorn servers share the loop. uvicorn's own signal capture is per server and
+chains badly when several run at once, so this module owns SIGINT/SIGTERM and asks every
 server to stop together (a second Ctrl+C forces it).
 """
 
@@ -21,6 +21,7 @@ from gateway.config import ClientConfig, Config
 from gateway.demo import DEMO_SECRETS
 from gateway.demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.login.directory import load_entries
+from gateway.login.stepup import LEVEL_NAMES as STEP_UP_NAMES
 from gateway.privacy import mask_name
 
 __all__ = ["demo_banner", "demo_config", "rp_base_url", "run_demo"]
@@ -44,8 +45,9 @@ def _port_of(url: str) -> int:
 def demo_config(config: Config, *, gateway_port: int, rp_ports: Mapping[str, int]) -> Config:
     """A copy of ``config`` with the issuer and the named clients' URIs on other ports.
 
-    Tests use it to run the whole demo on free ports. Every redirect and post-logout URI of
-    a client in ``rp_ports`` moves to that client's port; other clients are untouched.
+    Tests use it to run the whole demo on free ports. Every redirect, post-logout and
+    back-channel logout URI of a client in ``rp_ports`` moves to that client's port; other
+    clients are untouched.
     """
     unknown = sorted(set(rp_ports) - {c.client_id for c in config.clients})
     if unknown:
@@ -62,6 +64,9 @@ def demo_config(config: Config, *, gateway_port: int, rp_ports: Mapping[str, int
             "redirect_uris": tuple(_with_port(u, port) for u in client.redirect_uris),
             "post_logout_redirect_uris": tuple(
                 _with_port(u, port) for u in client.post_logout_redirect_uris),
+            "backchannel_logout_uri": (
+                _with_port(client.backchannel_logout_uri, port)
+                if client.backchannel_logout_uri else None),
         })
 
     return config.model_copy(update={
@@ -85,6 +90,11 @@ def _demo_clients(config: Config) -> list[ClientConfig]:
     return [c for c in clients if c is not None]
 
 
+def _required_acr(client: ClientConfig) -> str | None:
+    """The level the gateway holds the client's sessions to (the highest it registered)."""
+    return max(client.default_acr_values, default=None)
+
+
 def demo_rp_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
     """client_id -> (base URL, RP app) for each demo client in ``config``."""
     apps: dict[str, tuple[str, Starlette]] = {}
@@ -98,6 +108,7 @@ def demo_rp_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
             base_url=base_url,
             token_endpoint_auth_method=client.token_endpoint_auth_method,
             scope=" ".join(s for s in ("openid", "profile", "region") if s in client.scopes),
+            required_acr=_required_acr(client),
         ))
     return apps
 
@@ -116,18 +127,28 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
             by_level[entry.acr] = [entry.phone, entry.acr, LEVEL_NAMES.get(entry.acr, ""), name]
     shown = [by_level[level] for level in sorted(by_level)][:accounts]
     lines = ["", "Roam 演示 / demo", "=" * 40, "打开 / open:"]
-    for client in _demo_clients(config):
-        label = "RP A" if client.client_id == "changsha-gov" else "RP B"
+    for index, client in enumerate(_demo_clients(config)):
+        label = f"RP {chr(ord('A') + index)}"
         lines.append(f"  {label}  {client.client_name} ({client.client_id}): "
                      f"{rp_base_url(client)}/")
+        required = _required_acr(client)
+        if required:
+            meaning = STEP_UP_NAMES.get(required, "")
+            lines.append(f"        需要 {required} {meaning}（已登录时升级认证，无需重新登录）"
+                         f" / requires {required}: step-up, not a new login")
     discovery = f"{config.issuer}/.well-known/openid-configuration"
     lines.append(f"  网关发现文档 / gateway discovery: {discovery}")
     lines.append("演示账号（虚构）/ demo accounts (fictional):")
     for phone, level, meaning, name in shown:
         lines.append(f"  {phone}  {level} {meaning}  {name}")
     lines.append(f"  密码 / password: {DEMO_PASSWORD}")
-    lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录。")
+    lines.append(f"  我的登录 / my logins: {config.issuer}/my/logins")
+    lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录；")
+    lines.append("      打开 RP C 时只需做一次人脸核验（演示），无需重新登录；")
+    lines.append("      在 RP B 点“退出登录”，再刷新 RP A：它已通过后台通道得知退出。")
     lines.append("Hint: log in at RP A, then open RP B: no second login.")
+    lines.append("      RP C needs L3: a (simulated) face check steps the session up.")
+    lines.append("      Log out at RP B, reload RP A: the back channel has told it.")
     lines.append("按 Ctrl+C 停止 / press Ctrl+C to stop.")
     lines.append("")
     return "\n".join(lines)
@@ -143,7 +164,7 @@ class _Server(uvicorn.Server):
 
 async def run_demo(config: Config, *, host: str = "127.0.0.1",
                    stop: anyio.Event | None = None) -> None:
-    """Serve the gateway and both demo RPs until Ctrl+C, SIGTERM or ``stop`` is set."""
+    """Serve the gateway and the demo RPs until Ctrl+C, SIGTERM or ``stop`` is set."""
     from gateway.app import create_app  # the app factory pulls in the whole gateway
 
     apps: list[tuple[Starlette, int]] = [(create_app(config), _port_of(config.issuer))]

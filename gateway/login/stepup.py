@@ -315,8 +315,8 @@ class StepUpPages:
             audit.info("stepup unmet sub=%s sid=%s acr=%s target=%s client=%s",
                        session.identity.subject, session.sid, session.identity.acr,
                        LEVELS[target - 1], client.client_id)
-            return self.authorizer.fail(
-                pending.pairs, "unmet_authentication_requirements",
+            return await self.authorizer.fail(
+                pending, "unmet_authentication_requirements",
                 f"No step-up factor available here reaches {LEVELS[target - 1]}.")
         return session, client, steps, target
 

@@ -149,10 +149,12 @@ class Authorizer:
             return "level"
         return ""
 
-    def fail(self, pairs: Sequence[tuple[str, str]], error: str, description: str) -> Response:
+    async def fail(self, pending: Pending, error: str, description: str) -> Response:
         """Send an error back to the client of a parked (already validated) request."""
+        pairs = pending.pairs
         redirect_uri = first_param(pairs, "redirect_uri") or ""
         self.client_for(pairs)  # re-checks client and redirect URI: never redirect blindly
+        await self.store.destroy(PENDING_KIND, pending.id)
         params = {"error": error, "error_description": description}
         state = first_param(pairs, "state")
         if state:
