@@ -32,7 +32,7 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError, PageError
-from gateway.identity import LEVELS, level_rank
+from gateway.identity import LEVELS, Identity, level_rank
 from gateway.oidc.authorize import Authorizer, Pending
 from gateway.oidc.clients import Client
 from gateway.pages import Pages
@@ -70,6 +70,9 @@ class StepUpFactor(Protocol):
     level: str  # the level it raises the session to ("L2", "L3")
     template: str  # its page, rendered with the context ``begin`` returns
 
+    def available(self, identity: Identity) -> bool:
+        """Whether this person can do the factor at all (a phone to text, a photo to match)."""
+
     async def begin(self, session: Session) -> dict[str, Any]:
         """Prepare the factor (send a code, issue a challenge); the page's context."""
 
@@ -99,6 +102,9 @@ class SimulatedSms:
     name = "sms"
     level = "L2"
     template = "stepup_sms.html"
+
+    def available(self, identity: Identity) -> bool:
+        return bool(identity.claims.get("phone_number"))
 
     def __init__(self, store: Store, *, ttl: int = 300, max_failures: int = 5,
                  lock_seconds: int = 60, clock: Callable[[], float] = time.time) -> None:
@@ -195,6 +201,10 @@ class SimulatedFace:
     level = "L3"
     template = "stepup_face.html"
 
+    def available(self, identity: Identity) -> bool:
+        # a liveness check compares the face with the real-name record: L2 data needed
+        return bool(identity.claims.get("id_number") and identity.claims.get("name"))
+
     def __init__(self, store: Store, *, ttl: int = CHALLENGE_TTL) -> None:
         self.store = store
         self.ttl = ttl
@@ -245,12 +255,14 @@ class StepUpPages:
         self.csrf = csrf
         self.factors = sorted(factors, key=lambda f: level_rank(f.level))
 
-    def plan(self, level: int, target: int) -> list[StepUpFactor]:
-        """The factors to do, in order, from ``level`` up to ``target``; [] if unreachable."""
+    def plan(self, identity: Identity, target: int) -> list[StepUpFactor]:
+        """The factors to do, in order, from the identity's level up to ``target``; [] if
+        unreachable (then the RP hears ``unmet_authentication_requirements`` at once)."""
         steps: list[StepUpFactor] = []
+        level = identity.level
         for factor in self.factors:
             rank = level_rank(factor.level)
-            if level < rank and level < target:
+            if level < rank and level < target and factor.available(identity):
                 steps.append(factor)
                 level = rank
         return steps if level >= target else []
@@ -310,7 +322,7 @@ class StepUpPages:
         target = self.authorizer.required_level(client, pending.pairs)
         if session.identity.level >= target:
             return RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
-        steps = self.plan(session.identity.level, target)
+        steps = self.plan(session.identity, target)
         if not steps:
             audit.info("stepup unmet sub=%s sid=%s acr=%s target=%s client=%s",
                        session.identity.subject, session.sid, session.identity.acr,

@@ -123,8 +123,8 @@ class Authorizer:
 
     def required_level(self, client: Client, pairs: Sequence[tuple[str, str]]) -> int:
         """The level this request needs: the client's registered floor or the request's ask."""
-        floor = [level_rank(v) for v in client.config.default_acr_values]
-        return max([requested_level(pairs), *floor])
+        floor = min((level_rank(v) for v in client.config.default_acr_values), default=0)
+        return max(requested_level(pairs), floor)
 
     def _satisfies(self, session: Session, client: Client, pairs: Sequence[tuple[str, str]],
                    fresh: bool) -> str:

@@ -480,18 +480,30 @@ async def test_face_challenge_is_single_use_and_session_bound() -> None:
     await factor.verify(session(sid="a"), {"challenge": other})  # not spent by "b"
 
 
+def person(acr: str, phone: str | None = "13800000001") -> Identity:
+    claims = {"name": "张三", "id_number": "430102199001010016"}
+    if phone:
+        claims["phone_number"] = phone
+    return Identity(subject="c-x", kind=PersonKind.NATURAL, acr=acr, amr=("pwd",),
+                    auth_time=0, region="430102", claims=claims)
+
+
 def test_plan_goes_one_level_at_a_time_and_knows_what_it_cannot_reach() -> None:
     store = MemoryStore()
     pages = StepUpPages(authorizer=None, sessions=None, pages=None, csrf=None,  # type: ignore[arg-type]
                         factors=[SimulatedFace(store), SimulatedSms(store)])
-    assert [f.name for f in pages.plan(1, 3)] == ["sms", "face"]
-    assert [f.name for f in pages.plan(1, 2)] == ["sms"]
-    assert [f.name for f in pages.plan(2, 3)] == ["face"]
-    assert pages.plan(2, 4) == []
-    assert pages.plan(0, 4) == []
+    assert [f.name for f in pages.plan(person("L1"), 3)] == ["sms", "face"]
+    assert [f.name for f in pages.plan(person("L1"), 2)] == ["sms"]
+    assert [f.name for f in pages.plan(person("L2"), 3)] == ["face"]
+    assert pages.plan(person("L2"), 4) == []
+    # no phone to text: the face check (against the real-name record) is the only way
+    assert [f.name for f in pages.plan(person("L1", phone=None), 3)] == ["face"]
+    nobody = Identity(subject="c-y", kind=PersonKind.NATURAL, acr="L1", amr=("wechat",),
+                      auth_time=0, region="430102", claims={})
+    assert pages.plan(nobody, 2) == []  # a channel-only account: unmet at once
 
 
 def test_without_factors_every_level_above_the_session_is_unmet() -> None:
     pages = StepUpPages(authorizer=None, sessions=None, pages=None, csrf=None,  # type: ignore[arg-type]
                         factors=[])
-    assert pages.plan(1, 2) == []
+    assert pages.plan(person("L1"), 2) == []

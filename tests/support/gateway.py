@@ -29,8 +29,12 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
     settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section})
+    # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
+    # not post logout tokens to a demo someone is running, so they are off unless asked.
     changes = clients or {}
-    updated = tuple(c.model_copy(update=changes.get(c.client_id, {})) for c in base.clients)
+    updated = tuple(c.model_copy(update={"backchannel_logout_uri": None,
+                                         **changes.get(c.client_id, {})})
+                    for c in base.clients)
     return base.model_copy(update={"settings": settings, "clients": updated})
 
 
