@@ -60,7 +60,7 @@ def resident_id_check_char(first17: str) -> str:
     return _ID_CHECK_CHARS[total % 11]
 
 
-def _plausible_area(area: str) -> bool:
+def plausible_area(area: str) -> bool:
     """Cheap shape check of a six-digit area code; history lookup is ``known_area``."""
     if area in _RESIDENCE_PERMIT_AREAS:
         return True
@@ -91,7 +91,7 @@ def validate_resident_id(
         raise ValueError("第18位必须是数字或X / the 18th character must be a digit or X")
 
     area = v[:6]
-    if not _plausible_area(area):
+    if not plausible_area(area):
         raise ValueError("地址码无效 / the area code (first 6 digits) is not a valid region")
     if known_area is not None and not known_area(area):
         raise ValueError("地址码不存在 / the area code (first 6 digits) is not a known region")

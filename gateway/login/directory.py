@@ -9,6 +9,7 @@ and an account lockout after repeated failures (等保 2.0 登录失败处理).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 import os
@@ -36,6 +37,7 @@ from gateway.identifiers import (
     validate_uscc,
 )
 from gateway.identity import LEVELS, Identity, PersonKind
+from gateway.regions import RegionDirectory
 from gateway.store.base import Store
 
 __all__ = [
@@ -210,6 +212,17 @@ def _problem_if(ok: bool, message: str) -> str | None:
     return None if ok else message
 
 
+@functools.cache
+def _regions() -> RegionDirectory:
+    """The shipped region data, read once: it only changes with a new release."""
+    return RegionDirectory.load()
+
+
+def _current_region(code: str) -> bool:
+    region = _regions().get(code)
+    return region is not None and region.current
+
+
 _FIELD_CHECKS: dict[str, Callable[[str, date | None], str | None]] = {
     "subject": lambda v, _: _problem_if(
         bool(_SUBJECT.fullmatch(v)),
@@ -221,13 +234,16 @@ _FIELD_CHECKS: dict[str, Callable[[str, date | None], str | None]] = {
         bool(_PHONE.fullmatch(v)), "must be an 11-digit mainland mobile number (1[3-9]xxxxxxxxx)"
     ),
     "region": lambda v, _: _problem_if(
-        bool(_REGION.fullmatch(v)), "must be a six-digit Hunan GB/T 2260 code starting with 43"
+        bool(_REGION.fullmatch(v)) and _current_region(v),
+        "must be a current six-digit Hunan GB/T 2260 code (gateway/data/hunan_regions.json)",
     ),
     "acr": lambda v, _: _problem_if(v in LEVELS, f"must be one of {', '.join(LEVELS)}"),
     "kind": lambda v, _: _problem_if(
         v in {k.value for k in PersonKind}, 'must be "natural" or "legal"'
     ),
-    "id_number": lambda v, today: _error_of(validate_resident_id, v, today=today),
+    "id_number": lambda v, today: _error_of(
+        validate_resident_id, v, today=today, known_area=_regions().known_area
+    ),
     "uscc": lambda v, _: _error_of(validate_uscc, v),
     "password_hash": lambda v, _: _argon2id_problem(v),
 }

@@ -442,7 +442,8 @@ def test_config_error_is_raised_by_from_file(tmp_path: Path) -> None:
     path.write_text(citizen_toml(region="43011"), encoding="utf-8")
     problems = problems_of(lambda: DemoDirectory.from_file(path))
     assert problems == [
-        f"{path}: citizen[0].region: must be a six-digit Hunan GB/T 2260 code starting with 43"
+        f"{path}: citizen[0].region: must be a current six-digit Hunan GB/T 2260 code "
+        "(gateway/data/hunan_regions.json)"
     ]
 
 
