@@ -87,7 +87,7 @@ def create_app(
                               link_ttl=settings.tokens.refresh_token_ttl)
     active = ActiveTokens(store, sessions)
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     ttl=settings.tokens, session_alive=active.session_alive)
+                                     ttl=settings.tokens, active=active)
     pages = Pages()
     csrf = Csrf(secure=sessions.secure_cookie)
     background = Background()

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from gateway.oidc.grant import Grant
-from gateway.sessions import SessionManager
+from gateway.sessions import Session, SessionManager
 from gateway.store.base import Store
 
 GRANT_KIND = "grant"
@@ -24,15 +24,22 @@ class ActiveTokens:
         self.store = store
         self.sessions = sessions
 
-    async def session_alive(self, grant: Grant) -> bool:
-        """True for offline grants; else the session must live (and is kept alive by use)."""
+    async def check_session(self, grant: Grant) -> tuple[bool, Session | None]:
+        """Whether the grant may still be used, and the session that keeps it alive.
+
+        Offline grants (and grants made outside a session) need none: ``(True, None)``.
+        """
         if grant.offline or not grant.sid:
-            return True
+            return True, None
         session = await self.sessions.find(grant.sid)
-        if session is None:
-            return False
-        await self.sessions.touch(session)
-        return True
+        return session is not None, session
+
+    async def session_alive(self, grant: Grant) -> bool:
+        """As ``check_session``, and use by an RP counts as activity of the session."""
+        alive, session = await self.check_session(grant)
+        if session is not None:
+            await self.sessions.touch(session)
+        return alive
 
     async def grant(self, grant_id: str) -> Grant | None:
         data = await self.store.find(GRANT_KIND, grant_id)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredError
 from starlette.requests import Request
@@ -26,13 +25,8 @@ from gateway.identity import level_rank
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.grant import new_id
 from gateway.oidc.http import request_params
-from gateway.oidc.server import (
-    HttpRequest,
-    Reply,
-    RoamAuthorizationServer,
-    add_query,
-    pending_grant,
-)
+from gateway.oidc.requests import HttpRequest, Reply, add_query
+from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Store
 
@@ -177,8 +171,7 @@ class Authorizer:
 
         oauth_request = HttpRequest(request.method, str(request.url), dict(request.headers),
                                     query=pairs)
-        outcome = await anyio.to_thread.run_sync(self._run_authlib, oauth_request, end_user,
-                                                 blocker)
+        outcome = await self._run_authlib(oauth_request, end_user, blocker)
         if isinstance(outcome, OAuth2Error):
             return self._error(outcome)
         if outcome is None:  # a login or a step-up is needed
@@ -197,9 +190,9 @@ class Authorizer:
         log.info("authorize ok client=%s sid=%s", client.client_id, session and session.sid)
         return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
 
-    def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,
-                     blocker: str) -> Reply | OAuth2Error | None:
-        """Worker thread: authlib validates; returns a reply, an error, or None for login."""
+    async def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,
+                           blocker: str) -> Reply | OAuth2Error | None:
+        """authlib validates; returns a reply, an error, or None when a login is needed."""
         try:
             grant = self.server.get_consent_grant(oauth_request, end_user=end_user)
         except LoginRequiredError as error:
@@ -212,8 +205,7 @@ class Authorizer:
             return error
         if end_user is None:
             return None
-        reply: Reply = self.server.create_authorization_response(
-            oauth_request, grant_user=end_user, grant=grant)
+        reply = await self.server.authorization_response(oauth_request, end_user, grant)
         if reply.status != 302:
             # authlib turned an error into a reply: rebuild it as the error it was.
             raise PageError("登录失败", str(reply.body), status=400)

@@ -10,10 +10,11 @@ Confidential clients may introspect their own tokens; registered resource server
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import anyio.to_thread
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from starlette.requests import Request
@@ -25,7 +26,8 @@ from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 from gateway.oidc.http import form_params, json_reply
-from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer
+from gateway.oidc.requests import HttpRequest
+from gateway.oidc.server import RoamAuthorizationServer
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
 from gateway.store.base import Store
 
@@ -91,7 +93,7 @@ class TokenLookup:
         if data is None:
             return None
         grant = Grant.from_dict(data["grant"])
-        alive = await self.active.session_alive(grant)
+        alive, _ = await self.active.check_session(grant)  # looking is not activity
         return FoundToken("refresh_token", grant, str(data.get("scope", "")), active=alive)
 
 
@@ -112,15 +114,14 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
         self.lookup = lookup
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
-        found: FoundToken | None = self.server.call(self.lookup.find, token_string,
-                                                    token_type_hint)
-        return found
+        return _looked_up(token_string)
 
-    def revoke_token(self, token: FoundToken, request: Any) -> None:
+    def revoke_token(self, token: FoundToken, request: HttpRequest) -> None:
+        active = self.lookup.active
         if token.kind == "refresh_token":
-            self.server.call(self.lookup.active.revoke_grant, token.grant.grant_id)
+            request.work.then.append(partial(active.revoke_grant, token.grant.grant_id))
         else:
-            self.server.call(self.lookup.active.revoke_access_token, token.claims)
+            request.work.then.append(partial(active.revoke_access_token, token.claims))
 
 
 class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
@@ -133,9 +134,7 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         self.issuer = issuer
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
-        found: FoundToken | None = self.server.call(self.lookup.find, token_string,
-                                                    token_type_hint)
-        return found
+        return _looked_up(token_string)
 
     def check_permission(self, token: FoundToken, client: Client, request: Any) -> bool:
         return bool(client.config.resource_server or token.check_client(client))
@@ -164,18 +163,35 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         return body
 
 
+# authlib's endpoints ask ``query_token(token, hint)`` without the request; what was read
+# for this request is found through the task's context, never shared between requests.
+_FOUND: ContextVar[dict[str, Any]] = ContextVar("roam_found_tokens")
+
+
+def _looked_up(token_string: str) -> FoundToken | None:
+    found: FoundToken | None = _FOUND.get({}).get(token_string)
+    return found
+
+
 class LifecycleEndpoints:
     def __init__(self, *, server: RoamAuthorizationServer, lookup: TokenLookup,
                  issuer: str) -> None:
         self.server = server
+        self.lookup = lookup
         server.register_endpoint(_Revocation(server, lookup))
         server.register_endpoint(_Introspection(server, lookup, issuer))
+
+    async def _read(self, request: HttpRequest) -> None:
+        token = request.form.get("token")
+        if token:
+            request.work.found[token] = await self.lookup.find(
+                token, request.form.get("token_type_hint"))
+        _FOUND.set(request.work.found)
 
     async def _run(self, request: Request, name: str) -> Response:
         pairs = await form_params(request)
         oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
-        reply: Reply = await anyio.to_thread.run_sync(
-            self.server.create_endpoint_response, name, oauth_request)
+        reply = await self.server.endpoint_response(name, oauth_request, self._read)
         return json_reply(reply)
 
     async def revoke(self, request: Request) -> Response:

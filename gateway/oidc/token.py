@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.oidc.http import form_params, json_reply
-from gateway.oidc.server import HttpRequest, Reply, RoamAuthorizationServer
+from gateway.oidc.requests import HttpRequest
+from gateway.oidc.server import RoamAuthorizationServer
 
 log = logging.getLogger("roam.token")
 
@@ -21,8 +21,7 @@ class TokenEndpoint:
     async def handle(self, request: Request) -> Response:
         pairs = await form_params(request)
         oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
-        reply: Reply = await anyio.to_thread.run_sync(
-            self.server.create_token_response, oauth_request)
+        reply = await self.server.token_response(oauth_request)
         if reply.status != 200:
             log.info("token error status=%s error=%s grant_type=%s", reply.status,
                      reply.body.get("error"), oauth_request.form.get("grant_type"))

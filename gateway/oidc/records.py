@@ -1,0 +1,80 @@
+"""Codes and refresh tokens as authlib's grants want to see them (store records)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.oidc.clients import Client
+from gateway.oidc.grant import Grant
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    code: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+    grant: Grant
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.grant.nonce
+
+    def get_auth_time(self) -> int:
+        return self.grant.identity.auth_time
+
+    def get_acr(self) -> str:
+        return self.grant.identity.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.grant.identity.amr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": self.scope,
+            "code_challenge": self.code_challenge,
+            "code_challenge_method": self.code_challenge_method,
+            "grant": self.grant.to_dict(),
+            "grant_id": self.grant.grant_id,
+        }
+
+    @classmethod
+    def from_dict(cls, code: str, data: dict[str, Any]) -> StoredCode:
+        return cls(
+            code=code,
+            client_id=data["client_id"],
+            redirect_uri=data["redirect_uri"],
+            scope=data["scope"],
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            grant=Grant.from_dict(data["grant"]),
+        )
+
+
+@dataclass(frozen=True)
+class StoredRefreshToken:
+    token: str
+    grant: Grant
+    scope: str
+
+    def check_client(self, client: Client) -> bool:
+        return bool(client.client_id == self.grant.client_id)
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return False  # the store's TTL already hides expired tokens
+
+    def is_revoked(self) -> bool:
+        return False  # revoked tokens are removed from the store
