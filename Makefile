@@ -22,4 +22,5 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/token.py
+	$(BIN)/python -m bench.token
+	$(BIN)/python -m bench.sso

@@ -41,7 +41,7 @@ from gateway.config import ClientConfig, Config, load_config
 from gateway.keys import KeyRing
 from gateway.oidc.clients import secret_digest
 from gateway.oidc.grant import new_id
-from gateway.oidc.token import NO_STORE
+from gateway.oidc.http import NO_STORE
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,20 +52,19 @@ ALGS = ("RS256", "ES256")
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: the bench reads Location
 
 
+SECRET_ENV = "ROAMBENCH_CLIENT_SECRET"  # the bench picks one per run
+
+
 def client_id(alg: str) -> str:
     return f"bench-{alg.lower()}"
 
 
-def client_secret(alg: str) -> str:
-    return f"bench-secret-{alg.lower()}-not-for-production"
-
-
-def bench_clients() -> tuple[ClientConfig, ...]:
+def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
     return tuple(
         ClientConfig(
             client_id=client_id(alg),
             client_name=f"Bench client ({alg})",
-            client_secret_sha256=secret_digest(client_secret(alg)),
+            client_secret_sha256=secret_digest(secret),
             redirect_uris=(REDIRECT_URI,),
             scopes=("openid", "profile"),
             claims=("name",),
@@ -76,7 +75,7 @@ def bench_clients() -> tuple[ClientConfig, ...]:
     )
 
 
-def bench_config(*, store: str, redis_url: str, prefix: str, port: int) -> Config:
+def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str) -> Config:
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
@@ -87,7 +86,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int) -> Confi
             update={"backend": store, "redis_url": redis_url, "prefix": prefix}),
     })
     return config.model_copy(update={"settings": settings,
-                                      "clients": (*config.clients, *bench_clients())})
+                                      "clients": (*config.clients, *bench_clients(secret))})
 
 
 def runtime() -> dict[str, str]:
@@ -149,14 +148,17 @@ class Floor:
         return JSONResponse(body, headers=NO_STORE)
 
 
-def build_app(*, store: str, redis_url: str, prefix: str, port: int) -> Starlette:
+def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
-    config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port)
+    config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
+                          secret=secret)
     keys = KeyRing.ephemeral(ALGS)
     app = create_app(config, keys=keys)  # the store comes from config, as in production
     floor = Floor(config, keys)
-    info = {
+    info: dict[str, Any] = {
         **runtime(),
+        "clients": {alg: client_id(alg) for alg in ALGS},
+        "redirect_uri": REDIRECT_URI,
         "store": store,
         "pid": str(os.getpid()),
         "python": platform.python_version(),
@@ -182,8 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
-                    port=args.port)
+                    port=args.port, secret=secret)
     rt = runtime()
     uvicorn.run(app, host="127.0.0.1", port=args.port, loop=rt["loop"], http=rt["http"],
                 lifespan="on", log_level="warning", access_log=False)
