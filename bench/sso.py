@@ -113,9 +113,9 @@ async def bench_store(server: ServerProcess, options: Options,
     try:
         info = await server.wait_ready(http)
         results = []
+        for browser in browsers:  # each browser logs in once, through the pages
+            await login(browser, server, options.algs[0])
         for alg in options.algs:
-            for browser in browsers:  # each browser logs in once, through the pages
-                await login(browser, server, alg)
             floor_tokens = [secrets.token_urlsafe(32) for _ in range(options.concurrency)]
             combo = Combination(server.store, alg)
             for number in range(1, options.rounds + 1):
