@@ -111,9 +111,9 @@ def test_sessions_revoke_logs_a_subject_out_everywhere(
     from gateway.app import create_app
     from gateway.config import load_config
     from gateway.keys import generate_key_file
-    from tests.oidc.test_flow import authorize_url, rp_client
     from tests.support.gateway import log_in, query
     from tests.support.receiver import Receiver
+    from tests.support.rp import authorize_url, rp_client
     from tests.support.servers import free_port, serve
 
     keys = tmp_path / "keys"

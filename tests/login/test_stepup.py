@@ -30,8 +30,8 @@ from gateway.login.stepup import (
 )
 from gateway.sessions import Session
 from gateway.store.memory import MemoryStore
-from tests.oidc.test_flow import authorize_url, rp_client, validate_id_token
 from tests.support.gateway import DEMO_PASSWORD, config_on_port, form_field, query
+from tests.support.rp import authorize_url, rp_client, validate_id_token
 from tests.support.servers import free_port, serve
 
 L1_PHONE = "15000000003"  # c-0003, L1

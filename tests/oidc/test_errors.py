@@ -16,14 +16,14 @@ import pytest
 from authlib.integrations.base_client import OAuthError
 
 from gateway.store.memory import MemoryStore
-from tests.oidc.test_flow import (
+from tests.support.gateway import SECRETS, log_in, query
+from tests.support.rp import (
     CHANGSHA_CALLBACK,
     MINIAPP_CALLBACK,
     authorize_url,
     full_login,
     rp_client,
 )
-from tests.support.gateway import SECRETS, log_in, query
 
 
 @pytest.fixture

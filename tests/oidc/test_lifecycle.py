@@ -7,8 +7,8 @@ import pytest
 from authlib.integrations.base_client import OAuthError
 
 from gateway.store.memory import MemoryStore
-from tests.oidc.test_flow import discovery, full_login
 from tests.support.gateway import SECRETS
+from tests.support.rp import discovery, full_login
 
 API = ("hunan-data-api", SECRETS["hunan-data-api"])
 

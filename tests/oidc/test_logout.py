@@ -15,14 +15,14 @@ from joserfc.jwk import KeySet
 from gateway.app import create_app
 from gateway.oidc.backchannel import EVENT
 from gateway.store.memory import MemoryStore
-from tests.oidc.test_flow import (
+from tests.support.gateway import SECRETS, config_on_port, form_field, log_in, query
+from tests.support.receiver import Receiver
+from tests.support.rp import (
     YUEYANG_CALLBACK,
     authorize_url,
     full_login,
     rp_client,
 )
-from tests.support.gateway import SECRETS, config_on_port, form_field, log_in, query
-from tests.support.receiver import Receiver
 from tests.support.servers import free_port, serve
 
 CHANGSHA_HOME = "http://127.0.0.1:8001/"

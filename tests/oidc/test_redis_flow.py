@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.app import create_app
-from tests.oidc.test_flow import YUEYANG_CALLBACK, authorize_url, full_login, rp_client
 from tests.support.gateway import SECRETS, config_on_port
+from tests.support.rp import YUEYANG_CALLBACK, authorize_url, full_login, rp_client
 from tests.support.servers import free_port, serve
 
 
