@@ -52,11 +52,11 @@ from bench.token import (
     delete_prefixed,
     login,
     machine_line,
-    percentile,
     redis_pid,
     round_line,
     run_round,
     sigterm_as_interrupt,
+    table,
     wait_for_quiet,
 )
 
@@ -143,22 +143,6 @@ async def bench_store(server: ServerProcess, options: Options,
             await browser.close()
 
 
-def table(results: Sequence[Combination]) -> str:
-    lines = [
-        "| store | alg | floor req/s | SSO hops/s | hops ÷ floor | hop p50 ms | hop p99 ms "
-        "| server CPU ms floor req / hop | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for c in results:
-        floor, hops = c.rate("floor"), c.rate("hop")
-        lat = c.latencies("hop")
-        lines.append(
-            f"| {c.store} | {c.alg} | {floor:.0f} | {hops:.0f} | {hops / floor:.2f} "
-            f"| {percentile(lat, 50) * 1e3:.1f} | {percentile(lat, 99) * 1e3:.1f} "
-            f"| {c.cpu_ms('floor'):.2f} / {c.cpu_ms('hop'):.2f} | {len(c.errors())} |")
-    return "\n".join(lines)
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.sso",
                                      description="Silent SSO hops per second, against a floor.")
@@ -203,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if store == "redis":
                     delete_prefixed(options.redis_url, prefix)
     print(machine_line(info))
-    print(table(results))
+    print(table(results, target="hop", label="SSO hop"))
     return 1 if any(c.errors() for c in results) else 0
 
 
