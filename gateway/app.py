@@ -36,6 +36,9 @@ from gateway.oidc.tokens import TokenMinter
 from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
+from gateway.regions import RegionDirectory
+from gateway.routing.resolve import Resolver
+from gateway.routing.systems import load_systems
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
 
@@ -43,6 +46,17 @@ log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect")
+
+
+def load_routing(config: Config, regions: RegionDirectory | None = None) -> Resolver:
+    """The systems registry and its resolver; a bad systems file is a ConfigError."""
+    regions = regions or RegionDirectory.load()
+    systems, problems = load_systems(
+        config.path(config.settings.routing.systems_file), regions=regions,
+        client_ids={c.client_id for c in config.clients})
+    if problems:
+        raise ConfigError(problems)
+    return Resolver(systems, regions)
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -73,6 +87,7 @@ def create_app(
             max_failures=settings.login.max_failures,
             lockout_seconds=settings.login.lockout_seconds)
     clients = ClientRegistry(config.clients)
+    resolver = load_routing(config)
     missing = {c.config.id_token_signed_response_alg for c in clients} - keys.algs
     if missing:
         raise ConfigError([f"{config.source}: gateway.key_dir: no signing key for {sorted(missing)}"
@@ -197,4 +212,5 @@ def create_app(
     app.state.http = http_client
     app.state.logout = logout
     app.state.sessions = sessions
+    app.state.resolver = resolver
     return app

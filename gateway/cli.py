@@ -81,6 +81,16 @@ def cmd_clients_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_routes_check(args: argparse.Namespace) -> int:
+    from gateway.app import load_routing
+    from gateway.routing.resolve import routing_table
+
+    config = _config(args)
+    resolver = load_routing(config)
+    print(routing_table(resolver.systems, resolver.regions), end="")
+    return 0
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from gateway.keys import generate_key_file
 
@@ -157,6 +167,11 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_clients_list)
     clients.add_parser("secret", help="make a new client secret and its digest").set_defaults(
         func=cmd_clients_secret)
+
+    routes = sub.add_parser("routes", help="service routing (精准到达)").add_subparsers(
+        dest="action", required=True)
+    routes.add_parser("check", help="validate config/systems.toml and print the routing "
+                                    "table").set_defaults(func=cmd_routes_check)
 
     sessions = sub.add_parser("sessions", help="gateway sessions").add_subparsers(
         dest="action", required=True)

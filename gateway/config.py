@@ -120,6 +120,10 @@ class OutboundSection(_Strict):
         return value
 
 
+class RoutingSection(_Strict):
+    systems_file: str = "systems.toml"  # city and county systems, service items (精准到达)
+
+
 class Settings(_Strict):
     gateway: GatewaySection = GatewaySection()
     session: SessionSection = SessionSection()
@@ -127,6 +131,7 @@ class Settings(_Strict):
     store: StoreSection = StoreSection()
     login: LoginSection = LoginSection()
     outbound: OutboundSection = OutboundSection()
+    routing: RoutingSection = RoutingSection()
 
 
 class ClientConfig(_Strict):

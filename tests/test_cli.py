@@ -157,3 +157,26 @@ retry_for = 2
             assert len(rp.wait_for("changsha")) == 1
             url, _ = authorize_url(rp_client("changsha-gov", gw), gw, prompt="none")
             assert query(browser.get(url).headers["location"])["error"] == "login_required"
+
+
+def test_routes_check_prints_the_routing_table() -> None:
+    result = roam("routes", "check")
+    assert result.returncode == 0, result.stderr
+    assert "430000-GJJ-001 住房公积金提取" in result.stdout
+    assert "every division routed (136)" in result.stdout
+
+
+def test_routes_check_reports_a_bad_systems_file(tmp_path: Path) -> None:
+    main = (REPO / "config" / "roam.toml").read_text("utf-8")
+    for name in ("clients", "directory"):
+        key = "clients_file" if name == "clients" else "directory_file"
+        main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
+    (tmp_path / "roam.toml").write_text(main, "utf-8")
+    (tmp_path / "systems.toml").write_text(
+        '[[system]]\nid = "bad-sys"\nname = "X"\nregion = "439999"\nlevel = "county"\n'
+        'instances = ["http://127.0.0.1:9"]\nconnector = "cas"\nitems = ["nope"]\n', "utf-8")
+    result = roam("--config", str(tmp_path / "roam.toml"), "routes", "check")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "system[0].region" in result.stderr
+    assert "system[0].items" in result.stderr

@@ -1,0 +1,278 @@
+"""The systems registry: which city/county system handles which service item (事项).
+
+``config/systems.toml`` holds ``[[item]]`` tables (the catalogue of service items, so pages
+can show names) and ``[[system]]`` tables, one per city/county system::
+
+    [[item]]
+    code = "430000-GJJ-001"
+    name = "住房公积金提取"
+
+    [[system]]
+    id = "xiangtan-gov"
+    name = "湘潭市住房公积金"
+    region = "430300"            # a current Hunan GB/T 2260 code ...
+    level = "prefecture"         # ... and its level
+    instances = ["https://gjj.xiangtan.gov.cn"]
+    connector = "oidc"
+    client_id = "xiangtan-gov"   # connector "oidc": the registered RP it is
+    items = ["430000-GJJ-001"]
+    min_acr = "L3"
+
+:func:`load_systems` reports every problem at once, each naming the file and key
+(``config/systems.toml: system[2].region: ...``), as :mod:`gateway.config` does. Connector
+settings are checked by a ``validate_connector`` callback the app passes in (the connectors
+registry owns their schemas), so this module imports no connector.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.config import KNOWN_CLAIMS, is_loopback_http
+from gateway.regions import Level, RegionDirectory
+
+__all__ = [
+    "Acr",
+    "ConnectorValidator",
+    "ServiceItem",
+    "SystemConfig",
+    "Systems",
+    "load_systems",
+]
+
+Acr = Literal["L1", "L2", "L3", "L4"]
+
+#: ``validate_connector(connector_type, settings) -> problems``; an unknown type is a problem.
+ConnectorValidator = Callable[[str, Mapping[str, Any]], list[str]]
+
+_ITEM_CODE = r"^[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceItem(_Strict):
+    """One service item (事项) of the catalogue, e.g. ``430000-GJJ-001`` 住房公积金提取."""
+
+    code: str = Field(pattern=_ITEM_CODE)
+    name: str = Field(min_length=1)
+
+
+def _check_instance(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and not is_loopback_http(value):
+        raise ValueError(f"{value!r} uses plain http on a non-loopback host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r} must have no query or fragment (it is a base URL)")
+    return value
+
+
+class SystemConfig(_Strict):
+    """One city/county system and how the gateway reaches it."""
+
+    id: str = Field(pattern=r"^[a-z0-9-]{3,64}$")
+    name: str = Field(min_length=1)
+    region: str = Field(pattern=r"^[0-9]{6}$")
+    level: Level
+    instances: tuple[str, ...] = Field(min_length=1)
+    connector: str = Field(pattern=r"^[a-z0-9][a-z0-9._\-]{0,63}$")
+    connector_settings: dict[str, Any] = Field(default_factory=dict)
+    items: tuple[str, ...] = Field(min_length=1)
+    min_acr: Acr = "L1"
+    claims: tuple[str, ...] = ()  # claims released to it
+    privileged: bool = False  # may see unmasked ID and phone numbers
+    client_id: str | None = None  # connector "oidc": the registered RP it is
+
+    @field_validator("instances")
+    @classmethod
+    def _instances(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            _check_instance(url)
+        if len(set(value)) != len(value):
+            raise ValueError("an instance is listed twice")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("an item is listed twice")
+        return value
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - KNOWN_CLAIMS)
+        if unknown:
+            raise ValueError(f"unknown claims {unknown}; known: {sorted(KNOWN_CLAIMS)}")
+        return value
+
+    def consistency_problems(self) -> list[tuple[str, str]]:
+        """``(key, problem)`` pairs for cross-field rules."""
+        problems = []
+        if self.connector == "oidc" and not self.client_id:
+            problems.append(("client_id", "required for connector 'oidc' (the RP it is)"))
+        if self.connector != "oidc" and self.client_id is not None:
+            problems.append(("client_id", f"only for connector 'oidc', not {self.connector!r}"))
+        return problems
+
+
+class Systems:
+    """The registry: systems by id, by item and by region, and the item catalogue."""
+
+    def __init__(self, systems: Iterable[SystemConfig], items: Iterable[ServiceItem]) -> None:
+        self._by_id: dict[str, SystemConfig] = {}
+        for system in systems:
+            if system.id in self._by_id:
+                raise ValueError(f"system {system.id!r} appears twice")
+            self._by_id[system.id] = system
+        self._items = {item.code: item for item in items}
+        self._handling: dict[str, list[SystemConfig]] = {code: [] for code in self._items}
+        for system in self._by_id.values():
+            for code in system.items:
+                if code not in self._items:
+                    raise ValueError(f"system {system.id!r}: item {code!r} is not in the catalogue")
+                self._handling[code].append(system)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[SystemConfig]:
+        return iter(self._by_id.values())
+
+    def get(self, system_id: str) -> SystemConfig | None:
+        return self._by_id.get(system_id)
+
+    def item(self, code: str) -> ServiceItem | None:
+        """The catalogue entry for ``code``; None if the catalogue has no such item."""
+        return self._items.get(code)
+
+    def items(self) -> list[ServiceItem]:
+        """The catalogue, in file order."""
+        return list(self._items.values())
+
+    def handling(self, item: str) -> list[SystemConfig]:
+        """Every system that handles ``item``, anywhere in the province, in file order."""
+        return list(self._handling.get(item, ()))
+
+    def at(self, region: str, item: str) -> list[SystemConfig]:
+        """The systems registered exactly at ``region`` that handle ``item``."""
+        return [s for s in self._handling.get(item, ()) if s.region == region]
+
+
+def _loc(error: Mapping[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"])
+
+
+def _read(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror}")
+    return {}
+
+
+def _tables(path: Path, data: Mapping[str, Any], key: str, problems: list[str]) -> list[Any]:
+    raw = data.get(key, [])
+    if not isinstance(raw, list):
+        problems.append(f"{path}: {key}: expected [[{key}]] tables")
+        return []
+    return raw
+
+
+def load_systems(
+    path: Path,
+    *,
+    regions: RegionDirectory,
+    validate_connector: ConnectorValidator | None = None,
+    client_ids: Collection[str] | None = None,
+) -> tuple[Systems, list[str]]:
+    """Read a systems file; return the registry of the valid systems and every problem.
+
+    Each problem names the file and key. ``validate_connector`` checks a system's connector
+    type and settings (the app passes the connectors registry's check); ``client_ids``, when
+    given, are the registered RPs an ``oidc`` system's ``client_id`` must be one of. The
+    caller decides what problems mean (``roam routes check`` and the app raise
+    ``ConfigError``); the registry returned never holds an invalid system.
+    """
+    problems: list[str] = []
+    data = _read(path, problems)
+    for key in sorted(set(data) - {"item", "system"}):
+        problems.append(f"{path}: {key}: unknown key (expected [[item]] and [[system]] tables)")
+
+    items: dict[str, ServiceItem] = {}
+    for index, raw in enumerate(_tables(path, data, "item", problems)):
+        where = f"item[{index}]"
+        try:
+            item = ServiceItem.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(f"{path}: {where}.{_loc(e)}: {e['msg']}" for e in exc.errors())
+            continue
+        if item.code in items:
+            problems.append(f"{path}: {where}.code: duplicate {item.code!r}")
+            continue
+        items[item.code] = item
+
+    systems: list[SystemConfig] = []
+    first_index: dict[str, int] = {}
+    claimed: dict[tuple[str, str], str] = {}  # (region, item) -> system id
+    for index, raw in enumerate(_tables(path, data, "system", problems)):
+        where = f"system[{index}]"
+        try:
+            system = SystemConfig.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(f"{path}: {where}.{_loc(e)}: {e['msg']}" for e in exc.errors())
+            continue
+        found = [f"{path}: {where}.{key}: {msg}" for key, msg in system.consistency_problems()]
+        if system.id in first_index:
+            found.append(f"{path}: {where}.id: duplicate {system.id!r} "
+                         f"(also system[{first_index[system.id]}])")
+        region = regions.get(system.region)
+        if region is None:
+            found.append(f"{path}: {where}.region: {system.region} is not a Hunan region code")
+        elif not region.current:
+            found.append(f"{path}: {where}.region: {system.region} ({region.name}) is a "
+                         "historical code; register systems at current codes")
+        elif region.level != system.level:
+            found.append(f"{path}: {where}.level: {system.region} ({region.name}) is a "
+                         f"{region.level}, not a {system.level}")
+        for i, code in enumerate(system.items):
+            if code not in items:
+                found.append(f"{path}: {where}.items.{i}: {code!r} is not in the [[item]] "
+                             "catalogue")
+                continue
+            other = claimed.get((system.region, code))
+            if other is not None and other != system.id:
+                found.append(f"{path}: {where}.items.{i}: {code!r} at {system.region} is "
+                             f"already handled by {other!r}; one system per item and region "
+                             "(list more instances for redundancy)")
+        if client_ids is not None and system.client_id is not None \
+                and system.client_id not in client_ids:
+            found.append(f"{path}: {where}.client_id: {system.client_id!r} is not a "
+                         "registered client")
+        if validate_connector is not None:
+            found.extend(f"{path}: {where}.connector_settings: {msg}"
+                         for msg in validate_connector(system.connector,
+                                                       system.connector_settings))
+        first_index.setdefault(system.id, index)
+        if found:
+            problems.extend(found)
+            continue
+        for code in system.items:
+            claimed[(system.region, code)] = system.id
+        systems.append(system)
+    return Systems(systems, items.values()), problems

@@ -1,0 +1,199 @@
+"""The systems registry: the shipped file loads; every problem is reported at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.regions import RegionDirectory
+from gateway.routing.systems import ServiceItem, SystemConfig, Systems, load_systems
+from tests.support.gateway import REPO
+
+SHIPPED = REPO / "config" / "systems.toml"
+
+
+@pytest.fixture(scope="module")
+def regions() -> RegionDirectory:
+    return RegionDirectory.load()
+
+
+def test_shipped_file_loads_without_problems(regions: RegionDirectory) -> None:
+    systems, problems = load_systems(SHIPPED, regions=regions)
+    assert problems == []
+    assert {s.id for s in systems} >= {"hunan-province", "changsha-gov", "xiangtan-gov"}
+    xiangtan = systems.get("xiangtan-gov")
+    assert xiangtan is not None
+    assert (xiangtan.region, xiangtan.min_acr, xiangtan.client_id) == ("430300", "L3",
+                                                                        "xiangtan-gov")
+    province = systems.get("hunan-province")
+    assert province is not None
+    assert {item.code for item in systems.items()} == set(province.items)
+
+
+def test_shipped_oidc_systems_are_registered_clients(regions: RegionDirectory) -> None:
+    import tomllib
+
+    clients = tomllib.loads((REPO / "config" / "clients.toml").read_text("utf-8"))
+    ids = {c["client_id"] for c in clients["client"]}
+    _, problems = load_systems(SHIPPED, regions=regions, client_ids=ids)
+    assert problems == []
+
+
+def test_lookups(regions: RegionDirectory) -> None:
+    systems, _ = load_systems(SHIPPED, regions=regions)
+    assert [s.id for s in systems.handling("430000-GJJ-001")] == ["hunan-province",
+                                                                  "xiangtan-gov"]
+    assert [s.id for s in systems.at("430104", "430000-BDC-001")] == ["yuelu-bdc"]
+    assert systems.handling("NOPE") == []
+    assert systems.get("nope") is None
+    item = systems.item("430000-SB-001")
+    assert item is not None
+    assert item.name == "社会保险参保查询"
+
+
+BAD = """
+surprise = 1
+
+[[item]]
+code = "A-1"
+name = "甲"
+
+[[item]]
+code = "A-1"
+name = "甲again"
+
+[[item]]
+code = "bad code!"
+name = "乙"
+
+[[system]]
+id = "good"
+name = "好"
+region = "430000"
+level = "province"
+instances = ["https://good.example.gov.cn"]
+connector = "signed-header"
+items = ["A-1"]
+
+[[system]]
+id = "good"
+name = "重复"
+region = "430100"
+level = "prefecture"
+instances = ["https://dup.example.gov.cn"]
+connector = "cas"
+items = ["A-1"]
+
+[[system]]
+id = "wrong-level"
+name = "层级错"
+region = "430104"
+level = "prefecture"
+instances = ["https://x.example.gov.cn"]
+connector = "cas"
+items = ["A-1", "NO-SUCH"]
+
+[[system]]
+id = "nowhere"
+name = "无此地"
+region = "439999"
+level = "county"
+instances = ["http://example.gov.cn", "ftp://x"]
+connector = "oidc"
+items = ["A-1"]
+min_acr = "L9"
+colour = "red"
+
+[[system]]
+id = "old-code"
+name = "旧代码"
+region = "432121"
+level = "county"
+instances = ["https://old.example.gov.cn"]
+connector = "cas"
+client_id = "not-for-cas"
+items = ["A-1"]
+
+[[system]]
+id = "clash"
+name = "同地同事项"
+region = "430000"
+level = "province"
+instances = ["https://clash.example.gov.cn"]
+connector = "cas"
+items = ["A-1"]
+connector_settings = { bad = true }
+"""
+
+
+def _validate(connector: str, settings: Mapping[str, Any]) -> list[str]:
+    return [f"unknown setting {key!r}" for key in settings if key == "bad"]
+
+
+def test_all_problems_at_once_with_file_and_key(
+    tmp_path: Path, regions: RegionDirectory
+) -> None:
+    path = tmp_path / "systems.toml"
+    path.write_text(BAD, encoding="utf-8")
+    systems, problems = load_systems(path, regions=regions, validate_connector=_validate)
+    text = "\n".join(problems)
+    assert all(p.startswith(f"{path}: ") for p in problems)
+    expected = [
+        "surprise: unknown key",
+        "item[1].code: duplicate 'A-1'",
+        "item[2].code:",
+        "system[1].id: duplicate 'good' (also system[0])",
+        "system[2].level: 430104 (岳麓区) is a county, not a prefecture",
+        "system[2].items.1: 'NO-SUCH' is not in the [[item]] catalogue",
+        "system[3].instances:",  # plain http off loopback, ftp
+        "system[3].min_acr:",
+        "system[3].colour:",
+        "system[4].region: 432121 (湘潭县) is a historical code",
+        "system[4].client_id: only for connector 'oidc'",
+        "system[5].items.0: 'A-1' at 430000 is already handled by 'good'",
+        "system[5].connector_settings: unknown setting 'bad'",
+    ]
+    for fragment in expected:
+        assert fragment in text, fragment
+    assert [s.id for s in systems] == ["good"]
+
+
+def test_unknown_region_and_oidc_without_client(
+    tmp_path: Path, regions: RegionDirectory
+) -> None:
+    path = tmp_path / "systems.toml"
+    path.write_text(
+        '[[item]]\ncode = "A-1"\nname = "甲"\n\n[[system]]\nid = "nowhere"\nname = "无"\n'
+        'region = "439999"\nlevel = "county"\ninstances = ["https://x.example.gov.cn"]\n'
+        'connector = "oidc"\nitems = ["A-1"]\n',
+        encoding="utf-8",
+    )
+    systems, problems = load_systems(path, regions=regions, client_ids={"other"})
+    assert problems == [
+        f"{path}: system[0].client_id: required for connector 'oidc' (the RP it is)",
+        f"{path}: system[0].region: 439999 is not a Hunan region code",
+    ]
+    assert len(systems) == 0
+
+
+def test_missing_and_broken_files(tmp_path: Path, regions: RegionDirectory) -> None:
+    _, problems = load_systems(tmp_path / "absent.toml", regions=regions)
+    assert problems == [f"{tmp_path / 'absent.toml'}: file not found"]
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[system]\n", encoding="utf-8")
+    _, problems = load_systems(broken, regions=regions)
+    assert len(problems) == 1
+    assert "not valid TOML" in problems[0]
+
+
+def test_registry_refuses_inconsistent_input() -> None:
+    system = SystemConfig(id="abc", name="甲", region="430000", level="province",
+                          instances=("https://a.example.gov.cn",), connector="cas",
+                          items=("A-1",))
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        Systems([system], [])
+    with pytest.raises(ValueError, match="twice"):
+        Systems([system, system], [ServiceItem(code="A-1", name="甲")])
