@@ -13,7 +13,12 @@ redis, httpx and joserfc are converted into it at the module that calls them::
     ├── ProtocolError          an OAuth 2 / OIDC error with its RFC code
     │   ├── is ``redirectable`` only once client_id and redirect_uri are known to be registered
     │   └── carries ``status`` for JSON endpoints (400, or 401 for client authentication)
-    └── PageError              a browser-facing error rendered as a Chinese page with a reference id
+    ├── PageError              a browser-facing error rendered as a Chinese page with a reference id
+    ├── OutboundRefused        a client-registered URL the SSRF guard refuses (gateway/outbound.py)
+    └── RouteError             no system for a service item and region (gateway/routing/resolve.py)
+        ├── UnknownItem        with suggestions of items that exist
+        ├── UnknownRegion      with suggestions of regions that exist
+        └── NoRoute            with the systems nearby that handle the item
 
 Browser-facing errors always carry a reference id (``ref``), logged beside the cause so
 support can find it; the page never shows secrets or unmasked personal data.
