@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError
 from gateway.login.source import PasswordSource
-from gateway.oidc.authorize import Authorizer, first_param
+from gateway.oidc.authorize import PENDING_KIND, Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
 from gateway.privacy import mask_id_number, mask_phone
@@ -52,6 +52,10 @@ class LoginPages:
         self.csrf = csrf
 
     async def show(self, request: Request) -> Response:
+        if "r" not in request.query_params and "next" in request.query_params:
+            # A deep link (the proxy, /go) asks for a login: park it like an OIDC request.
+            pending_id = await self.authorizer.park_next(request.query_params["next"])
+            return RedirectResponse(f"/login?r={pending_id}", status_code=303)
         pending = await self.authorizer.find_pending(request.query_params.get("r"))
         hint = first_param(pending.pairs, "login_hint") or ""
         # Only a phone number is pre-filled: an ID number never appears on a page.
@@ -77,7 +81,11 @@ class LoginPages:
         except LoginError as exc:
             audit.info("login failed user=%s client=%s", masked_username(username), client_id)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
-        response = RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
+        if pending.next is not None:
+            await self.authorizer.store.destroy(PENDING_KIND, pending.id)
+            response = RedirectResponse(pending.next, status_code=303)
+        else:
+            response = RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
         current = await self.sessions.load(request)
         if current is not None and current.identity.subject != identity.subject:
             await self.logout.end(current, reason="another person logged in")

@@ -45,11 +45,21 @@ DEFAULT_DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class Pending:
-    """A parked authorization request waiting for a login."""
+    """A parked request waiting for a login: an authorization request, or a deep link
+    (``next``, a path on the gateway such as ``/s/<system>/…``) to return to."""
 
     id: str
     pairs: list[tuple[str, str]]
     created: int
+    next: str | None = None
+
+
+def local_path(value: str | None) -> str | None:
+    """``value`` if it is a path on this gateway (never another host): open-redirect guard."""
+    if (not value or not value.startswith("/") or value.startswith("//")
+            or "\\" in value or any(ord(c) < 32 for c in value)):
+        return None
+    return value
 
 
 def requested_level(pairs: Sequence[tuple[str, str]]) -> int:
@@ -98,7 +108,19 @@ class Authorizer:
                 status=400,
             )
         pairs = [(str(k), str(v)) for k, v in data["pairs"]]
-        return Pending(id=pending_id, pairs=pairs, created=int(data["created"]))
+        return Pending(id=pending_id, pairs=pairs, created=int(data["created"]),
+                       next=local_path(data.get("next")))
+
+    async def park_next(self, next_path: str) -> str:
+        """Park a deep link (not an OIDC request) for the login page to return to."""
+        path = local_path(next_path)
+        if path is None:
+            raise PageError("跳转地址无效", "登录后要返回的地址不是本平台的页面。")
+        pending_id = new_id(24)
+        await self.store.upsert(PENDING_KIND, pending_id,
+                                {"pairs": [], "next": path, "created": int(time.time())},
+                                PENDING_TTL)
+        return pending_id
 
     def client_for(self, pairs: Sequence[tuple[str, str]]) -> Client:
         """The registered client and a registered redirect URI, or an error page."""

@@ -1,0 +1,63 @@
+"""The login page as the way back to a deep link (the proxy, /go) — not only to an RP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.store.memory import MemoryStore
+from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
+from tests.support.servers import free_port, serve
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[str]:
+    port = free_port()
+    with serve(create_app(config_on_port(port), store=MemoryStore()), port) as url:
+        yield url
+
+
+@pytest.fixture
+def browser(gw: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw, follow_redirects=False) as client:
+        yield client
+
+
+def test_login_returns_to_the_deep_link(browser: httpx.Client) -> None:
+    parked = browser.get("/login", params={"next": "/my/logins?tab=1"})
+    assert parked.status_code == 303
+    page = browser.get(parked.headers["location"])
+    assert page.status_code == 200
+    done = browser.post("/login", data={
+        "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+        "username": CITIZEN, "password": DEMO_PASSWORD})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/my/logins?tab=1"
+    assert "我的登录" in browser.get(done.headers["location"]).text
+    # the parked link is used up
+    again = browser.get(parked.headers["location"])
+    assert again.status_code == 400
+
+
+def test_a_failed_attempt_keeps_the_deep_link(browser: httpx.Client) -> None:
+    page = browser.get(browser.get("/login", params={"next": "/my/logins"}).headers["location"])
+    form = {"csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+            "username": CITIZEN}
+    failed = browser.post("/login", data={**form, "password": "wrong"})
+    assert failed.status_code == 401
+    done = browser.post("/login", data={**form, "password": DEMO_PASSWORD})
+    assert done.headers["location"] == "/my/logins"
+
+
+@pytest.mark.parametrize("target", [
+    "https://attacker.example/", "//attacker.example/x", "/\\\\attacker.example", "javascript:x",
+    "/ok\r\nSet-Cookie: a=b",
+])
+def test_next_must_stay_on_the_gateway(browser: httpx.Client, target: str) -> None:
+    response = browser.get("/login", params={"next": target})
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "参考编号" in response.text
