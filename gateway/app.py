@@ -37,6 +37,7 @@ from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
+from gateway.routing.go import GoPages
 from gateway.routing.resolve import Resolver
 from gateway.routing.systems import load_systems
 from gateway.sessions import SessionManager
@@ -122,6 +123,7 @@ def create_app(
                              logout=logout, pages=pages, csrf=csrf)
     my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
                          csrf=csrf)
+    go = GoPages(resolver=resolver, sessions=sessions, pages=pages)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(server)
     userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
@@ -159,6 +161,7 @@ def create_app(
         Route("/logout", end_session.handle, methods=["GET", "POST"]),
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
+        Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 

@@ -33,7 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError, PageError
 from gateway.identity import LEVELS, Identity, level_rank
-from gateway.oidc.authorize import Authorizer, Pending
+from gateway.oidc.authorize import PENDING_KIND, Authorizer, Pending, requested_level
 from gateway.oidc.clients import Client
 from gateway.pages import Pages
 from gateway.privacy import mask_phone
@@ -268,6 +268,8 @@ class StepUpPages:
         return steps if level >= target else []
 
     async def show(self, request: Request) -> Response:
+        if "r" not in request.query_params and "next" in request.query_params:
+            return await self.start_for(request)
         pending = await self.authorizer.find_pending(request.query_params.get("r"))
         step = await self._next_step(request, pending)
         if isinstance(step, Response):
@@ -292,12 +294,12 @@ class StepUpPages:
         try:
             await factor.verify(session, fields)
         except LockedOut as exc:
-            audit.warning("stepup locked %s client=%s retry_after=%s", who, client.client_id,
+            audit.warning("stepup locked %s client=%s retry_after=%s", who, _client_id(client),
                           exc.retry_after)
             return await self._render(request, pending, session, client, steps, target,
                                       error=str(exc), status=429)
         except LoginError as exc:
-            audit.info("stepup failed %s client=%s", who, client.client_id)
+            audit.info("stepup failed %s client=%s", who, _client_id(client))
             return await self._render(request, pending, session, client, steps, target,
                                       error=str(exc), status=401)
         amr = session.identity.amr
@@ -308,32 +310,52 @@ class StepUpPages:
         response = RedirectResponse(f"/stepup?r={pending.id}", status_code=303)
         await self.sessions.elevate(session, identity, response)
         audit.info("stepup ok %s acr=%s->%s client=%s", who, session.identity.acr,
-                   factor.level, client.client_id)
+                   factor.level, _client_id(client))
         return response
 
     async def _next_step(
         self, request: Request, pending: Pending
-    ) -> Response | tuple[Session, Client, list[StepUpFactor], int]:
-        """Where this request stands: a redirect (login, resume, RP error) or what to ask."""
-        client = self.authorizer.client_for(pending.pairs)
+    ) -> Response | tuple[Session, Client | None, list[StepUpFactor], int]:
+        """Where this request stands: a redirect (login, resume, RP error) or what to ask.
+
+        A parked deep link (``next``: the proxy asking for a system's ``min_acr``) has no
+        client: its level is in its ``acr_values`` and success returns to the link.
+        """
+        client = None if pending.next else self.authorizer.client_for(pending.pairs)
         session = await self.sessions.load(request)
         if session is None:
             return RedirectResponse(f"/login?r={pending.id}", status_code=303)
-        target = self.authorizer.required_level(client, pending.pairs)
+        target = (requested_level(pending.pairs) if client is None
+                  else self.authorizer.required_level(client, pending.pairs))
         if session.identity.level >= target:
+            if pending.next is not None:
+                await self.authorizer.store.destroy(PENDING_KIND, pending.id)
+                return RedirectResponse(pending.next, status_code=303)
             return RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
         steps = self.plan(session.identity, target)
         if not steps:
             audit.info("stepup unmet sub=%s sid=%s acr=%s target=%s client=%s",
                        session.identity.subject, session.sid, session.identity.acr,
-                       LEVELS[target - 1], client.client_id)
+                       LEVELS[target - 1], client.client_id if client else "-")
+            if client is None:
+                raise PageError("无法完成认证", f"该业务需要 {LEVELS[target - 1]} 认证，"
+                                "本平台目前无法为您提供所需的认证方式。", status=403)
             return await self.authorizer.fail(
                 pending, "unmet_authentication_requirements",
                 f"No step-up factor available here reaches {LEVELS[target - 1]}.")
         return session, client, steps, target
 
+    async def start_for(self, request: Request) -> Response:
+        """``/stepup?next=…&acr=L3``: a deep link needs a higher level; park it, then ask."""
+        level = request.query_params.get("acr", "")
+        if level_rank(level) == 0:
+            raise PageError("认证请求有误", "缺少或无法识别所需的认证等级。")
+        pending_id = await self.authorizer.park_next(request.query_params.get("next", ""),
+                                                     pairs=[("acr_values", level)])
+        return RedirectResponse(f"/stepup?r={pending_id}", status_code=303)
+
     async def _render(self, request: Request, pending: Pending, session: Session,
-                      client: Client, steps: list[StepUpFactor], target: int, *,
+                      client: Client | None, steps: list[StepUpFactor], target: int, *,
                       error: str = "", status: int = 200) -> Response:
         factor = steps[0]
         context = await factor.begin(session)
@@ -344,7 +366,7 @@ class StepUpPages:
             "request_id": pending.id,
             "csrf_token": csrf,
             "factor": factor.name,
-            "client_name": client.config.client_name,
+            "client_name": client.config.client_name if client else "湖南政务服务",
             "reason": f"该事项需要 {target_acr} {LEVEL_NAMES.get(target_acr, '')}",
             "current_acr": session.identity.acr,
             "current_name": LEVEL_NAMES.get(session.identity.acr, ""),
@@ -354,3 +376,8 @@ class StepUpPages:
         response = self.pages.render(factor.template, context, status=status)
         self.csrf.set_cookie(response, csrf)
         return response
+
+
+def _client_id(client: Client | None) -> str:
+    return client.client_id if client is not None else "-"
+

@@ -111,14 +111,16 @@ class Authorizer:
         return Pending(id=pending_id, pairs=pairs, created=int(data["created"]),
                        next=local_path(data.get("next")))
 
-    async def park_next(self, next_path: str) -> str:
+    async def park_next(self, next_path: str,
+                        pairs: Sequence[tuple[str, str]] = ()) -> str:
         """Park a deep link (not an OIDC request) for the login page to return to."""
         path = local_path(next_path)
         if path is None:
             raise PageError("跳转地址无效", "登录后要返回的地址不是本平台的页面。")
         pending_id = new_id(24)
         await self.store.upsert(PENDING_KIND, pending_id,
-                                {"pairs": [], "next": path, "created": int(time.time())},
+                                {"pairs": [list(p) for p in pairs], "next": path,
+                                 "created": int(time.time())},
                                 PENDING_TTL)
         return pending_id
 

@@ -1,0 +1,77 @@
+"""``/go/{item}?region=…`` (精准到达): send a person to the system that handles the item.
+
+The region defaults to the person's own; resolution walks county → city → province. A
+person without a session goes through the login page and comes back to the same link.
+OIDC systems are reached through their own login (they then ask the gateway, which
+applies their level); other systems through the gateway's proxy at ``/s/<system>/``.
+An unknown item or region, or no route, is a Chinese page that lists what does exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.errors import new_reference
+from gateway.pages import Pages
+from gateway.regions import PROVINCE_CODE
+from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
+from gateway.sessions import SessionManager
+
+audit = logging.getLogger("roam.audit")
+
+
+class GoPages:
+    def __init__(self, *, resolver: Resolver, sessions: SessionManager, pages: Pages) -> None:
+        self.resolver = resolver
+        self.sessions = sessions
+        self.pages = pages
+
+    async def handle(self, request: Request) -> Response:
+        item = request.path_params["item"]
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        session = await self.sessions.load(request)
+        if session is None:
+            return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+        region = request.query_params.get("region") or session.identity.region or PROVINCE_CODE
+        try:
+            found = self.resolver.resolve(item, region)
+        except RouteError as exc:
+            return self._not_found(exc, item, region)
+        system = found.system
+        if system.connector == "oidc":
+            login_path = str(system.connector_settings.get("login_path", "/login"))
+            target = found.instance.rstrip("/") + login_path
+        else:
+            target = f"/s/{system.id}/"
+        audit.info("go item=%s region=%s system=%s via=%s fallback=%s sid=%s", item, region,
+                   system.id, found.region, found.fallback, session.sid)
+        return RedirectResponse(target, status_code=303)
+
+    def _not_found(self, exc: RouteError, item: str, region: str) -> Response:
+        ref = new_reference()
+        links: list[tuple[str, str]] = []
+        if isinstance(exc, UnknownItem):
+            title, detail = "未找到该事项", f"事项编码 {item} 不存在。"
+            links_title = "您要办理的是不是："
+            links = [(f"/go/{i.code}?{urlencode({'region': region})}", i.name)
+                     for i in exc.suggestions]
+        elif isinstance(exc, UnknownRegion):
+            title, detail = "未找到该地区", f"行政区划代码 {region} 不是湖南省现行的区划。"
+            links_title = "您要办理的地区是不是："
+            links = [(f"/go/{item}?{urlencode({'region': r.code})}", r.name)
+                     for r in exc.suggestions]
+        elif isinstance(exc, NoRoute):
+            title, detail = "暂无办理系统", "您所在地区及其上级暂时没有可以办理该事项的系统。"
+            links_title = "以下地区的系统可以办理："
+            links = [(f"/go/{item}?{urlencode({'region': r.code})}", f"{r.name}：{s.name}")
+                     for r, s in exc.nearby]
+        else:  # pragma: no cover - the three above are every RouteError
+            raise exc
+        audit.info("go not found ref=%s item=%s region=%s: %s", ref, item, region, exc)
+        return self.pages.render("go_error.html", {
+            "title": title, "detail": detail, "links_title": links_title, "links": links,
+            "ref": ref}, status=404)

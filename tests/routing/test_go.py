@@ -1,0 +1,72 @@
+"""/go/{item}: precise arrival through login, to the right system, or a helpful page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.store.memory import MemoryStore
+from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
+from tests.support.servers import free_port, serve
+
+GJJ, SB, BDC = "430000-GJJ-001", "430000-SB-001", "430000-BDC-001"
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[str]:
+    port = free_port()
+    with serve(create_app(config_on_port(port), store=MemoryStore()), port) as url:
+        yield url
+
+
+@pytest.fixture
+def browser(gw: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw, follow_redirects=False) as client:
+        yield client
+
+
+def log_in_via(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
+    """Follow /go → /login?next → the login page, log in; the response after the form."""
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+    page = browser.get(browser.get(response.headers["location"]).headers["location"])
+    return browser.post("/login", data={
+        "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+        "username": CITIZEN, "password": DEMO_PASSWORD})
+
+
+def test_deep_link_survives_login_and_arrives(browser: httpx.Client) -> None:
+    link = f"/go/{SB}?region=430602"  # 岳阳楼区 → no county system → 岳阳市
+    back = log_in_via(browser, browser.get(link))
+    assert back.headers["location"] == link
+    arrived = browser.get(link)
+    assert arrived.status_code == 303
+    assert arrived.headers["location"] == "http://127.0.0.1:8002/login"
+
+
+def test_region_defaults_to_the_persons_own(browser: httpx.Client) -> None:
+    log_in_via(browser, browser.get(f"/go/{SB}"))
+    # 张三 lives in 430102 (长沙市芙蓉区): 长沙市's system handles 社保 for it
+    assert browser.get(f"/go/{SB}").headers["location"] == "http://127.0.0.1:8001/login"
+
+
+def test_county_system_first_then_province(browser: httpx.Client) -> None:
+    log_in_via(browser, browser.get(f"/go/{BDC}"))
+    assert browser.get(f"/go/{BDC}?region=430104").headers["location"] == "/s/yuelu-bdc/"
+    assert browser.get(f"/go/{BDC}?region=430702").headers["location"] == "/s/hunan-province/"
+
+
+def test_unknown_item_and_region_get_a_page_listing_what_exists(browser: httpx.Client) -> None:
+    log_in_via(browser, browser.get(f"/go/{SB}"))
+    page = browser.get("/go/430000-GJJ-999")
+    assert page.status_code == 404
+    assert "未找到该事项" in page.text
+    assert "住房公积金提取" in page.text
+    assert 'id="ref"' in page.text
+    page = browser.get(f"/go/{SB}?region=439999")
+    assert page.status_code == 404
+    assert "未找到该地区" in page.text
+    assert "/go/430000-SB-001?region=43" in page.text
