@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors.registry import check_connector, load_entry_points
 from gateway.background import Background
 from gateway.config import Config
 from gateway.csrf import Csrf
@@ -39,7 +41,7 @@ from gateway.pages import Pages
 from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
 from gateway.routing.resolve import Resolver
-from gateway.routing.systems import load_systems
+from gateway.routing.systems import Systems, load_systems
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
 
@@ -49,12 +51,23 @@ log = logging.getLogger("roam.app")
 API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect")
 
 
+def _check_connector(type_name: str, settings: Mapping[str, Any]) -> list[str]:
+    """``oidc`` systems are RPs of this gateway; every other type is a registered connector."""
+    if type_name == "oidc":
+        return [] if not settings or set(settings) <= {"login_path"} else [
+            "an oidc system takes only connector_settings.login_path"]
+    return check_connector(type_name, settings)
+
+
 def load_routing(config: Config, regions: RegionDirectory | None = None) -> Resolver:
     """The systems registry and its resolver; a bad systems file is a ConfigError."""
     regions = regions or RegionDirectory.load()
+    load_entry_points()  # third-party connector types (entry-point group roam.connectors)
+    if not config.settings.routing.systems_file:  # routing switched off: no systems
+        return Resolver(Systems((), ()), regions)
     systems, problems = load_systems(
         config.path(config.settings.routing.systems_file), regions=regions,
-        client_ids={c.client_id for c in config.clients})
+        validate_connector=_check_connector, client_ids={c.client_id for c in config.clients})
     if problems:
         raise ConfigError(problems)
     return Resolver(systems, regions)

@@ -20,13 +20,19 @@ def roam(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
         capture_output=True, text=True, timeout=60, check=False)
 
 
+def with_shipped_files(main: str) -> str:
+    """A copy of roam.toml elsewhere still reads the shipped clients, directory, systems."""
+    for name, key in (("clients", "clients_file"), ("directory", "directory_file"),
+                      ("systems", "systems_file")):
+        main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
+    return main
+
+
 def config_with_keys(tmp_path: Path, keys: Path) -> Path:
     """The shipped config, with a key directory instead of ephemeral keys."""
     main = (REPO / "config" / "roam.toml").read_text("utf-8")
     main = main.replace('key_dir = ""', f'key_dir = "{keys}"')
-    for name in ("clients", "directory"):
-        key = "clients_file" if name == "clients" else "directory_file"
-        main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
+    main = with_shipped_files(main)
     path = tmp_path / "roam.toml"
     path.write_text(main, "utf-8")
     return path
@@ -144,6 +150,8 @@ directory_file = "{REPO / 'config' / 'directory.toml'}"
 [outbound]
 allowed_networks = ["127.0.0.0/8"]
 retry_for = 2
+[routing]
+systems_file = ""
 """, "utf-8")
         config = load_config(tmp_path / "roam.toml", env={})
         with serve(create_app(config), port) as gw, httpx.Client(base_url=gw) as browser:
@@ -167,16 +175,16 @@ def test_routes_check_prints_the_routing_table() -> None:
 
 
 def test_routes_check_reports_a_bad_systems_file(tmp_path: Path) -> None:
-    main = (REPO / "config" / "roam.toml").read_text("utf-8")
-    for name in ("clients", "directory"):
-        key = "clients_file" if name == "clients" else "directory_file"
-        main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
+    main = with_shipped_files((REPO / "config" / "roam.toml").read_text("utf-8"))
+    main = main.replace(f'systems_file = "{REPO / "config" / "systems"}.toml"',
+                        'systems_file = "systems.toml"')
     (tmp_path / "roam.toml").write_text(main, "utf-8")
     (tmp_path / "systems.toml").write_text(
         '[[system]]\nid = "bad-sys"\nname = "X"\nregion = "439999"\nlevel = "county"\n'
-        'instances = ["http://127.0.0.1:9"]\nconnector = "cas"\nitems = ["nope"]\n', "utf-8")
+        'instances = ["http://127.0.0.1:9"]\nconnector = "soap"\nitems = ["nope"]\n', "utf-8")
     result = roam("--config", str(tmp_path / "roam.toml"), "routes", "check")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "system[0].region" in result.stderr
     assert "system[0].items" in result.stderr
+    assert "system[0].connector: unknown connector type 'soap'" in result.stderr

@@ -265,9 +265,11 @@ def load_systems(
             found.append(f"{path}: {where}.client_id: {system.client_id!r} is not a "
                          "registered client")
         if validate_connector is not None:
-            found.extend(f"{path}: {where}.connector_settings: {msg}"
-                         for msg in validate_connector(system.connector,
-                                                       system.connector_settings))
+            for msg in validate_connector(system.connector, system.connector_settings):
+                if msg.startswith("type: "):  # the type itself, not one of its settings
+                    found.append(f"{path}: {where}.connector: {msg.removeprefix('type: ')}")
+                else:
+                    found.append(f"{path}: {where}.connector_settings: {msg}")
         first_index.setdefault(system.id, index)
         if found:
             problems.extend(found)

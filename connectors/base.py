@@ -1,0 +1,174 @@
+"""The connector interface: what a connector sees, what it may do, what it may release.
+
+A connector turns (identity, outgoing request, route) into the request a legacy system
+understands. Its capabilities are small ``typing.Protocol``s, checked with ``isinstance``:
+
+- ``PresentsIdentity``: adds headers to a proxied request (signed-header, jwt-assertion);
+- ``RedirectsLogin``: sends the browser through the system's own login (cas, ticket).
+
+Connectors keep no state of their own: anything needed between two requests goes into
+the store through the gateway. A connector is built from its validated config by
+``ConnectorConfig.open(ctx)``; the registry (``connectors.registry``) maps type names to
+config classes.
+
+Two rules hold for every connector:
+
+- ``released_claims`` is the one place an identity is projected for a system: only the
+  claims registered for it, ID and phone numbers masked unless it is privileged.
+- ``strip_client_identity`` runs before any connector: a client cannot send ``X-Roam-*``
+  or ``Authorization`` headers of its own to a system. The proxy calls it, and every
+  built-in ``present()`` calls it again (defence in depth, one cheap pass) and replaces
+  the headers it sets, so a forged copy never sits beside the real one even if a caller
+  forgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from gateway.identity import Identity
+from gateway.keys import KeyRing
+from gateway.privacy import mask_id_number, mask_phone
+
+__all__ = [
+    "CLIENT_IDENTITY_PREFIX",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorContext",
+    "Outgoing",
+    "PresentsIdentity",
+    "RedirectsLogin",
+    "Route",
+    "drop_headers",
+    "released_claims",
+    "strip_client_identity",
+]
+
+#: Header prefix that only the gateway may set towards a system.
+CLIENT_IDENTITY_PREFIX = "x-roam-"
+
+#: Claims a non-privileged system gets masked, with their masking function.
+_MASKED = {"id_number": mask_id_number, "phone_number": mask_phone}
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a connector knows of the system a request goes to."""
+
+    system_id: str
+    system_name: str
+    base_url: str  # the chosen instance
+    claims: frozenset[str] = frozenset()  # claims registered for the system
+    privileged: bool = False  # approved for unmasked ID and phone numbers
+    audience: str = ""  # defaults to system_id
+
+    def __post_init__(self) -> None:
+        if not self.audience:
+            object.__setattr__(self, "audience", self.system_id)
+
+
+@dataclass
+class Outgoing:
+    """The proxied request as far as connectors see it; the proxy owns the body."""
+
+    method: str
+    path: str  # path with query
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the gateway lends a connector when it is opened."""
+
+    keys: KeyRing
+    issuer: str
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Any opened connector; what it can do is told by the capability protocols."""
+
+    @property
+    def type_name(self) -> str: ...
+
+
+@runtime_checkable
+class PresentsIdentity(Protocol):
+    """Adds the identity to a proxied request, in the form the system understands."""
+
+    def present(self, identity: Identity, outgoing: Outgoing, route: Route, *,
+                now: float) -> None: ...
+
+
+@runtime_checkable
+class RedirectsLogin(Protocol):
+    """Sends the browser through the system's own login (cas, ticket); ``target`` is the
+    deep link to arrive at. Returns the URL to redirect to."""
+
+    async def login_url(self, identity: Identity, route: Route, target: str) -> str: ...
+
+
+class ConnectorConfig(Protocol):
+    """A connector type's settings: a pydantic model (``extra="forbid"``) with ``open``."""
+
+    def open(self, ctx: ConnectorContext) -> Connector: ...
+
+
+def released_claims(identity: Identity, route: Route) -> dict[str, Any]:
+    """The identity as ``route``'s system may see it: ``sub``, ``acr`` and its claims.
+
+    Only claims registered for the system (``route.claims``) that the identity has are
+    released (``region`` and, for a legal person, ``agent`` included). ``id_number`` and
+    ``phone_number`` are masked — in ``agent`` too — unless the system is privileged.
+    """
+    out: dict[str, Any] = {"sub": identity.subject, "acr": identity.acr}
+    available: dict[str, Any] = dict(identity.claims)
+    available["region"] = identity.region
+    if identity.agent is not None:
+        available["agent"] = identity.agent
+    for name in sorted(route.claims):
+        if name in out:
+            continue
+        value = available.get(name)
+        if value is None:
+            continue
+        if not route.privileged:
+            value = _mask(name, value)
+        out[name] = value
+    return out
+
+
+def _mask(name: str, value: Any) -> Any:
+    masker = _MASKED.get(name)
+    if masker is not None:
+        return masker(value if isinstance(value, str) else str(value))
+    if name == "agent" and isinstance(value, Mapping):
+        return {key: _mask(key, item) for key, item in value.items() if item is not None}
+    return value
+
+
+def drop_headers(headers: list[tuple[str, str]], *, prefix: str = "",
+                 names: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """``headers`` without those starting with ``prefix`` or named in ``names``.
+
+    Both compare case-insensitively; ``names`` must be lower case. An empty prefix
+    matches nothing.
+    """
+    prefix = prefix.lower()
+    return [
+        (name, value)
+        for name, value in headers
+        if not ((prefix and name.lower().startswith(prefix)) or name.lower() in names)
+    ]
+
+
+def strip_client_identity(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop every ``X-Roam-*`` and ``Authorization`` header a client sent itself.
+
+    The proxy calls this before any connector's ``present()``; the built-in connectors
+    call it again inside ``present()``.
+    """
+    return drop_headers(headers, prefix=CLIENT_IDENTITY_PREFIX,
+                        names=frozenset({"authorization"}))

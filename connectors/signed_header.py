@@ -1,0 +1,242 @@
+"""``signed-header``: the identity in ``X-Roam-*`` headers, signed with HMAC-SHA256.
+
+Headers added (prefix configurable, default ``X-Roam-``)::
+
+    X-Roam-Sub        subject id
+    X-Roam-Acr        assurance level, L1..L4
+    X-Roam-Claims     base64url (no padding) of compact UTF-8 JSON of the released claims
+    X-Roam-Timestamp  integer epoch seconds
+    X-Roam-Nonce      random, single use
+    X-Roam-Signature  base64url(HMAC-SHA256(secret, canonical)), no padding
+
+    canonical = "\\n".join([METHOD, path-with-query, timestamp, nonce, sub, acr, claims])
+
+``verify()`` is the reference check for upstream systems (docs/connectors.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from connectors.base import (
+    ConnectorContext,
+    Outgoing,
+    Route,
+    drop_headers,
+    released_claims,
+    strip_client_identity,
+)
+from gateway.errors import TokenError
+from gateway.identity import Identity
+
+__all__ = [
+    "SignatureError",
+    "SignedHeader",
+    "SignedHeaderConfig",
+    "Verified",
+    "canonical_string",
+    "sign",
+    "verify",
+]
+
+MIN_SECRET_LENGTH = 32
+_HEADER_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-$")
+_SAFE_VALUE_RE = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: no spaces, no newlines
+_FIELDS = ("sub", "acr", "claims", "timestamp", "nonce", "signature")
+
+
+class SignedHeaderConfig(BaseModel):
+    """Settings: ``secret`` (≥ 32 characters) or ``secret_env`` naming an environment
+    variable that holds it (exactly one); ``window`` seconds of accepted clock skew and
+    replay memory; ``header_prefix``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    window: int = Field(default=300, ge=5, le=3600)
+    header_prefix: str = "X-Roam-"
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("header_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _HEADER_PREFIX_RE.match(value):
+            raise ValueError("must be a header name prefix ending in '-', like 'X-Roam-'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SignedHeaderConfig:
+        if (self.secret is None) == (self.secret_env is None):
+            raise ValueError("secret, secret_env: give exactly one of them")
+        self.resolved_secret()  # an unset or short variable fails at load, not per request
+        return self
+
+    def resolved_secret(self) -> bytes:
+        """The secret's bytes; ``ValueError`` naming the key if it is missing or short."""
+        if self.secret is not None:
+            return self.secret.get_secret_value().encode("utf-8")
+        env_name = self.secret_env or ""
+        value = os.environ.get(env_name)
+        if value is None:
+            raise ValueError(f"secret_env: environment variable {env_name} is not set")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"secret_env: environment variable {env_name} must hold at "
+                             f"least {MIN_SECRET_LENGTH} characters")
+        return value.encode("utf-8")
+
+    def open(self, ctx: ConnectorContext) -> SignedHeader:
+        return SignedHeader(secret=self.resolved_secret(), prefix=self.header_prefix)
+
+
+@dataclass(frozen=True, repr=False)
+class SignedHeader:
+    """The opened connector: stateless, holds only its secret and header prefix."""
+
+    secret: bytes
+    prefix: str = "X-Roam-"
+    type_name: str = "signed-header"
+
+    def __repr__(self) -> str:
+        return f"SignedHeader(prefix={self.prefix!r})"  # never the secret
+
+    def present(self, identity: Identity, outgoing: Outgoing, route: Route, *,
+                now: float) -> None:
+        claims = released_claims(identity, route)
+        values = {
+            "sub": _header_safe("sub", identity.subject),
+            "acr": _header_safe("acr", identity.acr),
+            "claims": _b64(json.dumps(claims, ensure_ascii=False, separators=(",", ":"),
+                                      sort_keys=True, allow_nan=False).encode("utf-8")),
+            "timestamp": str(int(now)),
+            "nonce": secrets.token_urlsafe(18),
+        }
+        values["signature"] = sign(self.secret, outgoing.method, outgoing.path, **values)
+        # Defence in depth (the proxy strips too): no forged copy beside the real header.
+        headers = drop_headers(strip_client_identity(outgoing.headers), prefix=self.prefix)
+        headers.extend((self.prefix + name.capitalize(), values[name]) for name in _FIELDS)
+        outgoing.headers[:] = headers
+
+
+class SignatureError(TokenError):
+    """The signed headers are missing, tampered with, too old, or replayed."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What an upstream learns from valid signed headers."""
+
+    sub: str
+    acr: str
+    claims: dict[str, Any]
+    timestamp: int
+    nonce: str
+
+
+def canonical_string(method: str, path: str, *, timestamp: str, nonce: str, sub: str,
+                     acr: str, claims: str) -> str:
+    return "\n".join([method.upper(), path, timestamp, nonce, sub, acr, claims])
+
+
+def sign(secret: bytes, method: str, path: str, *, timestamp: str, nonce: str, sub: str,
+         acr: str, claims: str) -> str:
+    """base64url(HMAC-SHA256(secret, canonical string)), without padding."""
+    text = canonical_string(method, path, timestamp=timestamp, nonce=nonce, sub=sub,
+                            acr=acr, claims=claims)
+    return _b64(hmac.new(secret, text.encode("utf-8"), hashlib.sha256).digest())
+
+
+def verify(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    method: str,
+    path: str,
+    *,
+    secret: bytes | str,
+    window: int = 300,
+    now: float,
+    seen_nonces: MutableMapping[str, float],
+    prefix: str = "X-Roam-",
+) -> Verified:
+    """Check signed headers as an upstream system must; raise ``SignatureError`` if bad.
+
+    ``path`` is the request path with its query, exactly as received. ``seen_nonces``
+    (nonce -> time it may be forgotten) is the upstream's replay memory; one process
+    may use a dict, several share e.g. Redis ``SET nonce 1 NX EX window``.
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    wanted = {prefix.lower() + name: name for name in _FIELDS}
+    got: dict[str, str] = {}
+    for name, value in items:
+        field = wanted.get(name.lower())
+        if field is None:
+            continue
+        if field in got:
+            raise SignatureError(f"duplicate {prefix}{field.capitalize()} header")
+        got[field] = value
+    missing = [prefix + name.capitalize() for name in _FIELDS if name not in got]
+    if missing:
+        raise SignatureError(f"missing header(s): {', '.join(missing)}")
+
+    try:
+        timestamp = int(got["timestamp"])
+    except ValueError:
+        raise SignatureError("bad timestamp") from None
+    if abs(now - timestamp) > window:
+        raise SignatureError("timestamp outside the accepted window")
+
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    expected = sign(key, method, path, timestamp=got["timestamp"], nonce=got["nonce"],
+                    sub=got["sub"], acr=got["acr"], claims=got["claims"])
+    if not hmac.compare_digest(expected.encode("ascii"), got["signature"].encode("utf-8")):
+        raise SignatureError("bad signature")
+
+    for nonce, forget_at in list(seen_nonces.items()):
+        if forget_at < now:
+            del seen_nonces[nonce]
+    if got["nonce"] in seen_nonces:
+        raise SignatureError("nonce already used")
+    seen_nonces[got["nonce"]] = timestamp + window
+
+    try:
+        claims = json.loads(_unb64(got["claims"]).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise SignatureError("bad claims header") from None
+    if not isinstance(claims, dict):
+        raise SignatureError("bad claims header")
+    return Verified(sub=got["sub"], acr=got["acr"], claims=claims, timestamp=timestamp,
+                    nonce=got["nonce"])
+
+
+def _header_safe(name: str, value: str) -> str:
+    if not _SAFE_VALUE_RE.match(value):
+        raise ValueError(f"{name} cannot be sent as a header value")
+    return value
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None

@@ -1,0 +1,44 @@
+"""A third-party connector, as a plug-in package would ship it.
+
+The test builds a ``dist-info`` beside this package with the entry point::
+
+    [roam.connectors]
+    example-header = roam_example_connector:ExampleConfig
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from connectors.base import (
+    ConnectorContext,
+    Outgoing,
+    Route,
+    drop_headers,
+    strip_client_identity,
+)
+from gateway.identity import Identity
+
+
+class ExampleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header: str = "X-Example-User"
+
+    def open(self, ctx: ConnectorContext) -> ExampleHeader:
+        return ExampleHeader(header=self.header)
+
+
+@dataclass(frozen=True)
+class ExampleHeader:
+    header: str
+    type_name: str = "example-header"
+
+    def present(self, identity: Identity, outgoing: Outgoing, route: Route, *,
+                now: float) -> None:
+        headers = drop_headers(strip_client_identity(outgoing.headers),
+                               names=frozenset({self.header.lower()}))
+        headers.append((self.header, identity.subject))
+        outgoing.headers[:] = headers
