@@ -39,6 +39,8 @@ return 1
 
 # PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
 # are below any real TTL, so one comparison covers them.
+_INDEX_MARGIN_MS = 5000
+
 _INDEX = """
 redis.call('SADD', KEYS[1], ARGV[1])
 local want = tonumber(ARGV[2])
@@ -102,7 +104,10 @@ class RedisStore:
             if grant_id is not None:
                 # Index before writing: a failure in between leaves a dangling index entry
                 # (harmless), never a record that revocation cannot reach.
-                await self._index(keys=[self._grant_key(grant_id)], args=[key, ttl * 1000])
+                # The index outlives its member by a margin: it is written first, so without
+                # one the record could outlive the set by the milliseconds between the two.
+                await self._index(keys=[self._grant_key(grant_id)],
+                                  args=[key, ttl * 1000 + _INDEX_MARGIN_MS])
             await self._upsert(keys=[key], args=[text, ttl, grant_id or ""])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:

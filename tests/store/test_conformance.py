@@ -283,4 +283,5 @@ async def test_nothing_survives_without_a_ttl(store: Store, expiries: Expiries) 
 
     left = await expiries()
     assert left, "the store should hold something"
-    assert all(0 < seconds <= 3600 for seconds in left), left
+    # every key expires; a grant index may outlive its longest member by a few seconds
+    assert all(0 < seconds <= 3605 for seconds in left), left

@@ -76,12 +76,12 @@ async def test_grant_index_ttl_covers_its_longest_member(
 ) -> None:
     grant_key = f"{redis_prefix}grant:{{g}}"
     await store.upsert("code", "c", {"grant_id": "g"}, 60)
-    assert 30_000 < await raw.pttl(grant_key) <= 60_000  # a loaded machine may lag
+    assert 30_000 < await raw.pttl(grant_key) <= 65_000  # ttl + margin; a busy machine lags
     await store.upsert("refresh", "r", {"grant_id": "g"}, 86_400)
     await store.upsert("access", "a", {"grant_id": "g"}, 600)  # shorter: must not lower it
 
     grant_ttl = await raw.pttl(grant_key)
-    assert 86_000_000 < grant_ttl <= 86_400_000  # not lowered to 600 s
+    assert 86_000_000 < grant_ttl <= 86_405_000  # not lowered to 600 s
     for member in await raw.smembers(grant_key):
         assert 0 < await raw.pttl(member) <= grant_ttl
 
@@ -92,7 +92,7 @@ async def test_grant_index_without_ttl_gets_one(
     grant_key = f"{redis_prefix}grant:{{g}}"
     await raw.sadd(grant_key, "left by an older writer")  # PTTL -1
     await store.upsert("code", "c", {"grant_id": "g"}, 60)
-    assert 30_000 < await raw.pttl(grant_key) <= 60_000  # a loaded machine may lag
+    assert 30_000 < await raw.pttl(grant_key) <= 65_000  # ttl + margin; a busy machine lags
 
 
 async def test_consume_keeps_the_ttl(
