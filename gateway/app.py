@@ -7,15 +7,18 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.registry import check_connector, load_entry_points
+from connectors.base import ConnectorContext, PresentsIdentity
+from connectors.registry import check_connector, load_entry_points, parse_connector
 from gateway.background import Background
 from gateway.config import Config
+from gateway.csrf import COOKIE as CSRF_COOKIE
 from gateway.csrf import Csrf
 from gateway.errors import ConfigError, PageError, ProtocolError, StoreError, new_reference
 from gateway.keys import KeyRing
@@ -40,7 +43,8 @@ from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
-from gateway.routing.resolve import Resolver
+from gateway.routing.proxy import PassiveHealth, Proxy
+from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
@@ -59,18 +63,32 @@ def _check_connector(type_name: str, settings: Mapping[str, Any]) -> list[str]:
     return check_connector(type_name, settings)
 
 
-def load_routing(config: Config, regions: RegionDirectory | None = None) -> Resolver:
+def load_routing(config: Config, regions: RegionDirectory | None = None, *,
+                 health: Health | None = None) -> Resolver:
     """The systems registry and its resolver; a bad systems file is a ConfigError."""
+    health = health or AlwaysHealthy()
     regions = regions or RegionDirectory.load()
     load_entry_points()  # third-party connector types (entry-point group roam.connectors)
     if not config.settings.routing.systems_file:  # routing switched off: no systems
-        return Resolver(Systems((), ()), regions)
+        return Resolver(Systems((), ()), regions, health=health)
     systems, problems = load_systems(
         config.path(config.settings.routing.systems_file), regions=regions,
         validate_connector=_check_connector, client_ids={c.client_id for c in config.clients})
     if problems:
         raise ConfigError(problems)
-    return Resolver(systems, regions)
+    return Resolver(systems, regions, health=health)
+
+
+def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, PresentsIdentity]:
+    """Each proxied system's connector, opened once (``oidc`` systems are not proxied)."""
+    opened: dict[str, PresentsIdentity] = {}
+    for system in systems:
+        if system.connector == "oidc":
+            continue
+        connector = parse_connector(system.connector, system.connector_settings).open(context)
+        if isinstance(connector, PresentsIdentity):
+            opened[system.id] = connector
+    return opened
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -101,7 +119,8 @@ def create_app(
             max_failures=settings.login.max_failures,
             lockout_seconds=settings.login.lockout_seconds)
     clients = ClientRegistry(config.clients)
-    resolver = load_routing(config)
+    health = PassiveHealth(failures=3, cooldown=30)
+    resolver = load_routing(config, health=health)
     missing = {c.config.id_token_signed_response_alg for c in clients} - keys.algs
     if missing:
         raise ConfigError([f"{config.source}: gateway.key_dir: no signing key for {sorted(missing)}"
@@ -137,6 +156,10 @@ def create_app(
     my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
                          csrf=csrf)
     go = GoPages(resolver=resolver, sessions=sessions, pages=pages)
+    proxy = Proxy(systems=resolver.systems, http=None, health=health, sessions=sessions,
+                  connectors=open_connectors(resolver.systems,
+                                             ConnectorContext(keys=keys, issuer=issuer)),
+                  cookie_names={CSRF_COOKIE}, pages=pages)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(server)
     userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
@@ -147,7 +170,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with background.running():
+            async with aiohttp.ClientSession() as upstream, background.running():
+                proxy.attach(upstream)  # one connection pool per process for the proxy
                 yield
         finally:
             if owns_http:
@@ -175,6 +199,8 @@ def create_app(
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
+        Route("/s/{system}/{path:path}", proxy.handle,
+              methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.store.memory import MemoryStore
@@ -70,3 +77,49 @@ def test_unknown_item_and_region_get_a_page_listing_what_exists(browser: httpx.C
     assert page.status_code == 404
     assert "未找到该地区" in page.text
     assert "/go/430000-SB-001?region=43" in page.text
+
+
+def test_go_through_login_and_the_proxy_to_a_legacy_system(tmp_path: Path) -> None:
+    """/go → login → back → /s/<system>/ → the connector's identity reaches the upstream."""
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"path": request.url.path,
+                             "authorization": request.headers.get("authorization", "")})
+
+    upstream = Starlette(routes=[Route("/{rest:path}", echo)])
+    with serve(upstream) as upstream_url:
+        (tmp_path / "systems.toml").write_text(f"""
+[[item]]
+code = "{BDC}"
+name = "不动产登记查询"
+
+[[system]]
+id = "legacy-bdc"
+name = "旧系统"
+region = "430000"
+level = "province"
+instances = ["{upstream_url}"]
+connector = "jwt-assertion"
+connector_settings = {{ claim_map = {{ name = "xm" }} }}
+items = ["{BDC}"]
+claims = ["name"]
+""", "utf-8")
+        port = free_port()
+        config = config_on_port(port)
+        routing = config.settings.routing.model_copy(
+            update={"systems_file": str(tmp_path / "systems.toml")})
+        config = config.model_copy(update={"settings": config.settings.model_copy(
+            update={"routing": routing})})
+        with serve(create_app(config, store=MemoryStore()), port) as gw, \
+                httpx.Client(base_url=gw) as browser:
+            back = log_in_via(browser, browser.get(f"/go/{BDC}?region=430702"))
+            arrived = browser.get(back.headers["location"])
+            assert arrived.headers["location"] == "/s/legacy-bdc/"
+            seen = browser.get("/s/legacy-bdc/records?id=7").json()
+            assert seen["path"] == "/records"
+            token = seen["authorization"].removeprefix("Bearer ")
+            keys = KeySet.import_key_set(httpx.get(f"{gw}/jwks").json())
+            claims = jwt.decode(token, keys).claims
+            assert claims["aud"] == "legacy-bdc"
+            assert claims["sub"] == "c-0001"
+            assert claims["xm"] == "张三"

@@ -1,0 +1,104 @@
+"""Header rules for the proxy: what crosses the gateway, in each direction.
+
+Pure functions over ``[(name, value), ...]`` lists (names in any case), so they can be
+tested without a server:
+
+- :func:`without_hop_by_hop` drops RFC 9110 §7.6.1 connection-specific headers:
+  ``Connection`` and every header it names, ``Keep-Alive``, ``Proxy-*``, ``TE``,
+  ``Trailer``, ``Transfer-Encoding``, ``Upgrade``;
+- :func:`without_cookies` rewrites ``Cookie`` headers without the gateway's own cookies
+  (its session must never reach a city system);
+- :func:`without_set_cookies` drops an upstream's ``Set-Cookie`` for those names (a system
+  cannot overwrite or delete the gateway's session);
+- :func:`forwarded_headers` replaces any client-sent ``X-Forwarded-Proto/Host/Prefix`` and
+  appends the client's address to ``X-Forwarded-For``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Headers",
+    "forwarded_headers",
+    "without_cookies",
+    "without_hop_by_hop",
+    "without_set_cookies",
+]
+
+Headers = list[tuple[str, str]]
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                        "x-forwarded-prefix"})
+
+
+def without_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
+    """``headers`` without hop-by-hop headers, including those ``Connection`` names."""
+    pairs = list(headers)
+    named = {
+        token.strip().lower()
+        for name, value in pairs if name.lower() == "connection"
+        for token in value.split(",") if token.strip()
+    }
+    return [
+        (name, value) for name, value in pairs
+        if (lower := name.lower()) not in HOP_BY_HOP
+        and lower not in named
+        and not lower.startswith("proxy-")
+    ]
+
+
+def _cookie_name(pair: str) -> str:
+    return pair.split("=", 1)[0].strip()
+
+
+def without_cookies(headers: Iterable[tuple[str, str]], names: Collection[str]) -> Headers:
+    """``headers`` with every ``Cookie`` header rewritten without the cookies ``names``;
+    a ``Cookie`` header left empty is dropped."""
+    out: Headers = []
+    for name, value in headers:
+        if name.lower() != "cookie":
+            out.append((name, value))
+            continue
+        kept = [p.strip() for p in value.split(";")
+                if p.strip() and _cookie_name(p) not in names]
+        if kept:
+            out.append((name, "; ".join(kept)))
+    return out
+
+
+def without_set_cookies(headers: Iterable[tuple[str, str]], names: Collection[str]) -> Headers:
+    """``headers`` without any ``Set-Cookie`` that sets one of the cookies ``names``."""
+    return [
+        (name, value) for name, value in headers
+        if not (name.lower() == "set-cookie" and _cookie_name(value.split(";", 1)[0]) in names)
+    ]
+
+
+def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None, proto: str,
+                      host: str, prefix: str) -> Headers:
+    """``headers`` with the ``X-Forwarded-*`` set the gateway vouches for.
+
+    The client's own ``X-Forwarded-For`` chain is kept and ``client`` appended (the
+    upstream trusts only the last hop, which the gateway adds); ``Proto``, ``Host`` and
+    ``Prefix`` sent by a client are replaced, never kept beside the gateway's.
+    """
+    pairs = list(headers)
+    chain = [value.strip() for name, value in pairs
+             if name.lower() == "x-forwarded-for" and value.strip()]
+    if client:
+        chain.append(client)
+    out = [(name, value) for name, value in pairs if name.lower() not in _FORWARDED]
+    if chain:
+        out.append(("X-Forwarded-For", ", ".join(chain)))
+    out.append(("X-Forwarded-Proto", proto))
+    if host:
+        out.append(("X-Forwarded-Host", host))
+    out.append(("X-Forwarded-Prefix", prefix))
+    return out

@@ -1,0 +1,498 @@
+"""The proxy: ``/s/{system}/{path}`` forwarded to an instance of a legacy system.
+
+One request, in order:
+
+1. the system must exist and have an opened ``PresentsIdentity`` connector (else 404);
+2. a session is required. Without one a top-level navigation (``Sec-Fetch-Mode: navigate``,
+   or, when the browser sends no ``Sec-Fetch-Mode``, ``Accept: text/html`` without
+   ``X-Requested-With``) of a GET/HEAD is sent to ``/login?next=<path+query>``; anything
+   else (XHR/fetch, API clients) gets ``401`` JSON, never a redirect. A session below the
+   system's ``min_acr`` goes to ``/stepup?next=...`` or gets ``403`` JSON;
+3. the request headers lose hop-by-hop headers, ``Host``, ``Expect``, client-sent identity
+   headers (``X-Roam-*``, ``Authorization``) and the gateway's own cookies; ``X-Forwarded-*``
+   are set (:mod:`gateway.routing.forwarding`); then the connector adds the identity;
+4. an instance is chosen round-robin among those :class:`PassiveHealth` calls healthy (all
+   of them if none is); the body is streamed up, refused with ``413`` past ``max_body``
+   (``Content-Length`` is checked before any upstream is contacted);
+5. only idempotent methods are retried, only on a connect failure (nothing was sent), on
+   the next instance; every attempt is recorded in the passive health;
+6. the response streams back without hop-by-hop headers and without any ``Set-Cookie`` for
+   the gateway's cookies; a ``Location`` into the instance is rewritten under ``/s/<system>``.
+
+Upstream timeout → ``504``, connect failure on every instance or a broken upstream →
+``502``: a Chinese page with a reference id for navigations, else
+``{"error": "gateway_timeout"|"bad_gateway", "ref": ...}``. Logs carry the ref, the system
+and the instance, never headers or bodies.
+
+The upstream client is the small :class:`Upstream` interface; :class:`AiohttpUpstream`
+implements it over one ``aiohttp.ClientSession`` per process (the benchmark in DESIGN.md:
+aiohttp's transport is several times faster than httpx's here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from yarl import URL
+
+from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
+from gateway.errors import PageError, new_reference
+from gateway.identity import Identity, level_rank
+from gateway.pages import Pages
+from gateway.routing.forwarding import (
+    Headers,
+    forwarded_headers,
+    without_cookies,
+    without_hop_by_hop,
+    without_set_cookies,
+)
+from gateway.routing.resolve import AlwaysHealthy, Chooser, Health, RoundRobin
+from gateway.routing.systems import SystemConfig, Systems
+from gateway.sessions import SessionManager
+
+__all__ = [
+    "AiohttpUpstream",
+    "PassiveHealth",
+    "Proxy",
+    "Upstream",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamFailed",
+    "UpstreamResponse",
+    "UpstreamTimeout",
+]
+
+log = logging.getLogger("roam.proxy")
+
+MiB = 1024 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+CHUNK = 64 * 1024
+_DROPPED_REQUEST = frozenset({"host", "expect"})
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+# -- the upstream client interface ---------------------------------------------------------
+
+class UpstreamError(Exception):
+    """An upstream transport failure, converted from the client library's own errors."""
+
+
+class UpstreamConnectError(UpstreamError):
+    """No connection was made: nothing was sent, so another instance may be tried."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer (or stalled) within the system's timeout."""
+
+
+class UpstreamFailed(UpstreamError):
+    """The connection broke or the upstream answered something that is not HTTP."""
+
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: Headers
+    body: AsyncIterator[bytes]  # raises UpstreamError if the upstream stalls or breaks
+    close: Callable[[], Awaitable[None]]  # idempotent; releases the connection
+
+
+class Upstream(Protocol):
+    """Sends one request upstream; returns once the response head has arrived."""
+
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse: ...
+
+
+class AiohttpUpstream:
+    """:class:`Upstream` over a shared ``aiohttp.ClientSession`` (owned by the app's lifespan).
+
+    Redirects are not followed and bodies are not decompressed (the client gets the bytes
+    the system sent); aiohttp adds no ``Accept-Encoding`` or ``User-Agent`` of its own.
+    ``wait`` (seconds) bounds the connect and every wait for data, not the whole transfer, so a
+    large download is not cut off while it keeps flowing.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, chunk_size: int = CHUNK) -> None:
+        self.session = session
+        self.chunk_size = chunk_size
+
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse:
+        try:
+            resp = await self.session.request(
+                method, URL(url, encoded=True), headers=headers, data=body,
+                allow_redirects=False, auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None, connect=wait, sock_read=wait))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise UpstreamConnectError(str(exc) or type(exc).__name__) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout(str(exc) or "no response in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.content.iter_chunked(self.chunk_size):
+                    yield chunk
+            except TimeoutError as exc:
+                raise UpstreamTimeout("stalled while sending the body") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
+
+        async def close() -> None:
+            resp.release()
+
+        headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+        return UpstreamResponse(resp.status, headers_out, chunks(), close)
+
+
+# -- passive health ------------------------------------------------------------------------
+
+class PassiveHealth:
+    """Instances that failed to connect ``failures`` times in a row are unhealthy for
+    ``cooldown`` seconds; one success clears the count. After the cooldown the instance is
+    tried again, and a single further failure marks it down again.
+
+    Satisfies :class:`gateway.routing.resolve.Health`; ``active`` (the active checker, when
+    there is one) must also call an instance healthy.
+    """
+
+    def __init__(self, *, failures: int = 3, cooldown: float = 30.0,
+                 active: Health | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if failures < 1:
+            raise ValueError("failures must be at least 1")
+        self.failures = failures
+        self.cooldown = cooldown
+        self.active: Health = active or AlwaysHealthy()
+        self.clock = clock
+        self._count: dict[tuple[str, str], int] = {}
+        self._down_until: dict[tuple[str, str], float] = {}
+
+    def healthy(self, system_id: str, instance: str) -> bool:
+        until = self._down_until.get((system_id, instance))
+        if until is not None and self.clock() < until:
+            return False
+        return self.active.healthy(system_id, instance)
+
+    def record_failure(self, system_id: str, instance: str) -> None:
+        key = (system_id, instance)
+        count = self._count.get(key, 0) + 1
+        self._count[key] = count
+        if count >= self.failures:
+            self._down_until[key] = self.clock() + self.cooldown
+
+    def record_success(self, system_id: str, instance: str) -> None:
+        key = (system_id, instance)
+        self._count.pop(key, None)
+        self._down_until.pop(key, None)
+
+
+# -- the proxy -----------------------------------------------------------------------------
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Body:
+    """The client's body as an async iterable, counted against the limit; ``started``
+    tells whether any of it was consumed (then the request can no longer be retried)."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.started = False
+        self.too_large = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        received = 0
+        async for chunk in self.request.stream():
+            received += len(chunk)
+            if received > self.limit:
+                self.too_large = True
+                raise _TooLarge
+            if chunk:
+                yield chunk
+
+
+def is_navigation(request: Request) -> bool:
+    """A top-level browser navigation (a person will see the answer), not XHR/fetch."""
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode.lower() == "navigate"
+    if request.headers.get("x-requested-with"):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(seg in (".", "..") for seg in unquote(path).replace("\\", "/").split("/"))
+
+
+class Proxy:
+    """The ``/s/{system}/{path:path}`` endpoint; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        systems: Systems,
+        http: aiohttp.ClientSession | Upstream | None,
+        connectors: Mapping[str, PresentsIdentity],
+        health: PassiveHealth,
+        sessions: SessionManager,
+        cookie_names: set[str] | frozenset[str] = frozenset(),
+        max_body: int = 10 * MiB,
+        timeouts: Mapping[str, float] | None = None,
+        default_timeout: float = 30.0,
+        pages: Pages | None = None,
+        choose: Chooser | None = None,
+        login_path: str = "/login",
+        stepup_path: str = "/stepup",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.systems = systems
+        self._upstream: Upstream | None = None
+        if http is not None:
+            self.attach(http)
+        self.connectors = connectors
+        self.health = health
+        self.sessions = sessions
+        self.cookie_names = frozenset(cookie_names) | {sessions.cookie_name}
+        self.max_body = max_body
+        self.timeouts = dict(timeouts or {})
+        self.default_timeout = default_timeout
+        self.pages = pages or Pages()
+        self.choose: Chooser = choose or RoundRobin()
+        self.login_path = login_path
+        self.stepup_path = stepup_path
+        self.clock = clock
+
+    def attach(self, http: aiohttp.ClientSession | Upstream) -> None:
+        """Use ``http`` upstream: the app's lifespan creates the one ``ClientSession`` of the
+        process (it needs the running loop) and attaches it here."""
+        self._upstream = AiohttpUpstream(http) if isinstance(http, aiohttp.ClientSession) \
+            else http
+
+    @property
+    def upstream(self) -> Upstream:
+        if self._upstream is None:
+            raise RuntimeError("Proxy has no upstream client: attach() one in the lifespan")
+        return self._upstream
+
+    # -- entry point ----------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        system_id = str(request.path_params.get("system", ""))
+        system = self.systems.get(system_id)
+        connector = self.connectors.get(system_id)
+        if system is None or connector is None:
+            return self._fail(request, 404, "not_found", "未找到该系统",
+                              "您访问的业务系统不存在或未通过统一身份认证网关接入。")
+        raw_path = self._raw_path(request)
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = raw_path + (f"?{query}" if query else "")
+
+        session = await self.sessions.load(request)
+        if session is None:
+            return self._login_required(request, target)
+        identity = session.identity
+        if level_rank(identity.acr) < level_rank(system.min_acr):
+            return self._stepup_required(request, target, system.min_acr)
+
+        rest = self._rest(raw_path, system_id, request)
+        if rest is None or _has_dot_segment(rest):
+            return self._fail(request, 400, "invalid_request", "地址无效",
+                              "请求的地址格式不正确。")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return self._fail(request, 400, "invalid_request", "请求无效",
+                                  "请求的长度声明不正确。")
+            if int(declared) > self.max_body:
+                return self._too_large(request)
+        has_body = (declared is not None and int(declared) > 0) \
+            or "transfer-encoding" in request.headers
+        body = _Body(request, self.max_body) if has_body else None
+        headers = self._request_headers(request, system_id)
+        return await self._forward(request, system, connector, identity, rest, query,
+                                   headers, body)
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    async def _forward(self, request: Request, system: SystemConfig,
+                       connector: PresentsIdentity, identity: Identity, rest: str, query: str,
+                       headers: Headers, body: _Body | None) -> Response:
+        method = request.method.upper()
+        timeout = self.timeouts.get(system.id, self.default_timeout)
+        last: UpstreamError = UpstreamConnectError("no instance")
+        instance = ""
+        for attempt, instance in enumerate(self._order(system)):
+            if attempt and (method not in IDEMPOTENT or (body is not None and body.started)):
+                break
+            base = instance.rstrip("/")
+            path = urlsplit(base).path + "/" + rest + (f"?{query}" if query else "")
+            outgoing = Outgoing(method=method, path=path, headers=list(headers))
+            route = Route(system_id=system.id, system_name=system.name, base_url=instance,
+                          claims=frozenset(system.claims), privileged=system.privileged)
+            connector.present(identity, outgoing, route, now=self.clock())
+            url = base + "/" + rest + (f"?{query}" if query else "")
+            try:
+                resp = await self.upstream.send(
+                    method, url, outgoing.headers,
+                    body.chunks() if body is not None else None, wait=timeout)
+            except UpstreamConnectError as exc:
+                self.health.record_failure(system.id, instance)
+                last = exc
+                continue
+            except UpstreamError as exc:
+                if body is not None and body.too_large:
+                    return self._too_large(request)
+                if isinstance(exc, UpstreamTimeout):
+                    return self._upstream_error(request, 504, system, instance, exc)
+                return self._upstream_error(request, 502, system, instance, exc)
+            except _TooLarge:  # the client library let the body's own error through
+                return self._too_large(request)
+            self.health.record_success(system.id, instance)
+            return self._relay(resp, system, instance)
+        return self._upstream_error(request, 502, system, instance, last)
+
+    def _order(self, system: SystemConfig) -> list[str]:
+        """Instances to try: the chosen one first, then the other healthy ones in turn.
+        When passive health has marked every instance down, all are tried anyway."""
+        pool = [u for u in system.instances if self.health.healthy(system.id, u)]
+        if not pool:
+            pool = list(system.instances)
+        first = pool.index(self.choose(system.id, pool))
+        return pool[first:] + pool[:first]
+
+    def _request_headers(self, request: Request, system_id: str) -> Headers:
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        pairs = [(k, v) for k, v in without_hop_by_hop(pairs)
+                 if k.lower() not in _DROPPED_REQUEST]
+        pairs = strip_client_identity(pairs)
+        pairs = without_cookies(pairs, self.cookie_names)
+        client = request.client.host if request.client else None
+        return forwarded_headers(pairs, client=client, proto=request.url.scheme,
+                                 host=request.headers.get("host", ""),
+                                 prefix=f"/s/{system_id}")
+
+    def _relay(self, resp: UpstreamResponse, system: SystemConfig,
+               instance: str) -> StreamingResponse:
+        headers = without_set_cookies(without_hop_by_hop(resp.headers), self.cookie_names)
+        base = instance.rstrip("/")
+        prefix = f"/s/{system.id}"
+        rewritten: Headers = []
+        for name, value in headers:
+            if name.lower() == "location" and (value == base or value.startswith(base + "/")):
+                value = prefix + (value[len(base):] or "/")
+            rewritten.append((name, value))
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.body:
+                    yield chunk
+            except UpstreamError as exc:
+                ref = new_reference()
+                log.warning("proxy response broken ref=%s system=%s instance=%s: %s: %s",
+                            ref, system.id, instance, type(exc).__name__, exc)
+                raise  # abort the connection: the client must not take a cut body as whole
+            finally:
+                await resp.close()
+
+        response = StreamingResponse(stream(), status_code=resp.status)
+        response.raw_headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
+                                for n, v in rewritten]
+        return response
+
+    # -- paths ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw_path(request: Request) -> str:
+        raw = request.scope.get("raw_path")
+        if isinstance(raw, bytes) and raw:
+            return raw.decode("latin-1")
+        return quote(request.url.path)
+
+    @staticmethod
+    def _rest(raw_path: str, system_id: str, request: Request) -> str | None:
+        """The path after ``/s/<system>/``, still percent-encoded as the client sent it."""
+        marker = f"/s/{system_id}/"
+        at = raw_path.find(marker)
+        if at >= 0:
+            return raw_path[at + len(marker):]
+        sub = request.path_params.get("path")
+        return quote(str(sub)) if sub is not None else None
+
+    # -- answers that do not come from the upstream ----------------------------------------
+
+    def _login_required(self, request: Request, target: str) -> Response:
+        if is_navigation(request):
+            if request.method in ("GET", "HEAD"):
+                return RedirectResponse(f"{self.login_path}?{urlencode({'next': target})}",
+                                        status_code=303, headers=_NO_STORE)
+            return self.pages.error(PageError("需要登录", "登录状态已失效，请重新打开页面并登录。",
+                                              status=401))
+        return JSONResponse(
+            {"error": "login_required",
+             "error_description": "A gateway session is required; log in at "
+                                  f"{self.login_path} first."},
+            status_code=401,
+            headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
+
+    def _stepup_required(self, request: Request, target: str, acr: str) -> Response:
+        if is_navigation(request):
+            if request.method in ("GET", "HEAD"):
+                return RedirectResponse(f"{self.stepup_path}?{urlencode({'next': target})}",
+                                        status_code=303, headers=_NO_STORE)
+            return self.pages.error(PageError(
+                "需要更高级别的身份认证", "该业务需要更高级别的身份认证，请重新打开页面完成认证。",
+                status=403))
+        return JSONResponse(
+            {"error": "insufficient_user_authentication",
+             "error_description": f"This system requires assurance level {acr} or higher.",
+             "acr_values": acr},
+            status_code=403,
+            headers={**_NO_STORE, "WWW-Authenticate":
+                     f'Session realm="roam", error="insufficient_user_authentication", '
+                     f'acr_values="{acr}"'})
+
+    def _too_large(self, request: Request) -> Response:
+        mib = self.max_body / MiB
+        return self._fail(request, 413, "payload_too_large", "提交的内容过大",
+                          f"提交的内容超过了 {mib:g} MB 的上限。")
+
+    def _upstream_error(self, request: Request, status: int, system: SystemConfig,
+                        instance: str, exc: UpstreamError) -> Response:
+        if status == 504:
+            page = PageError("业务系统响应超时", f"{system.name}暂时没有响应，请稍后再试。",
+                             status=504)
+            code = "gateway_timeout"
+        else:
+            page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
+                             status=502)
+            code = "bad_gateway"
+        log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
+                    system.id, instance, type(exc).__name__, exc)
+        if is_navigation(request):
+            return self.pages.error(page)
+        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
+                            headers=_NO_STORE)
+
+    def _fail(self, request: Request, status: int, code: str, title: str,
+              detail: str) -> Response:
+        page = PageError(title, detail, status=status)
+        if is_navigation(request):
+            return self.pages.error(page)
+        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
+                            headers=_NO_STORE)

@@ -1,0 +1,444 @@
+"""The proxy against real upstreams: uvicorn on loopback ports, the gateway served for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from connectors.signed_header import SignedHeader, verify
+from gateway.config import SessionSection
+from gateway.identity import Identity, PersonKind
+from gateway.routing.forwarding import (
+    forwarded_headers,
+    without_cookies,
+    without_hop_by_hop,
+    without_set_cookies,
+)
+from gateway.routing.proxy import MiB, PassiveHealth, Proxy
+from gateway.routing.resolve import RoundRobin
+from gateway.routing.systems import ServiceItem, SystemConfig, Systems
+from gateway.sessions import SessionManager
+from gateway.store.memory import MemoryStore
+from tests.support.servers import free_port, serve
+
+SECRET = b"s" * 32
+ITEM = "430000-GJJ-001"
+BIG = 5 * 1000 * 1000
+ALL = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+# -- the upstream: echoes what arrived, streams a big body, sleeps, redirects --------------
+
+def upstream(name: str) -> Starlette:
+    async def echo(request: Request) -> Response:
+        digest = hashlib.sha256()
+        length = 0
+        try:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                length += len(chunk)
+        except ClientDisconnect:  # the gateway cut an upload over its limit
+            return Response(status_code=400)
+        raw = request.scope["raw_path"].decode("latin-1")
+        query = request.scope["query_string"].decode("latin-1")
+        response = JSONResponse({
+            "instance": name,
+            "method": request.method,
+            "path": raw + (f"?{query}" if query else ""),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")]
+                        for k, v in request.headers.raw],
+            "length": length,
+            "sha256": digest.hexdigest(),
+        })
+        response.set_cookie("roam_session", "planted-by-upstream")
+        response.set_cookie("app_sid", "upstream-own")
+        return response
+
+    async def big(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(BIG // 100_000):
+                yield bytes([i % 251]) * 100_000
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(2)
+        return JSONResponse({"late": True})
+
+    async def moved(request: Request) -> Response:
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        return Response(status_code=302, headers={"Location": f"{base}/landing?x=1"})
+
+    return Starlette(routes=[
+        Route("/big", big, methods=["GET"]),
+        Route("/slow", slow, methods=["GET"]),
+        Route("/moved", moved, methods=["GET"]),
+        Route("/{path:path}", echo, methods=ALL),
+    ])
+
+
+def big_digest() -> str:
+    digest = hashlib.sha256()
+    for i in range(BIG // 100_000):
+        digest.update(bytes([i % 251]) * 100_000)
+    return digest.hexdigest()
+
+
+# -- the gateway under test ---------------------------------------------------------------
+
+def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1") -> SystemConfig:
+    return SystemConfig.model_validate({
+        "id": sid, "name": f"测试系统 {sid}", "region": "430100", "level": "prefecture",
+        "instances": list(instances), "connector": "signed-header", "items": [ITEM],
+        "min_acr": min_acr, "claims": ["name"],
+    })
+
+
+def gateway_app(systems: Systems, **proxy_options: Any) -> Starlette:
+    sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
+    connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
+    proxy_options.setdefault("health", PassiveHealth(failures=1000))
+    proxy = Proxy(systems=systems, http=None, connectors=connectors, sessions=sessions,
+                  cookie_names={"roam_csrf"}, **proxy_options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as http:
+            proxy.attach(http)
+            yield
+
+    async def login(request: Request) -> Response:
+        """Test-only: start a session at the level asked for."""
+        identity = Identity(subject="c-0001", kind=PersonKind.NATURAL,
+                            acr=request.query_params.get("acr", "L2"), amr=("pwd",),
+                            auth_time=int(time.time()), region="430102",
+                            claims={"name": "张三", "phone_number": "13812341234"})
+        response = Response("ok")
+        await sessions.start(identity, response)
+        return response
+
+    return Starlette(lifespan=lifespan, routes=[
+        Route("/test/login", login, methods=["GET"]),
+        Route("/s/{system}/{path:path}", proxy.handle, methods=ALL),
+    ])
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[str, str, str]]:
+    """Two live instances and one address where nothing listens."""
+    with serve(upstream("a")) as a, serve(upstream("b")) as b:
+        yield a, b, f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def gateway(upstreams: tuple[str, str, str]) -> Iterator[str]:
+    a, b, dead = upstreams
+    systems = Systems([
+        system("echo", [a]),
+        system("spread", [a, b]),
+        system("failover", [dead, b]),
+        system("dead", [dead]),
+        system("slow", [a]),
+        system("strict", [a], min_acr="L3"),
+    ], [ServiceItem(code=ITEM, name="住房公积金提取")])
+    round_robin = RoundRobin()
+
+    def choose(system_id: str, instances: Sequence[str]) -> str:
+        if system_id == "failover":
+            return instances[0]  # always the dead one first
+        return round_robin(system_id, instances)
+
+    app = gateway_app(systems, max_body=6 * MiB, timeouts={"slow": 0.5}, choose=choose)
+    with serve(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def client(base: str, *, acr: str | None = "L2") -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client, logged in at ``acr`` (not logged in when None)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        if acr is not None:
+            response = await http.get("/test/login", params={"acr": acr})
+            assert response.status_code == 200
+            assert "roam_session" in http.cookies
+        yield http
+
+
+JSON = {"Accept": "application/json"}
+NAV = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
+
+
+# -- passing through ----------------------------------------------------------------------
+
+async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: str) -> None:
+    async with client(gateway) as http:
+        http.cookies.set("app_sid", "keep-me")
+        http.cookies.set("roam_csrf", "gateway-only")
+        response = await http.get(
+            "/s/echo/api/items%20list?q=%E5%85%AC&n=1",
+            headers={"X-Roam-Sub": "forged", "X-Roam-Acr": "L4",
+                     "Authorization": "Bearer meant-for-the-gateway",
+                     "X-Forwarded-Host": "evil.example", "X-Forwarded-Prefix": "/evil",
+                     "Connection": "x-private", "X-Private": "hop", "Accept": "*/*"})
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["method"] == "GET"
+    assert seen["path"] == "/api/items%20list?q=%E5%85%AC&n=1"  # exactly as the client sent
+    headers = {}
+    for name, value in seen["headers"]:
+        assert name not in headers, f"{name} sent twice"
+        headers[name] = value
+    host = gateway.removeprefix("http://")
+    # (uvicorn trusts X-Forwarded-For/-Proto from loopback by default and rewrites the
+    # client address and scheme, so those are checked without a server, further down)
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == host
+    assert headers["x-forwarded-prefix"] == "/s/echo"
+    assert "authorization" not in headers
+    assert "x-private" not in headers  # named by Connection: hop-by-hop
+    # the gateway's cookies never reach a system; the system's own cookie does
+    assert headers["cookie"] == "app_sid=keep-me"
+    # the connector's headers, and only them: the signature verifies as the system checks it
+    verified = verify(headers, "GET", seen["path"], secret=SECRET, now=time.time(),
+                      seen_nonces={})
+    assert verified.sub == "c-0001"
+    assert verified.acr == "L2"
+    assert verified.claims == {"sub": "c-0001", "acr": "L2", "name": "张三"}
+    # an upstream cannot set the gateway's cookie; its own passes
+    set_cookies = response.headers.get_list("set-cookie")
+    assert any(c.startswith("app_sid=") for c in set_cookies)
+    assert not any(c.startswith("roam_session=") for c in set_cookies)
+
+
+async def test_upstream_sees_its_own_host(gateway: str, upstreams: tuple[str, str, str]) -> None:
+    async with client(gateway) as http:
+        seen = (await http.get("/s/echo/x")).json()
+    assert dict(seen["headers"])["host"] == upstreams[0].removeprefix("http://")
+
+
+async def test_redirect_into_the_instance_is_rewritten_under_the_prefix(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.get("/s/echo/moved")
+    assert response.status_code == 302
+    assert response.headers["location"] == "/s/echo/landing?x=1"
+
+
+async def test_dot_segments_are_refused(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.get("/s/echo/a/%2e%2e/secret", headers=JSON)
+    assert response.status_code == 400
+
+
+async def test_unknown_system_is_404(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.get("/s/nowhere/x", headers=JSON)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+async def test_large_bodies_stream_both_ways(gateway: str) -> None:
+    body = bytes(range(256)) * (BIG // 256)
+    async with client(gateway) as http:
+        up = await http.post("/s/echo/upload", content=body)
+        assert up.status_code == 200
+        assert up.json()["length"] == len(body)
+        assert up.json()["sha256"] == hashlib.sha256(body).hexdigest()
+
+        async def chunked() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 256 * 1024):
+                yield body[start:start + 256 * 1024]
+
+        up = await http.put("/s/echo/upload", content=chunked())  # no Content-Length
+        assert up.json()["length"] == len(body)
+        assert up.json()["sha256"] == hashlib.sha256(body).hexdigest()
+
+        down = await http.get("/s/echo/big")
+        assert down.status_code == 200
+        assert len(down.content) == BIG
+        assert hashlib.sha256(down.content).hexdigest() == big_digest()
+
+
+async def test_declared_body_over_the_limit_is_413(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.post("/s/echo/upload", content=b"x" * (7 * MiB), headers=JSON)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+async def test_streamed_body_over_the_limit_is_413(gateway: str) -> None:
+    async def chunked() -> AsyncIterator[bytes]:
+        for _ in range(7):
+            yield b"y" * MiB
+
+    async with client(gateway) as http:
+        try:
+            response = await http.post("/s/echo/upload", content=chunked(), headers=JSON)
+        except httpx.TransportError:  # the gateway may close before the client finishes
+            return
+    assert response.status_code == 413
+
+
+# -- upstream failures ------------------------------------------------------------------------
+
+async def test_slow_upstream_is_504_with_a_reference(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.get("/s/slow/slow", headers=JSON)
+        assert response.status_code == 504
+        assert response.json()["error"] == "gateway_timeout"
+        assert len(response.json()["ref"]) == 12
+
+        page = await http.get("/s/slow/slow", headers=NAV)
+    assert page.status_code == 504
+    assert page.headers["content-type"].startswith("text/html")
+    assert "超时" in page.text
+
+
+async def test_dead_upstream_is_502_with_a_reference(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.get("/s/dead/x", headers=JSON)
+        assert response.status_code == 502
+        assert response.json()["error"] == "bad_gateway"
+        ref = response.json()["ref"]
+        assert ref
+
+        page = await http.get("/s/dead/x", headers=NAV)
+    assert page.status_code == 502
+    assert "暂时无法访问" in page.text
+
+
+async def test_get_is_retried_on_the_next_instance_post_is_not(gateway: str) -> None:
+    async with client(gateway) as http:
+        got = await http.get("/s/failover/x", headers=JSON)
+        assert got.status_code == 200
+        assert got.json()["instance"] == "b"
+        put = await http.put("/s/failover/x", content=b"idempotent", headers=JSON)
+        assert put.status_code == 200
+        assert put.json()["length"] == len(b"idempotent")
+
+        posted = await http.post("/s/failover/x", content=b"once", headers=JSON)
+    assert posted.status_code == 502
+    assert posted.json()["error"] == "bad_gateway"
+
+
+async def test_load_is_spread_over_healthy_instances(gateway: str) -> None:
+    async with client(gateway) as http:
+        seen = [(await http.get("/s/spread/x")).json()["instance"] for _ in range(6)]
+    assert seen.count("a") == 3
+    assert seen.count("b") == 3
+
+
+async def test_passive_health_skips_an_instance_after_failures(
+    upstreams: tuple[str, str, str],
+) -> None:
+    a, _, dead = upstreams
+    systems = Systems([system("pair", [dead, a])], [ServiceItem(code=ITEM, name="事项")])
+    health = PassiveHealth(failures=2, cooldown=60)
+
+    def first(system_id: str, instances: Sequence[str]) -> str:
+        return instances[0]
+
+    with serve(gateway_app(systems, health=health, choose=first)) as url:
+        async with client(url) as http:
+            for _ in range(3):
+                posted = await http.post("/s/pair/x", content=b"1", headers=JSON)
+                if posted.status_code == 200:
+                    break
+    # two POSTs failed on the dead instance (never retried); the third skipped it
+    assert posted.status_code == 200
+    assert posted.json()["instance"] == "a"
+    assert not health.healthy("pair", dead)
+
+
+# -- sessions and levels ----------------------------------------------------------------------
+
+async def test_no_session_xhr_gets_401_json(gateway: str) -> None:
+    async with client(gateway, acr=None) as http:
+        response = await http.get("/s/echo/api", headers={**JSON,
+                                                           "X-Requested-With": "XMLHttpRequest"})
+        fetch = await http.get("/s/echo/api", headers={"Accept": "text/html",
+                                                       "Sec-Fetch-Mode": "cors"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "login_required"
+    assert "www-authenticate" in response.headers
+    assert "location" not in response.headers
+    assert fetch.status_code == 401
+
+
+async def test_no_session_navigation_goes_to_login_with_the_deep_link(gateway: str) -> None:
+    async with client(gateway, acr=None) as http:
+        response = await http.get("/s/echo/page/detail?id=7&tab=a", headers=NAV)
+        legacy = await http.get("/s/echo/page", headers={"Accept": "text/html"})
+    assert response.status_code == 303
+    assert response.headers["location"] == (
+        "/login?next=%2Fs%2Fecho%2Fpage%2Fdetail%3Fid%3D7%26tab%3Da")
+    assert legacy.status_code == 303
+
+
+async def test_session_below_min_acr_is_stepped_up(gateway: str) -> None:
+    async with client(gateway, acr="L2") as http:
+        api = await http.get("/s/strict/x", headers=JSON)
+        page = await http.get("/s/strict/x?a=1", headers=NAV)
+    assert api.status_code == 403
+    assert api.json()["error"] == "insufficient_user_authentication"
+    assert page.status_code == 303
+    assert page.headers["location"] == "/stepup?next=%2Fs%2Fstrict%2Fx%3Fa%3D1"
+
+    async with client(gateway, acr="L3") as http:
+        assert (await http.get("/s/strict/x", headers=JSON)).status_code == 200
+
+
+# -- header rules and passive health, without servers -----------------------------------------
+
+def test_hop_by_hop_headers_are_removed() -> None:
+    headers = [("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"),
+               ("X-Secret", "1"), ("TE", "trailers"), ("Trailer", "X"),
+               ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"),
+               ("Proxy-Authorization", "Basic x"), ("Proxy-Foo", "1"),
+               ("Accept", "*/*")]
+    assert without_hop_by_hop(headers) == [("Accept", "*/*")]
+
+
+def test_cookie_rules() -> None:
+    cookies = [("Cookie", "roam_session=a.b; app=1;  roam_csrf=z"), ("cookie", "roam_csrf=y")]
+    assert without_cookies(cookies, {"roam_session", "roam_csrf"}) == [("Cookie", "app=1")]
+    set_cookies = [("Set-Cookie", "roam_session=x; Path=/"), ("Set-Cookie", "app=2"),
+                   ("Content-Type", "text/plain")]
+    assert without_set_cookies(set_cookies, {"roam_session"}) == set_cookies[1:]
+
+
+def test_forwarded_headers_replace_what_a_client_claims() -> None:
+    out = forwarded_headers([("X-Forwarded-Proto", "https"), ("X-Forwarded-Prefix", "/x"),
+                             ("X-Forwarded-For", "10.0.0.9")],
+                            client="127.0.0.1", proto="http", host="gw.example",
+                            prefix="/s/echo")
+    assert out == [("X-Forwarded-For", "10.0.0.9, 127.0.0.1"), ("X-Forwarded-Proto", "http"),
+                   ("X-Forwarded-Host", "gw.example"), ("X-Forwarded-Prefix", "/s/echo")]
+
+
+def test_passive_health_marks_down_then_recovers() -> None:
+    now = [0.0]
+    health = PassiveHealth(failures=2, cooldown=10, clock=lambda: now[0])
+    health.record_failure("s", "u")
+    assert health.healthy("s", "u")
+    health.record_failure("s", "u")
+    assert not health.healthy("s", "u")
+    now[0] = 11
+    assert health.healthy("s", "u")  # tried again after the cooldown ...
+    health.record_failure("s", "u")
+    assert not health.healthy("s", "u")  # ... and down again at once if it still fails
+    health.record_success("s", "u")
+    assert health.healthy("s", "u")
