@@ -246,7 +246,8 @@ def _format(
     return problems
 
 
-def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+def read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    """A TOML file's tables; a missing or broken file is one more problem, not an exception."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -296,7 +297,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
     path = Path(path)
     env = os.environ if env is None else env
     problems: list[str] = []
-    data = _read_toml(path, problems)
+    data = read_toml(path, problems)
     from_env = _apply_env(data, env, problems)
     settings = Settings()
     try:
@@ -329,7 +330,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
 
 def load_clients(path: Path, problems: list[str]) -> tuple[ClientConfig, ...]:
     """The ``[[client]]`` tables of a clients file; problems are appended, not raised."""
-    data = _read_toml(path, problems)
+    data = read_toml(path, problems)
     unknown = sorted(set(data) - {"client"})
     for key in unknown:
         problems.append(f"{path}: {key}: unknown key (expected [[client]] tables)")

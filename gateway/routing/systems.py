@@ -26,7 +26,6 @@ registry owns their schemas), so this module imports no connector.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +33,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.config import KNOWN_CLAIMS, is_loopback_http
+from gateway.config import KNOWN_CLAIMS, is_loopback_http, read_toml
 from gateway.regions import Level, RegionDirectory
 
 __all__ = [
@@ -173,19 +172,6 @@ def _loc(error: Mapping[str, Any]) -> str:
     return ".".join(str(part) for part in error["loc"])
 
 
-def _read(path: Path, problems: list[str]) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        problems.append(f"{path}: file not found")
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror}")
-    return {}
-
-
 def _tables(path: Path, data: Mapping[str, Any], key: str, problems: list[str]) -> list[Any]:
     raw = data.get(key, [])
     if not isinstance(raw, list):
@@ -210,7 +196,7 @@ def load_systems(
     ``ConfigError``); the registry returned never holds an invalid system.
     """
     problems: list[str] = []
-    data = _read(path, problems)
+    data = read_toml(path, problems)
     for key in sorted(set(data) - {"item", "system"}):
         problems.append(f"{path}: {key}: unknown key (expected [[item]] and [[system]] tables)")
 
