@@ -130,12 +130,16 @@ def _problems(error: ValidationError) -> list[str]:
 
 
 def _builtins() -> Registry:
+    from connectors.cas import CasConfig
     from connectors.jwt_assertion import JwtAssertionConfig
     from connectors.signed_header import SignedHeaderConfig
+    from connectors.ticket import TicketConfig
 
     registry = Registry()
     registry.register("signed-header", SignedHeaderConfig)
     registry.register("jwt-assertion", JwtAssertionConfig)
+    registry.register("cas", CasConfig)
+    registry.register("ticket", TicketConfig)
     return registry
 
 

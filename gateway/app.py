@@ -17,6 +17,7 @@ from starlette.routing import Route
 from connectors.base import ConnectorContext, PresentsIdentity
 from connectors.registry import check_connector, load_entry_points, parse_connector
 from gateway.background import Background
+from gateway.cas import CasServer
 from gateway.config import Config
 from gateway.csrf import COOKIE as CSRF_COOKIE
 from gateway.csrf import Csrf
@@ -48,11 +49,13 @@ from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.ticket import TicketEndpoints
 
 log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
-API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect")
+API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect",
+             "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem")
 
 
 def _check_connector(type_name: str, settings: Mapping[str, Any]) -> list[str]:
@@ -156,6 +159,9 @@ def create_app(
     my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
                          csrf=csrf)
     go = GoPages(resolver=resolver, sessions=sessions, pages=pages)
+    cas = CasServer(systems=resolver.systems, sessions=sessions, store=store, pages=pages)
+    tickets = TicketEndpoints(systems=resolver.systems, sessions=sessions, store=store,
+                              pages=pages, issuer=issuer)
     proxy = Proxy(systems=resolver.systems, http=None, health=health, sessions=sessions,
                   connectors=open_connectors(resolver.systems,
                                              ConnectorContext(keys=keys, issuer=issuer)),
@@ -199,6 +205,12 @@ def create_app(
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
+        Route("/cas/login", cas.login, methods=["GET"]),
+        Route("/cas/serviceValidate", cas.service_validate, methods=["GET"]),
+        Route("/cas/p3/serviceValidate", cas.p3_service_validate, methods=["GET"]),
+        Route("/cas/logout", cas.logout, methods=["GET"]),
+        Route("/ticket/issue", tickets.issue, methods=["GET"]),
+        Route("/ticket/redeem", tickets.redeem, methods=["POST"]),
         Route("/s/{system}/{path:path}", proxy.handle,
               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),

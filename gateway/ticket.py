@@ -1,0 +1,136 @@
+"""One-time tickets for ``ticket`` systems (connector ``connectors.ticket``).
+
+Endpoints (mount them as in the wiring below)::
+
+    GET  /ticket/issue?system=ID&target=URL  -> 302 URL?ticket=…
+    POST /ticket/redeem   (HTTP Basic system_id:secret, form ticket=…) -> JSON claims
+
+``/ticket/issue`` takes only a ``system`` whose connector is ``ticket`` and a ``target``
+under one of that system's instances (at a URL boundary); anything else is a Chinese
+error page, never a redirect. Without a session the browser goes to ``/login?next=…``,
+below the system's ``min_acr`` to ``/stepup?next=…&acr=…``. The ticket is a store record
+``sys_ticket/<random>`` living the system's ``ttl`` (≤ 60 s), holding the system id and
+the claims released for it (``released_claims``: registered only, ID and phone masked
+unless privileged).
+
+``/ticket/redeem`` authenticates the system (``401 invalid_client``), then consumes the
+ticket atomically: unknown, expired, already used or issued for another system are all
+``400 invalid_grant`` (a ticket shown to the wrong system is spent). Success is ``200``
+with the claims (``sub``, ``acr`` and the released ones), ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from urllib.parse import urlencode
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from connectors.base import Route, released_claims
+from connectors.cas import service_allowed
+from connectors.ticket import Ticket, TicketConfig
+from gateway.errors import PageError
+from gateway.identity import level_rank
+from gateway.pages import Pages
+from gateway.routing.systems import SystemConfig, Systems
+from gateway.sessions import SessionManager
+from gateway.store.base import Store
+
+__all__ = ["TICKET_KIND", "TicketEndpoints"]
+
+TICKET_KIND = "sys_ticket"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class TicketEndpoints:
+    def __init__(self, *, systems: Systems, sessions: SessionManager, store: Store,
+                 pages: Pages, issuer: str = "", login_path: str = "/login",
+                 stepup_path: str = "/stepup") -> None:
+        self.sessions = sessions
+        self.store = store
+        self.pages = pages
+        self.login_path = login_path
+        self.stepup_path = stepup_path
+        self._systems: dict[str, tuple[SystemConfig, Ticket]] = {}
+        for system in systems:
+            if system.connector != "ticket":
+                continue
+            try:
+                config = TicketConfig.model_validate(system.connector_settings)
+            except ValidationError as error:
+                raise ValueError(f"system {system.id!r}: bad ticket settings: {error}") from None
+            self._systems[system.id] = (system, Ticket(secret_sha256=config.secret_sha256(),
+                                                       ttl=config.ttl, issuer=issuer))
+
+    async def issue(self, request: Request) -> Response:
+        found = self._systems.get(request.query_params.get("system", ""))
+        if found is None:
+            return self.pages.error(PageError(
+                "未知的业务系统", "要前往的业务系统不存在或未以票据方式接入统一身份认证平台。"))
+        system, connector = found
+        target = request.query_params.get("target", "")
+        if not service_allowed(target, system.instances):
+            return self.pages.error(PageError(
+                "跳转地址无效",
+                f"要前往的地址不属于业务系统“{system.name}”，为保护您的账户，已停止跳转。"))
+        here = request.url.path + "?" + urlencode({"system": system.id, "target": target})
+        session = await self.sessions.load(request)
+        if session is None:
+            return RedirectResponse(f"{self.login_path}?{urlencode({'next': here})}",
+                                    status_code=303, headers=_NO_STORE)
+        identity = session.identity
+        if level_rank(identity.acr) < level_rank(system.min_acr):
+            query = urlencode({"next": here, "acr": system.min_acr})
+            return RedirectResponse(f"{self.stepup_path}?{query}", status_code=303,
+                                    headers=_NO_STORE)
+        route = Route(system_id=system.id, system_name=system.name,
+                      base_url=system.instances[0], claims=frozenset(system.claims),
+                      privileged=system.privileged)
+        ticket = secrets.token_urlsafe(32)
+        await self.store.upsert(TICKET_KIND, ticket, {
+            "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
+        base, hash_, fragment = target.partition("#")
+        joiner = "&" if "?" in base else "?"
+        return RedirectResponse(f"{base}{joiner}{urlencode({'ticket': ticket})}{hash_}{fragment}",
+                                status_code=302, headers=_NO_STORE)
+
+    async def redeem(self, request: Request) -> Response:
+        system_id = self._authenticate(request)
+        if system_id is None:
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "System authentication failed."},
+                status_code=401, headers={**_NO_STORE, "WWW-Authenticate": 'Basic realm="roam"'})
+        form = await request.form()
+        ticket = form.get("ticket")
+        if not isinstance(ticket, str) or not ticket:
+            return _bad("invalid_request", "ticket is required.")
+        found = await self.store.consume(TICKET_KIND, ticket)
+        if found is None or not found[1]:
+            return _bad("invalid_grant", "The ticket is unknown, expired or already used.")
+        payload = found[0]
+        if payload.get("system_id") != system_id:
+            return _bad("invalid_grant", "The ticket was not issued for this system.")
+        return JSONResponse(payload.get("claims", {}), headers=_NO_STORE)
+
+    def _authenticate(self, request: Request) -> str | None:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        system_id, colon, secret = decoded.partition(":")
+        found = self._systems.get(system_id)
+        if not colon or found is None or not found[1].check_secret(secret):
+            return None
+        return system_id
+
+
+def _bad(error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=400,
+                        headers=_NO_STORE)
