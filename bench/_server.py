@@ -75,16 +75,21 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
     )
 
 
-def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str) -> Config:
-    """``config/roam.toml`` (environment overrides ignored) plus the bench's changes."""
+def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
+                 systems: str | None = None) -> Config:
+    """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
+    ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``)."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
-    settings = settings.model_copy(update={
+    update: dict[str, Any] = {
         "gateway": settings.gateway.model_copy(
             update={"issuer": f"http://127.0.0.1:{port}", "port": port}),
         "store": settings.store.model_copy(
             update={"backend": store, "redis_url": redis_url, "prefix": prefix}),
-    })
+    }
+    if systems is not None:
+        update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
+    settings = settings.model_copy(update=update)
     return config.model_copy(update={"settings": settings,
                                       "clients": (*config.clients, *bench_clients(secret))})
 
@@ -148,10 +153,11 @@ class Floor:
         return JSONResponse(body, headers=NO_STORE)
 
 
-def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str) -> Starlette:
+def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
+              systems: str | None = None) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
-                          secret=secret)
+                          secret=secret, systems=systems)
     keys = KeyRing.ephemeral(ALGS)
     app = create_app(config, keys=keys)  # the store comes from config, as in production
     floor = Floor(config, keys)
@@ -182,13 +188,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", default="roambench:")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--systems", default=None,
+                        help="absolute path of a systems file to use instead of "
+                             "config/systems.toml (bench/proxy.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
-                    port=args.port, secret=secret)
+                    port=args.port, secret=secret, systems=args.systems)
     rt = runtime()
     uvicorn.run(app, host="127.0.0.1", port=args.port, loop=rt["loop"], http=rt["http"],
                 lifespan="on", log_level="warning", access_log=False)
