@@ -180,7 +180,8 @@ def test_unknown_type_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_connector("soap", {})
     assert caught.value.problems == [
-        "type: unknown connector type 'soap'; known types: cas, jwt-assertion, signed-header, ticket"]
+        "type: unknown connector type 'soap'; "
+        "known types: cas, jwt-assertion, signed-header, ticket"]
 
 
 def test_parse_reports_every_problem_by_key() -> None:
