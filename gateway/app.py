@@ -44,7 +44,8 @@ from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
-from gateway.routing.proxy import PassiveHealth, Proxy
+from gateway.routing.health import PassiveHealth
+from gateway.routing.proxy import Proxy
 from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
 from gateway.sessions import SessionManager

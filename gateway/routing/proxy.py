@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
-from yarl import URL
 
 from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
 from gateway.errors import PageError, new_reference
@@ -54,8 +51,18 @@ from gateway.routing.forwarding import (
     without_hop_by_hop,
     without_set_cookies,
 )
-from gateway.routing.resolve import AlwaysHealthy, Chooser, Health, RoundRobin
+from gateway.routing.health import PassiveHealth
+from gateway.routing.resolve import Chooser, RoundRobin
 from gateway.routing.systems import SystemConfig, Systems
+from gateway.routing.upstream import (
+    AiohttpUpstream,
+    Upstream,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from gateway.sessions import SessionManager
 
 __all__ = [
@@ -74,128 +81,8 @@ log = logging.getLogger("roam.proxy")
 
 MiB = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-CHUNK = 64 * 1024
 _DROPPED_REQUEST = frozenset({"host", "expect"})
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-# -- the upstream client interface ---------------------------------------------------------
-
-class UpstreamError(Exception):
-    """An upstream transport failure, converted from the client library's own errors."""
-
-
-class UpstreamConnectError(UpstreamError):
-    """No connection was made: nothing was sent, so another instance may be tried."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not answer (or stalled) within the system's timeout."""
-
-
-class UpstreamFailed(UpstreamError):
-    """The connection broke or the upstream answered something that is not HTTP."""
-
-
-@dataclass
-class UpstreamResponse:
-    status: int
-    headers: Headers
-    body: AsyncIterator[bytes]  # raises UpstreamError if the upstream stalls or breaks
-    close: Callable[[], Awaitable[None]]  # idempotent; releases the connection
-
-
-class Upstream(Protocol):
-    """Sends one request upstream; returns once the response head has arrived."""
-
-    async def send(self, method: str, url: str, headers: Headers,
-                   body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse: ...
-
-
-class AiohttpUpstream:
-    """:class:`Upstream` over a shared ``aiohttp.ClientSession`` (owned by the app's lifespan).
-
-    Redirects are not followed and bodies are not decompressed (the client gets the bytes
-    the system sent); aiohttp adds no ``Accept-Encoding`` or ``User-Agent`` of its own.
-    ``wait`` (seconds) bounds the connect and every wait for data, not the whole transfer, so a
-    large download is not cut off while it keeps flowing.
-    """
-
-    def __init__(self, session: aiohttp.ClientSession, *, chunk_size: int = CHUNK) -> None:
-        self.session = session
-        self.chunk_size = chunk_size
-
-    async def send(self, method: str, url: str, headers: Headers,
-                   body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse:
-        try:
-            resp = await self.session.request(
-                method, URL(url, encoded=True), headers=headers, data=body,
-                allow_redirects=False, auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=None, connect=wait, sock_read=wait))
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise UpstreamConnectError(str(exc) or type(exc).__name__) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeout(str(exc) or "no response in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in resp.content.iter_chunked(self.chunk_size):
-                    yield chunk
-            except TimeoutError as exc:
-                raise UpstreamTimeout("stalled while sending the body") from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
-
-        async def close() -> None:
-            resp.release()
-
-        headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-        return UpstreamResponse(resp.status, headers_out, chunks(), close)
-
-
-# -- passive health ------------------------------------------------------------------------
-
-class PassiveHealth:
-    """Instances that failed to connect ``failures`` times in a row are unhealthy for
-    ``cooldown`` seconds; one success clears the count. After the cooldown the instance is
-    tried again, and a single further failure marks it down again.
-
-    Satisfies :class:`gateway.routing.resolve.Health`; ``active`` (the active checker, when
-    there is one) must also call an instance healthy.
-    """
-
-    def __init__(self, *, failures: int = 3, cooldown: float = 30.0,
-                 active: Health | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if failures < 1:
-            raise ValueError("failures must be at least 1")
-        self.failures = failures
-        self.cooldown = cooldown
-        self.active: Health = active or AlwaysHealthy()
-        self.clock = clock
-        self._count: dict[tuple[str, str], int] = {}
-        self._down_until: dict[tuple[str, str], float] = {}
-
-    def healthy(self, system_id: str, instance: str) -> bool:
-        until = self._down_until.get((system_id, instance))
-        if until is not None and self.clock() < until:
-            return False
-        return self.active.healthy(system_id, instance)
-
-    def record_failure(self, system_id: str, instance: str) -> None:
-        key = (system_id, instance)
-        count = self._count.get(key, 0) + 1
-        self._count[key] = count
-        if count >= self.failures:
-            self._down_until[key] = self.clock() + self.cooldown
-
-    def record_success(self, system_id: str, instance: str) -> None:
-        key = (system_id, instance)
-        self._count.pop(key, None)
-        self._down_until.pop(key, None)
 
 
 # -- the proxy -----------------------------------------------------------------------------
