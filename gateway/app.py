@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.base import ConnectorContext, PresentsIdentity
+from connectors.base import Connector, ConnectorContext, PresentsIdentity, RedirectsLogin
 from connectors.registry import check_connector, load_entry_points, parse_connector
 from gateway.background import Background
 from gateway.cas import CasServer
@@ -83,16 +83,10 @@ def load_routing(config: Config, regions: RegionDirectory | None = None, *,
     return Resolver(systems, regions, health=health)
 
 
-def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, PresentsIdentity]:
-    """Each proxied system's connector, opened once (``oidc`` systems are not proxied)."""
-    opened: dict[str, PresentsIdentity] = {}
-    for system in systems:
-        if system.connector == "oidc":
-            continue
-        connector = parse_connector(system.connector, system.connector_settings).open(context)
-        if isinstance(connector, PresentsIdentity):
-            opened[system.id] = connector
-    return opened
+def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, Connector]:
+    """Each non-OIDC system's connector, opened once (``oidc`` systems are RPs)."""
+    return {system.id: parse_connector(system.connector, system.connector_settings).open(context)
+            for system in systems if system.connector != "oidc"}
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -159,13 +153,15 @@ def create_app(
                              logout=logout, pages=pages, csrf=csrf)
     my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
                          csrf=csrf)
-    go = GoPages(resolver=resolver, sessions=sessions, pages=pages)
+    connectors = open_connectors(resolver.systems, ConnectorContext(keys=keys, issuer=issuer))
+    go = GoPages(resolver=resolver, sessions=sessions, pages=pages, login_redirects={
+        sid: c for sid, c in connectors.items() if isinstance(c, RedirectsLogin)})
     cas = CasServer(systems=resolver.systems, sessions=sessions, store=store, pages=pages)
     tickets = TicketEndpoints(systems=resolver.systems, sessions=sessions, store=store,
                               pages=pages, issuer=issuer)
     proxy = Proxy(systems=resolver.systems, http=None, health=health, sessions=sessions,
-                  connectors=open_connectors(resolver.systems,
-                                             ConnectorContext(keys=keys, issuer=issuer)),
+                  connectors={sid: c for sid, c in connectors.items()
+                              if isinstance(c, PresentsIdentity)},
                   cookie_names={CSRF_COOKIE}, pages=pages)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(server)

@@ -6,13 +6,18 @@ requires L3) and step up with a face check without logging in again, then log ou
 system and watch the others learn of it through back-channel logout. The RPs are real
 OIDC clients (authlib's Starlette integration), so the demo also proves the gateway
 interoperates.
+
+Two legacy systems run beside them (``gateway.demo.legacy``): the provincial platform
+behind the ``signed-header`` connector (reached through the gateway's proxy) and 岳麓区's
+property register, a CAS client of the gateway. ``/go/<item>?region=…`` (精准到达) takes a
+person to the right one of all these systems by region; the banner lists example links.
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["DEMO_SECRETS"]
+__all__ = ["DEMO_LEGACY_SYSTEMS", "DEMO_SECRETS"]
 
 #: Client secrets of the demo RPs. Only their SHA-256 digests are in config/clients.toml;
 #: they are public on purpose (the demo prints them) and must never be reused.
@@ -20,4 +25,10 @@ DEMO_SECRETS: MappingProxyType[str, str] = MappingProxyType({
     "changsha-gov": "changsha-demo-secret-4f1c2a",
     "yueyang-gov": "yueyang-demo-secret-9b7e3d",
     "xiangtan-gov": "xiangtan-demo-secret-e35596",
+})
+
+#: The legacy systems of config/systems.toml that ``roam demo`` runs, and their connectors.
+DEMO_LEGACY_SYSTEMS: MappingProxyType[str, str] = MappingProxyType({
+    "hunan-province": "signed-header",
+    "yuelu-bdc": "cas",
 })

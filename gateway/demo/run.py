@@ -1,6 +1,6 @@
-"""``roam demo``: the gateway and the three demo RPs in one process, one event loop.
+"""``roam demo``: the gateway, the three demo RPs and two legacy systems in one process.
 
-Four uvicorn servers share the loop. uvicorn's own signal capture is per server and
+Six uvicorn servers share one event loop. uvicorn's own signal capture is per server and
 chains badly when several run at once, so this module owns SIGINT/SIGTERM and asks every
 server to stop together (a second Ctrl+C forces it).
 """
@@ -17,17 +17,32 @@ import anyio
 import uvicorn
 from starlette.applications import Starlette
 
+from connectors.cas import CasConfig
+from connectors.signed_header import SignedHeaderConfig
 from gateway.config import ClientConfig, Config
-from gateway.demo import DEMO_SECRETS
+from gateway.demo import DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
+from gateway.demo.legacy import create_cas_app, create_signed_header_app
 from gateway.demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.login.directory import load_entries
 from gateway.login.stepup import LEVEL_NAMES as STEP_UP_NAMES
 from gateway.privacy import mask_name
 
-__all__ = ["demo_banner", "demo_config", "rp_base_url", "run_demo"]
+__all__ = ["DEMO_ARRIVALS", "demo_banner", "demo_config", "demo_legacy_apps", "demo_rp_apps",
+           "rp_base_url", "run_demo"]
 
 DEMO_PASSWORD = "Roam@2026"  # every demo account's; printed on purpose (fictional people)
 CALLBACK_PATH = "/callback"
+
+#: 事项 links the banner (and README) offer: (item, region, what it is, where it arrives).
+DEMO_ARRIVALS: tuple[tuple[str, str, str, str], ...] = (
+    ("430000-BDC-001", "430104", "不动产登记查询 · 长沙市岳麓区",
+     "岳麓区不动产登记（旧系统，CAS）"),
+    ("430000-BDC-001", "430702", "不动产登记查询 · 常德市武陵区",
+     "湖南省政务服务平台（旧系统，签名请求头，经网关代理）"),
+    ("430000-SB-001", "430602", "社会保险参保查询 · 岳阳市岳阳楼区", "岳阳市政务服务（OIDC）"),
+    ("430000-GJJ-001", "430302", "住房公积金提取 · 湘潭市雨湖区",
+     "湘潭市住房公积金（OIDC，需 L3 实人认证）"),
+)
 
 
 def _with_port(url: str, port: int) -> str:
@@ -113,6 +128,37 @@ def demo_rp_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
     return apps
 
 
+def demo_legacy_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
+    """system id -> (base URL, legacy app) for each demo legacy system of the systems file.
+
+    The base URL is the system's first instance; the signed-header app gets the secret the
+    gateway signs with (the system's connector settings), the CAS app the gateway's issuer.
+    """
+    from gateway.app import load_routing  # the routing loader pulls in the whole gateway
+
+    systems = load_routing(config).systems
+    apps: dict[str, tuple[str, Starlette]] = {}
+    for system_id, connector in DEMO_LEGACY_SYSTEMS.items():
+        system = systems.get(system_id)
+        if system is None or system.connector != connector:
+            raise ValueError(f"{config.source}: demo legacy system {system_id!r} with "
+                             f"connector {connector!r} missing from the systems file")
+        base_url = system.instances[0].rstrip("/")
+        if connector == "signed-header":
+            settings = SignedHeaderConfig.model_validate(system.connector_settings)
+            app = create_signed_header_app(title=system.name,
+                                           secret=settings.resolved_secret(),
+                                           window=settings.window)
+        else:
+            services = CasConfig.model_validate(system.connector_settings).services
+            if f"{base_url}/" not in services:
+                raise ValueError(f"{system_id}: {base_url}/ must be one of its cas services")
+            app = create_cas_app(title=system.name, gateway_url=config.issuer,
+                                 base_url=base_url)
+        apps[system_id] = (base_url, app)
+    return apps
+
+
 def demo_banner(config: Config, *, accounts: int = 3) -> str:
     """What to open and whom to log in as, in Chinese and English.
 
@@ -136,6 +182,10 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
             meaning = STEP_UP_NAMES.get(required, "")
             lines.append(f"        需要 {required} {meaning}（已登录时升级认证，无需重新登录）"
                          f" / requires {required}: step-up, not a new login")
+    lines.append("精准到达（事项 → 按地区到达办理系统）/ precise arrival, by item and region:")
+    for item, region, what, where in DEMO_ARRIVALS:
+        lines.append(f"  {what} → {where}")
+        lines.append(f"        {config.issuer}/go/{item}?region={region}")
     discovery = f"{config.issuer}/.well-known/openid-configuration"
     lines.append(f"  网关发现文档 / gateway discovery: {discovery}")
     lines.append("演示账号（虚构）/ demo accounts (fictional):")
@@ -164,11 +214,12 @@ class _Server(uvicorn.Server):
 
 async def run_demo(config: Config, *, host: str = "127.0.0.1",
                    stop: anyio.Event | None = None) -> None:
-    """Serve the gateway and the demo RPs until Ctrl+C, SIGTERM or ``stop`` is set."""
+    """Serve the gateway, demo RPs and legacy systems until Ctrl+C, SIGTERM or ``stop``."""
     from gateway.app import create_app  # the app factory pulls in the whole gateway
 
     apps: list[tuple[Starlette, int]] = [(create_app(config), _port_of(config.issuer))]
     apps += [(app, _port_of(base)) for base, app in demo_rp_apps(config).values()]
+    apps += [(app, _port_of(base)) for base, app in demo_legacy_apps(config).values()]
     servers = [
         _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
         for app, port in apps

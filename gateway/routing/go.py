@@ -3,32 +3,40 @@
 The region defaults to the person's own; resolution walks county → city → province. A
 person without a session goes through the login page and comes back to the same link.
 OIDC systems are reached through their own login (they then ask the gateway, which
-applies their level); other systems through the gateway's proxy at ``/s/<system>/``.
+applies their level); CAS and ticket systems through the gateway's ticket-issuing login
+URL for them; systems whose connector presents identity in headers through the gateway's
+proxy at ``/s/<system>/``.
 An unknown item or region, or no route, is a Chinese page that lists what does exist.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from connectors.base import RedirectsLogin
 from gateway.errors import new_reference
 from gateway.pages import Pages
 from gateway.regions import PROVINCE_CODE
 from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
+from gateway.routing.systems import route_of
 from gateway.sessions import SessionManager
 
 audit = logging.getLogger("roam.audit")
 
 
 class GoPages:
-    def __init__(self, *, resolver: Resolver, sessions: SessionManager, pages: Pages) -> None:
+    def __init__(self, *, resolver: Resolver, sessions: SessionManager, pages: Pages,
+                 login_redirects: Mapping[str, RedirectsLogin] | None = None) -> None:
         self.resolver = resolver
         self.sessions = sessions
         self.pages = pages
+        # systems whose connector sends the browser through its own login (cas, ticket)
+        self.login_redirects = dict(login_redirects or {})
 
     async def handle(self, request: Request) -> Response:
         item = request.path_params["item"]
@@ -42,9 +50,13 @@ class GoPages:
         except RouteError as exc:
             return self._not_found(exc, item, region)
         system = found.system
+        redirects = self.login_redirects.get(system.id)
         if system.connector == "oidc":
             login_path = str(system.connector_settings.get("login_path", "/login"))
             target = found.instance.rstrip("/") + login_path
+        elif redirects is not None:
+            target = await redirects.login_url(session.identity, route_of(system, found.instance),
+                                               found.instance.rstrip("/") + "/")
         else:
             target = f"/s/{system.id}/"
         audit.info("go item=%s region=%s system=%s via=%s fallback=%s sid=%s", item, region,

@@ -40,7 +40,7 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
+from connectors.base import Outgoing, PresentsIdentity, strip_client_identity
 from gateway.errors import PageError, new_reference
 from gateway.identity import Identity, level_rank
 from gateway.pages import Pages
@@ -53,7 +53,7 @@ from gateway.routing.forwarding import (
 )
 from gateway.routing.health import PassiveHealth
 from gateway.routing.resolve import Chooser, RoundRobin
-from gateway.routing.systems import SystemConfig, Systems
+from gateway.routing.systems import SystemConfig, Systems, route_of
 from gateway.routing.upstream import (
     AiohttpUpstream,
     Upstream,
@@ -230,9 +230,7 @@ class Proxy:
             base = instance.rstrip("/")
             path = urlsplit(base).path + "/" + rest + (f"?{query}" if query else "")
             outgoing = Outgoing(method=method, path=path, headers=list(headers))
-            route = Route(system_id=system.id, system_name=system.name, base_url=instance,
-                          claims=frozenset(system.claims), privileged=system.privileged)
-            connector.present(identity, outgoing, route, now=self.clock())
+            connector.present(identity, outgoing, route_of(system, instance), now=self.clock())
             url = base + "/" + rest + (f"?{query}" if query else "")
             try:
                 resp = await self.upstream.send(

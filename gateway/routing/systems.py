@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.base import Route
 from gateway.config import KNOWN_CLAIMS, is_loopback_http, read_toml
 from gateway.regions import Level, RegionDirectory
 
@@ -178,6 +179,12 @@ def _tables(path: Path, data: Mapping[str, Any], key: str, problems: list[str]) 
         problems.append(f"{path}: {key}: expected [[{key}]] tables")
         return []
     return raw
+
+
+def route_of(system: SystemConfig, instance: str) -> Route:
+    """What a connector is told about the system a person goes to, at one instance."""
+    return Route(system_id=system.id, system_name=system.name, base_url=instance,
+                 claims=frozenset(system.claims), privileged=system.privileged)
 
 
 def load_systems(
