@@ -202,6 +202,7 @@ def create_app(
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
+        Route("/items", go.items, methods=["GET"]),
         Route("/cas/login", cas.login, methods=["GET"]),
         Route("/cas/serviceValidate", cas.service_validate, methods=["GET"]),
         Route("/cas/p3/serviceValidate", cas.p3_service_validate, methods=["GET"]),

@@ -183,6 +183,7 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
             lines.append(f"        需要 {required} {meaning}（已登录时升级认证，无需重新登录）"
                          f" / requires {required}: step-up, not a new login")
     lines.append("精准到达（事项 → 按地区到达办理系统）/ precise arrival, by item and region:")
+    lines.append(f"  事项列表 / all items: {config.issuer}/items?region=430104")
     for item, region, what, where in DEMO_ARRIVALS:
         lines.append(f"  {what} → {where}")
         lines.append(f"        {config.issuer}/go/{item}?region={region}")

@@ -63,6 +63,17 @@ class GoPages:
                    system.id, found.region, found.fallback, session.sid)
         return RedirectResponse(target, status_code=303)
 
+    async def items(self, request: Request) -> Response:
+        """事项 page: every item, each a /go link for the chosen region (no login needed)."""
+        region = (request.query_params.get("region") or "").strip()
+        found = self.resolver.regions.get(region) if region else None
+        query = f"?{urlencode({'region': region})}" if found is not None else ""
+        items = [{"code": i.code, "name": i.name, "href": f"/go/{quote(i.code)}{query}"}
+                 for i in self.resolver.systems.items()]
+        return self.pages.render("items.html", {
+            "items": items, "region": region,
+            "region_name": found.name if found is not None else ""})
+
     def _not_found(self, exc: RouteError, item: str, region: str) -> Response:
         ref = new_reference()
         links: list[tuple[str, str]] = []

@@ -125,3 +125,13 @@ claims = ["name"]
             assert claims["aud"] == "legacy-bdc"
             assert claims["sub"] == "c-0001"
             assert claims["xm"] == "张三"
+
+
+def test_items_page_links_every_item_for_the_chosen_region(browser: httpx.Client) -> None:
+    page = browser.get("/items", params={"region": "430104"})
+    assert page.status_code == 200
+    assert "岳麓区" in page.text
+    for code in (GJJ, SB, BDC):
+        assert f'href="/go/{code}?region=430104"' in page.text
+    unknown = browser.get("/items", params={"region": "439999"})
+    assert f'href="/go/{BDC}"' in unknown.text  # an unknown region is not passed on
