@@ -113,6 +113,21 @@ class _Body:
                 yield chunk
 
 
+SMALL_BODY = 64 * 1024
+
+
+def _small_length(headers: Headers) -> int | None:
+    """The upstream's Content-Length if it announces a small body, else None (stream it)."""
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return None
+            return length if 0 <= length <= SMALL_BODY else None
+    return None
+
+
 def is_navigation(request: Request) -> bool:
     """A top-level browser navigation (a person will see the answer), not XHR/fetch."""
     mode = request.headers.get("sec-fetch-mode")
@@ -249,6 +264,16 @@ class Proxy:
             except _TooLarge:  # the client library let the body's own error through
                 return self._too_large(request)
             self.health.record_success(system.id, instance)
+            small = _small_length(resp.headers)
+            if small is not None:
+                try:
+                    content = b"".join([chunk async for chunk in resp.body])
+                except UpstreamError as exc:
+                    status = 504 if isinstance(exc, UpstreamTimeout) else 502
+                    return self._upstream_error(request, status, system, instance, exc)
+                finally:
+                    await resp.close()
+                return self._answer(resp, system, instance, content)
             return self._relay(resp, system, instance)
         return self._upstream_error(request, 502, system, instance, last)
 
@@ -272,8 +297,8 @@ class Proxy:
                                  host=request.headers.get("host", ""),
                                  prefix=f"/s/{system_id}")
 
-    def _relay(self, resp: UpstreamResponse, system: SystemConfig,
-               instance: str) -> StreamingResponse:
+    def _response_headers(self, resp: UpstreamResponse, system: SystemConfig,
+                          instance: str) -> Headers:
         headers = without_set_cookies(without_hop_by_hop(resp.headers), self.cookie_names)
         base = instance.rstrip("/")
         prefix = f"/s/{system.id}"
@@ -282,6 +307,20 @@ class Proxy:
             if name.lower() == "location" and (value == base or value.startswith(base + "/")):
                 value = prefix + (value[len(base):] or "/")
             rewritten.append((name, value))
+        return rewritten
+
+    def _answer(self, resp: UpstreamResponse, system: SystemConfig, instance: str,
+                content: bytes) -> Response:
+        """A small body, read whole: one send instead of streaming's head/body/end (measured:
+        Starlette's streaming machinery was ~17 % of the proxy's CPU on 1 KiB answers)."""
+        response = Response(content, status_code=resp.status)
+        response.raw_headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
+                                for n, v in self._response_headers(resp, system, instance)]
+        return response
+
+    def _relay(self, resp: UpstreamResponse, system: SystemConfig,
+               instance: str) -> StreamingResponse:
+        rewritten = self._response_headers(resp, system, instance)
 
         async def stream() -> AsyncIterator[bytes]:
             try:
