@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity, RedirectsLogin
@@ -185,6 +185,9 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/items", status_code=303)  # the 事项 page is the entrance
+
     routes = [
         Route("/.well-known/openid-configuration", discovery.configuration, methods=["GET"]),
         Route("/jwks", discovery.jwks, methods=["GET"]),
@@ -212,6 +215,7 @@ def create_app(
         Route("/s/{system}/{path:path}", proxy.handle,
               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/", home, methods=["GET"]),
     ]
 
     async def page_error(request: Request, exc: Exception) -> Response:

@@ -135,3 +135,9 @@ def test_items_page_links_every_item_for_the_chosen_region(browser: httpx.Client
         assert f'href="/go/{code}?region=430104"' in page.text
     unknown = browser.get("/items", params={"region": "439999"})
     assert f'href="/go/{BDC}"' in unknown.text  # an unknown region is not passed on
+
+
+def test_the_gateway_home_is_the_items_page(browser: httpx.Client) -> None:
+    response = browser.get("/")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/items"
