@@ -35,13 +35,13 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from connectors.base import Route, released_claims
+from connectors.base import released_claims
 from connectors.cas import CasConfig, service_allowed
 from gateway.errors import PageError
-from gateway.identity import level_rank
 from gateway.pages import Pages
-from gateway.routing.systems import SystemConfig, Systems
-from gateway.sessions import SessionManager
+from gateway.routing.access import session_for_system
+from gateway.routing.systems import SystemConfig, Systems, route_of
+from gateway.sessions import Session, SessionManager
 from gateway.store.base import Store
 
 __all__ = ["CAS_NS", "TICKET_KIND", "TICKET_TTL", "CasServer"]
@@ -97,18 +97,13 @@ class CasServer:
                 "要返回的业务系统地址未在统一身份认证平台登记，为保护您的账户，登录已停止。"))
         here = request.url.path + "?" + urlencode({"service": service})
         renew = request.query_params.get("renew", "").lower() in ("true", "1")
-        session = None if renew else await self.sessions.load(request)
-        if session is None:
-            return RedirectResponse(f"{self.login_path}?{urlencode({'next': here})}",
-                                    status_code=303, headers=_NO_STORE)
+        session = await session_for_system(request, system, self.sessions, here=here,
+                                           login_path=self.login_path,
+                                           stepup_path=self.stepup_path, renew=renew)
+        if not isinstance(session, Session):
+            return session
         identity = session.identity
-        if level_rank(identity.acr) < level_rank(system.min_acr):
-            query = urlencode({"next": here, "acr": system.min_acr})
-            return RedirectResponse(f"{self.stepup_path}?{query}", status_code=303,
-                                    headers=_NO_STORE)
-        route = Route(system_id=system.id, system_name=system.name,
-                      base_url=system.instances[0], claims=frozenset(system.claims),
-                      privileged=system.privileged)
+        route = route_of(system, system.instances[0])
         ticket = "ST-" + secrets.token_urlsafe(32)
         await self.store.upsert(TICKET_KIND, ticket, {
             "service": service,

@@ -30,14 +30,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from connectors.base import Route, released_claims
+from connectors.base import released_claims
 from connectors.cas import service_allowed
 from connectors.ticket import Ticket, TicketConfig
 from gateway.errors import PageError
-from gateway.identity import level_rank
 from gateway.pages import Pages
-from gateway.routing.systems import SystemConfig, Systems
-from gateway.sessions import SessionManager
+from gateway.routing.access import session_for_system
+from gateway.routing.systems import SystemConfig, Systems, route_of
+from gateway.sessions import Session, SessionManager
 from gateway.store.base import Store
 
 __all__ = ["TICKET_KIND", "TicketEndpoints"]
@@ -78,18 +78,13 @@ class TicketEndpoints:
                 "跳转地址无效",
                 f"要前往的地址不属于业务系统“{system.name}”，为保护您的账户，已停止跳转。"))
         here = request.url.path + "?" + urlencode({"system": system.id, "target": target})
-        session = await self.sessions.load(request)
-        if session is None:
-            return RedirectResponse(f"{self.login_path}?{urlencode({'next': here})}",
-                                    status_code=303, headers=_NO_STORE)
+        session = await session_for_system(request, system, self.sessions, here=here,
+                                           login_path=self.login_path,
+                                           stepup_path=self.stepup_path)
+        if not isinstance(session, Session):
+            return session
         identity = session.identity
-        if level_rank(identity.acr) < level_rank(system.min_acr):
-            query = urlencode({"next": here, "acr": system.min_acr})
-            return RedirectResponse(f"{self.stepup_path}?{query}", status_code=303,
-                                    headers=_NO_STORE)
-        route = Route(system_id=system.id, system_name=system.name,
-                      base_url=system.instances[0], claims=frozenset(system.claims),
-                      privileged=system.privileged)
+        route = route_of(system, system.instances[0])
         ticket = secrets.token_urlsafe(32)
         await self.store.upsert(TICKET_KIND, ticket, {
             "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
