@@ -24,3 +24,4 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.token
 	$(BIN)/python -m bench.sso
+	$(BIN)/python -m bench.proxy
