@@ -21,14 +21,13 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from connectors.base import (
     ConnectorContext,
@@ -38,6 +37,7 @@ from connectors.base import (
     released_claims,
     strip_client_identity,
 )
+from connectors.secret import SharedSecretSettings
 from gateway.errors import TokenError
 from gateway.identity import Identity
 
@@ -51,30 +51,18 @@ __all__ = [
     "verify",
 ]
 
-MIN_SECRET_LENGTH = 32
 _HEADER_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-$")
 _SAFE_VALUE_RE = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: no spaces, no newlines
 _FIELDS = ("sub", "acr", "claims", "timestamp", "nonce", "signature")
 
 
-class SignedHeaderConfig(BaseModel):
+class SignedHeaderConfig(SharedSecretSettings):
     """Settings: ``secret`` (≥ 32 characters) or ``secret_env`` naming an environment
     variable that holds it (exactly one); ``window`` seconds of accepted clock skew and
     replay memory; ``header_prefix``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    secret: SecretStr | None = None
-    secret_env: str | None = None
     window: int = Field(default=300, ge=5, le=3600)
     header_prefix: str = "X-Roam-"
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-        return value
 
     @field_validator("header_prefix")
     @classmethod
@@ -82,26 +70,6 @@ class SignedHeaderConfig(BaseModel):
         if not _HEADER_PREFIX_RE.match(value):
             raise ValueError("must be a header name prefix ending in '-', like 'X-Roam-'")
         return value
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> SignedHeaderConfig:
-        if (self.secret is None) == (self.secret_env is None):
-            raise ValueError("secret, secret_env: give exactly one of them")
-        self.resolved_secret()  # an unset or short variable fails at load, not per request
-        return self
-
-    def resolved_secret(self) -> bytes:
-        """The secret's bytes; ``ValueError`` naming the key if it is missing or short."""
-        if self.secret is not None:
-            return self.secret.get_secret_value().encode("utf-8")
-        env_name = self.secret_env or ""
-        value = os.environ.get(env_name)
-        if value is None:
-            raise ValueError(f"secret_env: environment variable {env_name} is not set")
-        if len(value) < MIN_SECRET_LENGTH:
-            raise ValueError(f"secret_env: environment variable {env_name} must hold at "
-                             f"least {MIN_SECRET_LENGTH} characters")
-        return value.encode("utf-8")
 
     def open(self, ctx: ConnectorContext) -> SignedHeader:
         return SignedHeader(secret=self.resolved_secret(), prefix=self.header_prefix)

@@ -19,57 +19,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field
 
 from connectors.base import ConnectorContext, Route
+from connectors.secret import MIN_SECRET_LENGTH, SharedSecretSettings
 from gateway.identity import Identity
 
 __all__ = ["MIN_SECRET_LENGTH", "Ticket", "TicketConfig"]
 
-MIN_SECRET_LENGTH = 32
 
 
-class TicketConfig(BaseModel):
+class TicketConfig(SharedSecretSettings):
     """Settings: ``secret`` or ``secret_env`` (exactly one), ``ttl`` seconds (≤ 60)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    secret: SecretStr | None = None
-    secret_env: str | None = None
     ttl: int = Field(default=60, ge=1, le=60)
 
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-        return value
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> TicketConfig:
-        if (self.secret is None) == (self.secret_env is None):
-            raise ValueError("secret, secret_env: give exactly one of them")
-        self.secret_sha256()  # an unset or short variable fails at load, not per request
-        return self
-
     def secret_sha256(self) -> str:
-        """Hex SHA-256 of the secret; ``ValueError`` naming the key if missing or short."""
-        if self.secret is not None:
-            value = self.secret.get_secret_value()
-        else:
-            env_name = self.secret_env or ""
-            found = os.environ.get(env_name)
-            if found is None:
-                raise ValueError(f"secret_env: environment variable {env_name} is not set")
-            if len(found) < MIN_SECRET_LENGTH:
-                raise ValueError(f"secret_env: environment variable {env_name} must hold at "
-                                 f"least {MIN_SECRET_LENGTH} characters")
-            value = found
-        return hashlib.sha256(value.encode("utf-8")).hexdigest()
+        """Hex SHA-256 of the secret: the gateway keeps only this."""
+        return hashlib.sha256(self.resolved_secret()).hexdigest()
 
     def open(self, ctx: ConnectorContext) -> Ticket:
         return Ticket(secret_sha256=self.secret_sha256(), ttl=self.ttl,
