@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+from playwright.sync_api import Page, Response, expect
 
 from gateway.app import create_app
 from gateway.config import load_config
@@ -30,14 +29,10 @@ from gateway.demo import DEMO_SECRETS
 from gateway.demo.backchannel import BackchannelReceiver
 from gateway.demo.run import demo_config, demo_rp_apps
 from gateway.login.directory import load_entries
+from tests.support.browser import at
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO
 from tests.support.servers import free_port, serve
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 L3_CITIZEN = "13900000002"  # c-0002 李四, level L3
 L1_CITIZEN = "15000000003"  # c-0003 王五, level L1
 L3_ID_NUMBER = "430104198506150039"
@@ -73,35 +68,6 @@ def stack() -> Iterator[Stack]:
                     names=tuple(str(e.claims["name"]) for e in entries))
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():  # fail, not skip: a skipped browser test proves nothing
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context: no cookies at the gateway or at either RP."""
-    context = browser.new_context(locale="zh-CN")
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def _is(url: str, base: str, path: str) -> bool:
-    """Whether ``url`` is ``path`` at the origin ``base`` (query ignored)."""
-    parts, origin = urlsplit(url), urlsplit(base)
-    return parts.netloc == origin.netloc and parts.path == path
-
-
 def _redirect_chain(response: Response | None) -> list[str]:
     """The URLs a navigation went through, first request first, final one last."""
     chain: list[str] = []
@@ -117,7 +83,7 @@ def _log_in_at(page: Page, stack: Stack, rp: str, client_name: str, username: st
     page.goto(f"{rp}/")
     expect(page.locator("#status")).to_have_text("未登录")
     page.click("#login")
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/login"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/login"))
     expect(page.locator("h1")).to_have_text("登录")
     expect(page.get_by_text(f"登录后将返回：{client_name}")).to_be_visible()
     page.fill("#username", username)
@@ -157,15 +123,15 @@ def test_second_rp_logs_in_without_a_login_page(stack: Stack, page: Page) -> Non
 
     urls = [r.url for r in responses]
     # The flow really went through the gateway, and back with a code...
-    assert any(_is(u, stack.gateway, "/authorize") for u in urls), urls
-    assert any(_is(u, stack.rp_b, "/callback") and "code=" in u for u in urls), urls
+    assert any(at(u, stack.gateway, "/authorize") for u in urls), urls
+    assert any(at(u, stack.rp_b, "/callback") and "code=" in u for u in urls), urls
     # ...and the gateway never served its login page (nor took a password) in between.
-    assert not any(_is(u, stack.gateway, "/login") for u in urls), urls
+    assert not any(at(u, stack.gateway, "/login") for u in urls), urls
     # The redirect chain of the final navigation, oldest first, says the same.
     chain = _redirect_chain(final)
     assert [urlsplit(u).path for u in chain] == ["/login", "/authorize", "/callback", "/"], chain
-    assert _is(chain[0], stack.rp_b, "/login")
-    assert _is(chain[1], stack.gateway, "/authorize")
+    assert at(chain[0], stack.rp_b, "/login")
+    assert at(chain[1], stack.gateway, "/authorize")
     # Same gateway session, same authentication: RP B did not cause a new login.
     expect(page.locator("#sid")).to_have_text(sid)
     expect(page.locator("#auth-time")).to_have_text(auth_time)
@@ -175,7 +141,7 @@ def test_wrong_password_keeps_the_request_for_the_right_rp(stack: Stack, page: P
     _log_in_at(page, stack, stack.rp_b, "岳阳市政务服务", L3_CITIZEN, password="wrong-password")
     alert = page.get_by_role("alert")
     expect(alert).to_have_text("用户名或密码错误")
-    assert _is(page.url, stack.gateway, "/login")
+    assert at(page.url, stack.gateway, "/login")
     expect(page.get_by_text("登录后将返回：岳阳市政务服务")).to_be_visible()
 
     page.fill("#username", L3_CITIZEN)
@@ -183,7 +149,7 @@ def test_wrong_password_keeps_the_request_for_the_right_rp(stack: Stack, page: P
     with page.expect_navigation(url=f"{stack.rp_b}/") as navigation:
         page.click("#login-submit")
     chain = _redirect_chain(navigation.value)
-    assert any(_is(u, stack.rp_b, "/callback") for u in chain), chain
+    assert any(at(u, stack.rp_b, "/callback") for u in chain), chain
     assert not any(urlsplit(u).netloc == urlsplit(stack.rp_a).netloc for u in chain), chain
     expect(page.locator("#system")).to_have_text("岳阳市政务服务")
     expect(page.locator("#who")).to_have_text("李*")
@@ -204,7 +170,7 @@ def _assert_no_personal_data(html: str, stack: Stack) -> None:
 def test_pages_never_show_an_unmasked_id_number(stack: Stack, page: Page) -> None:
     # The ID number as login_hint is not pre-filled (only a phone number would be).
     page.goto(f"{stack.rp_a}/login?login_hint={L3_ID_NUMBER}")
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/login"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/login"))
     _assert_no_personal_data(page.content(), stack)
     expect(page.locator("#username")).to_have_value("")
 
@@ -234,7 +200,7 @@ def test_rp_logout_ends_only_that_rps_session(stack: Stack, page: Page) -> None:
     # The gateway session is still there: logging in again is silent.
     gateway_pages: list[str] = []
     page.on("response", lambda r: gateway_pages.append(r.url)
-            if _is(r.url, stack.gateway, "/login") else None)
+            if at(r.url, stack.gateway, "/login") else None)
     page.click("#login")
     page.wait_for_url(f"{stack.rp_a}/")
     expect(page.locator("#who")).to_have_text("张*")
@@ -309,7 +275,7 @@ def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Pa
     expect(page.locator("#system")).to_have_text("湘潭市住房公积金（演示）")
     expect(page.locator("#requirement")).to_contain_text("L3")
     page.click("#login")
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/stepup"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/stepup"))
     expect(page.locator("h1")).to_have_text("人脸核验")
     expect(page.locator("#stepup-reason")).to_contain_text("湘潭市住房公积金（演示）")
     expect(page.locator("#stepup-reason")).to_contain_text("L3")
@@ -330,7 +296,7 @@ def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Pa
 
     # 4. 我的登录 at the gateway lists the three systems of this session.
     page.click("#my-logins")
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/my/logins"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/my/logins"))
     expect(page.locator("#acr")).to_have_text("L3")
     systems = page.locator("#systems li")
     expect(systems).to_have_count(3)
@@ -342,7 +308,7 @@ def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Pa
     page.goto(f"{stack.rp_b}/")
     expect(page.locator("#status")).to_have_text("已登录")
     page.click("#logout")
-    page.wait_for_url(lambda url: _is(url, stack.rp_b, "/"))
+    page.wait_for_url(lambda url: at(url, stack.rp_b, "/"))
     assert "state=" in page.url  # the gateway returned the RP's state
     expect(page.locator("#status")).to_have_text("未登录")
     expect(page.locator("#logout-done")).to_be_visible()
@@ -367,14 +333,14 @@ def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Pa
     # 8. The gateway session is gone too: logging in at RP A asks for a password again.
     page.goto(f"{stack.rp_a}/")
     page.click("#login")
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/login"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/login"))
     expect(page.locator("#username")).to_be_visible()
 
 
 def test_l1_account_steps_up_twice_at_the_l3_rp(stack: Stack, page: Page) -> None:
     """No session yet: password first, then the SMS code (to L2), then the face check."""
     _log_in_at(page, stack, stack.rp_c, "湘潭市住房公积金（演示）", L1_CITIZEN)
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/stepup"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/stepup"))
     expect(page.locator("h1")).to_have_text("短信验证码核验")
     expect(page.locator("#stepup-reason")).to_contain_text("还需完成 2 项核验")
     code = page.locator("#demo-code").inner_text()  # the simulated phone, 演示环境 box

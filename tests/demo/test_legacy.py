@@ -15,11 +15,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from connectors.signed_header import sign
 from gateway.app import create_app
@@ -27,7 +26,7 @@ from gateway.config import Config, load_config
 from gateway.demo.legacy import create_cas_app, create_signed_header_app
 from gateway.demo.run import demo_config, demo_legacy_apps
 from gateway.store.memory import MemoryStore
-from tests.demo.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import at
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, form_field
 from tests.support.servers import free_port, serve
 
@@ -70,35 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(gateway, province, yuelu)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():  # fail, not skip: a skipped browser test proves nothing
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(locale="zh-CN")
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def _is(url: str, base: str, path: str) -> bool:
-    parts, origin = urlsplit(url), urlsplit(base)
-    return parts.netloc == origin.netloc and parts.path == path
-
-
 def _log_in(page: Page, stack: Stack) -> None:
-    page.wait_for_url(lambda url: _is(url, stack.gateway, "/login"))
+    page.wait_for_url(lambda url: at(url, stack.gateway, "/login"))
     expect(page.locator("h1")).to_have_text("登录")
     page.fill("#username", CITIZEN)
     page.fill("#password", DEMO_PASSWORD)
