@@ -230,27 +230,28 @@ def create_app(
         headers = {"Cache-Control": "no-store", **exc.headers}
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
+    def failure(request: Request, ref: str, status: int, error: str, description: str,
+                title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+        """JSON for programs (API paths), a Chinese page for people; both carry the ref."""
+        if request.url.path.startswith(API_PATHS):
+            body = {"error": error, "error_description": f"{description} (ref {ref})."}
+            return JSONResponse(body, status_code=status, headers=headers)
+        page = PageError(title, detail, status=status)
+        page.ref = ref
+        return pages.error(page)
+
     async def store_error(request: Request, exc: Exception) -> Response:
         ref = new_reference()
         log.error("store failure ref=%s path=%s: %s", ref, request.url.path, exc)
-        if request.url.path.startswith(API_PATHS):
-            return JSONResponse({"error": "temporarily_unavailable",
-                                 "error_description": f"Storage unavailable (ref {ref})."},
-                                status_code=503, headers={"Retry-After": "5"})
-        page = PageError("服务暂时不可用", "认证服务的存储暂时不可用，请稍后再试。", status=503)
-        page.ref = ref
-        return pages.error(page)
+        return failure(request, ref, 503, "temporarily_unavailable", "Storage unavailable",
+                       "服务暂时不可用", "认证服务的存储暂时不可用，请稍后再试。",
+                       headers={"Retry-After": "5"})
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         ref = new_reference()
         log.exception("unhandled error ref=%s path=%s", ref, request.url.path)
-        if request.url.path.startswith(API_PATHS):
-            return JSONResponse({"error": "server_error",
-                                 "error_description": f"Internal error (ref {ref})."},
-                                status_code=500)
-        page = PageError("系统错误", "认证服务出现内部错误，请稍后再试。", status=500)
-        page.ref = ref
-        return pages.error(page)
+        return failure(request, ref, 500, "server_error", "Internal error",
+                       "系统错误", "认证服务出现内部错误，请稍后再试。")
 
     app = Starlette(
         routes=routes,
