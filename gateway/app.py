@@ -168,7 +168,7 @@ def create_app(
     userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
     lifecycle = LifecycleEndpoints(
         server=server, issuer=issuer,
-        lookup=TokenLookup(keys=keys, issuer=issuer, store=store, active=active))
+        lookup=TokenLookup(keys=keys, issuer=issuer, refresh=server.refresh))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -20,7 +20,8 @@ from authlib.oidc.core import OpenIDCode, OpenIDToken
 
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant, new_id
-from gateway.oidc.records import StoredCode, StoredRefreshToken
+from gateway.oidc.records import StoredCode
+from gateway.oidc.refresh import PresentedToken
 
 if TYPE_CHECKING:
     from gateway.oidc.server import RoamAuthorizationServer
@@ -134,15 +135,13 @@ class RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
     server: RoamAuthorizationServer
 
-    def authenticate_refresh_token(self, refresh_token: str) -> StoredRefreshToken | None:
+    def authenticate_refresh_token(self, refresh_token: str) -> PresentedToken | None:
         # Read (and its session checked) before authlib ran; absent means dead or unknown.
-        found: StoredRefreshToken | None = self.request.work.refresh_tokens.get(refresh_token)
+        found: PresentedToken | None = self.request.work.refresh_tokens.get(refresh_token)
         return found
 
-    def authenticate_user(self, refresh_token: StoredRefreshToken) -> Grant:
-        self.request.work.use_once.append(
-            ("refresh_token", refresh_token.token, refresh_token.grant))
+    def authenticate_user(self, refresh_token: PresentedToken) -> Grant:
         return refresh_token.grant
 
-    def revoke_old_credential(self, refresh_token: StoredRefreshToken) -> None:
-        """Consumed instead; kept until its TTL so a reuse revokes the grant."""
+    def revoke_old_credential(self, refresh_token: PresentedToken) -> None:
+        """Retired by the rotation ``save_token`` queued: one swap on the grant record."""

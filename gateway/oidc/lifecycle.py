@@ -1,9 +1,10 @@
 """Token revocation (RFC 7009) and introspection (RFC 7662), on authlib's endpoints.
 
 Both look a token up the same way: an access token is a JWT of ours whose grant must
-still be active (``ActiveTokens``); a refresh token is a store record whose session must
-be alive unless it is an offline grant. Revoking a refresh token ends its whole grant;
-revoking an access token puts its ``jti`` on the revocation list until it expires.
+still be active (``ActiveTokens``); a refresh token must be its grant's current one
+(``gateway.oidc.refresh``), its session alive unless it is an offline grant. Revoking a
+refresh token ends its whole grant; revoking an access token puts its ``jti`` on the
+revocation list until it expires.
 Confidential clients may introspect their own tokens; registered resource servers any.
 """
 
@@ -22,14 +23,13 @@ from starlette.responses import Response
 
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
-from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 from gateway.oidc.http import form_params, json_reply
+from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
-from gateway.store.base import Store
 
 
 @dataclass
@@ -53,12 +53,11 @@ class FoundToken:
 
 
 class TokenLookup:
-    def __init__(self, *, keys: KeyRing, issuer: str, store: Store,
-                 active: ActiveTokens) -> None:
+    def __init__(self, *, keys: KeyRing, issuer: str, refresh: RefreshTokens) -> None:
         self.keys = keys
         self.issuer = issuer
-        self.store = store
-        self.active = active
+        self.refresh = refresh
+        self.active = refresh.active
 
     async def find(self, token: str, hint: str | None) -> FoundToken | None:
         order = ["refresh_token", "access_token"]
@@ -89,12 +88,11 @@ class TokenLookup:
                           claims=claims)
 
     async def _refresh(self, token: str) -> FoundToken | None:
-        data = await self.store.find("refresh_token", token)
-        if data is None:
+        found = await self.refresh.lookup(token)
+        if found is None:
             return None
-        grant = Grant.from_dict(data["grant"])
-        alive, _ = await self.active.check_session(grant)  # looking is not activity
-        return FoundToken("refresh_token", grant, str(data.get("scope", "")), active=alive)
+        grant, alive = found
+        return FoundToken("refresh_token", grant, grant.scope, active=alive)
 
 
 def _orphan(claims: dict[str, Any]) -> Grant:

@@ -1,11 +1,13 @@
-"""Codes and refresh tokens as authlib's grants want to see them (store records)."""
+"""Authorization codes as authlib's code grant wants to see them (store records).
+
+Refresh tokens have no record of their own: ``gateway.oidc.refresh``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 
 
@@ -59,22 +61,3 @@ class StoredCode:
             code_challenge_method=data.get("code_challenge_method"),
             grant=Grant.from_dict(data["grant"]),
         )
-
-
-@dataclass(frozen=True)
-class StoredRefreshToken:
-    token: str
-    grant: Grant
-    scope: str
-
-    def check_client(self, client: Client) -> bool:
-        return bool(client.client_id == self.grant.client_id)
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def is_expired(self) -> bool:
-        return False  # the store's TTL already hides expired tokens
-
-    def is_revoked(self) -> bool:
-        return False  # revoked tokens are removed from the store

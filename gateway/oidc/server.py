@@ -2,7 +2,8 @@
 
 authlib runs inline on the event loop; the store I/O it needs happens around it
 (``gateway.oidc.work``): codes and refresh tokens are *found* first (so bad input changes
-nothing), checked by authlib, and only then *consumed* atomically — never authlib's
+nothing), checked by authlib, and only then used up atomically — a code consumed, a
+refresh token swapped out on its grant (``gateway.oidc.refresh``) — never authlib's
 look-up-then-delete. The loser of a race, or a replay, revokes the whole grant.
 """
 
@@ -17,9 +18,9 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidGrantError, OAuth
 
 from gateway.config import SCOPE_CLAIMS, TokensSection
 from gateway.identity import Identity
-from gateway.oidc.active import ActiveTokens
+from gateway.oidc.active import GRANT_KIND, ActiveTokens
 from gateway.oidc.clients import Client, ClientRegistry
-from gateway.oidc.grant import Grant, new_id
+from gateway.oidc.grant import Grant
 from gateway.oidc.grants import (
     CodeGrant,
     IdTokens,
@@ -27,9 +28,11 @@ from gateway.oidc.grants import (
     RefreshGrant,
     S256Only,
 )
-from gateway.oidc.records import StoredCode, StoredRefreshToken
+from gateway.oidc.records import StoredCode
+from gateway.oidc.refresh import PresentedToken, RefreshTokens, new_refresh_token
 from gateway.oidc.requests import HttpRequest, Reply
 from gateway.oidc.tokens import TokenMinter
+from gateway.oidc.work import Rotation
 from gateway.store.base import Store
 
 __all__ = ["RoamAuthorizationServer", "pending_grant"]
@@ -49,6 +52,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.clients = clients
         self.store = store
         self.active = active
+        self.refresh = RefreshTokens(active)
         self.minter = minter
         self.ttl = ttl
         self.register_token_generator("default", self._generate_token)
@@ -87,16 +91,11 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if data is not None:
                 work.codes[code] = StoredCode.from_dict(code, data)
         elif grant_type == "refresh_token" and (token := form.get("refresh_token")):
-            data = await self.store.find("refresh_token", token)
-            if data is None:
-                return
-            grant = Grant.from_dict(data["grant"])
-            alive, session = await self.active.check_session(grant)
-            if alive:
-                work.refresh_tokens[token] = StoredRefreshToken(token=token, grant=grant,
-                                                                scope=data["scope"])
-            if session is not None:  # an RP refreshing counts as activity, once it succeeds
-                work.then.append(partial(self.active.sessions.touch, session))
+            presented, touch = await self.refresh.read(token)
+            if presented is not None:
+                work.refresh_tokens[token] = presented
+            if touch is not None:  # an RP refreshing counts as activity, once it succeeds
+                work.then.append(touch)
 
     async def _finish(self, request: HttpRequest, reply: Reply) -> Reply:
         """Use up what is single use, then write what authlib decided; or refuse it all."""
@@ -110,9 +109,27 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 await self.store.revoke_by_grant(grant.grant_id)
                 return self._refuse(request,
                                     "This grant was already used; its tokens are revoked.")
+        if work.rotation is not None:
+            refused = await self._rotate(request, work.rotation)
+            if refused is not None:
+                return refused
         for job in work.then:
             await job()
         return reply
+
+    async def _rotate(self, request: HttpRequest, rotation: Rotation) -> Reply | None:
+        presented = rotation.presented
+        grant_id = presented.grant.grant_id
+        swapped = None if presented.retired else await self.store.advance(
+            GRANT_KIND, grant_id, presented.version, rotation.new)
+        if swapped:
+            return None
+        if swapped is None and not presented.retired:
+            return self._refuse(request, "The grant has expired or was revoked.")
+        # A retired token, or the loser of a race: another copy exists. End the grant.
+        await self.store.revoke_by_grant(grant_id)
+        return self._refuse(request, "This refresh token was already used; "
+                                     "its grant is revoked.")
 
     def _refuse(self, request: HttpRequest, description: str) -> Reply:
         error: OAuth2Error = InvalidGrantError(description)
@@ -155,26 +172,26 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "scope": scope,
         }
         if include_refresh_token:
-            token["refresh_token"] = new_id(32)
+            token["refresh_token"] = new_refresh_token(user.grant_id)
         return token
 
     def save_token(self, token: dict[str, Any], request: HttpRequest) -> None:
         grant: Grant = request.user
-        now = int(time.time())
-        then = request.work.then
-        if request.authorization_code is not None:
-            # First redemption: the grant record is what access tokens are checked against.
-            grant = Grant(**{**grant.__dict__, "expires_at": now + self.ttl.refresh_token_ttl})
-            request.user = grant
-            then.append(partial(self.store.upsert, "grant", grant.grant_id, grant.to_dict(),
-                                self.ttl.refresh_token_ttl))
         refresh_token = token.get("refresh_token")
-        if refresh_token:
-            ttl = min(self.ttl.refresh_token_ttl, max(grant.expires_at - now, 1))
-            payload = {"grant": grant.to_dict(), "grant_id": grant.grant_id,
-                       "scope": token.get("scope", "")}
-            then.append(partial(self.store.upsert, "refresh_token", refresh_token, payload,
-                                ttl))
+        work = request.work
+        if request.authorization_code is not None:
+            # First redemption: the grant record is what access tokens are checked against
+            # and what names the current refresh token; it lives as long as refreshing may.
+            ttl = self.ttl.refresh_token_ttl
+            grant = Grant(**{**grant.__dict__, "expires_at": int(time.time()) + ttl})
+            request.user = grant
+            version = self.refresh.first_version(refresh_token) if refresh_token else ""
+            work.then.append(partial(self.store.upsert, GRANT_KIND, grant.grant_id,
+                                     grant.to_dict(), ttl, version=version))
+        elif refresh_token:
+            presented: PresentedToken = request.refresh_token
+            work.rotation = Rotation(presented,
+                                     self.refresh.next_version(presented, refresh_token))
 
 
 def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:

@@ -3,17 +3,35 @@
 Every record is a JSON-able mapping under ``(kind, id)`` with a TTL in seconds. A record
 whose payload has a ``grant_id`` belongs to that grant, and ``revoke_by_grant`` removes
 all of them at once (codes, refresh tokens, access-token ids of one authorization).
+
+A record may also carry a *version*: an opaque string that ``advance`` replaces by
+compare-and-swap, remembering the last ``VERSION_HISTORY`` versions it replaced. Rotating
+refresh tokens is that: the grant's version is its current token's digest, so one atomic
+call on one key both checks a token and retires it, and a retired one is recognised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+VERSION_HISTORY = 16
+"""How many replaced versions a record remembers (newest first)."""
+
+
+class Versioned(NamedTuple):
+    payload: dict[str, Any]
+    version: str  # "" when the record was written without one
+    previous: tuple[str, ...]  # the versions ``advance`` replaced, newest first
 
 
 class Store(Protocol):
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
-        """Create or replace a record that expires after ``ttl`` seconds (``ttl`` > 0)."""
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                     version: str = "") -> None:
+        """Create or replace a record that expires after ``ttl`` seconds (``ttl`` > 0).
+
+        Replacing forgets everything of the old record: consumed flag, version, history.
+        """
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         """The record's payload, or None if absent or expired."""
@@ -24,6 +42,17 @@ class Store(Protocol):
         Returns ``(payload, first_use)``, where ``first_use`` is True for exactly one caller
         however many race; None if the record is absent or expired. A consumed record stays
         (with its TTL) so replays can be detected.
+        """
+
+    async def find_versioned(self, kind: str, id: str) -> Versioned | None:
+        """As ``find``, with the record's version and the versions it replaced."""
+
+    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
+        """Replace the version with ``new`` if it is still ``expected``, atomically.
+
+        True for exactly one caller however many race with the same ``expected``; False if
+        the version is something else by now (``expected`` joins the history only on
+        success); None if the record is absent or expired. Payload and TTL are untouched.
         """
 
     async def destroy(self, kind: str, id: str) -> None:

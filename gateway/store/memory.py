@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.store.base import VERSION_HISTORY, Versioned
+
 __all__ = ["MemoryStore"]
 
 _SWEEP_INTERVAL = 60.0
@@ -35,6 +37,13 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def check_version(version: str, *, empty_ok: bool = False) -> str:
+    """Versions are opaque strings; newline separates them in Redis's history field."""
+    if not isinstance(version, str) or "\n" in version or not (version or empty_ok):
+        raise ValueError("a version must be a non-empty string without newlines")
+    return version
+
+
 def grant_of(payload: Mapping[str, Any]) -> str | None:
     """The grant a payload belongs to; only a non-empty string counts, in both stores."""
     grant_id = payload.get("grant_id")
@@ -52,6 +61,8 @@ class _Record:
     expires_at: float
     grant_id: str | None
     consumed: bool = False
+    version: str = ""
+    previous: tuple[str, ...] = ()
 
 
 class MemoryStore:
@@ -67,23 +78,25 @@ class MemoryStore:
         """Entries held, expired-but-not-yet-purged ones included (what memory pays for)."""
         return len(self._records)
 
-    def snapshot(self) -> dict[tuple[str, str], tuple[str, bool]]:
-        """Every live record's payload text and consumed flag: lets tests prove that a
-        refused request changed nothing."""
+    def snapshot(self) -> dict[tuple[str, str], tuple[str, bool, str]]:
+        """Every live record's payload text, consumed flag and version: lets tests prove
+        that a refused request changed nothing."""
         now = self._clock()
-        return {key: (r.text, r.consumed) for key, r in self._records.items()
+        return {key: (r.text, r.consumed, r.version) for key, r in self._records.items()
                 if r.expires_at > now}
 
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                     version: str = "") -> None:
         key = _key(kind, id)
         check_ttl(ttl)
+        check_version(version, empty_ok=True)
         text = dump_payload(payload)
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep()
         self._drop(key)  # a replaced record may have belonged to another grant
         grant_id = grant_of(payload)
-        self._records[key] = _Record(text, now + ttl, grant_id)
+        self._records[key] = _Record(text, now + ttl, grant_id, version=version)
         if grant_id is not None:
             self._grants.setdefault(grant_id, set()).add(key)
 
@@ -98,6 +111,24 @@ class MemoryStore:
         first_use = not record.consumed
         record.consumed = True
         return _load(record.text), first_use
+
+    async def find_versioned(self, kind: str, id: str) -> Versioned | None:
+        record = self._live(_key(kind, id))
+        if record is None:
+            return None
+        return Versioned(_load(record.text), record.version, record.previous)
+
+    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
+        check_version(expected)
+        check_version(new)
+        record = self._live(_key(kind, id))
+        if record is None:
+            return None
+        if record.version != expected:
+            return False
+        record.previous = (expected, *record.previous)[:VERSION_HISTORY]
+        record.version = new
+        return True
 
     async def destroy(self, kind: str, id: str) -> None:
         self._drop(_key(kind, id))

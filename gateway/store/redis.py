@@ -3,7 +3,8 @@
 Layout, chosen so every command and script touches exactly one key (Redis Cluster safe):
 
 * a record is a hash at ``{prefix}{{kind:id}}`` with fields ``p`` (payload JSON),
-  ``g`` (its grant id, if any) and ``c`` (set once consumed); it always carries a TTL;
+  ``g`` (its grant id, if any), ``c`` (set once consumed), ``v`` (its version, if any) and
+  ``h`` (replaced versions, newest first, newline-separated); it always carries a TTL;
 * a grant index is a set at ``{prefix}grant:{{grant_id}}`` of record keys; its TTL is
   raised, never lowered, to cover its longest-lived member.
 
@@ -21,19 +22,48 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
-from gateway.store.memory import check_kind, check_ttl, dump_payload, grant_of
+from gateway.store.base import VERSION_HISTORY, Versioned
+from gateway.store.memory import check_kind, check_ttl, check_version, dump_payload, grant_of
 
 __all__ = ["RedisStore"]
 
 # Replace, never merge: DEL first so a re-upserted record loses any old consumed flag.
 _UPSERT = """
 redis.call('DEL', KEYS[1])
-if ARGV[3] == '' then
-  redis.call('HSET', KEYS[1], 'p', ARGV[1])
-else
-  redis.call('HSET', KEYS[1], 'p', ARGV[1], 'g', ARGV[3])
+redis.call('HSET', KEYS[1], 'p', ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'g', ARGV[3])
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[4])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# Compare-and-swap of the version; the replaced one goes to the front of the history,
+# which keeps at most ARGV[3] entries. -1: no such record, 0: not the expected version.
+_ADVANCE = """
+local fields = redis.call('HMGET', KEYS[1], 'p', 'v', 'h')
+if not fields[1] then
+  return -1
+end
+if fields[2] ~= ARGV[1] then
+  return 0
+end
+local history = ARGV[1]
+local kept = 1
+local limit = tonumber(ARGV[3])
+if fields[3] then
+  for entry in string.gmatch(fields[3], '[^\\n]+') do
+    if kept >= limit then
+      break
+    end
+    history = history .. '\\n' .. entry
+    kept = kept + 1
+  end
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'h', history)
 return 1
 """
 
@@ -79,6 +109,7 @@ class RedisStore:
         self._index = client.register_script(_INDEX)
         self._consume = client.register_script(_CONSUME)
         self._revoke_one = client.register_script(_REVOKE_ONE)
+        self._advance = client.register_script(_ADVANCE)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "roam:") -> RedisStore:
@@ -95,9 +126,11 @@ class RedisStore:
             ) from None
         return cls(client, prefix=prefix)
 
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
+    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                     version: str = "") -> None:
         key = self._record_key(kind, id)
         check_ttl(ttl)
+        check_version(version, empty_ok=True)
         text = dump_payload(payload)
         grant_id = grant_of(payload)
         with self._converted("upsert"):
@@ -108,7 +141,7 @@ class RedisStore:
                 # one the record could outlive the set by the milliseconds between the two.
                 await self._index(keys=[self._grant_key(grant_id)],
                                   args=[key, ttl * 1000 + _INDEX_MARGIN_MS])
-            await self._upsert(keys=[key], args=[text, ttl, grant_id or ""])
+            await self._upsert(keys=[key], args=[text, ttl, grant_id or "", version])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         key = self._record_key(kind, id)
@@ -126,6 +159,25 @@ class RedisStore:
             raise StoreError("redis consume returned an unexpected reply")
         raw, first = reply
         return _load(raw), first == 1
+
+    async def find_versioned(self, kind: str, id: str) -> Versioned | None:
+        key = self._record_key(kind, id)
+        with self._converted("find"):
+            raw, version, history = await self._client.hmget(key, "p", "v", "h")
+        if raw is None:
+            return None
+        previous = tuple(_text(history).split("\n")) if history else ()
+        return Versioned(_load(raw), _text(version), previous)
+
+    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
+        key = self._record_key(kind, id)
+        check_version(expected)
+        check_version(new)
+        with self._converted("advance"):
+            reply = await self._advance(keys=[key], args=[expected, new, VERSION_HISTORY])
+        if reply == -1:
+            return None
+        return bool(reply == 1)
 
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)

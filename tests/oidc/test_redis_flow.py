@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -58,3 +59,18 @@ async def test_every_key_the_gateway_wrote_has_a_ttl(redis_gateway: str, redis_u
             assert await raw.pttl(key) > 0, key
     finally:
         await raw.aclose()
+
+
+def test_concurrent_refresh_on_redis_succeeds_once(redis_gateway: str) -> None:
+    with httpx.Client(base_url=redis_gateway) as browser:
+        _, token, _ = full_login(redis_gateway, browser)
+    form = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+
+    def use(_: int) -> int:
+        return httpx.post(f"{redis_gateway}/token", data=form,
+                          auth=("changsha-gov", SECRETS["changsha-gov"])).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(use, range(16)))
+    assert statuses.count(200) == 1
+    assert statuses.count(400) == 15

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio
 
 from gateway.store import MemoryStore, RedisStore, Store
+from gateway.store.base import VERSION_HISTORY
 
 Elapse = Callable[[float], Awaitable[None]]
 Expiries = Callable[[], Awaitable[list[float]]]
@@ -285,3 +286,84 @@ async def test_nothing_survives_without_a_ttl(store: Store, expiries: Expiries) 
     assert left, "the store should hold something"
     # every key expires; a grant index may outlive its longest member by a few seconds
     assert all(0 < seconds <= 3605 for seconds in left), left
+
+
+async def test_versioned_record_round_trips(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v1", ())
+    assert await store.find("grant", "g") == PAYLOAD
+    await store.upsert("grant", "plain", PAYLOAD, 60)
+    assert await store.find_versioned("grant", "plain") == (PAYLOAD, "", ())
+    assert await store.find_versioned("grant", "nope") is None
+
+
+async def test_advance_swaps_and_remembers(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    assert await store.advance("grant", "g", "v1", "v2") is True
+    assert await store.advance("grant", "g", "v1", "v3") is False, "v1 is retired"
+    assert await store.advance("grant", "g", "other", "v3") is False
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
+    assert await store.advance("grant", "g", "v2", "v3") is True
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v3", ("v2", "v1"))
+
+
+async def test_advance_keeps_a_bounded_history(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v0")
+    for n in range(VERSION_HISTORY + 5):
+        assert await store.advance("grant", "g", f"v{n}", f"v{n + 1}") is True
+    found = await store.find_versioned("grant", "g")
+    assert found is not None
+    last = VERSION_HISTORY + 5
+    assert found.version == f"v{last}"
+    assert found.previous == tuple(f"v{n}" for n in range(last - 1, 4, -1))
+    assert len(found.previous) == VERSION_HISTORY
+
+
+async def test_advance_is_single_winner_under_concurrency(store: Store) -> None:
+    await store.upsert("grant", "race", PAYLOAD, 60, version="v1")
+    results = await asyncio.gather(
+        *(store.advance("grant", "race", "v1", f"next{n}") for n in range(50)))
+    assert results.count(True) == 1
+    assert results.count(False) == 49
+    found = await store.find_versioned("grant", "race")
+    assert found is not None
+    assert found.version == f"next{results.index(True)}"
+    assert found.previous == ("v1",)
+
+
+async def test_advance_of_missing_or_expired_is_none(store: Store, elapse: Elapse) -> None:
+    assert await store.advance("grant", "nope", "v1", "v2") is None
+    await store.upsert("grant", "short", PAYLOAD, 1, version="v1")
+    await elapse(1.2)
+    assert await store.advance("grant", "short", "v1", "v2") is None
+    assert await store.find_versioned("grant", "short") is None
+
+
+async def test_advance_keeps_payload_ttl_and_grant(store: Store, elapse: Elapse) -> None:
+    await store.upsert("grant", "g", {"grant_id": "g1"}, 1, version="v1")
+    assert await store.advance("grant", "g", "v1", "v2") is True
+    assert [i for _, i, _ in await store.find_by_grant("g1")] == ["g"]
+    await elapse(1.2)
+    assert await store.find_versioned("grant", "g") is None, "advance must keep the TTL"
+
+
+async def test_upsert_forgets_version_and_history(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    await store.advance("grant", "g", "v1", "v2")
+    await store.upsert("grant", "g", {"fresh": True}, 60)
+    assert await store.find_versioned("grant", "g") == ({"fresh": True}, "", ())
+    assert await store.advance("grant", "g", "v2", "v3") is False
+
+
+@pytest.mark.parametrize("version", ["", "a\nb"])
+async def test_bad_versions_are_refused(store: Store, version: str) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    with pytest.raises(ValueError, match="version"):
+        await store.advance("grant", "g", "v1", version)
+    with pytest.raises(ValueError, match="version"):
+        await store.advance("grant", "g", version, "v2")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v1", ())
+    if version:
+        with pytest.raises(ValueError, match="version"):
+            await store.upsert("grant", "new", PAYLOAD, 60, version=version)
+        assert await store.find("grant", "new") is None
