@@ -164,7 +164,7 @@ def create_app(
                               if isinstance(c, PresentsIdentity)},
                   cookie_names={CSRF_COOKIE}, pages=pages)
     discovery = Discovery(issuer, keys)
-    token = TokenEndpoint(server)
+    token = TokenEndpoint(server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
     lifecycle = LifecycleEndpoints(
         server=server, issuer=issuer,

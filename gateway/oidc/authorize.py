@@ -24,7 +24,7 @@ from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.grant import new_id
-from gateway.oidc.http import request_params
+from gateway.oidc.http import published_url, request_params
 from gateway.oidc.requests import HttpRequest, Reply, add_query
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
@@ -193,8 +193,8 @@ class Authorizer:
         if session is not None and not blocker:
             end_user = pending_grant(session.identity, client.client_id, session.sid)
 
-        oauth_request = HttpRequest(request.method, str(request.url), dict(request.headers),
-                                    query=pairs)
+        oauth_request = HttpRequest(request.method, published_url(self.issuer, request),
+                                    dict(request.headers), query=pairs)
         outcome = await self._run_authlib(oauth_request, end_user, blocker)
         if isinstance(outcome, OAuth2Error):
             return self._error(outcome)

@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import PageError
 from gateway.keys import KeyRing
-from gateway.oidc.http import request_params
+from gateway.oidc.http import published_url, request_params
 from gateway.oidc.logout import SessionLogout
 from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
@@ -86,7 +86,8 @@ class EndSession:
         return response
 
     def _validate(self, request: Request, pairs: list[tuple[str, str]]) -> EndSessionRequest:
-        oauth_request = HttpRequest(request.method, str(request.url), dict(request.headers),
+        oauth_request = HttpRequest(request.method, published_url(self.issuer, request),
+                                    dict(request.headers),
                                     query=[(k, v) for k, v in pairs if k in PASSED_ON])
         try:
             checked: EndSessionRequest = self.validator.validate_request(oauth_request)

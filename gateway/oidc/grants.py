@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeGrant,
+    InvalidGrantError,
     InvalidRequestError,
     OAuth2Request,
     RefreshTokenGrant,
@@ -85,7 +86,25 @@ class OpenIDCodeExtension(OpenIDCode):  # type: ignore[misc]
     encode_id_token = IdTokens.encode_id_token
 
 
-class CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
+class RefreshTokensOfRoam:
+    """authlib decides *whether* a refresh token is issued; Roam makes it
+    (``gateway.oidc.refresh``), which the server's generic token generator cannot."""
+
+    def generate_token(self, user: Grant | None = None, scope: str | None = None,
+                       grant_type: str | None = None, expires_in: int | None = None,
+                       include_refresh_token: bool = True) -> dict[str, Any]:
+        token: dict[str, Any] = super().generate_token(  # type: ignore[misc]
+            user=user, scope=scope, grant_type=grant_type, expires_in=expires_in,
+            include_refresh_token=False)
+        if include_refresh_token and user is not None:
+            token["refresh_token"] = self.refresh_token_for(user)
+        return token
+
+    def refresh_token_for(self, grant: Grant) -> str:
+        raise NotImplementedError
+
+
+class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
     server: RoamAuthorizationServer
 
@@ -121,27 +140,37 @@ class CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         return stored
 
     def authenticate_user(self, authorization_code: StoredCode) -> Grant:
-        # Every check has passed: the code is used up before any answer leaves.
-        self.request.work.use_once.append(
-            ("code", authorization_code.code, authorization_code.grant))
+        # Consumed already: the server does that between authlib's checks and issuing.
         return authorization_code.grant
+
+    def refresh_token_for(self, grant: Grant) -> str:
+        return self.server.refresh.first(grant)
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         """Consumed instead; the used record stays until its TTL so replays are caught."""
 
 
-class RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
+class RefreshGrant(RefreshTokensOfRoam, RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
     INCLUDE_NEW_REFRESH_TOKEN = True
     server: RoamAuthorizationServer
 
     def authenticate_refresh_token(self, refresh_token: str) -> PresentedToken | None:
-        # Read (and its session checked) before authlib ran; absent means dead or unknown.
+        # Parsed (its session checked if need be) before authlib ran; None: dead or junk.
         found: PresentedToken | None = self.request.work.refresh_tokens.get(refresh_token)
         return found
 
-    def authenticate_user(self, refresh_token: PresentedToken) -> Grant:
-        return refresh_token.grant
+    def authenticate_user(self, refresh_token: PresentedToken) -> Grant | None:
+        # The grant the swap returned, once it proved the token current (the server
+        # swaps between authlib's checks and issuing).
+        refreshed: Grant | None = self.request.work.refreshed
+        return refreshed
+
+    def refresh_token_for(self, grant: Grant) -> str:
+        made: str | None = self.request.work.next_refresh_token  # made for the swap
+        if made is None:  # pragma: no cover - the server swaps before authlib issues
+            raise InvalidGrantError("The refresh token was not rotated.")
+        return made
 
     def revoke_old_credential(self, refresh_token: PresentedToken) -> None:
-        """Retired by the rotation ``save_token`` queued: one swap on the grant record."""
+        """Retired by the swap that made its successor current."""

@@ -12,6 +12,16 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 
 
+def published_url(issuer: str, request: Request) -> str:
+    """The URL of this endpoint as discovery publishes it, for authlib's checks.
+
+    Not the URL the request came in on: behind a proxy that ends TLS that one is plain
+    http for an internal host name, which authlib refuses as insecure transport. The
+    query is not part of it: parameters reach authlib already parsed.
+    """
+    return issuer + str(request.scope.get("path", "/"))
+
+
 async def request_params(request: Request) -> list[tuple[str, str]]:
     """The query of a GET, the form of a POST (OIDC allows both at /authorize, /logout)."""
     if request.method != "POST":

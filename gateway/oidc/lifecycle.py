@@ -25,7 +25,7 @@ from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
-from gateway.oidc.http import form_params, json_reply
+from gateway.oidc.http import form_params, json_reply, published_url
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
@@ -176,6 +176,7 @@ class LifecycleEndpoints:
                  issuer: str) -> None:
         self.server = server
         self.lookup = lookup
+        self.issuer = issuer
         server.register_endpoint(_Revocation(server, lookup))
         server.register_endpoint(_Introspection(server, lookup, issuer))
 
@@ -188,7 +189,8 @@ class LifecycleEndpoints:
 
     async def _run(self, request: Request, name: str) -> Response:
         pairs = await form_params(request)
-        oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
+        oauth_request = HttpRequest("POST", published_url(self.issuer, request), request.headers,
+                                     form=pairs)
         reply = await self.server.endpoint_response(name, oauth_request, self._read)
         return json_reply(reply)
 

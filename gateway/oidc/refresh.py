@@ -1,47 +1,46 @@
-"""Refresh tokens: ``<grant_id>.<secret>``, rotated by one compare-and-swap on the grant.
+"""Refresh tokens: self-describing handles, rotated by one compare-and-swap on the grant.
 
-No record per refresh token: the grant record's *version* (``gateway.store.base``) names
-the grant's one current token, as ``<session_checked_until>.<sha256 of the token>``. A
-refresh reads the grant (one command), authlib checks the request, and ``advance`` swaps
-the version (one more): exactly one of any number of racing uses wins, and a token the
-grant retired — a replay, or the loser of a race — revokes the grant. The store holds
-digests only, so a dump of it cannot be replayed as a refresh token.
+A refresh token is ``<description>.<secret>``: the description (base64url JSON) says which
+grant, client, scope and session it belongs to, and until when its session is known to be
+alive. Nothing in it is trusted on its own. The grant record's *version*
+(``gateway.store.base``) is the SHA-256 of the grant's one current token, so when the
+store's ``advance`` swaps that version for the next token's, it proves in the same atomic
+step that the whole token — description included — is the current one. A refresh is
+therefore a single store call: authlib checks the request against the description, the
+swap proves it and returns the grant, authlib issues. Exactly one of any number of racing
+uses wins; a token the grant retired (a replay, or the loser of a race) revokes the grant;
+a token never issued changes nothing. The store holds digests only.
 
-The session check is skipped while it cannot change the answer. Logging out, revoking or
-another person's login revoke the session's grants outright, so the only thing a lookup
-can still catch is the session running out of time. Each check records when the session
-would run out at the earliest (``session_checked_until``); until half an idle timeout
-before that, no lookup is made. An RP refreshing at least every half idle timeout keeps
-the session alive, since every check counts as activity (``SessionManager.touch``).
+The session is looked up only while that can change the answer. Logging out, revoking or
+another person's login revoke the session's grants outright, so a lookup can only catch
+the session running out of time. Each check writes into the next token when the session
+would run out at the earliest (``session_until``); until half an idle timeout before then
+no lookup is made. An RP refreshing at least every half idle timeout therefore keeps the
+session alive: every check counts as activity (``SessionManager.touch``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.oidc.active import GRANT_KIND, ActiveTokens
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant, new_id
 from gateway.sessions import Session
-from gateway.store.base import Versioned
+from gateway.store.base import Advance
 
-_TOKEN = re.compile(r"(?P<grant_id>[A-Za-z0-9_-]{16,64})\.[A-Za-z0-9_-]{32,64}")
+NEVER = -1
+"""``session_until`` of grants no session lookup can end (offline, or made without one)."""
 
-
-def new_refresh_token(grant_id: str) -> str:
-    return f"{grant_id}.{new_id(32)}"
-
-
-def grant_id_of(token: str) -> str | None:
-    """The grant a well-formed refresh token names (not yet proof that it is current)."""
-    match = _TOKEN.fullmatch(token)
-    return match["grant_id"] if match else None
+_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,1024}\.[A-Za-z0-9_-]{43}")
 
 
 def token_digest(token: str) -> str:
@@ -50,48 +49,58 @@ def token_digest(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class RefreshVersion:
-    """What a grant record's version says about its current refresh token."""
+class Description:
+    """What a refresh token says of itself: believed once its digest is the grant's."""
 
-    digest: str
-    session_checked_until: int  # 0: look the session up on the next refresh
+    grant_id: str
+    client_id: str
+    scope: str
+    sid: str | None
+    session_until: int  # epoch seconds, 0: check on next use, NEVER: no check
 
-    def encode(self) -> str:
-        return f"{self.session_checked_until}.{self.digest}"
+    def token(self) -> str:
+        fields = [self.grant_id, self.client_id, self.scope, self.sid, self.session_until]
+        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+        return f"{base64.urlsafe_b64encode(text).rstrip(b'=').decode()}.{new_id(32)}"
 
     @classmethod
-    def decode(cls, version: str) -> RefreshVersion | None:
-        until, _, digest = version.partition(".")
-        if not until.isdigit() or not digest:
+    def of(cls, token: str) -> Description | None:
+        if not _SHAPE.fullmatch(token):
             return None
-        return cls(digest, int(until))
-
-    def names(self, digest: str) -> bool:
-        return hmac.compare_digest(self.digest, digest)
+        head = token.partition(".")[0]
+        try:
+            fields = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        except (binascii.Error, ValueError):
+            return None
+        if not (isinstance(fields, list) and len(fields) == 5
+                and all(isinstance(f, str) for f in fields[:3])
+                and (fields[3] is None or isinstance(fields[3], str))
+                and isinstance(fields[4], int) and not isinstance(fields[4], bool)):
+            return None
+        return cls(*fields)
 
 
 @dataclass(frozen=True)
 class PresentedToken:
-    """A refresh token found on its grant: current, or retired by an earlier rotation."""
+    """A refresh token as authlib's refresh grant sees it (``check_client``, scope)."""
 
     token: str
-    grant: Grant
-    version: str  # the grant's version as read: what ``advance`` expects
-    retired: bool
-    session_checked_until: int  # for the version of the token that replaces this one
+    description: Description
 
-    # authlib's view of a refresh token
     def check_client(self, client: Client) -> bool:
-        return bool(client.client_id == self.grant.client_id)
+        return bool(client.client_id == self.description.client_id)
 
     def get_scope(self) -> str:
-        return self.grant.scope  # RFC 6749 §6: a rotated token keeps the original scope
+        return self.description.scope  # RFC 6749 §6: rotation keeps the original scope
 
     def is_expired(self) -> bool:
-        return False  # the grant record's TTL already hides expired grants
+        return False  # the grant record's TTL is the refresh lifetime
 
     def is_revoked(self) -> bool:
-        return False  # revoked grants are removed from the store
+        return False  # revoked grants are gone from the store: ``advance`` says so
+
+
+Touch = Callable[[], Awaitable[None]]
 
 
 class RefreshTokens:
@@ -102,64 +111,54 @@ class RefreshTokens:
         self.settings = active.sessions.settings
         self.clock = clock
 
-    def first_version(self, token: str) -> str:
-        """The version of a grant's first refresh token (its session is checked on use)."""
-        return RefreshVersion(token_digest(token), 0).encode()
+    def first(self, grant: Grant) -> str:
+        """The first refresh token of a grant; its session is checked on first use."""
+        until = NEVER if grant.offline or not grant.sid else 0
+        return Description(grant.grant_id, grant.client_id, grant.scope, grant.sid,
+                           until).token()
 
-    def next_version(self, presented: PresentedToken, token: str) -> str:
-        return RefreshVersion(token_digest(token), presented.session_checked_until).encode()
-
-    async def read(self, token: str) -> tuple[PresentedToken | None,
-                                              Callable[[], Awaitable[None]] | None]:
-        """The token on its grant if the grant and session are alive, and the session's
-        touch to run once the refresh succeeds (None when the session was not looked up)."""
-        found = await self._find(token)
-        if found is None:
+    async def present(self, token: str) -> tuple[PresentedToken | None, Touch | None]:
+        """The token as presented, if its session may still be alive, and the session's
+        touch to run once the refresh succeeds (None if the session was not looked up).
+        No store call unless the session has to be looked up."""
+        description = Description.of(token)
+        if description is None:
             return None, None
-        versioned, retired = found
-        grant = Grant.from_dict(versioned.payload)
-        current = RefreshVersion.decode(versioned.version)
-        checked_until = current.session_checked_until if current else 0
-        touch = None
-        if not retired and self._must_check(grant, checked_until):
-            alive, session = await self.active.check_session(grant)
-            if not alive or session is None:
-                return None, None
-            checked_until = self._alive_until(session)
-            touch = _touch(self.active, session)
-        return PresentedToken(token, grant, versioned.version, retired, checked_until), touch
+        until = description.session_until
+        if until == NEVER or self.clock() + self.settings.idle_timeout / 2 < until:
+            return PresentedToken(token, description), None
+        session = await self.active.sessions.find(description.sid or "")
+        if session is None:
+            return None, None
+        checked = replace(description, session_until=self._alive_until(session))
+        return PresentedToken(token, checked), _touch(self.active, session)
+
+    def next_token(self, presented: PresentedToken) -> str:
+        return presented.description.token()
+
+    async def rotate(self, presented: PresentedToken,
+                     next_token: str) -> tuple[Grant, Advance] | None:
+        """Swap the grant's current token for ``next_token`` if ``presented`` is it."""
+        found = await self.store.advance(GRANT_KIND, presented.description.grant_id,
+                                         token_digest(presented.token),
+                                         token_digest(next_token))
+        if found is None:
+            return None
+        payload, outcome = found
+        return Grant.from_dict(payload), outcome
 
     async def lookup(self, token: str) -> tuple[Grant, bool] | None:
         """Revocation and introspection: the grant of a *current* token and whether its
         session is alive (looking is not activity); None for retired or unknown ones."""
-        found = await self._find(token)
-        if found is None or found[1]:
+        description = Description.of(token)
+        if description is None:
             return None
-        grant = Grant.from_dict(found[0].payload)
+        found = await self.store.find_versioned(GRANT_KIND, description.grant_id)
+        if found is None or not hmac.compare_digest(found.version, token_digest(token)):
+            return None
+        grant = Grant.from_dict(found.payload)
         alive, _ = await self.active.check_session(grant)
         return grant, alive
-
-    async def _find(self, token: str) -> tuple[Versioned, bool] | None:
-        grant_id = grant_id_of(token)
-        if grant_id is None:
-            return None
-        versioned = await self.store.find_versioned(GRANT_KIND, grant_id)
-        if versioned is None:
-            return None
-        digest = token_digest(token)
-        current = RefreshVersion.decode(versioned.version)
-        if current is not None and current.names(digest):
-            return versioned, False
-        for old in versioned.previous:
-            retired = RefreshVersion.decode(old)
-            if retired is not None and retired.names(digest):
-                return versioned, True
-        return None
-
-    def _must_check(self, grant: Grant, checked_until: int) -> bool:
-        if grant.offline or not grant.sid:
-            return False  # such grants outlive their session (only its logout ends them)
-        return self.clock() + self.settings.idle_timeout / 2 >= checked_until
 
     def _alive_until(self, session: Session) -> int:
         """The earliest the session can run out of time (its last activity as read)."""
@@ -167,7 +166,7 @@ class RefreshTokens:
                    session.created + self.settings.absolute_timeout)
 
 
-def _touch(active: ActiveTokens, session: Session) -> Callable[[], Awaitable[None]]:
+def _touch(active: ActiveTokens, session: Session) -> Touch:
     async def run() -> None:
         await active.sessions.touch(session)
 

@@ -1,10 +1,11 @@
 """authlib's authorization server, wired to Roam's clients, store and token minter.
 
 authlib runs inline on the event loop; the store I/O it needs happens around it
-(``gateway.oidc.work``): codes and refresh tokens are *found* first (so bad input changes
-nothing), checked by authlib, and only then used up atomically — a code consumed, a
-refresh token swapped out on its grant (``gateway.oidc.refresh``) — never authlib's
-look-up-then-delete. The loser of a race, or a replay, revokes the whole grant.
+(``gateway.oidc.work``). A code is *found* first, checked by authlib, then consumed
+atomically before authlib issues anything — never authlib's look-up-then-delete. A
+refresh token describes itself, so authlib checks it with no store call, and one atomic
+swap on its grant (``gateway.oidc.refresh``) then proves it current and retires it. Bad
+input changes nothing; the loser of a race, or a replay, revokes the whole grant.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidGrantError, OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    InvalidGrantError,
+    OAuth2Error,
+    UnsupportedGrantTypeError,
+)
 
 from gateway.config import SCOPE_CLAIMS, TokensSection
 from gateway.identity import Identity
@@ -29,10 +35,9 @@ from gateway.oidc.grants import (
     S256Only,
 )
 from gateway.oidc.records import StoredCode
-from gateway.oidc.refresh import PresentedToken, RefreshTokens, new_refresh_token
+from gateway.oidc.refresh import PresentedToken, RefreshTokens, token_digest
 from gateway.oidc.requests import HttpRequest, Reply
 from gateway.oidc.tokens import TokenMinter
-from gateway.oidc.work import Rotation
 from gateway.store.base import Store
 
 __all__ = ["RoamAuthorizationServer", "pending_grant"]
@@ -62,10 +67,21 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     # What the HTTP layer calls -------------------------------------------------------------
 
     async def token_response(self, request: HttpRequest) -> Reply:
+        """authlib's ``create_token_response``, with the store's single-use step between
+        its checking the request and its issuing the tokens."""
         await self._read_for_token(request)
-        reply: Reply = self.create_token_response(request)
-        if reply.status != 200:
-            return reply
+        try:
+            grant = self.get_token_grant(request)
+        except UnsupportedGrantTypeError as error:
+            return self._error(request, error)
+        try:
+            grant.validate_token_request()
+            refused = await self._use_up(request)
+            if refused is not None:
+                return refused
+            reply: Reply = self.handle_response(*grant.create_token_response())
+        except OAuth2Error as error:
+            return self._error(request, error)
         return await self._finish(request, reply)
 
     async def authorization_response(self, request: HttpRequest, end_user: Grant,
@@ -91,48 +107,53 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if data is not None:
                 work.codes[code] = StoredCode.from_dict(code, data)
         elif grant_type == "refresh_token" and (token := form.get("refresh_token")):
-            presented, touch = await self.refresh.read(token)
+            presented, touch = await self.refresh.present(token)
             if presented is not None:
                 work.refresh_tokens[token] = presented
             if touch is not None:  # an RP refreshing counts as activity, once it succeeds
                 work.then.append(touch)
 
-    async def _finish(self, request: HttpRequest, reply: Reply) -> Reply:
-        """Use up what is single use, then write what authlib decided; or refuse it all."""
-        work = request.work
-        for kind, id, grant in work.use_once:
-            result = await self.store.consume(kind, id)
-            if result is None:
+    async def _use_up(self, request: HttpRequest) -> Reply | None:
+        """Consume the code or swap the refresh token; a refusal if that fails."""
+        code: StoredCode | None = request.authorization_code
+        if code is not None:
+            used = await self.store.consume("code", code.code)
+            if used is None:
                 return self._refuse(request, "The grant has expired or was revoked.")
-            if not result[1]:
+            if not used[1]:
                 # A replay: whoever holds the other copy may be an attacker. End the grant.
-                await self.store.revoke_by_grant(grant.grant_id)
+                await self.store.revoke_by_grant(code.grant.grant_id)
                 return self._refuse(request,
                                     "This grant was already used; its tokens are revoked.")
-        if work.rotation is not None:
-            refused = await self._rotate(request, work.rotation)
-            if refused is not None:
-                return refused
-        for job in work.then:
-            await job()
+            return None
+        presented: PresentedToken | None = request.refresh_token
+        if presented is None:  # pragma: no cover - validation set one or raised
+            return self._refuse(request, "No refresh token.")
+        work = request.work
+        work.next_refresh_token = self.refresh.next_token(presented)
+        rotated = await self.refresh.rotate(presented, work.next_refresh_token)
+        if rotated is None or rotated[1] == "unknown":
+            return self._refuse(request, "The refresh token is invalid, expired or revoked.")
+        grant, outcome = rotated
+        if outcome == "retired":
+            # A replay, or the loser of a race: another copy exists. End the grant.
+            await self.store.revoke_by_grant(grant.grant_id)
+            return self._refuse(request, "This refresh token was already used; "
+                                         "its grant is revoked.")
+        work.refreshed = grant
+        return None
+
+    async def _finish(self, request: HttpRequest, reply: Reply) -> Reply:
+        """Write what authlib decided, once its answer is a success."""
+        if reply.status < 400:
+            for job in request.work.then:
+                await job()
         return reply
 
-    async def _rotate(self, request: HttpRequest, rotation: Rotation) -> Reply | None:
-        presented = rotation.presented
-        grant_id = presented.grant.grant_id
-        swapped = None if presented.retired else await self.store.advance(
-            GRANT_KIND, grant_id, presented.version, rotation.new)
-        if swapped:
-            return None
-        if swapped is None and not presented.retired:
-            return self._refuse(request, "The grant has expired or was revoked.")
-        # A retired token, or the loser of a race: another copy exists. End the grant.
-        await self.store.revoke_by_grant(grant_id)
-        return self._refuse(request, "This refresh token was already used; "
-                                     "its grant is revoked.")
-
     def _refuse(self, request: HttpRequest, description: str) -> Reply:
-        error: OAuth2Error = InvalidGrantError(description)
+        return self._error(request, InvalidGrantError(description))
+
+    def _error(self, request: HttpRequest, error: OAuth2Error) -> Reply:
         reply: Reply = self.handle_error_response(request, error)
         return reply
 
@@ -171,27 +192,21 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "expires_in": self.minter.access_token_ttl,
             "scope": scope,
         }
-        if include_refresh_token:
-            token["refresh_token"] = new_refresh_token(user.grant_id)
-        return token
+        return token  # the refresh token, if any, is added by the grant (RefreshTokensOfRoam)
 
     def save_token(self, token: dict[str, Any], request: HttpRequest) -> None:
+        """A code's first redemption writes the grant record: what access tokens are checked
+        against and what names the current refresh token (a refresh swapped it already)."""
+        if request.authorization_code is None:
+            return
+        ttl = self.ttl.refresh_token_ttl
         grant: Grant = request.user
+        grant = Grant(**{**grant.__dict__, "expires_at": int(time.time()) + ttl})
+        request.user = grant
         refresh_token = token.get("refresh_token")
-        work = request.work
-        if request.authorization_code is not None:
-            # First redemption: the grant record is what access tokens are checked against
-            # and what names the current refresh token; it lives as long as refreshing may.
-            ttl = self.ttl.refresh_token_ttl
-            grant = Grant(**{**grant.__dict__, "expires_at": int(time.time()) + ttl})
-            request.user = grant
-            version = self.refresh.first_version(refresh_token) if refresh_token else ""
-            work.then.append(partial(self.store.upsert, GRANT_KIND, grant.grant_id,
-                                     grant.to_dict(), ttl, version=version))
-        elif refresh_token:
-            presented: PresentedToken = request.refresh_token
-            work.rotation = Rotation(presented,
-                                     self.refresh.next_version(presented, refresh_token))
+        version = token_digest(refresh_token) if refresh_token else ""
+        request.work.then.append(partial(self.store.upsert, GRANT_KIND, grant.grant_id,
+                                         grant.to_dict(), ttl, version=version))
 
 
 def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:

@@ -7,7 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.oidc.http import form_params, json_reply
+from gateway.oidc.http import form_params, json_reply, published_url
 from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
 
@@ -15,12 +15,14 @@ log = logging.getLogger("roam.token")
 
 
 class TokenEndpoint:
-    def __init__(self, server: RoamAuthorizationServer) -> None:
+    def __init__(self, server: RoamAuthorizationServer, *, issuer: str) -> None:
         self.server = server
+        self.issuer = issuer
 
     async def handle(self, request: Request) -> Response:
         pairs = await form_params(request)
-        oauth_request = HttpRequest("POST", str(request.url), request.headers, form=pairs)
+        oauth_request = HttpRequest("POST", published_url(self.issuer, request), request.headers,
+                                    form=pairs)
         reply = await self.server.token_response(oauth_request)
         if reply.status != 200:
             log.info("token error status=%s error=%s grant_type=%s", reply.status,

@@ -3,13 +3,9 @@
 authlib's server core is synchronous. Rather than hop to a worker thread and back for
 every store call — measured at about 1.3 ms of CPU per refresh grant, most of the gap to
 the floor (docs/performance.md) — what authlib will look up is read *before* it runs,
-and what it decides is written *after*, single-use things first. authlib itself then
-runs inline: with no I/O left it is a few dozen microseconds of pure computation.
-
-Order after authlib: every ``use_once`` code is consumed atomically and a refresh token's
-``rotation`` is swapped in on its grant; if either was used before (a replay, or the
-loser of a race) nothing else is written, the grant is revoked and the client gets
-``invalid_grant`` — the tokens authlib made are never sent.
+and what it decides is written *after*; single-use things are used up *between* its
+checking a token request and its issuing the tokens (``RoamAuthorizationServer``).
+authlib itself then runs inline: with no I/O left it is pure computation.
 """
 
 from __future__ import annotations
@@ -24,21 +20,14 @@ if TYPE_CHECKING:
     from gateway.oidc.refresh import PresentedToken
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """Retire ``presented`` in favour of the grant version ``new``."""
-
-    presented: PresentedToken
-    new: str
-
-
 @dataclass
 class StoreWork:
     # read before authlib runs
     codes: dict[str, StoredCode] = field(default_factory=dict)
     refresh_tokens: dict[str, PresentedToken] = field(default_factory=dict)
     found: dict[str, Any] = field(default_factory=dict)  # revocation / introspection
+    # a refresh: the token that replaces the presented one, and the grant the swap proved
+    next_refresh_token: str | None = None
+    refreshed: Grant | None = None
     # decided by authlib, done after it
-    use_once: list[tuple[str, str, Grant]] = field(default_factory=list)
-    rotation: Rotation | None = None
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

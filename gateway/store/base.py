@@ -13,10 +13,15 @@ call on one key both checks a token and retires it, and a retired one is recogni
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 VERSION_HISTORY = 16
 """How many replaced versions a record remembers (newest first)."""
+
+
+Advance = Literal["advanced", "retired", "unknown"]
+"""What ``advance`` found: the expected version (now replaced), one it had replaced
+before, or neither."""
 
 
 class Versioned(NamedTuple):
@@ -47,12 +52,14 @@ class Store(Protocol):
     async def find_versioned(self, kind: str, id: str) -> Versioned | None:
         """As ``find``, with the record's version and the versions it replaced."""
 
-    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
-        """Replace the version with ``new`` if it is still ``expected``, atomically.
+    async def advance(self, kind: str, id: str, expected: str,
+                      new: str) -> tuple[dict[str, Any], Advance] | None:
+        """Replace the version with ``new`` if it is ``expected``, atomically; and the payload.
 
-        True for exactly one caller however many race with the same ``expected``; False if
-        the version is something else by now (``expected`` joins the history only on
-        success); None if the record is absent or expired. Payload and TTL are untouched.
+        ``"advanced"`` for exactly one caller however many race with the same ``expected``
+        (which then heads the history); ``"retired"`` if ``expected`` is in the history;
+        ``"unknown"`` otherwise; None if the record is absent or expired. Only an advance
+        changes anything, and never the payload or the TTL.
         """
 
     async def destroy(self, kind: str, id: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store.base import VERSION_HISTORY, Versioned
+from gateway.store.base import VERSION_HISTORY, Advance, Versioned
 
 __all__ = ["MemoryStore"]
 
@@ -118,17 +118,18 @@ class MemoryStore:
             return None
         return Versioned(_load(record.text), record.version, record.previous)
 
-    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
+    async def advance(self, kind: str, id: str, expected: str,
+                      new: str) -> tuple[dict[str, Any], Advance] | None:
         check_version(expected)
         check_version(new)
         record = self._live(_key(kind, id))
         if record is None:
             return None
         if record.version != expected:
-            return False
+            return _load(record.text), "retired" if expected in record.previous else "unknown"
         record.previous = (expected, *record.previous)[:VERSION_HISTORY]
         record.version = new
-        return True
+        return _load(record.text), "advanced"
 
     async def destroy(self, kind: str, id: str) -> None:
         self._drop(_key(kind, id))

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
-from gateway.store.base import VERSION_HISTORY, Versioned
+from gateway.store.base import VERSION_HISTORY, Advance, Versioned
 from gateway.store.memory import check_kind, check_ttl, check_version, dump_payload, grant_of
 
 __all__ = ["RedisStore"]
@@ -42,14 +42,22 @@ return 1
 """
 
 # Compare-and-swap of the version; the replaced one goes to the front of the history,
-# which keeps at most ARGV[3] entries. -1: no such record, 0: not the expected version.
+# which keeps at most ARGV[3] entries. {payload, 1}: advanced, {payload, 2}: ARGV[1] is
+# in the history, {payload, 0}: neither; nil: no such record.
 _ADVANCE = """
 local fields = redis.call('HMGET', KEYS[1], 'p', 'v', 'h')
 if not fields[1] then
-  return -1
+  return false
 end
 if fields[2] ~= ARGV[1] then
-  return 0
+  if fields[3] then
+    for entry in string.gmatch(fields[3], '[^\\n]+') do
+      if entry == ARGV[1] then
+        return {fields[1], 2}
+      end
+    end
+  end
+  return {fields[1], 0}
 end
 local history = ARGV[1]
 local kept = 1
@@ -64,8 +72,10 @@ if fields[3] then
   end
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'h', history)
-return 1
+return {fields[1], 1}
 """
+
+_OUTCOMES: dict[int, Advance] = {0: "unknown", 1: "advanced", 2: "retired"}
 
 # PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
 # are below any real TTL, so one comparison covers them.
@@ -169,15 +179,18 @@ class RedisStore:
         previous = tuple(_text(history).split("\n")) if history else ()
         return Versioned(_load(raw), _text(version), previous)
 
-    async def advance(self, kind: str, id: str, expected: str, new: str) -> bool | None:
+    async def advance(self, kind: str, id: str, expected: str,
+                      new: str) -> tuple[dict[str, Any], Advance] | None:
         key = self._record_key(kind, id)
         check_version(expected)
         check_version(new)
         with self._converted("advance"):
             reply = await self._advance(keys=[key], args=[expected, new, VERSION_HISTORY])
-        if reply == -1:
+        if reply is None:
             return None
-        return bool(reply == 1)
+        if not isinstance(reply, list) or len(reply) != 2 or reply[1] not in _OUTCOMES:
+            raise StoreError("redis advance returned an unexpected reply")
+        return _load(reply[0]), _OUTCOMES[reply[1]]
 
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)

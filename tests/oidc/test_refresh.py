@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -12,13 +13,7 @@ from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.oidc.active import GRANT_KIND, ActiveTokens
 from gateway.oidc.grant import Grant
-from gateway.oidc.refresh import (
-    RefreshTokens,
-    RefreshVersion,
-    grant_id_of,
-    new_refresh_token,
-    token_digest,
-)
+from gateway.oidc.refresh import NEVER, Description, RefreshTokens, token_digest
 from gateway.sessions import KIND as SESSION_KIND
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import VERSION_HISTORY
@@ -65,10 +60,10 @@ def test_a_forged_secret_on_a_real_grant_changes_nothing(gateway_url: str,
                                                          browser: httpx.Client,
                                                          store: MemoryStore) -> None:
     _, token, _ = full_login(gateway_url, browser)
-    grant_id = grant_id_of(token["refresh_token"])
-    assert grant_id is not None
+    description = Description.of(token["refresh_token"])
+    assert description is not None
     before = store.snapshot()
-    forged = refresh(gateway_url, new_refresh_token(grant_id))
+    forged = refresh(gateway_url, description.token())  # the same description, a new secret
     assert forged.status_code == 400
     assert forged.json()["error"] == "invalid_grant"
     assert store.snapshot() == before, "a guess must not revoke someone else's grant"
@@ -76,7 +71,8 @@ def test_a_forged_secret_on_a_real_grant_changes_nothing(gateway_url: str,
 
 
 @pytest.mark.parametrize("token", ["", "no-dot", "a.b", "x" * 22 + "." + "y" * 10,
-                                   "x" * 22 + ".." + "y" * 43, "中" * 22 + "." + "y" * 43])
+                                   "x" * 22 + ".." + "y" * 43, "中" * 22 + "." + "y" * 43,
+                                   "eyJhIjoxfQ" + "A" * 10 + "." + "y" * 43])
 def test_malformed_refresh_tokens_are_invalid_grant(gateway_url: str, store: MemoryStore,
                                                     token: str) -> None:
     before = store.snapshot()
@@ -145,20 +141,28 @@ class Rig:
         self.session = Session(sid="sid-1", identity=IDENTITY, created=now, last_seen=now)
         self.grant = Grant(grant_id="g" * 22, client_id="changsha-gov", identity=IDENTITY,
                            scope="openid", sid="sid-1", offline=offline)
-        self.token = new_refresh_token(self.grant.grant_id)
+        self.token = self.refresh.first(self.grant)
 
     async def start(self) -> None:
         await self.store.upsert(SESSION_KIND, "sid-1", self.session.to_dict(), IDLE)
         await self.store.upsert(GRANT_KIND, self.grant.grant_id, self.grant.to_dict(), 86400,
-                                version=self.refresh.first_version(self.token))
+                                version=token_digest(self.token))
+
+    async def present(self) -> tuple[int | None, bool]:
+        """The session deadline the next token would carry (None: refused), and whether
+        the session was looked up (then a touch is due)."""
+        presented, touch = await self.refresh.present(self.token)
+        if presented is None:
+            return None, False
+        return presented.description.session_until, touch is not None
 
     async def rotate(self) -> None:
-        presented, touch = await self.refresh.read(self.token)
+        presented, touch = await self.refresh.present(self.token)
         assert presented is not None
-        new = new_refresh_token(self.grant.grant_id)
-        swapped = await self.store.advance(GRANT_KIND, self.grant.grant_id, presented.version,
-                                           self.refresh.next_version(presented, new))
-        assert swapped
+        new = self.refresh.next_token(presented)
+        rotated = await self.refresh.rotate(presented, new)
+        assert rotated is not None
+        assert rotated == (self.grant, "advanced")
         if touch is not None:
             await touch()
         self.token = new
@@ -172,14 +176,11 @@ async def test_the_first_refresh_looks_the_session_up_and_remembers_until_when()
     rig = Rig()
     await rig.start()
     await rig.session_vanishes()
-    assert await rig.refresh.read(rig.token) == (None, None)
+    assert await rig.present() == (None, False)
 
     rig = Rig()
     await rig.start()
-    presented, touch = await rig.refresh.read(rig.token)
-    assert presented is not None
-    assert touch is not None, "a checked refresh counts as session activity"
-    assert presented.session_checked_until == rig.session.last_seen + IDLE
+    assert await rig.present() == (rig.session.last_seen + IDLE, True)
 
 
 async def test_within_half_an_idle_timeout_no_lookup_is_made() -> None:
@@ -188,12 +189,10 @@ async def test_within_half_an_idle_timeout_no_lookup_is_made() -> None:
     await rig.rotate()  # checked: the session lives at least until now + IDLE
     await rig.session_vanishes()
     rig.clock.now += IDLE / 2 - 5
-    presented, touch = await rig.refresh.read(rig.token)
-    assert presented is not None, "skipped: nothing but logout could end it, and logout " \
-                                  "revokes the grant"
-    assert touch is None
+    # skipped: nothing but a logout could end the session, and logout revokes the grant
+    assert await rig.present() == (rig.session.last_seen + IDLE, False)
     rig.clock.now += 10
-    assert await rig.refresh.read(rig.token) == (None, None), "looked up again: gone"
+    assert await rig.present() == (None, False), "looked up again: gone"
 
 
 async def test_an_rp_refreshing_every_half_idle_timeout_keeps_the_session() -> None:
@@ -210,22 +209,41 @@ async def test_the_absolute_timeout_bounds_the_skip() -> None:
     rig.session = Session(sid="sid-1", identity=IDENTITY, created=int(rig.clock.now) - 28000,
                           last_seen=int(rig.clock.now))
     await rig.start()
-    presented, _ = await rig.refresh.read(rig.token)
-    assert presented is not None
-    assert presented.session_checked_until == rig.session.created + 28800
+    assert await rig.present() == (rig.session.created + 28800, True)
 
 
 async def test_offline_grants_never_look_the_session_up() -> None:
     rig = Rig(offline=True)
     await rig.start()
     await rig.session_vanishes()
-    presented, touch = await rig.refresh.read(rig.token)
-    assert presented is not None
-    assert touch is None
+    assert await rig.present() == (NEVER, False)
 
 
-def test_versions_round_trip_and_refuse_junk() -> None:
-    version = RefreshVersion("abc", 123)
-    assert RefreshVersion.decode(version.encode()) == version
-    for junk in ("", "abc", "x.abc", "12.", "-1.abc"):
-        assert RefreshVersion.decode(junk) is None
+async def test_a_token_is_current_only_with_its_exact_description() -> None:
+    rig = Rig()
+    await rig.start()
+    description = Description.of(rig.token)
+    assert description is not None
+    secret = rig.token.partition(".")[2]
+    widened = replace(description, scope="openid phone id_number").token()
+    tampered = f"{widened.partition('.')[0]}.{secret}"
+    presented, _ = await rig.refresh.present(tampered)
+    assert presented is not None, "a description is believed only after the swap"
+    assert await rig.refresh.rotate(presented, rig.refresh.next_token(presented)) == (
+        rig.grant, "unknown")
+    assert await rig.refresh.lookup(tampered) is None
+    assert await rig.refresh.lookup(rig.token) == (rig.grant, True)
+
+
+def test_descriptions_round_trip_and_refuse_junk() -> None:
+    description = Description("g" * 22, "长沙-gov", "openid profile", None, NEVER)
+    token = description.token()
+    assert Description.of(token) == description
+    assert token != description.token(), "every token has its own secret"
+    head, _, secret = token.partition(".")
+    for junk in ("", head, f"{head}.", f"{head}.{secret[:-1]}", f"{head}x.{secret}",
+                 f"{head}.{secret}.x",
+                 "WyJhIiwiYiIsImMiLG51bGwsdHJ1ZV0." + secret,  # ["a","b","c",null,true]
+                 "WyJhIiwiYiIsImMiLG51bGxd." + secret,  # four fields
+                 "eyJhIjoxLCJiIjoyLCJjIjozfQ." + secret):  # an object
+        assert Description.of(junk) is None, junk

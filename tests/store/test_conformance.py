@@ -299,35 +299,38 @@ async def test_versioned_record_round_trips(store: Store) -> None:
 
 async def test_advance_swaps_and_remembers(store: Store) -> None:
     await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
-    assert await store.advance("grant", "g", "v1", "v2") is True
-    assert await store.advance("grant", "g", "v1", "v3") is False, "v1 is retired"
-    assert await store.advance("grant", "g", "other", "v3") is False
+    assert await store.advance("grant", "g", "v1", "v2") == (PAYLOAD, "advanced")
+    assert await store.advance("grant", "g", "v1", "v3") == (PAYLOAD, "retired")
+    assert await store.advance("grant", "g", "other", "v3") == (PAYLOAD, "unknown")
     assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
-    assert await store.advance("grant", "g", "v2", "v3") is True
+    assert await store.advance("grant", "g", "v2", "v3") == (PAYLOAD, "advanced")
     assert await store.find_versioned("grant", "g") == (PAYLOAD, "v3", ("v2", "v1"))
 
 
 async def test_advance_keeps_a_bounded_history(store: Store) -> None:
     await store.upsert("grant", "g", PAYLOAD, 60, version="v0")
     for n in range(VERSION_HISTORY + 5):
-        assert await store.advance("grant", "g", f"v{n}", f"v{n + 1}") is True
+        assert await store.advance("grant", "g", f"v{n}", f"v{n + 1}") == (PAYLOAD, "advanced")
     found = await store.find_versioned("grant", "g")
     assert found is not None
     last = VERSION_HISTORY + 5
     assert found.version == f"v{last}"
     assert found.previous == tuple(f"v{n}" for n in range(last - 1, 4, -1))
     assert len(found.previous) == VERSION_HISTORY
+    assert await store.advance("grant", "g", "v5", "x") == (PAYLOAD, "retired")
+    assert await store.advance("grant", "g", "v4", "x") == (PAYLOAD, "unknown"), "forgotten"
 
 
 async def test_advance_is_single_winner_under_concurrency(store: Store) -> None:
     await store.upsert("grant", "race", PAYLOAD, 60, version="v1")
     results = await asyncio.gather(
         *(store.advance("grant", "race", "v1", f"next{n}") for n in range(50)))
-    assert results.count(True) == 1
-    assert results.count(False) == 49
+    outcomes = [result[1] if result else None for result in results]
+    assert outcomes.count("advanced") == 1
+    assert outcomes.count("retired") == 49
     found = await store.find_versioned("grant", "race")
     assert found is not None
-    assert found.version == f"next{results.index(True)}"
+    assert found.version == f"next{outcomes.index('advanced')}"
     assert found.previous == ("v1",)
 
 
@@ -341,10 +344,18 @@ async def test_advance_of_missing_or_expired_is_none(store: Store, elapse: Elaps
 
 async def test_advance_keeps_payload_ttl_and_grant(store: Store, elapse: Elapse) -> None:
     await store.upsert("grant", "g", {"grant_id": "g1"}, 1, version="v1")
-    assert await store.advance("grant", "g", "v1", "v2") is True
+    assert await store.advance("grant", "g", "v1", "v2") == ({"grant_id": "g1"}, "advanced")
     assert [i for _, i, _ in await store.find_by_grant("g1")] == ["g"]
     await elapse(1.2)
     assert await store.find_versioned("grant", "g") is None, "advance must keep the TTL"
+
+
+async def test_a_failed_advance_changes_nothing(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    await store.advance("grant", "g", "v1", "v2")
+    await store.advance("grant", "g", "v1", "v3")
+    await store.advance("grant", "g", "zzz", "v4")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
 
 
 async def test_upsert_forgets_version_and_history(store: Store) -> None:
@@ -352,7 +363,7 @@ async def test_upsert_forgets_version_and_history(store: Store) -> None:
     await store.advance("grant", "g", "v1", "v2")
     await store.upsert("grant", "g", {"fresh": True}, 60)
     assert await store.find_versioned("grant", "g") == ({"fresh": True}, "", ())
-    assert await store.advance("grant", "g", "v2", "v3") is False
+    assert await store.advance("grant", "g", "v2", "v3") == ({"fresh": True}, "unknown")
 
 
 @pytest.mark.parametrize("version", ["", "a\nb"])
