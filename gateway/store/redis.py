@@ -8,7 +8,9 @@ Layout, chosen so every command and script touches exactly one key (Redis Cluste
 * a grant index is a set at ``{prefix}grant:{{grant_id}}`` of record keys; its TTL is
   raised, never lowered, to cover its longest-lived member.
 
-Record ids are secrets (codes, tickets, token ids), so no error message names them.
+Single commands go through ``Pipeliner``: those issued in one event-loop turn share one
+round trip. Record ids are secrets (codes, tickets, token ids), so no error message
+names them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreError
 from gateway.store.base import VERSION_HISTORY, Advance, Versioned
 from gateway.store.memory import check_kind, check_ttl, check_version, dump_payload, grant_of
+from gateway.store.pipelining import Pipeliner
 
 __all__ = ["RedisStore"]
 
@@ -120,6 +123,7 @@ class RedisStore:
         self._consume = client.register_script(_CONSUME)
         self._revoke_one = client.register_script(_REVOKE_ONE)
         self._advance = client.register_script(_ADVANCE)
+        self._pipeliner = Pipeliner(client)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "roam:") -> RedisStore:
@@ -149,20 +153,21 @@ class RedisStore:
                 # (harmless), never a record that revocation cannot reach.
                 # The index outlives its member by a margin: it is written first, so without
                 # one the record could outlive the set by the milliseconds between the two.
-                await self._index(keys=[self._grant_key(grant_id)],
-                                  args=[key, ttl * 1000 + _INDEX_MARGIN_MS])
-            await self._upsert(keys=[key], args=[text, ttl, grant_id or "", version])
+                await self._pipeliner.script(self._index, [self._grant_key(grant_id)],
+                                             [key, ttl * 1000 + _INDEX_MARGIN_MS])
+            await self._pipeliner.script(self._upsert, [key],
+                                         [text, ttl, grant_id or "", version])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         key = self._record_key(kind, id)
         with self._converted("find"):
-            raw = await self._client.hget(key, "p")
+            raw = await self._pipeliner.command("HGET", key, "p")
         return None if raw is None else _load(raw)
 
     async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
         key = self._record_key(kind, id)
         with self._converted("consume"):
-            reply = await self._consume(keys=[key])
+            reply = await self._pipeliner.script(self._consume, [key], [])
         if reply is None:
             return None
         if not isinstance(reply, list) or len(reply) != 2:
@@ -173,7 +178,7 @@ class RedisStore:
     async def find_versioned(self, kind: str, id: str) -> Versioned | None:
         key = self._record_key(kind, id)
         with self._converted("find"):
-            raw, version, history = await self._client.hmget(key, "p", "v", "h")
+            raw, version, history = await self._pipeliner.command("HMGET", key, "p", "v", "h")
         if raw is None:
             return None
         previous = tuple(_text(history).split("\n")) if history else ()
@@ -185,7 +190,8 @@ class RedisStore:
         check_version(expected)
         check_version(new)
         with self._converted("advance"):
-            reply = await self._advance(keys=[key], args=[expected, new, VERSION_HISTORY])
+            reply = await self._pipeliner.script(self._advance, [key],
+                                                 [expected, new, VERSION_HISTORY])
         if reply is None:
             return None
         if not isinstance(reply, list) or len(reply) != 2 or reply[1] not in _OUTCOMES:
@@ -195,7 +201,7 @@ class RedisStore:
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)
         with self._converted("destroy"):
-            await self._client.delete(key)
+            await self._pipeliner.command("DEL", key)
 
     async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         with self._converted("find_by_grant"):
