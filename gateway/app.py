@@ -189,6 +189,9 @@ def create_app(
         return RedirectResponse("/items", status_code=303)  # the 事项 page is the entrance
 
     routes = [
+        # First: the proxy carries most requests, and Starlette tries routes in order.
+        Route("/s/{system}/{path:path}", proxy.handle,
+              methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/.well-known/openid-configuration", discovery.configuration, methods=["GET"]),
         Route("/jwks", discovery.jwks, methods=["GET"]),
         Route("/authorize", authorizer.authorize, methods=["GET", "POST"]),
@@ -212,8 +215,6 @@ def create_app(
         Route("/cas/logout", cas.logout, methods=["GET"]),
         Route("/ticket/issue", tickets.issue, methods=["GET"]),
         Route("/ticket/redeem", tickets.redeem, methods=["POST"]),
-        Route("/s/{system}/{path:path}", proxy.handle,
-              methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]

@@ -34,16 +34,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from connectors.base import Outgoing, PresentsIdentity, strip_client_identity
-from gateway.errors import PageError, new_reference
+from gateway.errors import new_reference
 from gateway.identity import Identity, level_rank
 from gateway.pages import Pages
+from gateway.routing.answers import MiB, ProxyAnswers
 from gateway.routing.forwarding import (
     Headers,
     forwarded_headers,
@@ -79,10 +80,8 @@ __all__ = [
 
 log = logging.getLogger("roam.proxy")
 
-MiB = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _DROPPED_REQUEST = frozenset({"host", "expect"})
-_NO_STORE = {"Cache-Control": "no-store"}
 
 
 # -- the proxy -----------------------------------------------------------------------------
@@ -128,16 +127,6 @@ def _small_length(headers: Headers) -> int | None:
     return None
 
 
-def is_navigation(request: Request) -> bool:
-    """A top-level browser navigation (a person will see the answer), not XHR/fetch."""
-    mode = request.headers.get("sec-fetch-mode")
-    if mode is not None:
-        return mode.lower() == "navigate"
-    if request.headers.get("x-requested-with"):
-        return False
-    return "text/html" in request.headers.get("accept", "").lower()
-
-
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in unquote(path).replace("\\", "/").split("/"))
 
@@ -155,8 +144,6 @@ class Proxy:
         sessions: SessionManager,
         cookie_names: set[str] | frozenset[str] = frozenset(),
         max_body: int = 10 * MiB,
-        timeouts: Mapping[str, float] | None = None,
-        default_timeout: float = 30.0,
         pages: Pages | None = None,
         choose: Chooser | None = None,
         login_path: str = "/login",
@@ -172,12 +159,9 @@ class Proxy:
         self.sessions = sessions
         self.cookie_names = frozenset(cookie_names) | {sessions.cookie_name}
         self.max_body = max_body
-        self.timeouts = dict(timeouts or {})
-        self.default_timeout = default_timeout
-        self.pages = pages or Pages()
+        self.answers = ProxyAnswers(pages=pages or Pages(), login_path=login_path,
+                                    stepup_path=stepup_path, max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
-        self.login_path = login_path
-        self.stepup_path = stepup_path
         self.clock = clock
 
     def attach(self, http: aiohttp.ClientSession | Upstream) -> None:
@@ -199,7 +183,7 @@ class Proxy:
         system = self.systems.get(system_id)
         connector = self.connectors.get(system_id)
         if system is None or connector is None:
-            return self._fail(request, 404, "not_found", "未找到该系统",
+            return self.answers.fail(request, 404, "not_found", "未找到该系统",
                               "您访问的业务系统不存在或未通过统一身份认证网关接入。")
         raw_path = self._raw_path(request)
         query = request.scope.get("query_string", b"").decode("latin-1")
@@ -207,22 +191,22 @@ class Proxy:
 
         session = await self.sessions.load(request)
         if session is None:
-            return self._login_required(request, target)
+            return self.answers.login_required(request, target)
         identity = session.identity
         if level_rank(identity.acr) < level_rank(system.min_acr):
-            return self._stepup_required(request, target, system.min_acr)
+            return self.answers.stepup_required(request, target, system.min_acr)
 
         rest = self._rest(raw_path, system_id, request)
         if rest is None or _has_dot_segment(rest):
-            return self._fail(request, 400, "invalid_request", "地址无效",
+            return self.answers.fail(request, 400, "invalid_request", "地址无效",
                               "请求的地址格式不正确。")
         declared = request.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                return self._fail(request, 400, "invalid_request", "请求无效",
+                return self.answers.fail(request, 400, "invalid_request", "请求无效",
                                   "请求的长度声明不正确。")
             if int(declared) > self.max_body:
-                return self._too_large(request)
+                return self.answers.too_large(request)
         has_body = (declared is not None and int(declared) > 0) \
             or "transfer-encoding" in request.headers
         body = _Body(request, self.max_body) if has_body else None
@@ -236,7 +220,7 @@ class Proxy:
                        connector: PresentsIdentity, identity: Identity, rest: str, query: str,
                        headers: Headers, body: _Body | None) -> Response:
         method = request.method.upper()
-        timeout = self.timeouts.get(system.id, self.default_timeout)
+        timeout = system.timeout
         last: UpstreamError = UpstreamConnectError("no instance")
         instance = ""
         for attempt, instance in enumerate(self._order(system)):
@@ -257,12 +241,12 @@ class Proxy:
                 continue
             except UpstreamError as exc:
                 if body is not None and body.too_large:
-                    return self._too_large(request)
+                    return self.answers.too_large(request)
                 if isinstance(exc, UpstreamTimeout):
-                    return self._upstream_error(request, 504, system, instance, exc)
-                return self._upstream_error(request, 502, system, instance, exc)
+                    return self.answers.upstream_error(request, 504, system, instance, exc)
+                return self.answers.upstream_error(request, 502, system, instance, exc)
             except _TooLarge:  # the client library let the body's own error through
-                return self._too_large(request)
+                return self.answers.too_large(request)
             self.health.record_success(system.id, instance)
             small = _small_length(resp.headers)
             if small is not None:
@@ -270,12 +254,12 @@ class Proxy:
                     content = b"".join([chunk async for chunk in resp.body])
                 except UpstreamError as exc:
                     status = 504 if isinstance(exc, UpstreamTimeout) else 502
-                    return self._upstream_error(request, status, system, instance, exc)
+                    return self.answers.upstream_error(request, status, system, instance, exc)
                 finally:
                     await resp.close()
                 return self._answer(resp, system, instance, content)
             return self._relay(resp, system, instance)
-        return self._upstream_error(request, 502, system, instance, last)
+        return self.answers.upstream_error(request, 502, system, instance, last)
 
     def _order(self, system: SystemConfig) -> list[str]:
         """Instances to try: the chosen one first, then the other healthy ones in turn.
@@ -293,7 +277,7 @@ class Proxy:
         pairs = strip_client_identity(pairs)
         pairs = without_cookies(pairs, self.cookie_names)
         client = request.client.host if request.client else None
-        return forwarded_headers(pairs, client=client, proto=request.url.scheme,
+        return forwarded_headers(pairs, client=client, proto=str(request.scope["scheme"]),
                                  host=request.headers.get("host", ""),
                                  prefix=f"/s/{system_id}")
 
@@ -357,66 +341,3 @@ class Proxy:
             return raw_path[at + len(marker):]
         sub = request.path_params.get("path")
         return quote(str(sub)) if sub is not None else None
-
-    # -- answers that do not come from the upstream ----------------------------------------
-
-    def _login_required(self, request: Request, target: str) -> Response:
-        if is_navigation(request):
-            if request.method in ("GET", "HEAD"):
-                return RedirectResponse(f"{self.login_path}?{urlencode({'next': target})}",
-                                        status_code=303, headers=_NO_STORE)
-            return self.pages.error(PageError("需要登录", "登录状态已失效，请重新打开页面并登录。",
-                                              status=401))
-        return JSONResponse(
-            {"error": "login_required",
-             "error_description": "A gateway session is required; log in at "
-                                  f"{self.login_path} first."},
-            status_code=401,
-            headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
-
-    def _stepup_required(self, request: Request, target: str, acr: str) -> Response:
-        if is_navigation(request):
-            if request.method in ("GET", "HEAD"):
-                return RedirectResponse(f"{self.stepup_path}?{urlencode({'next': target})}",
-                                        status_code=303, headers=_NO_STORE)
-            return self.pages.error(PageError(
-                "需要更高级别的身份认证", "该业务需要更高级别的身份认证，请重新打开页面完成认证。",
-                status=403))
-        return JSONResponse(
-            {"error": "insufficient_user_authentication",
-             "error_description": f"This system requires assurance level {acr} or higher.",
-             "acr_values": acr},
-            status_code=403,
-            headers={**_NO_STORE, "WWW-Authenticate":
-                     f'Session realm="roam", error="insufficient_user_authentication", '
-                     f'acr_values="{acr}"'})
-
-    def _too_large(self, request: Request) -> Response:
-        mib = self.max_body / MiB
-        return self._fail(request, 413, "payload_too_large", "提交的内容过大",
-                          f"提交的内容超过了 {mib:g} MB 的上限。")
-
-    def _upstream_error(self, request: Request, status: int, system: SystemConfig,
-                        instance: str, exc: UpstreamError) -> Response:
-        if status == 504:
-            page = PageError("业务系统响应超时", f"{system.name}暂时没有响应，请稍后再试。",
-                             status=504)
-            code = "gateway_timeout"
-        else:
-            page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
-                             status=502)
-            code = "bad_gateway"
-        log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
-                    system.id, instance, type(exc).__name__, exc)
-        if is_navigation(request):
-            return self.pages.error(page)
-        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
-                            headers=_NO_STORE)
-
-    def _fail(self, request: Request, status: int, code: str, title: str,
-              detail: str) -> Response:
-        page = PageError(title, detail, status=status)
-        if is_navigation(request):
-            return self.pages.error(page)
-        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
-                            headers=_NO_STORE)

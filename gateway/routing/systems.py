@@ -91,6 +91,7 @@ class SystemConfig(_Strict):
     claims: tuple[str, ...] = ()  # claims released to it
     privileged: bool = False  # may see unmasked ID and phone numbers
     client_id: str | None = None  # connector "oidc": the registered RP it is
+    timeout: float = Field(default=30.0, gt=0, le=600)  # proxy: connect and each read
 
     @field_validator("instances")
     @classmethod

@@ -61,6 +61,7 @@ class AiohttpUpstream:
     def __init__(self, session: aiohttp.ClientSession, *, chunk_size: int = CHUNK) -> None:
         self.session = session
         self.chunk_size = chunk_size
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per system timeout
 
     async def send(self, method: str, url: str, headers: Headers,
                    body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse:
@@ -69,7 +70,7 @@ class AiohttpUpstream:
                 method, URL(url, encoded=True), headers=headers, data=body,
                 allow_redirects=False, auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=None, connect=wait, sock_read=wait))
+                timeout=self._timeout(wait))
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise UpstreamConnectError(str(exc) or type(exc).__name__) from exc
         except TimeoutError as exc:
@@ -91,3 +92,10 @@ class AiohttpUpstream:
 
         headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
         return UpstreamResponse(resp.status, headers_out, chunks(), close)
+
+    def _timeout(self, wait: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(wait)
+        if timeout is None:
+            timeout = self._timeouts[wait] = aiohttp.ClientTimeout(
+                total=None, connect=wait, sock_read=wait)
+        return timeout

@@ -20,13 +20,14 @@ from starlette.routing import Route
 from connectors.signed_header import SignedHeader, verify
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
+from gateway.routing.answers import MiB
 from gateway.routing.forwarding import (
     forwarded_headers,
     without_cookies,
     without_hop_by_hop,
     without_set_cookies,
 )
-from gateway.routing.proxy import MiB, PassiveHealth, Proxy
+from gateway.routing.proxy import PassiveHealth, Proxy
 from gateway.routing.resolve import RoundRobin
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
@@ -97,11 +98,12 @@ def big_digest() -> str:
 
 # -- the gateway under test ---------------------------------------------------------------
 
-def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1") -> SystemConfig:
+def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1",
+           timeout: float = 30.0) -> SystemConfig:
     return SystemConfig.model_validate({
         "id": sid, "name": f"测试系统 {sid}", "region": "430100", "level": "prefecture",
         "instances": list(instances), "connector": "signed-header", "items": [ITEM],
-        "min_acr": min_acr, "claims": ["name"],
+        "min_acr": min_acr, "claims": ["name"], "timeout": timeout,
     })
 
 
@@ -149,7 +151,7 @@ def gateway(upstreams: tuple[str, str, str]) -> Iterator[str]:
         system("spread", [a, b]),
         system("failover", [dead, b]),
         system("dead", [dead]),
-        system("slow", [a]),
+        system("slow", [a], timeout=0.5),
         system("strict", [a], min_acr="L3"),
     ], [ServiceItem(code=ITEM, name="住房公积金提取")])
     round_robin = RoundRobin()
@@ -159,7 +161,7 @@ def gateway(upstreams: tuple[str, str, str]) -> Iterator[str]:
             return instances[0]  # always the dead one first
         return round_robin(system_id, instances)
 
-    app = gateway_app(systems, max_body=6 * MiB, timeouts={"slow": 0.5}, choose=choose)
+    app = gateway_app(systems, max_body=6 * MiB, choose=choose)
     with serve(app) as url:
         yield url
 

@@ -106,6 +106,7 @@ connector = "oidc"
 items = ["A-1"]
 min_acr = "L9"
 colour = "red"
+timeout = 0
 
 [[system]]
 id = "old-code"
@@ -151,6 +152,7 @@ def test_all_problems_at_once_with_file_and_key(
         "system[3].instances:",  # plain http off loopback, ftp
         "system[3].min_acr:",
         "system[3].colour:",
+        "system[3].timeout:",
         "system[4].region: 432121 (湘潭县) is a historical code",
         "system[4].client_id: only for connector 'oidc'",
         "system[5].items.0: 'A-1' at 430000 is already handled by 'good'",

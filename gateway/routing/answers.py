@@ -1,0 +1,103 @@
+"""The proxy's own answers, for what never reached an upstream or failed there.
+
+A person gets a page (or a redirect to log in or step up); a program gets JSON with a
+reference id, never a redirect. Which one is decided by :func:`is_navigation`.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from gateway.errors import PageError
+from gateway.pages import Pages
+from gateway.routing.systems import SystemConfig
+from gateway.routing.upstream import UpstreamError
+
+log = logging.getLogger("roam.proxy")
+
+MiB = 1024 * 1024
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def is_navigation(request: Request) -> bool:
+    """A top-level browser navigation (a person will see the answer), not XHR/fetch."""
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode.lower() == "navigate"
+    if request.headers.get("x-requested-with"):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+class ProxyAnswers:
+    def __init__(self, *, pages: Pages, login_path: str, stepup_path: str,
+                 max_body: int) -> None:
+        self.pages = pages
+        self.login_path = login_path
+        self.stepup_path = stepup_path
+        self.max_body = max_body
+
+    def login_required(self, request: Request, target: str) -> Response:
+        if is_navigation(request):
+            if request.method in ("GET", "HEAD"):
+                return RedirectResponse(f"{self.login_path}?{urlencode({'next': target})}",
+                                        status_code=303, headers=_NO_STORE)
+            return self.pages.error(PageError("需要登录", "登录状态已失效，请重新打开页面并登录。",
+                                              status=401))
+        return JSONResponse(
+            {"error": "login_required",
+             "error_description": "A gateway session is required; log in at "
+                                  f"{self.login_path} first."},
+            status_code=401,
+            headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
+
+    def stepup_required(self, request: Request, target: str, acr: str) -> Response:
+        if is_navigation(request):
+            if request.method in ("GET", "HEAD"):
+                return RedirectResponse(f"{self.stepup_path}?{urlencode({'next': target})}",
+                                        status_code=303, headers=_NO_STORE)
+            return self.pages.error(PageError(
+                "需要更高级别的身份认证", "该业务需要更高级别的身份认证，请重新打开页面完成认证。",
+                status=403))
+        return JSONResponse(
+            {"error": "insufficient_user_authentication",
+             "error_description": f"This system requires assurance level {acr} or higher.",
+             "acr_values": acr},
+            status_code=403,
+            headers={**_NO_STORE, "WWW-Authenticate":
+                     f'Session realm="roam", error="insufficient_user_authentication", '
+                     f'acr_values="{acr}"'})
+
+    def too_large(self, request: Request) -> Response:
+        mib = self.max_body / MiB
+        return self.fail(request, 413, "payload_too_large", "提交的内容过大",
+                          f"提交的内容超过了 {mib:g} MB 的上限。")
+
+    def upstream_error(self, request: Request, status: int, system: SystemConfig,
+                        instance: str, exc: UpstreamError) -> Response:
+        if status == 504:
+            page = PageError("业务系统响应超时", f"{system.name}暂时没有响应，请稍后再试。",
+                             status=504)
+            code = "gateway_timeout"
+        else:
+            page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
+                             status=502)
+            code = "bad_gateway"
+        log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
+                    system.id, instance, type(exc).__name__, exc)
+        if is_navigation(request):
+            return self.pages.error(page)
+        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
+                            headers=_NO_STORE)
+
+    def fail(self, request: Request, status: int, code: str, title: str,
+              detail: str) -> Response:
+        page = PageError(title, detail, status=status)
+        if is_navigation(request):
+            return self.pages.error(page)
+        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
+                            headers=_NO_STORE)
