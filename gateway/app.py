@@ -6,10 +6,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -45,6 +47,7 @@ from gateway.pages import Pages
 from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
 from gateway.routing.health import PassiveHealth
+from gateway.routing.hosts import HostRouter
 from gateway.routing.proxy import Proxy
 from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
@@ -77,7 +80,9 @@ def load_routing(config: Config, regions: RegionDirectory | None = None, *,
         return Resolver(Systems((), ()), regions, health=health)
     systems, problems = load_systems(
         config.path(config.settings.routing.systems_file), regions=regions,
-        validate_connector=_check_connector, client_ids={c.client_id for c in config.clients})
+        validate_connector=_check_connector, client_ids={c.client_id for c in config.clients},
+        cookie_domain=config.settings.session.cookie_domain,
+        gateway_host=urlsplit(config.issuer).hostname)
     if problems:
         raise ConfigError(problems)
     return Resolver(systems, regions, health=health)
@@ -143,7 +148,7 @@ def create_app(
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
                            backchannel=backchannel, background=background)
     authorizer = Authorizer(server=server, clients=clients, sessions=sessions, store=store,
-                            issuer=issuer)
+                            issuer=issuer, system_hosts=frozenset(resolver.systems.by_host()))
     login = LoginPages(source=source, authorizer=authorizer, sessions=sessions, logout=logout,
                        pages=pages, csrf=csrf)
     factors = simulated_factors(store) if settings.login.simulated_step_up else []
@@ -162,7 +167,7 @@ def create_app(
     proxy = Proxy(systems=resolver.systems, http=None, health=health, sessions=sessions,
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
-                  cookie_names={CSRF_COOKIE}, pages=pages)
+                  cookie_names={CSRF_COOKIE}, pages=pages, issuer=issuer)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
@@ -256,6 +261,7 @@ def create_app(
 
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(HostRouter, hosts=resolver.systems.by_host())],
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

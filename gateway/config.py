@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -52,6 +59,15 @@ def is_loopback_http(url: str) -> bool:
         return False
 
 
+HOST_NAME = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
+"""A lower-case DNS host name with at least two labels (no port, no IP address)."""
+
+
+def within_domain(host: str, domain: str) -> bool:
+    """Whether a cookie for ``domain`` is sent to ``host`` (RFC 6265 §5.1.3)."""
+    return host == domain or host.endswith("." + domain)
+
+
 def _check_url(value: str, *, allow_fragment: bool = False) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -81,6 +97,8 @@ class GatewaySection(_Strict):
 
 class SessionSection(_Strict):
     cookie_name: str = Field(default="roam_session", pattern=r"^[A-Za-z0-9_\-]+$")
+    # Shared with systems served on host names of their own ([[system]] hosts).
+    cookie_domain: str | None = Field(default=None, pattern=HOST_NAME, max_length=253)
     idle_timeout: int = Field(default=1800, ge=60)
     absolute_timeout: int = Field(default=28800, ge=60)
 
@@ -132,6 +150,15 @@ class Settings(_Strict):
     login: LoginSection = LoginSection()
     outbound: OutboundSection = OutboundSection()
     routing: RoutingSection = RoutingSection()
+
+    @model_validator(mode="after")
+    def _cookie_domain_covers_the_issuer(self) -> Settings:
+        domain = self.session.cookie_domain
+        host = urlsplit(self.gateway.issuer).hostname or ""
+        if domain is not None and not within_domain(host, domain):
+            raise ValueError(f"session.cookie_domain {domain!r} does not cover the issuer's "
+                             f"host {host!r}: the session cookie would never come back")
+        return self
 
 
 class ClientConfig(_Strict):

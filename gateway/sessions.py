@@ -179,6 +179,7 @@ class SessionManager:
             f"{session.sid}.{secret}",
             max_age=self.settings.absolute_timeout,
             path="/",
+            domain=self.settings.cookie_domain,
             httponly=True,
             samesite="lax",
             secure=self.secure_cookie,
@@ -219,5 +220,5 @@ class SessionManager:
         await self.store.revoke_by_grant(session_group(sid))
 
     def clear_cookie(self, response: Response) -> None:
-        response.delete_cookie(self.cookie_name, path="/", httponly=True, samesite="lax",
-                               secure=self.secure_cookie)
+        response.delete_cookie(self.cookie_name, path="/", domain=self.settings.cookie_domain,
+                               httponly=True, samesite="lax", secure=self.secure_cookie)

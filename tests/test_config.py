@@ -148,3 +148,20 @@ def test_production_issuer_needs_a_key_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert any("gateway.key_dir" in p for p in caught.value.problems)
+
+
+def test_the_cookie_domain_must_cover_the_issuer(tmp_path: Path) -> None:
+    main = ('[gateway]\nissuer = "https://sso.hunan.example"\nkey_dir = "keys"\n'
+            '[session]\ncookie_domain = "{domain}"\n')
+    (tmp_path / "keys").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main.format(domain="other.example"), GOOD_CLIENT), env={})
+    assert any("does not cover the issuer's host 'sso.hunan.example'" in p
+               for p in caught.value.problems), caught.value.problems
+    for bad in ("Hunan.Example", ".hunan.example", "localhost"):
+        with pytest.raises(ConfigError) as refused:
+            load_config(write(tmp_path, main.format(domain=bad), GOOD_CLIENT), env={})
+        assert any("session.cookie_domain" in p for p in refused.value.problems)
+    config = load_config(write(tmp_path, main.format(domain="hunan.example"), GOOD_CLIENT),
+                         env={})
+    assert config.settings.session.cookie_domain == "hunan.example"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredError
@@ -62,6 +63,22 @@ def local_path(value: str | None) -> str | None:
     return value
 
 
+def system_url(value: str | None, *, issuer: str, hosts: frozenset[str]) -> str | None:
+    """``value`` if it is an absolute URL on a host the gateway serves a system on (host
+    routing: ``systems.toml`` ``hosts``), same scheme and port as the issuer; else None."""
+    if not value or not hosts or any(ord(c) < 32 for c in value) or "\\" in value:
+        return None
+    try:
+        parts, gateway = urlsplit(value), urlsplit(issuer)
+        port, gateway_port = parts.port, gateway.port
+    except ValueError:
+        return None
+    if (parts.scheme != gateway.scheme or parts.hostname not in hosts or parts.username
+            or parts.password or port not in (None, gateway_port)):
+        return None
+    return value
+
+
 def requested_level(pairs: Sequence[tuple[str, str]]) -> int:
     """The lowest level named in ``acr_values`` (any of them is acceptable), 0 if none."""
     values = [v for k, v in pairs if k == "acr_values" for v in v.split()]
@@ -85,12 +102,20 @@ class Authorizer:
         sessions: SessionManager,
         store: Store,
         issuer: str,
+        system_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.server = server
         self.clients = clients
         self.sessions = sessions
         self.store = store
         self.issuer = issuer
+        self.system_hosts = system_hosts
+
+    def return_target(self, value: str | None) -> str | None:
+        """Where a parked deep link may send the person back to: a path on the gateway, or
+        a page of a system served on its own host name. Anything else: None."""
+        return local_path(value) or system_url(value, issuer=self.issuer,
+                                               hosts=self.system_hosts)
 
     async def authorize(self, request: Request) -> Response:
         return await self._process(request, await request_params(request), pending=None)
@@ -109,12 +134,12 @@ class Authorizer:
             )
         pairs = [(str(k), str(v)) for k, v in data["pairs"]]
         return Pending(id=pending_id, pairs=pairs, created=int(data["created"]),
-                       next=local_path(data.get("next")))
+                       next=self.return_target(data.get("next")))
 
     async def park_next(self, next_path: str,
                         pairs: Sequence[tuple[str, str]] = ()) -> str:
         """Park a deep link (not an OIDC request) for the login page to return to."""
-        path = local_path(next_path)
+        path = self.return_target(next_path)
         if path is None:
             raise PageError("跳转地址无效", "登录后要返回的地址不是本平台的页面。")
         pending_id = new_id(24)

@@ -41,25 +41,30 @@ class ProxyAnswers:
         self.stepup_path = stepup_path
         self.max_body = max_body
 
-    def login_required(self, request: Request, target: str) -> Response:
+    def login_required(self, request: Request, target: str, *, gateway: str = "") -> Response:
+        """``gateway``: the issuer URL when the request came on a system's own host (the
+        login page is not there)."""
         if is_navigation(request):
             if request.method in ("GET", "HEAD"):
-                return RedirectResponse(f"{self.login_path}?{urlencode({'next': target})}",
-                                        status_code=303, headers=_NO_STORE)
+                return RedirectResponse(
+                    f"{gateway}{self.login_path}?{urlencode({'next': target})}",
+                    status_code=303, headers=_NO_STORE)
             return self.pages.error(PageError("需要登录", "登录状态已失效，请重新打开页面并登录。",
                                               status=401))
         return JSONResponse(
             {"error": "login_required",
              "error_description": "A gateway session is required; log in at "
-                                  f"{self.login_path} first."},
+                                  f"{gateway}{self.login_path} first."},
             status_code=401,
             headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
 
-    def stepup_required(self, request: Request, target: str, acr: str) -> Response:
+    def stepup_required(self, request: Request, target: str, acr: str, *,
+                        gateway: str = "") -> Response:
         if is_navigation(request):
             if request.method in ("GET", "HEAD"):
-                return RedirectResponse(f"{self.stepup_path}?{urlencode({'next': target})}",
-                                        status_code=303, headers=_NO_STORE)
+                return RedirectResponse(
+                    f"{gateway}{self.stepup_path}?{urlencode({'next': target})}",
+                    status_code=303, headers=_NO_STORE)
             return self.pages.error(PageError(
                 "需要更高级别的身份认证", "该业务需要更高级别的身份认证，请重新打开页面完成认证。",
                 status=403))

@@ -100,5 +100,6 @@ def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None,
     out.append(("X-Forwarded-Proto", proto))
     if host:
         out.append(("X-Forwarded-Host", host))
-    out.append(("X-Forwarded-Prefix", prefix))
+    if prefix:  # empty for a system on its own host: nothing to strip
+        out.append(("X-Forwarded-Prefix", prefix))
     return out

@@ -53,6 +53,7 @@ from gateway.routing.forwarding import (
     without_set_cookies,
 )
 from gateway.routing.health import PassiveHealth
+from gateway.routing.hosts import HOST_ROUTED
 from gateway.routing.resolve import Chooser, RoundRobin
 from gateway.routing.systems import SystemConfig, Systems, route_of
 from gateway.routing.upstream import (
@@ -148,6 +149,7 @@ class Proxy:
         choose: Chooser | None = None,
         login_path: str = "/login",
         stepup_path: str = "/stepup",
+        issuer: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.systems = systems
@@ -162,6 +164,8 @@ class Proxy:
         self.answers = ProxyAnswers(pages=pages or Pages(), login_path=login_path,
                                     stepup_path=stepup_path, max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
+        self.issuer = issuer  # host-routed systems are sent to its login
+        self.public_scheme = urlsplit(issuer).scheme or "https"
         self.clock = clock
 
     def attach(self, http: aiohttp.ClientSession | Upstream) -> None:
@@ -187,14 +191,21 @@ class Proxy:
                               "您访问的业务系统不存在或未通过统一身份认证网关接入。")
         raw_path = self._raw_path(request)
         query = request.scope.get("query_string", b"").decode("latin-1")
-        target = raw_path + (f"?{query}" if query else "")
+        host = request.scope.get(HOST_ROUTED)
+        prefix = "" if host else f"/s/{system_id}"  # how the client sees the system's root
+        shown = raw_path.removeprefix(f"/s/{system_id}") if host else raw_path
+        target = shown + (f"?{query}" if query else "")
+        gateway = ""
+        if host:  # back to the system's own host after login, via the gateway's host
+            target, gateway = f"{self.public_scheme}://{host}{target}", self.issuer
 
         session = await self.sessions.load(request)
         if session is None:
-            return self.answers.login_required(request, target)
+            return self.answers.login_required(request, target, gateway=gateway)
         identity = session.identity
         if level_rank(identity.acr) < level_rank(system.min_acr):
-            return self.answers.stepup_required(request, target, system.min_acr)
+            return self.answers.stepup_required(request, target, system.min_acr,
+                                                gateway=gateway)
 
         rest = self._rest(raw_path, system_id, request)
         if rest is None or _has_dot_segment(rest):
@@ -210,15 +221,15 @@ class Proxy:
         has_body = (declared is not None and int(declared) > 0) \
             or "transfer-encoding" in request.headers
         body = _Body(request, self.max_body) if has_body else None
-        headers = self._request_headers(request, system_id)
+        headers = self._request_headers(request, prefix)
         return await self._forward(request, system, connector, identity, rest, query,
-                                   headers, body)
+                                   headers, body, prefix)
 
     # -- forwarding -----------------------------------------------------------------------
 
     async def _forward(self, request: Request, system: SystemConfig,
                        connector: PresentsIdentity, identity: Identity, rest: str, query: str,
-                       headers: Headers, body: _Body | None) -> Response:
+                       headers: Headers, body: _Body | None, prefix: str) -> Response:
         method = request.method.upper()
         timeout = system.timeout
         last: UpstreamError = UpstreamConnectError("no instance")
@@ -257,8 +268,8 @@ class Proxy:
                     return self.answers.upstream_error(request, status, system, instance, exc)
                 finally:
                     await resp.close()
-                return self._answer(resp, system, instance, content)
-            return self._relay(resp, system, instance)
+                return self._answer(resp, instance, prefix, content)
+            return self._relay(resp, system, instance, prefix)
         return self.answers.upstream_error(request, 502, system, instance, last)
 
     def _order(self, system: SystemConfig) -> list[str]:
@@ -270,7 +281,7 @@ class Proxy:
         first = pool.index(self.choose(system.id, pool))
         return pool[first:] + pool[:first]
 
-    def _request_headers(self, request: Request, system_id: str) -> Headers:
+    def _request_headers(self, request: Request, prefix: str) -> Headers:
         pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         pairs = [(k, v) for k, v in without_hop_by_hop(pairs)
                  if k.lower() not in _DROPPED_REQUEST]
@@ -279,13 +290,12 @@ class Proxy:
         client = request.client.host if request.client else None
         return forwarded_headers(pairs, client=client, proto=str(request.scope["scheme"]),
                                  host=request.headers.get("host", ""),
-                                 prefix=f"/s/{system_id}")
+                                 prefix=prefix)
 
-    def _response_headers(self, resp: UpstreamResponse, system: SystemConfig,
-                          instance: str) -> Headers:
+    def _response_headers(self, resp: UpstreamResponse, instance: str,
+                          prefix: str) -> Headers:
         headers = without_set_cookies(without_hop_by_hop(resp.headers), self.cookie_names)
         base = instance.rstrip("/")
-        prefix = f"/s/{system.id}"
         rewritten: Headers = []
         for name, value in headers:
             if name.lower() == "location" and (value == base or value.startswith(base + "/")):
@@ -293,18 +303,18 @@ class Proxy:
             rewritten.append((name, value))
         return rewritten
 
-    def _answer(self, resp: UpstreamResponse, system: SystemConfig, instance: str,
+    def _answer(self, resp: UpstreamResponse, instance: str, prefix: str,
                 content: bytes) -> Response:
         """A small body, read whole: one send instead of streaming's head/body/end (measured:
         Starlette's streaming machinery was ~17 % of the proxy's CPU on 1 KiB answers)."""
         response = Response(content, status_code=resp.status)
         response.raw_headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
-                                for n, v in self._response_headers(resp, system, instance)]
+                                for n, v in self._response_headers(resp, instance, prefix)]
         return response
 
-    def _relay(self, resp: UpstreamResponse, system: SystemConfig,
-               instance: str) -> StreamingResponse:
-        rewritten = self._response_headers(resp, system, instance)
+    def _relay(self, resp: UpstreamResponse, system: SystemConfig, instance: str,
+               prefix: str) -> StreamingResponse:
+        rewritten = self._response_headers(resp, instance, prefix)
 
         async def stream() -> AsyncIterator[bytes]:
             try:

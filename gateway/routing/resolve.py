@@ -250,7 +250,8 @@ def routing_table(systems: Systems, regions: RegionDirectory) -> str:
         at = regions.get(system.region)
         lines.append(f"  {system.id.ljust(width)}  {system.region} "
                      f"{at.name if at else '?'}  {system.connector}  {system.min_acr}  "
-                     f"{system.name}  [{', '.join(system.instances)}]")
+                     f"{system.name}  [{', '.join(system.instances)}]"
+                     + (f"  hosts: {', '.join(system.hosts)}" if system.hosts else ""))
     divisions = [*regions.prefectures(), *regions.counties()]
     for item in systems.items():
         fallback: dict[str, int] = {}

@@ -26,6 +26,7 @@ registry owns their schemas), so this module imports no connector.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.base import Route
-from gateway.config import KNOWN_CLAIMS, is_loopback_http, read_toml
+from gateway.config import HOST_NAME, KNOWN_CLAIMS, is_loopback_http, read_toml, within_domain
 from gateway.regions import Level, RegionDirectory
 
 __all__ = [
@@ -92,6 +93,7 @@ class SystemConfig(_Strict):
     privileged: bool = False  # may see unmasked ID and phone numbers
     client_id: str | None = None  # connector "oidc": the registered RP it is
     timeout: float = Field(default=30.0, gt=0, le=600)  # proxy: connect and each read
+    hosts: tuple[str, ...] = ()  # host names the gateway serves this system on
 
     @field_validator("instances")
     @classmethod
@@ -100,6 +102,16 @@ class SystemConfig(_Strict):
             _check_instance(url)
         if len(set(value)) != len(value):
             raise ValueError("an instance is listed twice")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if len(host) > 253 or not re.match(HOST_NAME, host):
+                raise ValueError(f"{host!r} is not a lower-case DNS host name (no port)")
+        if len(set(value)) != len(value):
+            raise ValueError("a host is listed twice")
         return value
 
     @field_validator("items")
@@ -124,6 +136,9 @@ class SystemConfig(_Strict):
             problems.append(("client_id", "required for connector 'oidc' (the RP it is)"))
         if self.connector != "oidc" and self.client_id is not None:
             problems.append(("client_id", f"only for connector 'oidc', not {self.connector!r}"))
+        if self.connector == "oidc" and self.hosts:
+            problems.append(("hosts", "only for proxied systems; an 'oidc' system is an RP "
+                                      "on its own host"))
         return problems
 
 
@@ -136,6 +151,12 @@ class Systems:
             if system.id in self._by_id:
                 raise ValueError(f"system {system.id!r} appears twice")
             self._by_id[system.id] = system
+        self._by_host: dict[str, SystemConfig] = {}
+        for system in self._by_id.values():
+            for host in system.hosts:
+                if host in self._by_host:
+                    raise ValueError(f"host {host!r} is served for two systems")
+                self._by_host[host] = system
         self._items = {item.code: item for item in items}
         self._handling: dict[str, list[SystemConfig]] = {code: [] for code in self._items}
         for system in self._by_id.values():
@@ -152,6 +173,10 @@ class Systems:
 
     def get(self, system_id: str) -> SystemConfig | None:
         return self._by_id.get(system_id)
+
+    def by_host(self) -> dict[str, str]:
+        """Host name → id of the system served on it."""
+        return {host: system.id for host, system in self._by_host.items()}
 
     def item(self, code: str) -> ServiceItem | None:
         """The catalogue entry for ``code``; None if the catalogue has no such item."""
@@ -194,6 +219,8 @@ def load_systems(
     regions: RegionDirectory,
     validate_connector: ConnectorValidator | None = None,
     client_ids: Collection[str] | None = None,
+    cookie_domain: str | None = None,
+    gateway_host: str | None = None,
 ) -> tuple[Systems, list[str]]:
     """Read a systems file; return the registry of the valid systems and every problem.
 
@@ -202,6 +229,9 @@ def load_systems(
     given, are the registered RPs an ``oidc`` system's ``client_id`` must be one of. The
     caller decides what problems mean (``roam routes check`` and the app raise
     ``ConfigError``); the registry returned never holds an invalid system.
+
+    A system's ``hosts`` must lie within ``cookie_domain`` (``[session] cookie_domain``:
+    the session cookie must reach them) and must not be ``gateway_host`` itself.
     """
     problems: list[str] = []
     data = read_toml(path, problems)
@@ -224,6 +254,7 @@ def load_systems(
     systems: list[SystemConfig] = []
     first_index: dict[str, int] = {}
     claimed: dict[tuple[str, str], str] = {}  # (region, item) -> system id
+    host_owner: dict[str, str] = {}  # host -> system id
     for index, raw in enumerate(_tables(path, data, "system", problems)):
         where = f"system[{index}]"
         try:
@@ -254,6 +285,8 @@ def load_systems(
                 found.append(f"{path}: {where}.items.{i}: {code!r} at {system.region} is "
                              f"already handled by {other!r}; one system per item and region "
                              "(list more instances for redundancy)")
+        found.extend(_host_problems(system, f"{path}: {where}.hosts", host_owner,
+                                    cookie_domain, gateway_host))
         if client_ids is not None and system.client_id is not None \
                 and system.client_id not in client_ids:
             found.append(f"{path}: {where}.client_id: {system.client_id!r} is not a "
@@ -270,5 +303,23 @@ def load_systems(
             continue
         for code in system.items:
             claimed[(system.region, code)] = system.id
+        host_owner.update(dict.fromkeys(system.hosts, system.id))
         systems.append(system)
     return Systems(systems, items.values()), problems
+
+
+def _host_problems(system: SystemConfig, where: str, taken: Mapping[str, str],
+                   cookie_domain: str | None, gateway_host: str | None) -> list[str]:
+    problems = []
+    for host in system.hosts:
+        if host in taken:
+            problems.append(f"{where}: {host!r} is already served for {taken[host]!r}")
+        if host == gateway_host:
+            problems.append(f"{where}: {host!r} is the gateway's own host")
+        if cookie_domain is None:
+            problems.append(f"{where}: {host!r} needs [session] cookie_domain to cover it "
+                            "(the session cookie must reach the system's host)")
+        elif not within_domain(host, cookie_domain):
+            problems.append(f"{where}: {host!r} is not within [session] cookie_domain "
+                            f"{cookie_domain!r}")
+    return problems

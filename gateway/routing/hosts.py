@@ -1,0 +1,55 @@
+"""Host-based routing: a system served on a host name of its own.
+
+A request whose ``Host`` is one of a system's ``hosts`` (``systems.toml``) goes to that
+system's proxy route whatever its path — ``https://gjj.sso.example/a/b`` is handled as
+``/s/<system>/a/b`` — so none of the gateway's own endpoints answer on a system's host.
+The original host travels in the scope (``HOST_ROUTED``) so the proxy can answer in that
+host's terms: no ``/s/<system>`` prefix in ``Location`` headers, absolute URLs back to the
+page after login.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+HOST_ROUTED = "roam.host"
+"""Scope key: the ``Host`` header (port included) a host-routed request came with."""
+
+
+def host_name(host_header: str) -> str:
+    """``Host`` without its port, lower case (``[::1]:8000`` → ``[::1]``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+class HostRouter:
+    """Pure ASGI middleware; does nothing unless some system has ``hosts``."""
+
+    def __init__(self, app: ASGIApp, *, hosts: Mapping[str, str]) -> None:
+        self.app = app
+        self.hosts = dict(hosts)  # host name -> system id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.hosts:
+            host = _host_header(scope)
+            system = self.hosts.get(host_name(host))
+            if system is not None:
+                scope = dict(scope)
+                prefix = f"/s/{system}"
+                scope["path"] = prefix + scope["path"]
+                raw = scope.get("raw_path")
+                if isinstance(raw, bytes):
+                    scope["raw_path"] = prefix.encode() + raw
+                scope[HOST_ROUTED] = host
+        await self.app(scope, receive, send)
+
+
+def _host_header(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    return ""
