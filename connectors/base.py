@@ -160,7 +160,7 @@ def drop_headers(headers: list[tuple[str, str]], *, prefix: str = "",
     return [
         (name, value)
         for name, value in headers
-        if not ((prefix and name.lower().startswith(prefix)) or name.lower() in names)
+        if not ((lower := name.lower()) in names or (prefix and lower.startswith(prefix)))
     ]
 
 

@@ -40,15 +40,14 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from connectors.base import Outgoing, PresentsIdentity, strip_client_identity
+from connectors.base import Outgoing, PresentsIdentity, Route
 from gateway.errors import new_reference
 from gateway.identity import Identity, level_rank
 from gateway.pages import Pages
 from gateway.routing.answers import MiB, ProxyAnswers
 from gateway.routing.forwarding import (
     Headers,
-    forwarded_headers,
-    without_cookies,
+    upstream_request_headers,
     without_hop_by_hop,
     without_set_cookies,
 )
@@ -82,7 +81,6 @@ __all__ = [
 log = logging.getLogger("roam.proxy")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_DROPPED_REQUEST = frozenset({"host", "expect"})
 
 
 # -- the proxy -----------------------------------------------------------------------------
@@ -165,6 +163,7 @@ class Proxy:
                                     stepup_path=stepup_path, max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
         self.issuer = issuer  # host-routed systems are sent to its login
+        self._targets: dict[tuple[str, str], tuple[Route, str, str]] = {}
         self.public_scheme = urlsplit(issuer).scheme or "https"
         self.clock = clock
 
@@ -237,11 +236,11 @@ class Proxy:
         for attempt, instance in enumerate(self._order(system)):
             if attempt and (method not in IDEMPOTENT or (body is not None and body.started)):
                 break
-            base = instance.rstrip("/")
-            path = urlsplit(base).path + "/" + rest + (f"?{query}" if query else "")
-            outgoing = Outgoing(method=method, path=path, headers=list(headers))
-            connector.present(identity, outgoing, route_of(system, instance), now=self.clock())
-            url = base + "/" + rest + (f"?{query}" if query else "")
+            route, base, base_path = self._target(system, instance)
+            tail = "/" + rest + (f"?{query}" if query else "")
+            outgoing = Outgoing(method=method, path=base_path + tail, headers=list(headers))
+            connector.present(identity, outgoing, route, now=self.clock())
+            url = base + tail
             try:
                 resp = await self.upstream.send(
                     method, url, outgoing.headers,
@@ -262,7 +261,7 @@ class Proxy:
             small = _small_length(resp.headers)
             if small is not None:
                 try:
-                    content = b"".join([chunk async for chunk in resp.body])
+                    content = await resp.read()
                 except UpstreamError as exc:
                     status = 504 if isinstance(exc, UpstreamTimeout) else 502
                     return self.answers.upstream_error(request, status, system, instance, exc)
@@ -271,6 +270,16 @@ class Proxy:
                 return self._answer(resp, instance, prefix, content)
             return self._relay(resp, system, instance, prefix)
         return self.answers.upstream_error(request, 502, system, instance, last)
+
+    def _target(self, system: SystemConfig, instance: str) -> tuple[Route, str, str]:
+        """The connector's view of an instance, its base URL and base path (made once)."""
+        key = (system.id, instance)
+        found = self._targets.get(key)
+        if found is None:
+            base = instance.rstrip("/")
+            found = self._targets[key] = (route_of(system, instance), base,
+                                          urlsplit(base).path)
+        return found
 
     def _order(self, system: SystemConfig) -> list[str]:
         """Instances to try: the chosen one first, then the other healthy ones in turn.
@@ -282,15 +291,11 @@ class Proxy:
         return pool[first:] + pool[:first]
 
     def _request_headers(self, request: Request, prefix: str) -> Headers:
-        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        pairs = [(k, v) for k, v in without_hop_by_hop(pairs)
-                 if k.lower() not in _DROPPED_REQUEST]
-        pairs = strip_client_identity(pairs)
-        pairs = without_cookies(pairs, self.cookie_names)
         client = request.client.host if request.client else None
-        return forwarded_headers(pairs, client=client, proto=str(request.scope["scheme"]),
-                                 host=request.headers.get("host", ""),
-                                 prefix=prefix)
+        return upstream_request_headers(
+            request.scope["headers"], cookie_names=self.cookie_names, client=client,
+            proto=str(request.scope["scheme"]), host=request.headers.get("host", ""),
+            prefix=prefix)
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
                           prefix: str) -> Headers:

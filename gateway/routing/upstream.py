@@ -40,6 +40,7 @@ class UpstreamResponse:
     headers: Headers
     body: AsyncIterator[bytes]  # raises UpstreamError if the upstream stalls or breaks
     close: Callable[[], Awaitable[None]]  # idempotent; releases the connection
+    read: Callable[[], Awaitable[bytes]]  # the whole body at once (small ones), same errors
 
 
 class Upstream(Protocol):
@@ -87,11 +88,19 @@ class AiohttpUpstream:
             except aiohttp.ClientError as exc:
                 raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
 
+        async def read() -> bytes:
+            try:
+                return await resp.read()
+            except TimeoutError as exc:
+                raise UpstreamTimeout("stalled while sending the body") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
+
         async def close() -> None:
             resp.release()
 
         headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-        return UpstreamResponse(resp.status, headers_out, chunks(), close)
+        return UpstreamResponse(resp.status, headers_out, chunks(), close, read)
 
     def _timeout(self, wait: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(wait)

@@ -17,12 +17,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from connectors.base import strip_client_identity
 from connectors.signed_header import SignedHeader, verify
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.routing.answers import MiB
 from gateway.routing.forwarding import (
     forwarded_headers,
+    upstream_request_headers,
     without_cookies,
     without_hop_by_hop,
     without_set_cookies,
@@ -429,6 +431,38 @@ def test_forwarded_headers_replace_what_a_client_claims() -> None:
                             prefix="/s/echo")
     assert out == [("X-Forwarded-For", "10.0.0.9, 127.0.0.1"), ("X-Forwarded-Proto", "http"),
                    ("X-Forwarded-Host", "gw.example"), ("X-Forwarded-Prefix", "/s/echo")]
+
+
+def _composed(headers: list[tuple[str, str]], *, client: str | None,
+              prefix: str) -> list[tuple[str, str]]:
+    """The request-side rules one by one: what upstream_request_headers must equal."""
+    pairs = [(k, v) for k, v in without_hop_by_hop(headers) if k not in ("host", "expect")]
+    pairs = strip_client_identity(pairs)
+    pairs = without_cookies(pairs, {"roam_session", "roam_csrf"})
+    return forwarded_headers(pairs, client=client, proto="https", host="gw.example",
+                             prefix=prefix)
+
+
+@pytest.mark.parametrize("headers", [
+    [],
+    [("host", "gw.example"), ("accept", "*/*"), ("cookie", "roam_session=a.b; app=1")],
+    [("connection", "keep-alive, x-secret, x-forwarded-for"), ("x-secret", "1"),
+     ("x-forwarded-for", "10.0.0.1"), ("keep-alive", "5"), ("te", "trailers"),
+     ("proxy-authorization", "Basic x"), ("expect", "100-continue"), ("accept", "a")],
+    [("x-roam-sub", "forged"), ("X-ROAM-ACR", "L4"), ("authorization", "Bearer stolen"),
+     ("x-forwarded-for", " 10.0.0.9 "), ("x-forwarded-for", ""), ("x-forwarded-proto", "http"),
+     ("x-forwarded-host", "evil"), ("x-forwarded-prefix", "/x"), ("cookie", "roam_csrf=z"),
+     ("cookie", "app=2;  other=3"), ("content-type", "text/plain"), ("transfer-encoding", "c")],
+])
+@pytest.mark.parametrize(("client", "prefix"), [("127.0.0.1", "/s/echo"), (None, "")])
+def test_one_pass_request_headers_equal_the_rules_composed(
+        headers: list[tuple[str, str]], client: str | None, prefix: str) -> None:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]  # ASGI: lower-case names
+    lowered = [(k.lower(), v) for k, v in headers]
+    fast = upstream_request_headers(raw, cookie_names={"roam_session", "roam_csrf"},
+                                    client=client, proto="https", host="gw.example",
+                                    prefix=prefix)
+    assert fast == _composed(lowered, client=client, prefix=prefix)
 
 
 def test_passive_health_marks_down_then_recovers() -> None:
