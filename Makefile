@@ -25,3 +25,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.token
 	$(BIN)/python -m bench.sso
 	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.proxy_parts
