@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -46,6 +45,7 @@ from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
+from gateway.routing.h1 import H1Upstream
 from gateway.routing.health import PassiveHealth
 from gateway.routing.hosts import HostRouter
 from gateway.routing.proxy import Proxy
@@ -177,11 +177,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        upstream = H1Upstream()  # one connection pool per process for the proxy
+        proxy.attach(upstream)
         try:
-            async with aiohttp.ClientSession() as upstream, background.running():
-                proxy.attach(upstream)  # one connection pool per process for the proxy
+            async with background.running():
                 yield
         finally:
+            await upstream.aclose()
             if owns_http:
                 await http_client.aclose()
             if owns_store:

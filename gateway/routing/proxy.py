@@ -24,9 +24,11 @@ Upstream timeout → ``504``, connect failure on every instance or a broken upst
 ``{"error": "gateway_timeout"|"bad_gateway", "ref": ...}``. Logs carry the ref, the system
 and the instance, never headers or bodies.
 
-The upstream client is the small :class:`Upstream` interface; :class:`AiohttpUpstream`
-implements it over one ``aiohttp.ClientSession`` per process (the benchmark in DESIGN.md:
-aiohttp's transport is several times faster than httpx's here).
+The upstream client is the small :class:`Upstream` interface. The app attaches
+:class:`gateway.routing.h1.H1Upstream` (httptools' parser over asyncio, chosen by
+``bench/proxy_parts.py``: a quarter of aiohttp's CPU per exchange, which itself is several
+times faster than httpx's here); :class:`AiohttpUpstream` is the other implementation, and
+the proxy tests run against both.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The proxy's upstream client: a small interface, and aiohttp behind it.
+"""The proxy's upstream client: a small interface, its errors, and aiohttp behind it.
 
-aiohttp's transport measured several times faster than httpx's on this machine, so the
-proxy uses it; the ``Upstream`` interface keeps that choice swappable.
+aiohttp's transport measured several times faster than httpx's on this machine; the app
+now attaches the leaner :class:`gateway.routing.h1.H1Upstream` (``bench/proxy_parts.py``),
+and the ``Upstream`` interface keeps the choice swappable.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from gateway.routing.forwarding import (
     without_hop_by_hop,
     without_set_cookies,
 )
+from gateway.routing.h1 import H1Upstream
 from gateway.routing.proxy import PassiveHealth, Proxy
 from gateway.routing.resolve import RoundRobin
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
@@ -109,7 +110,9 @@ def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1",
     })
 
 
-def gateway_app(systems: Systems, **proxy_options: Any) -> Starlette:
+def gateway_app(systems: Systems, transport: str = "aiohttp",
+                **proxy_options: Any) -> Starlette:
+    """The proxy on ``transport``: ``aiohttp`` (AiohttpUpstream) or ``h1`` (H1Upstream)."""
     sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
     proxy_options.setdefault("health", PassiveHealth(failures=1000))
@@ -118,6 +121,12 @@ def gateway_app(systems: Systems, **proxy_options: Any) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if transport == "h1":
+            upstream = H1Upstream()
+            proxy.attach(upstream)
+            yield
+            await upstream.aclose()
+            return
         async with aiohttp.ClientSession() as http:
             proxy.attach(http)
             yield
@@ -145,8 +154,8 @@ def upstreams() -> Iterator[tuple[str, str, str]]:
         yield a, b, f"http://127.0.0.1:{free_port()}"
 
 
-@pytest.fixture(scope="module")
-def gateway(upstreams: tuple[str, str, str]) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["aiohttp", "h1"])
+def gateway(upstreams: tuple[str, str, str], request: pytest.FixtureRequest) -> Iterator[str]:
     a, b, dead = upstreams
     systems = Systems([
         system("echo", [a]),
@@ -163,7 +172,7 @@ def gateway(upstreams: tuple[str, str, str]) -> Iterator[str]:
             return instances[0]  # always the dead one first
         return round_robin(system_id, instances)
 
-    app = gateway_app(systems, max_body=6 * MiB, choose=choose)
+    app = gateway_app(systems, request.param, max_body=6 * MiB, choose=choose)
     with serve(app) as url:
         yield url
 

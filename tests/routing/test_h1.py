@@ -1,0 +1,232 @@
+"""H1Upstream against raw TCP servers that answer exactly what each test needs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from gateway.routing.h1 import H1Upstream
+from gateway.routing.upstream import (
+    UpstreamConnectError,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
+from tests.support.redis_server import unused_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """A TCP server on loopback; counts the connections it accepted."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """Head and body of one request (Content-Length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lower = head.lower()
+    if b"content-length:" in lower:
+        length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+        return head, await reader.readexactly(length)
+    if b"transfer-encoding: chunked" in lower:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return head, body
+            body += chunk[:-2]
+    return head, b""
+
+
+def keep_alive(body: bytes = b"hello") -> Handler:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+            await writer.drain()
+    return serve
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[H1Upstream]:
+    client = H1Upstream()
+    yield client
+    await client.aclose()
+
+
+async def get(client: H1Upstream, url: str, method: str = "GET",
+              body: list[bytes] | None = None,
+              headers: list[tuple[str, str]] | None = None) -> tuple[int, bytes]:
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in body or []:
+            yield chunk
+
+    resp = await client.send(method, url, headers or [], chunks() if body is not None else None,
+                             wait=2.0)
+    try:
+        return resp.status, await resp.read()
+    finally:
+        await resp.close()
+
+
+async def test_connections_are_kept_alive_and_reused(upstream: H1Upstream) -> None:
+    server = Server(keep_alive())
+    async with server as base:
+        for _ in range(5):
+            assert await get(upstream, base + "/x") == (200, b"hello")
+    assert server.connections == 1
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_replaced(
+        upstream: H1Upstream) -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()  # then closes, without saying so in the answer
+
+    server = Server(once)
+    async with server as base:
+        assert await get(upstream, base + "/") == (200, b"ok")
+        await asyncio.sleep(0.05)  # the close reaches the idle connection
+        assert await get(upstream, base + "/") == (200, b"ok")
+    assert server.connections == 2
+
+
+async def test_chunked_answers_and_uploads(upstream: H1Upstream) -> None:
+    seen: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, body = await read_request(reader)
+        seen.append(head)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in (body[:3], body[3:]):
+            writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with Server(echo) as base:
+        assert await get(upstream, base + "/up", "POST", body=[b"abc", b"", b"defg"]) == (
+            200, b"abcdefg")
+    assert b"transfer-encoding: chunked" in seen[0].lower()
+
+
+async def test_a_post_without_body_says_so_and_headers_pass(upstream: H1Upstream) -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        seen.append(head)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async with Server(record) as base:
+        status, body = await get(upstream, base + "/p?q=1", "POST",
+                                 headers=[("X-Roam-Sub", "c-0001"), ("host", "forged")])
+    assert (status, body) == (204, b"")
+    head = seen[0].decode()
+    assert head.startswith("POST /p?q=1 HTTP/1.1\r\n")
+    assert f"Host: {base.removeprefix('http://')}\r\n" in head
+    assert "forged" not in head
+    assert "X-Roam-Sub: c-0001\r\n" in head
+    assert "Content-Length: 0\r\n" in head
+
+
+async def test_informational_answers_are_skipped(upstream: H1Upstream) -> None:
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmain")
+        await writer.drain()
+
+    async with Server(hints) as base:
+        assert await get(upstream, base + "/") == (200, b"main")
+
+
+async def test_head_ends_with_the_head(upstream: H1Upstream) -> None:
+    async def head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with Server(head) as base:
+        assert await get(upstream, base + "/", "HEAD") == (200, b"")
+
+
+async def test_errors_come_out_as_upstream_errors(upstream: H1Upstream) -> None:
+    with pytest.raises(UpstreamConnectError):
+        await get(upstream, f"http://127.0.0.1:{unused_port()}/")
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+
+    async with Server(garbage) as base:
+        with pytest.raises(UpstreamFailed):
+            await get(upstream, base + "/")
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with Server(silent) as base:
+        with pytest.raises(UpstreamTimeout):
+            await upstream.send("GET", base + "/", [], None, wait=0.3)
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+
+    async with Server(cut) as base:
+        resp = await upstream.send("GET", base + "/", [], None, wait=2.0)
+        with pytest.raises(UpstreamFailed):
+            await resp.read()
+        await resp.close()
+
+
+async def test_a_line_break_in_a_header_is_refused(upstream: H1Upstream) -> None:
+    async with Server(keep_alive()) as base:
+        with pytest.raises(UpstreamFailed):
+            await get(upstream, base + "/", headers=[("X-A", "1\r\nX-Injected: 2")])
+
+
+async def test_an_answer_with_connection_close_is_not_reused(upstream: H1Upstream) -> None:
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server = Server(closing)
+    async with server as base:
+        for _ in range(3):
+            assert await get(upstream, base + "/") == (200, b"ok")
+    assert server.connections == 3
