@@ -261,9 +261,12 @@ def create_app(
         return failure(request, ref, 500, "server_error", "Internal error",
                        "系统错误", "认证服务出现内部错误，请稍后再试。")
 
+    # Host routing only where a system has hosts: no extra layer on every request else.
+    hosts = resolver.systems.by_host()
+    host_routing = [Middleware(HostRouter, hosts=hosts)] if hosts else []
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(HostRouter, hosts=resolver.systems.by_host())],
+        middleware=host_routing,
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

@@ -27,14 +27,14 @@ def host_name(host_header: str) -> str:
 
 
 class HostRouter:
-    """Pure ASGI middleware; does nothing unless some system has ``hosts``."""
+    """Pure ASGI middleware; the app adds it only when some system has ``hosts``."""
 
     def __init__(self, app: ASGIApp, *, hosts: Mapping[str, str]) -> None:
         self.app = app
         self.hosts = dict(hosts)  # host name -> system id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.hosts:
+        if scope["type"] == "http":
             host = _host_header(scope)
             system = self.hosts.get(host_name(host))
             if system is not None:
