@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.routing.h1 import H1Upstream
 from gateway.routing.upstream import (
@@ -230,3 +238,44 @@ async def test_an_answer_with_connection_close_is_not_reused(upstream: H1Upstrea
         for _ in range(3):
             assert await get(upstream, base + "/") == (200, b"ok")
     assert server.connections == 3
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files (the upstream's)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roam-test-upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_https_upstreams_are_verified(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server = await asyncio.start_server(
+        lambda r, w: keep_alive(b"secure")(r, w), "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    trusting = H1Upstream(tls=ssl.create_default_context(cafile=str(cert)))
+    default = H1Upstream()
+    try:
+        for _ in range(2):  # the second one on the kept-alive TLS connection
+            assert await get(trusting, f"https://127.0.0.1:{port}/") == (200, b"secure")
+        with pytest.raises(UpstreamConnectError):  # an unknown issuer is refused
+            await get(default, f"https://127.0.0.1:{port}/")
+    finally:
+        await trusting.aclose()
+        await default.aclose()
+        server.close()
