@@ -149,26 +149,34 @@ def _mask(name: str, value: Any) -> Any:
     return value
 
 
-def drop_headers(headers: list[tuple[str, str]], *, prefix: str = "",
+def drop_headers(headers: list[tuple[str, str]], *, prefix: str | tuple[str, ...] = "",
                  names: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
-    """``headers`` without those starting with ``prefix`` or named in ``names``.
+    """``headers`` without those starting with ``prefix`` (one or several) or named in
+    ``names``.
 
     Both compare case-insensitively; ``names`` must be lower case. An empty prefix
     matches nothing.
     """
-    prefix = prefix.lower()
+    prefixes = tuple(p.lower() for p in ((prefix,) if isinstance(prefix, str) else prefix)
+                     if p)
     return [
         (name, value)
         for name, value in headers
-        if not ((lower := name.lower()) in names or (prefix and lower.startswith(prefix)))
+        if not ((lower := name.lower()) in names or (prefixes and lower.startswith(prefixes)))
     ]
 
 
-def strip_client_identity(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop every ``X-Roam-*`` and ``Authorization`` header a client sent itself.
+_CLIENT_IDENTITY_NAMES = frozenset({"authorization"})
+
+
+def strip_client_identity(headers: list[tuple[str, str]], *, also_prefix: str = "",
+                          also_names: frozenset[str] = frozenset()
+                          ) -> list[tuple[str, str]]:
+    """Drop every ``X-Roam-*`` and ``Authorization`` header a client sent itself (and,
+    in the same pass, those a connector is about to set: ``also_prefix``, ``also_names``).
 
     The proxy calls this before any connector's ``present()``; the built-in connectors
     call it again inside ``present()``.
     """
-    return drop_headers(headers, prefix=CLIENT_IDENTITY_PREFIX,
-                        names=frozenset({"authorization"}))
+    return drop_headers(headers, prefix=(CLIENT_IDENTITY_PREFIX, also_prefix),
+                        names=_CLIENT_IDENTITY_NAMES | also_names)

@@ -20,7 +20,6 @@ from connectors.base import (
     ConnectorContext,
     Outgoing,
     Route,
-    drop_headers,
     released_claims,
     strip_client_identity,
 )
@@ -115,7 +114,7 @@ class JwtAssertion:
         token = self.keys.sign(payload, alg=self.alg, typ="JWT")
         value = f"Bearer {token}" if self.header.lower() == "authorization" else token
         # Defence in depth (the proxy strips too): no forged copy beside the real header.
-        headers = drop_headers(strip_client_identity(outgoing.headers),
-                               names=frozenset({self.header.lower()}))
+        headers = strip_client_identity(outgoing.headers,
+                                        also_names=frozenset({self.header.lower()}))
         headers.append((self.header, value))
         outgoing.headers[:] = headers

@@ -33,7 +33,6 @@ from connectors.base import (
     ConnectorContext,
     Outgoing,
     Route,
-    drop_headers,
     released_claims,
     strip_client_identity,
 )
@@ -99,7 +98,7 @@ class SignedHeader:
         }
         values["signature"] = sign(self.secret, outgoing.method, outgoing.path, **values)
         # Defence in depth (the proxy strips too): no forged copy beside the real header.
-        headers = drop_headers(strip_client_identity(outgoing.headers), prefix=self.prefix)
+        headers = strip_client_identity(outgoing.headers, also_prefix=self.prefix)
         headers.extend((self.prefix + name.capitalize(), values[name]) for name in _FIELDS)
         outgoing.headers[:] = headers
 

@@ -15,7 +15,8 @@ tested without a server:
 
 :func:`upstream_request_headers` is what the proxy runs per request: all of the request
 side (plus ``Host``/``Expect`` and client-sent identity headers dropped) in one pass over
-the ASGI header list, whose names are lower case already. Its tests hold it equal to the
+the ASGI header list, whose names are lower case already; :func:`client_response_headers`
+is the response side in one pass, ready for ASGI. Their tests hold them equal to the
 composition of the functions above.
 """
 
@@ -26,6 +27,7 @@ from collections.abc import Collection, Iterable
 __all__ = [
     "HOP_BY_HOP",
     "Headers",
+    "client_response_headers",
     "forwarded_headers",
     "upstream_request_headers",
     "without_cookies",
@@ -152,5 +154,30 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
         out.append(("X-Forwarded-Host", host))
     if prefix:
         out.append(("X-Forwarded-Prefix", prefix))
+    return out
+
+
+def client_response_headers(headers: Iterable[tuple[str, str]], *,
+                            cookie_names: Collection[str], base: str,
+                            prefix: str) -> list[tuple[bytes, bytes]]:
+    """An upstream's answer headers as the client may see them, as ASGI wants them.
+
+    Equal to ``without_set_cookies(without_hop_by_hop(headers))`` with a ``Location`` into
+    ``base`` rewritten under ``prefix``, names lower-cased and both encoded (latin-1).
+    """
+    pairs = [(name.lower(), value) for name, value in headers]
+    named: set[str] = set()
+    for name, value in pairs:
+        if name == "connection":
+            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in pairs:
+        if name in HOP_BY_HOP or name in named or name.startswith("proxy-"):
+            continue
+        if name == "set-cookie" and _cookie_name(value.split(";", 1)[0]) in cookie_names:
+            continue
+        if name == "location" and (value == base or value.startswith(base + "/")):
+            value = prefix + (value[len(base):] or "/")
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
     return out
 

@@ -49,9 +49,8 @@ from gateway.pages import Pages
 from gateway.routing.answers import MiB, ProxyAnswers
 from gateway.routing.forwarding import (
     Headers,
+    client_response_headers,
     upstream_request_headers,
-    without_hop_by_hop,
-    without_set_cookies,
 )
 from gateway.routing.health import PassiveHealth
 from gateway.routing.hosts import HOST_ROUTED
@@ -300,23 +299,16 @@ class Proxy:
             prefix=prefix)
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
-                          prefix: str) -> Headers:
-        headers = without_set_cookies(without_hop_by_hop(resp.headers), self.cookie_names)
-        base = instance.rstrip("/")
-        rewritten: Headers = []
-        for name, value in headers:
-            if name.lower() == "location" and (value == base or value.startswith(base + "/")):
-                value = prefix + (value[len(base):] or "/")
-            rewritten.append((name, value))
-        return rewritten
+                          prefix: str) -> list[tuple[bytes, bytes]]:
+        return client_response_headers(resp.headers, cookie_names=self.cookie_names,
+                                       base=instance.rstrip("/"), prefix=prefix)
 
     def _answer(self, resp: UpstreamResponse, instance: str, prefix: str,
                 content: bytes) -> Response:
         """A small body, read whole: one send instead of streaming's head/body/end (measured:
         Starlette's streaming machinery was ~17 % of the proxy's CPU on 1 KiB answers)."""
         response = Response(content, status_code=resp.status)
-        response.raw_headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
-                                for n, v in self._response_headers(resp, instance, prefix)]
+        response.raw_headers = self._response_headers(resp, instance, prefix)
         return response
 
     def _relay(self, resp: UpstreamResponse, system: SystemConfig, instance: str,
@@ -336,8 +328,7 @@ class Proxy:
                 await resp.close()
 
         response = StreamingResponse(stream(), status_code=resp.status)
-        response.raw_headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
-                                for n, v in rewritten]
+        response.raw_headers = rewritten
         return response
 
     # -- paths ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.routing.answers import MiB
 from gateway.routing.forwarding import (
+    client_response_headers,
     forwarded_headers,
     upstream_request_headers,
     without_cookies,
@@ -472,6 +473,28 @@ def test_one_pass_request_headers_equal_the_rules_composed(
                                     client=client, proto="https", host="gw.example",
                                     prefix=prefix)
     assert fast == _composed(lowered, client=client, prefix=prefix)
+
+
+@pytest.mark.parametrize("headers", [
+    [],
+    [("Content-Type", "text/html"), ("Content-Length", "12"), ("Set-Cookie", "app=1"),
+     ("Set-Cookie", "roam_session=planted; Path=/"), ("Location", "http://up:9/a?b=1")],
+    [("Connection", "close, X-Up-Secret"), ("X-Up-Secret", "1"), ("Keep-Alive", "5"),
+     ("Transfer-Encoding", "chunked"), ("Proxy-Authenticate", "x"), ("location", "http://up:9"),
+     ("LOCATION", "https://elsewhere/x"), ("set-cookie", "roam_csrf=z; Secure")],
+])
+@pytest.mark.parametrize("prefix", ["/s/echo", ""])
+def test_one_pass_response_headers_equal_the_rules_composed(
+        headers: list[tuple[str, str]], prefix: str) -> None:
+    names = {"roam_session", "roam_csrf"}
+    expected = []
+    for name, value in without_set_cookies(without_hop_by_hop(headers), names):
+        if name.lower() == "location" and (value == "http://up:9"
+                                           or value.startswith("http://up:9/")):
+            value = prefix + (value[len("http://up:9"):] or "/")
+        expected.append((name.lower().encode(), value.encode()))
+    assert client_response_headers(headers, cookie_names=names, base="http://up:9",
+                                   prefix=prefix) == expected
 
 
 def test_passive_health_marks_down_then_recovers() -> None:
