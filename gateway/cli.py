@@ -31,11 +31,13 @@ def _config(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway import access_log
     from gateway.app import create_app
 
     config = _config(args)
     app = create_app(config)
     gw = config.settings.gateway
+    access_log.install()  # query strings can hold tickets: never logged
     uvicorn.run(app, host=gw.host, port=gw.port, log_level="info", proxy_headers=False)
     return 0
 

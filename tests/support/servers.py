@@ -19,11 +19,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """Run ``app`` until the block ends; yields its base URL ``http://127.0.0.1:PORT``."""
+def serve(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Run ``app`` until the block ends; yields its base URL ``http://127.0.0.1:PORT``.
+
+    ``options`` go to ``uvicorn.Config`` (e.g. an access log for a test that reads it).
+    """
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **options}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **settings)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

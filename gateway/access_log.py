@@ -1,0 +1,31 @@
+"""uvicorn's access log without query strings.
+
+Query strings carry single-use secrets on some of the gateway's paths (CAS service tickets
+at ``/cas/serviceValidate``, parked-request ids at ``/authorize/resume``, tickets at
+``/ticket/…``), and the rule is that no secret reaches a log. uvicorn logs
+``'%s - "%s %s HTTP/%s" %d'`` with the path and query as one argument; this filter cuts
+the query off before the record is formatted, keeping method, path and status.
+"""
+
+from __future__ import annotations
+
+import logging
+
+ACCESS_LOGGER = "uvicorn.access"
+
+
+class WithoutQuery(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, sep, _ = args[2].partition("?")
+            if sep:
+                record.args = (*args[:2], f"{path}?…", *args[3:])
+        return True
+
+
+def install() -> None:
+    """Attach the filter to uvicorn's access logger (idempotent)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, WithoutQuery) for f in logger.filters):
+        logger.addFilter(WithoutQuery())
