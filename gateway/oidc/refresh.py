@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from gateway.oidc.active import GRANT_KIND, ActiveTokens
 from gateway.oidc.clients import Client
@@ -131,7 +132,7 @@ class RefreshTokens:
         if session is None:
             return None, None
         checked = replace(description, session_until=self._alive_until(session))
-        return PresentedToken(token, checked), _touch(self.active, session)
+        return PresentedToken(token, checked), partial(self.active.sessions.touch, session)
 
     def next_token(self, presented: PresentedToken) -> str:
         return presented.description.token()
@@ -164,10 +165,3 @@ class RefreshTokens:
         """The earliest the session can run out of time (its last activity as read)."""
         return min(session.last_seen + self.settings.idle_timeout,
                    session.created + self.settings.absolute_timeout)
-
-
-def _touch(active: ActiveTokens, session: Session) -> Touch:
-    async def run() -> None:
-        await active.sessions.touch(session)
-
-    return run

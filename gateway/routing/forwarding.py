@@ -46,14 +46,19 @@ _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-hos
                         "x-forwarded-prefix"})
 
 
-def without_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
-    """``headers`` without hop-by-hop headers, including those ``Connection`` names."""
-    pairs = list(headers)
-    named = {
+def _named_by_connection(pairs: Iterable[tuple[str, str]]) -> set[str]:
+    """The header names a ``Connection`` header lists (hop-by-hop too), lower case."""
+    return {
         token.strip().lower()
         for name, value in pairs if name.lower() == "connection"
         for token in value.split(",") if token.strip()
     }
+
+
+def without_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
+    """``headers`` without hop-by-hop headers, including those ``Connection`` names."""
+    pairs = list(headers)
+    named = _named_by_connection(pairs)
     return [
         (name, value) for name, value in pairs
         if (lower := name.lower()) not in HOP_BY_HOP
@@ -126,10 +131,7 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
     without_hop_by_hop(headers)))))``; ``raw`` names must be lower case, as ASGI gives them.
     """
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-    named: set[str] = set()
-    for name, value in pairs:
-        if name == "connection":
-            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+    named = _named_by_connection(pairs)
     out: Headers = []
     chain: list[str] = []
     for name, value in pairs:
@@ -166,10 +168,7 @@ def client_response_headers(headers: Iterable[tuple[str, str]], *,
     ``base`` rewritten under ``prefix``, names lower-cased and both encoded (latin-1).
     """
     pairs = [(name.lower(), value) for name, value in headers]
-    named: set[str] = set()
-    for name, value in pairs:
-        if name == "connection":
-            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+    named = _named_by_connection(pairs)
     out: list[tuple[bytes, bytes]] = []
     for name, value in pairs:
         if name in HOP_BY_HOP or name in named or name.startswith("proxy-"):
