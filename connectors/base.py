@@ -24,6 +24,7 @@ Two rules hold for every connector:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -157,13 +158,19 @@ def drop_headers(headers: list[tuple[str, str]], *, prefix: str | tuple[str, ...
     Both compare case-insensitively; ``names`` must be lower case. An empty prefix
     matches nothing.
     """
-    prefixes = tuple(p.lower() for p in ((prefix,) if isinstance(prefix, str) else prefix)
-                     if p)
+    prefixes = _lower_prefixes((prefix,) if isinstance(prefix, str) else prefix)
     return [
         (name, value)
         for name, value in headers
-        if not ((lower := name.lower()) in names or (prefixes and lower.startswith(prefixes)))
+        if not ((lower := name.lower()) in names or lower.startswith(prefixes))
     ]
+
+
+@functools.lru_cache(maxsize=64)
+def _lower_prefixes(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """Lower case, empty ones dropped (``str.startswith(())`` is False). Cached: the proxy
+    strips with the same few prefixes on every request."""
+    return tuple(p.lower() for p in prefixes if p)
 
 
 _CLIENT_IDENTITY_NAMES = frozenset({"authorization"})
@@ -178,5 +185,5 @@ def strip_client_identity(headers: list[tuple[str, str]], *, also_prefix: str = 
     The proxy calls this before any connector's ``present()``; the built-in connectors
     call it again inside ``present()``.
     """
-    return drop_headers(headers, prefix=(CLIENT_IDENTITY_PREFIX, also_prefix),
-                        names=_CLIENT_IDENTITY_NAMES | also_names)
+    names = _CLIENT_IDENTITY_NAMES | also_names if also_names else _CLIENT_IDENTITY_NAMES
+    return drop_headers(headers, prefix=(CLIENT_IDENTITY_PREFIX, also_prefix), names=names)

@@ -6,7 +6,7 @@ Headers added (prefix configurable, default ``X-Roam-``)::
     X-Roam-Acr        assurance level, L1..L4
     X-Roam-Claims     base64url (no padding) of compact UTF-8 JSON of the released claims
     X-Roam-Timestamp  integer epoch seconds
-    X-Roam-Nonce      random, single use
+    X-Roam-Nonce      unique per request (a random per-process prefix, then a counter)
     X-Roam-Signature  base64url(HMAC-SHA256(secret, canonical)), no padding
 
     canonical = "\\n".join([METHOD, path-with-query, timestamp, nonce, sub, acr, claims])
@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import secrets
@@ -74,32 +75,46 @@ class SignedHeaderConfig(SharedSecretSettings):
         return SignedHeader(secret=self.resolved_secret(), prefix=self.header_prefix)
 
 
-@dataclass(frozen=True, repr=False)
-class SignedHeader:
-    """The opened connector: stateless, holds only its secret and header prefix."""
+# One encoder, made once: json.dumps() with options builds a new one per call.
+_CLAIMS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                                allow_nan=False)
 
-    secret: bytes
-    prefix: str = "X-Roam-"
-    type_name: str = "signed-header"
+
+class SignedHeader:
+    """The opened connector: holds only its secret and header prefix.
+
+    ``present`` runs on every proxied request, so what does not change per request is made
+    once: the header names and the HMAC keyed with the secret (copied per request). Nonces
+    are a random prefix drawn when the connector opens, then a counter: unique across
+    processes and restarts without a ``getrandom`` call per request.
+    """
+
+    type_name = "signed-header"
+
+    def __init__(self, *, secret: bytes, prefix: str = "X-Roam-") -> None:
+        self.secret = secret
+        self.prefix = prefix
+        self._names = tuple(prefix + name.capitalize() for name in _FIELDS)
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+        self._nonce_prefix = secrets.token_urlsafe(12) + "."
+        self._count = itertools.count()
 
     def __repr__(self) -> str:
         return f"SignedHeader(prefix={self.prefix!r})"  # never the secret
 
     def present(self, identity: Identity, outgoing: Outgoing, route: Route, *,
                 now: float) -> None:
-        claims = released_claims(identity, route)
-        values = {
-            "sub": _header_safe("sub", identity.subject),
-            "acr": _header_safe("acr", identity.acr),
-            "claims": _b64(json.dumps(claims, ensure_ascii=False, separators=(",", ":"),
-                                      sort_keys=True, allow_nan=False).encode("utf-8")),
-            "timestamp": str(int(now)),
-            "nonce": secrets.token_urlsafe(18),
-        }
-        values["signature"] = sign(self.secret, outgoing.method, outgoing.path, **values)
+        sub = _header_safe("sub", identity.subject)
+        acr = _header_safe("acr", identity.acr)
+        claims = _b64(_CLAIMS_JSON.encode(released_claims(identity, route)).encode("utf-8"))
+        timestamp = str(int(now))
+        nonce = f"{self._nonce_prefix}{next(self._count):x}"
+        signature = _signature(self._keyed, outgoing.method, outgoing.path,
+                               timestamp=timestamp, nonce=nonce, sub=sub, acr=acr, claims=claims)
         # Defence in depth (the proxy strips too): no forged copy beside the real header.
         headers = strip_client_identity(outgoing.headers, also_prefix=self.prefix)
-        headers.extend((self.prefix + name.capitalize(), values[name]) for name in _FIELDS)
+        headers.extend(zip(self._names, (sub, acr, claims, timestamp, nonce, signature),
+                           strict=True))
         outgoing.headers[:] = headers
 
 
@@ -126,9 +141,16 @@ def canonical_string(method: str, path: str, *, timestamp: str, nonce: str, sub:
 def sign(secret: bytes, method: str, path: str, *, timestamp: str, nonce: str, sub: str,
          acr: str, claims: str) -> str:
     """base64url(HMAC-SHA256(secret, canonical string)), without padding."""
-    text = canonical_string(method, path, timestamp=timestamp, nonce=nonce, sub=sub,
-                            acr=acr, claims=claims)
-    return _b64(hmac.new(secret, text.encode("utf-8"), hashlib.sha256).digest())
+    return _signature(hmac.new(secret, digestmod=hashlib.sha256), method, path,
+                      timestamp=timestamp, nonce=nonce, sub=sub, acr=acr, claims=claims)
+
+
+def _signature(keyed: hmac.HMAC, method: str, path: str, *, timestamp: str, nonce: str,
+               sub: str, acr: str, claims: str) -> str:
+    mac = keyed.copy()
+    mac.update(canonical_string(method, path, timestamp=timestamp, nonce=nonce, sub=sub,
+                                acr=acr, claims=claims).encode("utf-8"))
+    return _b64(mac.digest())
 
 
 def verify(
@@ -152,12 +174,12 @@ def verify(
     wanted = {prefix.lower() + name: name for name in _FIELDS}
     got: dict[str, str] = {}
     for name, value in items:
-        field = wanted.get(name.lower())
-        if field is None:
+        which = wanted.get(name.lower())
+        if which is None:
             continue
-        if field in got:
-            raise SignatureError(f"duplicate {prefix}{field.capitalize()} header")
-        got[field] = value
+        if which in got:
+            raise SignatureError(f"duplicate {prefix}{which.capitalize()} header")
+        got[which] = value
     missing = [prefix + name.capitalize() for name in _FIELDS if name not in got]
     if missing:
         raise SignatureError(f"missing header(s): {', '.join(missing)}")

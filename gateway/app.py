@@ -44,10 +44,12 @@ from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
+from gateway.routing.dispatch import PrefixDispatch
 from gateway.routing.go import GoPages
 from gateway.routing.h1 import H1Upstream
 from gateway.routing.health import PassiveHealth
 from gateway.routing.hosts import HostRouter
+from gateway.routing.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.proxy import Proxy
 from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
@@ -196,9 +198,6 @@ def create_app(
         return RedirectResponse("/items", status_code=303)  # the 事项 page is the entrance
 
     routes = [
-        # First: the proxy carries most requests, and Starlette tries routes in order.
-        Route("/s/{system}/{path:path}", proxy.handle,
-              methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/.well-known/openid-configuration", discovery.configuration, methods=["GET"]),
         Route("/jwks", discovery.jwks, methods=["GET"]),
         Route("/authorize", authorizer.authorize, methods=["GET", "POST"]),
@@ -262,11 +261,12 @@ def create_app(
                        "系统错误", "认证服务出现内部错误，请稍后再试。")
 
     # Host routing only where a system has hosts: no extra layer on every request else.
+    # Then /s/… goes straight to the proxy, which carries most requests.
     hosts = resolver.systems.by_host()
     host_routing = [Middleware(HostRouter, hosts=hosts)] if hosts else []
     app = Starlette(
         routes=routes,
-        middleware=host_routing,
+        middleware=[*host_routing, Middleware(PrefixDispatch, prefix=PROXY_PREFIX, handler=proxy)],
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

@@ -7,12 +7,13 @@ reference id, never a redirect. Which one is decided by :func:`is_navigation`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from gateway.errors import PageError
+from gateway.errors import PageError, StoreError
 from gateway.pages import Pages
 from gateway.routing.systems import SystemConfig
 from gateway.routing.upstream import UpstreamError
@@ -98,6 +99,20 @@ class ProxyAnswers:
             return self.pages.error(page)
         return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
                             headers=_NO_STORE)
+
+    def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:
+        answer = self.fail(request, 405, "method_not_allowed", "请求方式不受支持",
+                           f"业务系统代理只接受 {', '.join(methods)} 请求。")
+        answer.headers["Allow"] = ", ".join(methods)
+        return answer
+
+    def unavailable(self, request: Request, exc: StoreError) -> Response:
+        """The store failed (e.g. Redis down): 503, try again shortly."""
+        answer = self.fail(request, 503, "temporarily_unavailable", "服务暂时不可用",
+                           "认证服务的存储暂时不可用，请稍后再试。")
+        log.error("proxy store failure path=%s: %s", request.url.path, exc)
+        answer.headers["Retry-After"] = "5"
+        return answer
 
     def fail(self, request: Request, status: int, code: str, title: str,
               detail: str) -> Response:

@@ -147,6 +147,22 @@ def test_replayed_nonce_is_refused(upstream: str, connector: SignedHeader) -> No
     assert response.json() == {"error": "nonce already used"}
 
 
+def test_nonces_never_repeat_within_or_across_processes(upstream: str,
+                                                        connector: SignedHeader) -> None:
+    """A restarted gateway (a newly opened connector) must not reuse an earlier nonce."""
+    def nonce(c: SignedHeader) -> str:
+        return dict(prepared(c, upstream).headers)["X-Roam-Nonce"]
+
+    reopened = parse_connector("signed-header", {"secret": SECRET}).open(
+        ConnectorContext(keys=KeyRing.ephemeral(("ES256",)), issuer="http://gw"))
+    assert isinstance(reopened, SignedHeader)
+    first = [nonce(connector) for _ in range(100)]
+    again = [nonce(reopened) for _ in range(100)]
+    assert len(set(first) | set(again)) == 200
+    for out in (prepared(connector, upstream), prepared(reopened, upstream)):
+        assert send(upstream, out).status_code == 200  # one replay memory, both accepted
+
+
 def test_client_sent_identity_headers_are_stripped(upstream: str,
                                                    connector: SignedHeader) -> None:
     client = [("X-Roam-Sub", "admin"), ("x-roam-acr", "L4"), ("Accept", "application/json")]

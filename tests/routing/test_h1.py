@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.routing.h1 import H1Upstream
+from gateway.routing.h1 import H1Upstream, _origin, _split
 from gateway.routing.upstream import (
     UpstreamConnectError,
     UpstreamFailed,
@@ -221,10 +221,35 @@ async def test_errors_come_out_as_upstream_errors(upstream: H1Upstream) -> None:
         await resp.close()
 
 
-async def test_a_line_break_in_a_header_is_refused(upstream: H1Upstream) -> None:
-    async with Server(keep_alive()) as base:
+@pytest.mark.parametrize("header", [
+    ("X-A", "1\r\nX-Injected: 2"), ("X-A", "1\nX-Injected: 2"), ("X-A", "1\rX-Injected: 2"),
+    ("X-A", "1\0"), ("X-A\r\nX-Injected", "2"), ("X-A\n", "1"),
+])
+async def test_a_line_break_in_a_header_is_refused(upstream: H1Upstream,
+                                                  header: tuple[str, str]) -> None:
+    server = Server(keep_alive())
+    async with server as base:
         with pytest.raises(UpstreamFailed):
-            await get(upstream, base + "/", headers=[("X-A", "1\r\nX-Injected: 2")])
+            await get(upstream, base + "/", headers=[("X-Ok", "fine"), header])
+        assert await get(upstream, base + "/", headers=[("X-Ok", "fine")]) == (200, b"hello")
+    assert server.connections == 1  # nothing was sent for the refused one
+
+
+@pytest.mark.parametrize(("url", "origin", "target"), [
+    ("http://h:8080/a/b?c=d", "http://h:8080", "/a/b?c=d"),
+    ("http://h:8080", "http://h:8080", "/"),
+    ("http://h?x=1", "http://h", "/?x=1"),
+    ("https://[::1]:8443/p", "https://[::1]:8443", "/p"),
+])
+def test_urls_split_into_origin_and_target(url: str, origin: str, target: str) -> None:
+    assert _split(url) == (origin, target)
+
+
+def test_origins_give_the_pool_key_and_host_header() -> None:
+    assert _origin("http://h:8080") == (("http", "h", 8080), "h:8080")
+    assert _origin("https://Gjj.Example") == (("https", "gjj.example", 443), "Gjj.Example")
+    with pytest.raises(UpstreamConnectError):
+        _origin("ftp://h")
 
 
 async def test_an_answer_with_connection_close_is_not_reused(upstream: H1Upstream) -> None:

@@ -13,6 +13,7 @@ import aiohttp
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from connectors.signed_header import SignedHeader, verify
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.routing.answers import MiB
+from gateway.routing.dispatch import PrefixDispatch
 from gateway.routing.forwarding import (
     client_response_headers,
     forwarded_headers,
@@ -31,11 +33,12 @@ from gateway.routing.forwarding import (
     without_set_cookies,
 )
 from gateway.routing.h1 import H1Upstream
-from gateway.routing.proxy import PassiveHealth, Proxy
+from gateway.routing.proxy import PREFIX, PassiveHealth, Proxy
 from gateway.routing.resolve import RoundRobin
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
 from tests.support.servers import free_port, serve
 
 SECRET = b"s" * 32
@@ -142,10 +145,8 @@ def gateway_app(systems: Systems, transport: str = "aiohttp",
         await sessions.start(identity, response)
         return response
 
-    return Starlette(lifespan=lifespan, routes=[
-        Route("/test/login", login, methods=["GET"]),
-        Route("/s/{system}/{path:path}", proxy.handle, methods=ALL),
-    ])
+    return Starlette(lifespan=lifespan, routes=[Route("/test/login", login, methods=["GET"])],
+                     middleware=[Middleware(PrefixDispatch, prefix=PREFIX, handler=proxy)])
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +261,50 @@ async def test_unknown_system_is_404(gateway: str) -> None:
         response = await http.get("/s/nowhere/x", headers=JSON)
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def test_a_system_root_without_its_slash_is_redirected(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.post("/s/echo?a=1", content=b"x")
+    assert response.status_code == 307  # the method and body are kept
+    assert response.headers["location"] == "/s/echo/?a=1"
+
+
+async def test_other_methods_are_405_before_any_upstream(gateway: str) -> None:
+    async with client(gateway) as http:
+        response = await http.request("TRACE", "/s/echo/x", headers=JSON)
+        allowed = await http.request("OPTIONS", "/s/echo/x", headers=JSON)
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert "TRACE" not in response.headers["allow"]
+    assert "PATCH" in response.headers["allow"]
+    assert allowed.status_code == 200
+    assert allowed.json()["method"] == "OPTIONS"
+
+
+async def test_store_failure_is_503_with_retry_after(
+        upstreams: tuple[str, str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Redis down (nothing listens where the store points): 503 with Retry-After."""
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/15", prefix="roam-test:")
+    sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
+    systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
+    proxy = Proxy(systems=systems, http=H1Upstream(), sessions=sessions,
+                  connectors={"echo": SignedHeader(secret=SECRET)}, health=PassiveHealth())
+    app = Starlette(middleware=[Middleware(PrefixDispatch, prefix=PREFIX, handler=proxy)])
+    cookie = {"Cookie": "roam_session=sid0.secret0"}
+    try:
+        with serve(app) as url:
+            async with httpx.AsyncClient(base_url=url) as http:
+                api = await http.get("/s/echo/x", headers={**JSON, **cookie})
+                page = await http.get("/s/echo/x", headers={**NAV, **cookie})
+    finally:
+        await store.close()
+    assert api.status_code == 503
+    assert api.headers["retry-after"] == "5"
+    assert api.json()["error"] == "temporarily_unavailable"
+    assert page.status_code == 503
+    assert "服务暂时不可用" in page.text
+    assert "secret0" not in caplog.text
 
 
 # -- bodies ---------------------------------------------------------------------------------
