@@ -1,8 +1,8 @@
 """The server side of ``bench/token.py``: the real gateway app plus a floor route.
 
 Run by the bench as ``python -m bench._server --store memory|redis --port N …``; it serves
-one uvicorn worker (the default asyncio loop unless uvloop is installed; h11 unless
-httptools is installed) until it is terminated.
+one uvicorn worker, configured as ``roam serve`` configures it (``gateway/server.py``:
+uvloop, httptools), until it is terminated.
 
 The app is ``gateway.app.create_app`` itself, built from ``config/roam.toml`` with two
 bench clients added (one per signing algorithm). Two routes are added to that same
@@ -43,6 +43,7 @@ from gateway.oidc.clients import secret_digest
 from gateway.oidc.grant import new_id
 from gateway.oidc.http import NO_STORE
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+from gateway.server import HTTP, LOOP, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "config" / "roam.toml"
@@ -95,11 +96,8 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
 
 
 def runtime() -> dict[str, str]:
-    """The event loop and HTTP parser this process uses: the fastest that is installed."""
-    return {
-        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
-    }
+    """The event loop and HTTP protocol this process runs (gateway/server.py's)."""
+    return {"loop": LOOP, "http": HTTP}
 
 
 class Floor:
@@ -198,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
                     port=args.port, secret=secret, systems=args.systems)
-    rt = runtime()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop=rt["loop"], http=rt["http"],
-                lifespan="on", log_level="warning", access_log=False)
+    # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
+    uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
+                                  log_level="warning")).run()
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway import access_log
     from gateway.app import create_app
+    from gateway.server import uvicorn_config
 
     config = _config(args)
     app = create_app(config)
     gw = config.settings.gateway
     access_log.install()  # query strings can hold tickets: never logged
-    uvicorn.run(app, host=gw.host, port=gw.port, log_level="info", proxy_headers=False)
+    uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port)).run()
     return 0
 
 

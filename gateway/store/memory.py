@@ -9,11 +9,12 @@ hand back identical shapes (tuples become lists, keys become strings).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from gateway.store.base import VERSION_HISTORY, Advance, Versioned
 
@@ -51,8 +52,9 @@ def grant_of(payload: Mapping[str, Any]) -> str | None:
 
 
 def dump_payload(payload: Mapping[str, Any]) -> str:
-    """Compact JSON, so both stores accept and refuse exactly the same payloads."""
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """Compact UTF-8 JSON, so both stores accept and refuse exactly the same payloads
+    (``TypeError`` for what JSON cannot hold; orjson: every session is read per request)."""
+    return orjson.dumps(payload).decode()
 
 
 @dataclass(slots=True)
@@ -188,5 +190,5 @@ def _key(kind: str, id: str) -> tuple[str, str]:
 
 
 def _load(text: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads(text)
+    payload: dict[str, Any] = orjson.loads(text)
     return payload

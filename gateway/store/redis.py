@@ -15,11 +15,11 @@ names them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -217,7 +217,7 @@ class RedisStore:
             if payload is None or _text(owner) != grant_id:
                 continue  # expired, or re-upserted into another grant since
             kind, _, id = _text(member)[len(self._prefix) + 1 : -1].partition(":")
-            found.append((kind, id, json.loads(_text(payload))))
+            found.append((kind, id, orjson.loads(_text(payload))))
         return found
 
     async def revoke_by_grant(self, grant_id: str) -> int:
@@ -263,11 +263,10 @@ class RedisStore:
 
 def _load(raw: object) -> dict[str, Any]:
     try:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        if not isinstance(text, str):
+        if not isinstance(raw, bytes | str):
             raise TypeError(type(raw).__name__)
-        payload = json.loads(text)
-    except (UnicodeDecodeError, ValueError, TypeError):
+        payload = orjson.loads(raw)
+    except (ValueError, TypeError):  # orjson's JSONDecodeError (bad UTF-8 too) is a ValueError
         raise StoreError("redis returned a record that is not JSON") from None
     if not isinstance(payload, dict):
         raise StoreError("redis returned a record that is not a JSON object")

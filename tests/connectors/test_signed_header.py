@@ -163,6 +163,25 @@ def test_nonces_never_repeat_within_or_across_processes(upstream: str,
         assert send(upstream, out).status_code == 200  # one replay memory, both accepted
 
 
+def test_claims_header_is_the_documented_json(connector: SignedHeader) -> None:
+    """docs/connectors.md: base64url of json.dumps(claims, ensure_ascii=False,
+    separators=(",", ":"), sort_keys=True) — nested objects sorted too, Chinese as UTF-8."""
+    legal = Identity(
+        subject="e-2001", kind=PersonKind.LEGAL, acr="L3", amr=("pwd", "face"),
+        auth_time=1_700_000_000, region="430104",
+        claims={"uscc": "91430100MA4L0XXX1X", "name": "湖南某某科技有限公司", "level": 3},
+        agent={"phone_number": "13912345678", "name": "王五", "id_number": "430104198001011234"})
+    out = Outgoing("GET", "/", [])
+    connector.present(legal, out, Route(
+        system_id="s", system_name="s", base_url="http://s",
+        claims=frozenset({"uscc", "name", "agent", "level", "region"})), now=time.time())
+    header = dict(out.headers)["X-Roam-Claims"]
+    decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    assert decoded["agent"]["id_number"] == "430***********1234"  # masked, not privileged
+    expected = json.dumps(decoded, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)) == expected.encode()
+
+
 def test_client_sent_identity_headers_are_stripped(upstream: str,
                                                    connector: SignedHeader) -> None:
     client = [("X-Roam-Sub", "admin"), ("x-roam-acr", "L4"), ("Accept", "application/json")]

@@ -26,7 +26,14 @@ def serve(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
     """
     port = port or free_port()
     settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **options}
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, **settings)
+    with serve_config(uvicorn.Config(app, host="127.0.0.1", port=port, **settings)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_config(config: uvicorn.Config) -> Iterator[str]:
+    """Run a server made from ``config`` (host 127.0.0.1) until the block ends."""
+    port = config.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
