@@ -43,7 +43,7 @@ from gateway.oidc.clients import secret_digest
 from gateway.oidc.grant import new_id
 from gateway.oidc.http import NO_STORE
 from gateway.oidc.tokens import ACCESS_TOKEN_TYP
-from gateway.server import HTTP, LOOP, uvicorn_config
+from gateway.server import LOOP, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "config" / "roam.toml"
@@ -97,7 +97,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
 
 def runtime() -> dict[str, str]:
     """The event loop and HTTP protocol this process runs (gateway/server.py's)."""
-    return {"loop": LOOP, "http": HTTP}
+    return {"loop": LOOP, "http": "httptools, one send per answer"}
 
 
 class Floor:

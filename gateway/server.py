@@ -1,21 +1,99 @@
 """How the gateway runs under uvicorn: one set of options for ``roam serve`` and the benches,
-so what ``bench/`` measures is what production runs."""
+so what ``bench/`` measures is what production runs.
+
+uvicorn's httptools protocol writes a response's head and its body with two
+``transport.write`` calls, and uvloop turns each into a ``send()`` at once: two system calls
+per answer where one would do, and on loopback each also runs the receiver's side of TCP.
+:class:`OneSendHttpToolsProtocol` gives uvicorn a transport that holds what is written
+during a response and sends it all when the response completes — head and body of a whole
+answer leave in one ``send()``, with no added wait. What a streamed response writes is sent
+at the next turn of the event loop at the latest, so streaming still streams.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Both are dependencies (uvloop not on Windows): the fastest loop and HTTP parser measured.
 LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-HTTP = "httptools"
+
+
+class HoldingTransport:
+    """A transport whose ``write`` holds data until :meth:`flush`: called when a response
+    completes, on ``close``, and by the loop one turn after the first held write. Everything
+    else passes through to the real transport (flow control included)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._timer: asyncio.Handle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._timer = self._loop.call_soon(self.flush)
+        self._held.append(bytes(data))
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        if not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = []
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, ...
+        return getattr(self._transport, name)
+
+
+class OneSendHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a :class:`HoldingTransport`, flushed as each
+    response completes."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(HoldingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
+
+
+HTTP = OneSendHttpToolsProtocol
 
 
 def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = True,
                    log_level: str = "info") -> uvicorn.Config:
-    """uvloop and httptools, the app's own lifespan. ``X-Forwarded-*``
-    from clients are not trusted (``proxy_headers=False``): the proxy sets its own."""
+    """uvloop, httptools sending each answer at once, the app's own lifespan.
+    ``X-Forwarded-*`` from clients are not trusted (``proxy_headers=False``): the proxy
+    sets its own."""
     return uvicorn.Config(app, host=host, port=port, loop=LOOP, http=HTTP, lifespan="on",
                           proxy_headers=False, access_log=access_log, log_level=log_level)

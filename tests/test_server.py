@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.server import uvicorn_config
-from tests.support.servers import free_port, serve_config
+from gateway.server import OneSendHttpToolsProtocol, uvicorn_config
+from tests.support.servers import free_port, serve, serve_config
 
 
 async def whoami(request: Request) -> Response:
@@ -33,4 +37,42 @@ def test_runs_on_uvloop_and_httptools() -> None:
     config = uvicorn_config(Starlette(), host="127.0.0.1", port=free_port())
     config.load()
     assert config.loop == "uvloop"
-    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    assert config.http_protocol_class is OneSendHttpToolsProtocol
+
+
+def test_a_streamed_answer_still_streams() -> None:
+    """Held writes leave when an answer completes, or one loop turn later: the first chunk
+    must reach the client while the app still waits before sending the second."""
+    got_first = threading.Event()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"first;"
+        for _ in range(500):  # up to 5 s for the client to see the first chunk
+            if got_first.is_set():
+                break
+            await asyncio.sleep(0.01)
+        yield b"seen" if got_first.is_set() else b"held"
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingResponse(stream())
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    with serve(app) as url, httpx.stream("GET", url + "/") as response:
+        chunks = response.iter_raw()
+        assert next(chunks) == b"first;"
+        got_first.set()
+        assert b"".join(chunks) == b"seen"
+
+
+def test_whole_answers_and_keep_alive_across_requests() -> None:
+    """Many answers on one kept-alive connection, each complete and in order; a
+    ``Connection: close`` answer still arrives whole before the close."""
+    async def echo(request: Request) -> Response:
+        return PlainTextResponse(request.query_params["n"] * 1000)
+
+    app = Starlette(routes=[Route("/", echo)])
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        for n in "abcdefghij":
+            assert http.get("/", params={"n": n}).text == n * 1000
+        last = http.get("/", params={"n": "z"}, headers={"Connection": "close"})
+        assert last.text == "z" * 1000

@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from gateway.server import HTTP
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -22,10 +24,13 @@ def free_port() -> int:
 def serve(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
     """Run ``app`` until the block ends; yields its base URL ``http://127.0.0.1:PORT``.
 
-    ``options`` go to ``uvicorn.Config`` (e.g. an access log for a test that reads it).
+    ``options`` go to ``uvicorn.Config`` (e.g. an access log for a test that reads it). The
+    HTTP protocol is the one ``roam serve`` runs (gateway/server.py), so every test that
+    talks to a server goes through it.
     """
     port = port or free_port()
-    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **options}
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "http": HTTP,
+                                **options}
     with serve_config(uvicorn.Config(app, host="127.0.0.1", port=port, **settings)) as url:
         yield url
 
