@@ -26,6 +26,7 @@ from gateway.demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.login.directory import load_entries
 from gateway.login.stepup import LEVEL_NAMES as STEP_UP_NAMES
 from gateway.privacy import mask_name
+from gateway.server import uvicorn_config
 
 __all__ = ["DEMO_ARRIVALS", "demo_banner", "demo_config", "demo_legacy_apps", "demo_rp_apps",
            "rp_base_url", "run_demo"]
@@ -222,7 +223,7 @@ async def run_demo(config: Config, *, host: str = "127.0.0.1",
     apps += [(app, _port_of(base)) for base, app in demo_rp_apps(config).values()]
     apps += [(app, _port_of(base)) for base, app in demo_legacy_apps(config).values()]
     servers = [
-        _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        _Server(uvicorn_config(app, host=host, port=port, log_level="warning"))
         for app, port in apps
     ]
     print(demo_banner(config), flush=True)
