@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
-from starlette.requests import Request
+import pytest
+from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 
+from gateway import sessions as sessions_module
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
-from gateway.sessions import KIND, SessionManager
+from gateway.sessions import KIND, SessionManager, cookie_value
 from gateway.store.memory import MemoryStore
 
 IDENTITY = Identity(subject="c-0001", kind=PersonKind.NATURAL, acr="L2", amr=("pwd",),
@@ -166,3 +168,57 @@ async def test_links_list_every_rp_authorization_of_the_session() -> None:
     await sessions.destroy(session.sid)
     assert await sessions.links(session.sid) == []
     assert await sessions.sessions_of("c-0001") == []
+
+
+async def test_decoding_is_remembered_but_every_change_is_seen_at_once() -> None:
+    """The session is read from the store on every load; only its decoding is remembered,
+    by the stored text: a logout or a new login takes effect on the very next request."""
+    sessions, _store, clock = manager()
+    response = Response()
+    await sessions.start(IDENTITY, response)
+    cookie, _ = cookie_of(response)
+    first = await sessions.load(request_with(cookie))
+    second = await sessions.load(request_with(cookie))
+    assert first is not None
+    assert second is first
+
+    clock.now += 10  # the idle timer is written again: a new text, a new session value
+    touched = await sessions.load(request_with(cookie))
+    assert touched is not None
+    assert touched is not first
+    assert touched.last_seen == 1_010
+    assert first.last_seen == 1_000
+
+    again = Response()
+    await sessions.start(IDENTITY.with_auth(acr="L3", amr=("pwd", "otp"), auth_time=1_010),
+                         again, current=touched)
+    assert await sessions.load(request_with(cookie)) is None  # the old secret is gone
+    renewed, _ = cookie_of(again)
+    loaded = await sessions.load(request_with(renewed))
+    assert loaded is not None
+    assert loaded.identity.acr == "L3"
+
+    await sessions.destroy(loaded.sid)  # logout
+    assert await sessions.load(request_with(renewed)) is None
+
+
+async def test_remembered_decodings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions_module, "DECODED_KEPT", 3)
+    sessions, _, _ = manager()
+    cookies = []
+    for _ in range(5):
+        response = Response()
+        await sessions.start(IDENTITY, response)
+        cookies.append(cookie_of(response)[0])
+    for cookie in cookies:
+        assert await sessions.load(request_with(cookie)) is not None
+    assert len(sessions._decoded) == 3
+
+
+@pytest.mark.parametrize("header", [
+    "", "roam_session=a.b", "x=1; roam_session=a.b; y=2", "roam_session = a.b ;x=1",
+    "roam_session=a.b; roam_session=c.d", 'roam_session="a.b"', "roam_sessionx=1; x=roam_session",
+    "roam_session", "roam_session=; x=1", "a=b=c; roam_session=s.t=u",
+])
+def test_the_session_cookie_is_read_as_starlette_reads_cookies(header: str) -> None:
+    assert cookie_value(header, "roam_session") == cookie_parser(header).get("roam_session", "")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -66,7 +67,7 @@ from gateway.routing.upstream import (
     UpstreamResponse,
     UpstreamTimeout,
 )
-from gateway.sessions import SessionManager
+from gateway.sessions import SessionManager, cookie_value
 
 __all__ = [
     "AiohttpUpstream",
@@ -145,6 +146,32 @@ def _small_length(headers: Headers) -> int | None:
     return None
 
 
+class _Facts(NamedTuple):
+    """What the proxy needs of the request headers, found in one pass (Starlette's
+    ``Headers.get`` scans the list once per name)."""
+
+    host: str
+    cookie: str
+    length: str | None  # Content-Length as sent
+    chunked: bool  # a Transfer-Encoding was sent
+
+    @classmethod
+    def of(cls, raw: list[tuple[bytes, bytes]]) -> _Facts:
+        host = cookie = ""
+        length: str | None = None
+        chunked = False
+        for name, value in raw:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")  # one header, as Starlette reads it
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
+        return cls(host, cookie, length, chunked)
+
+
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in unquote(path).replace("\\", "/").split("/"))
 
@@ -221,6 +248,7 @@ class Proxy:
                                     status_code=307)
         if request.method not in METHODS:
             return self.answers.not_allowed(request, METHODS)
+        facts = _Facts.of(request.scope["headers"])
         query = request.scope.get("query_string", b"").decode("latin-1")
         host = request.scope.get(HOST_ROUTED)
         prefix = "" if host else f"/s/{system_id}"  # how the client sees the system's root
@@ -231,7 +259,8 @@ class Proxy:
             target, gateway = f"{self.public_scheme}://{host}{target}", self.issuer
 
         try:
-            session = await self.sessions.load(request)
+            session = await self.sessions.load_cookie(
+                cookie_value(facts.cookie, self.sessions.cookie_name))
         except StoreError as exc:
             return self.answers.unavailable(request, exc)
         if session is None:
@@ -245,17 +274,16 @@ class Proxy:
         if rest is None or _has_dot_segment(rest):
             return self.answers.fail(request, 400, "invalid_request", "地址无效",
                               "请求的地址格式不正确。")
-        declared = request.headers.get("content-length")
+        declared = facts.length
         if declared is not None:
             if not declared.isdigit():
                 return self.answers.fail(request, 400, "invalid_request", "请求无效",
                                   "请求的长度声明不正确。")
             if int(declared) > self.max_body:
                 return self.answers.too_large(request)
-        has_body = (declared is not None and int(declared) > 0) \
-            or "transfer-encoding" in request.headers
+        has_body = (declared is not None and int(declared) > 0) or facts.chunked
         body = _Body(request, self.max_body) if has_body else None
-        headers = self._request_headers(request, prefix)
+        headers = self._request_headers(request, prefix, facts.host)
         return await self._forward(request, system, connector, identity, rest, query,
                                    headers, body, prefix)
 
@@ -319,18 +347,20 @@ class Proxy:
     def _order(self, system: SystemConfig) -> list[str]:
         """Instances to try: the chosen one first, then the other healthy ones in turn.
         When passive health has marked every instance down, all are tried anyway."""
+        if len(system.instances) == 1:  # the usual case: nothing to choose
+            return list(system.instances)
         pool = [u for u in system.instances if self.health.healthy(system.id, u)]
         if not pool:
             pool = list(system.instances)
         first = pool.index(self.choose(system.id, pool))
         return pool[first:] + pool[:first]
 
-    def _request_headers(self, request: Request, prefix: str) -> Headers:
-        client = request.client.host if request.client else None
+    def _request_headers(self, request: Request, prefix: str, host: str) -> Headers:
+        client = request.scope.get("client")
         return upstream_request_headers(
-            request.scope["headers"], cookie_names=self.cookie_names, client=client,
-            proto=str(request.scope["scheme"]), host=request.headers.get("host", ""),
-            prefix=prefix)
+            request.scope["headers"], cookie_names=self.cookie_names,
+            client=client[0] if client else None, proto=str(request.scope["scheme"]),
+            host=host, prefix=prefix)
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
                           prefix: str) -> list[tuple[bytes, bytes]]:

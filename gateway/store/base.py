@@ -15,6 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, Protocol
 
+import orjson
+
+from gateway.errors import StoreError
+
 VERSION_HISTORY = 16
 """How many replaced versions a record remembers (newest first)."""
 
@@ -22,6 +26,18 @@ VERSION_HISTORY = 16
 Advance = Literal["advanced", "retired", "unknown"]
 """What ``advance`` found: the expected version (now replaced), one it had replaced
 before, or neither."""
+
+
+def load_payload(text: str | bytes) -> dict[str, Any]:
+    """A stored payload from its JSON text (``find_text``); ``StoreError`` if it is not a
+    JSON object (a store holding something this gateway did not write)."""
+    try:
+        payload = orjson.loads(text)
+    except ValueError:  # orjson's JSONDecodeError, bad UTF-8 included
+        raise StoreError("the store returned a record that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise StoreError("the store returned a record that is not a JSON object")
+    return payload
 
 
 class Versioned(NamedTuple):
@@ -40,6 +56,10 @@ class Store(Protocol):
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         """The record's payload, or None if absent or expired."""
+
+    async def find_text(self, kind: str, id: str) -> str | bytes | None:
+        """The record's payload as stored (compact JSON), or None: for a caller that keeps
+        decoded payloads by their text (the session read on every proxied request)."""
 
     async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
         """Mark a record used, atomically.

@@ -106,6 +106,10 @@ class MemoryStore:
         record = self._live(_key(kind, id))
         return None if record is None else _load(record.text)
 
+    async def find_text(self, kind: str, id: str) -> str | None:
+        record = self._live(_key(kind, id))
+        return None if record is None else record.text
+
     async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
         record = self._live(_key(kind, id))
         if record is None:

@@ -19,12 +19,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
-from gateway.store.base import VERSION_HISTORY, Advance, Versioned
+from gateway.store.base import VERSION_HISTORY, Advance, Versioned, load_payload
 from gateway.store.memory import check_kind, check_ttl, check_version, dump_payload, grant_of
 from gateway.store.pipelining import Pipeliner
 
@@ -159,10 +158,16 @@ class RedisStore:
                                          [text, ttl, grant_id or "", version])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
+        raw = await self.find_text(kind, id)
+        return None if raw is None else _load(raw)
+
+    async def find_text(self, kind: str, id: str) -> str | bytes | None:
         key = self._record_key(kind, id)
         with self._converted("find"):
             raw = await self._pipeliner.command("HGET", key, "p")
-        return None if raw is None else _load(raw)
+        if raw is not None and not isinstance(raw, bytes | str):
+            raise StoreError("redis returned a record that is not JSON")
+        return raw
 
     async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
         key = self._record_key(kind, id)
@@ -217,7 +222,7 @@ class RedisStore:
             if payload is None or _text(owner) != grant_id:
                 continue  # expired, or re-upserted into another grant since
             kind, _, id = _text(member)[len(self._prefix) + 1 : -1].partition(":")
-            found.append((kind, id, orjson.loads(_text(payload))))
+            found.append((kind, id, _load(payload)))
         return found
 
     async def revoke_by_grant(self, grant_id: str) -> int:
@@ -262,15 +267,9 @@ class RedisStore:
 
 
 def _load(raw: object) -> dict[str, Any]:
-    try:
-        if not isinstance(raw, bytes | str):
-            raise TypeError(type(raw).__name__)
-        payload = orjson.loads(raw)
-    except (ValueError, TypeError):  # orjson's JSONDecodeError (bad UTF-8 too) is a ValueError
-        raise StoreError("redis returned a record that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise StoreError("redis returned a record that is not a JSON object")
-    return payload
+    if not isinstance(raw, bytes | str):
+        raise StoreError("redis returned a record that is not JSON")
+    return load_payload(raw)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from gateway.store import MemoryStore, RedisStore, Store
-from gateway.store.base import VERSION_HISTORY
+from gateway.store.base import VERSION_HISTORY, load_payload
 
 Elapse = Callable[[float], Awaitable[None]]
 Expiries = Callable[[], Awaitable[list[float]]]
@@ -97,6 +97,17 @@ async def test_upsert_then_find_round_trips(store: Store) -> None:
 
 async def test_find_missing_is_none(store: Store) -> None:
     assert await store.find("code", "nope") is None
+    assert await store.find_text("code", "nope") is None
+
+
+async def test_find_text_is_the_stored_json(store: Store) -> None:
+    await store.upsert("code", "abc", PAYLOAD, 60)
+    text = await store.find_text("code", "abc")
+    assert text is not None
+    assert load_payload(text) == PAYLOAD
+    assert text == await store.find_text("code", "abc")  # unchanged record, same text
+    await store.upsert("code", "abc", {**PAYLOAD, "scope": ["openid"]}, 60)
+    assert await store.find_text("code", "abc") != text
 
 
 async def test_kinds_are_separate_namespaces(store: Store) -> None:
