@@ -94,6 +94,8 @@ def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = Tru
                    log_level: str = "info") -> uvicorn.Config:
     """uvloop, httptools sending each answer at once, the app's own lifespan.
     ``X-Forwarded-*`` from clients are not trusted (``proxy_headers=False``): the proxy
-    sets its own."""
+    sets its own. No ``Server: uvicorn`` header: the gateway does not advertise its
+    software, and a proxied answer keeps the system's own ``Server``."""
     return uvicorn.Config(app, host=host, port=port, loop=LOOP, http=HTTP, lifespan="on",
-                          proxy_headers=False, access_log=access_log, log_level=log_level)
+                          proxy_headers=False, server_header=False, access_log=access_log,
+                          log_level=log_level)

@@ -28,9 +28,11 @@ def test_clients_cannot_claim_another_address_or_scheme() -> None:
     config = uvicorn_config(app, host="127.0.0.1", port=free_port(), access_log=False,
                             log_level="warning")
     with serve_config(config) as url:
-        seen = httpx.get(url + "/", headers={"X-Forwarded-For": "10.9.9.9",
-                                             "X-Forwarded-Proto": "https"}).json()
-    assert seen == {"client": "127.0.0.1", "scheme": "http"}
+        response = httpx.get(url + "/", headers={"X-Forwarded-For": "10.9.9.9",
+                                                 "X-Forwarded-Proto": "https"})
+    assert response.json() == {"client": "127.0.0.1", "scheme": "http"}
+    assert "server" not in response.headers  # the software is not advertised
+    assert len(response.headers.get_list("date")) == 1
 
 
 def test_runs_on_uvloop_and_httptools() -> None:

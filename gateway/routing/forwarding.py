@@ -159,19 +159,24 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
     return out
 
 
+_NOT_RETURNED = HOP_BY_HOP | {"date"}
+
+
 def client_response_headers(headers: Iterable[tuple[str, str]], *,
                             cookie_names: Collection[str], base: str,
                             prefix: str) -> list[tuple[bytes, bytes]]:
     """An upstream's answer headers as the client may see them, as ASGI wants them.
 
-    Equal to ``without_set_cookies(without_hop_by_hop(headers))`` with a ``Location`` into
-    ``base`` rewritten under ``prefix``, names lower-cased and both encoded (latin-1).
+    Equal to ``without_set_cookies(without_hop_by_hop(headers))`` without ``Date`` (the
+    gateway's server sends its own: two would be invalid, and nginx drops the upstream's
+    too), with a ``Location`` into ``base`` rewritten under ``prefix``, names lower-cased
+    and both encoded (latin-1).
     """
     pairs = [(name.lower(), value) for name, value in headers]
     named = _named_by_connection(pairs)
     out: list[tuple[bytes, bytes]] = []
     for name, value in pairs:
-        if name in HOP_BY_HOP or name in named or name.startswith("proxy-"):
+        if name in _NOT_RETURNED or name in named or name.startswith("proxy-"):
             continue
         if name == "set-cookie" and _cookie_name(value.split(";", 1)[0]) in cookie_names:
             continue

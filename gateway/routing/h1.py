@@ -268,6 +268,11 @@ class H1Upstream:
                     raise UpstreamFailed("the upstream closed the connection") from exc
 
         async def read() -> bytes:
+            if connection.complete:  # a small answer usually arrives whole with its head
+                whole = b"".join(connection.chunks)
+                connection.chunks.clear()
+                connection.buffered = 0
+                return whole
             return b"".join([chunk async for chunk in chunks()])
 
         async def close() -> None:
@@ -280,8 +285,8 @@ class H1Upstream:
             elif connection.transport is not None:
                 connection.transport.close()
 
-        return UpstreamResponse(connection.status, list(connection.headers), chunks(), close,
-                                read)
+        # (the header list is this answer's own: on_message_begin starts a new one)
+        return UpstreamResponse(connection.status, connection.headers, chunks(), close, read)
 
 
 async def _within(future: asyncio.Future[None], wait: float) -> None:
