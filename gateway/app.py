@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -44,11 +43,10 @@ from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.regions import RegionDirectory
-from gateway.routing.dispatch import PrefixDispatch
+from gateway.routing.dispatch import ProxyFirst
 from gateway.routing.go import GoPages
 from gateway.routing.h1 import H1Upstream
 from gateway.routing.health import PassiveHealth
-from gateway.routing.hosts import HostRouter
 from gateway.routing.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.proxy import Proxy
 from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
@@ -260,13 +258,12 @@ def create_app(
         return failure(request, ref, 500, "server_error", "Internal error",
                        "系统错误", "认证服务出现内部错误，请稍后再试。")
 
-    # Host routing only where a system has hosts: no extra layer on every request else.
-    # Then /s/… goes straight to the proxy, which carries most requests.
-    hosts = resolver.systems.by_host()
-    host_routing = [Middleware(HostRouter, hosts=hosts)] if hosts else []
-    app = Starlette(
+    # A system's own host names and /s/… go straight to the proxy (ProxyFirst).
+    app = ProxyFirst(
+        proxy=proxy,
+        prefix=PROXY_PREFIX,
+        hosts=resolver.systems.by_host(),
         routes=routes,
-        middleware=[*host_routing, Middleware(PrefixDispatch, prefix=PROXY_PREFIX, handler=proxy)],
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

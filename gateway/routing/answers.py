@@ -114,6 +114,15 @@ class ProxyAnswers:
         answer.headers["Retry-After"] = "5"
         return answer
 
+    def internal_error(self, request: Request) -> Response:
+        """For an exception nothing expected: logged with its traceback and the ref."""
+        page = PageError("系统错误", "认证服务出现内部错误，请稍后再试。", status=500)
+        log.exception("proxy internal error ref=%s path=%s", page.ref, request.url.path)
+        if is_navigation(request):
+            return self.pages.error(page)
+        return JSONResponse({"error": "server_error", "ref": page.ref}, status_code=500,
+                            headers=_NO_STORE)
+
     def fail(self, request: Request, status: int, code: str, title: str,
               detail: str) -> Response:
         page = PageError(title, detail, status=status)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 HOST_ROUTED = "roam.host"
 """Scope key: the ``Host`` header (port included) a host-routed request came with."""
@@ -26,26 +26,21 @@ def host_name(host_header: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-class HostRouter:
-    """Pure ASGI middleware; the app adds it only when some system has ``hosts``."""
-
-    def __init__(self, app: ASGIApp, *, hosts: Mapping[str, str]) -> None:
-        self.app = app
-        self.hosts = dict(hosts)  # host name -> system id
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = _host_header(scope)
-            system = self.hosts.get(host_name(host))
-            if system is not None:
-                scope = dict(scope)
-                prefix = f"/s/{system}"
-                scope["path"] = prefix + scope["path"]
-                raw = scope.get("raw_path")
-                if isinstance(raw, bytes):
-                    scope["raw_path"] = prefix.encode() + raw
-                scope[HOST_ROUTED] = host
-        await self.app(scope, receive, send)
+def host_routed(scope: Scope, hosts: Mapping[str, str]) -> Scope:
+    """``scope`` as the proxy route of the system whose host it came on (a copy, marked
+    with ``HOST_ROUTED``), or unchanged. ``hosts``: host name → system id."""
+    host = _host_header(scope)
+    system = hosts.get(host_name(host))
+    if system is None:
+        return scope
+    routed = dict(scope)
+    prefix = f"/s/{system}"
+    routed["path"] = prefix + scope["path"]
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        routed["raw_path"] = prefix.encode() + raw
+    routed[HOST_ROUTED] = host
+    return routed
 
 
 def _host_header(scope: Scope) -> str:

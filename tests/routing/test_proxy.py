@@ -13,7 +13,6 @@ import aiohttp
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -23,7 +22,7 @@ from connectors.signed_header import SignedHeader, verify
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.routing.answers import MiB
-from gateway.routing.dispatch import PrefixDispatch
+from gateway.routing.dispatch import ProxyFirst
 from gateway.routing.forwarding import (
     client_response_headers,
     forwarded_headers,
@@ -33,7 +32,7 @@ from gateway.routing.forwarding import (
     without_set_cookies,
 )
 from gateway.routing.h1 import H1Upstream
-from gateway.routing.proxy import PREFIX, PassiveHealth, Proxy
+from gateway.routing.proxy import PREFIX, PassiveHealth, Proxy, _has_dot_segment
 from gateway.routing.resolve import RoundRobin
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
@@ -115,7 +114,7 @@ def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1",
 
 
 def gateway_app(systems: Systems, transport: str = "aiohttp",
-                **proxy_options: Any) -> Starlette:
+                **proxy_options: Any) -> ProxyFirst:
     """The proxy on ``transport``: ``aiohttp`` (AiohttpUpstream) or ``h1`` (H1Upstream)."""
     sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
@@ -145,8 +144,8 @@ def gateway_app(systems: Systems, transport: str = "aiohttp",
         await sessions.start(identity, response)
         return response
 
-    return Starlette(lifespan=lifespan, routes=[Route("/test/login", login, methods=["GET"])],
-                     middleware=[Middleware(PrefixDispatch, prefix=PREFIX, handler=proxy)])
+    return ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={}, lifespan=lifespan,
+                      routes=[Route("/test/login", login, methods=["GET"])])
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +290,7 @@ async def test_store_failure_is_503_with_retry_after(
     systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
     proxy = Proxy(systems=systems, http=H1Upstream(), sessions=sessions,
                   connectors={"echo": SignedHeader(secret=SECRET)}, health=PassiveHealth())
-    app = Starlette(middleware=[Middleware(PrefixDispatch, prefix=PREFIX, handler=proxy)])
+    app = ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={})
     cookie = {"Cookie": "roam_session=sid0.secret0"}
     try:
         with serve(app) as url:
@@ -306,6 +305,35 @@ async def test_store_failure_is_503_with_retry_after(
     assert page.status_code == 503
     assert "服务暂时不可用" in page.text
     assert "secret0" not in caplog.text
+
+
+class BrokenConnector:
+    """A connector with a bug: the proxy must still answer, with a reference id."""
+
+    type_name = "broken"
+
+    def present(self, identity: Identity, outgoing: Any, route: Any, *, now: float) -> None:
+        raise RuntimeError("connector bug")
+
+
+async def test_an_unexpected_error_is_500_with_a_reference(
+        upstreams: tuple[str, str, str], caplog: pytest.LogCaptureFixture) -> None:
+    systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
+    app = gateway_app(systems, "h1")
+    proxy = app.proxy
+    assert isinstance(proxy, Proxy)
+    proxy.connectors = {"echo": BrokenConnector()}
+    with serve(app) as url:
+        async with client(url) as http:
+            api = await http.get("/s/echo/x", headers=JSON)
+            page = await http.get("/s/echo/x", headers=NAV)
+    assert api.status_code == 500
+    ref = api.json()["ref"]
+    assert api.json()["error"] == "server_error"
+    assert f"ref={ref}" in caplog.text
+    assert "connector bug" in caplog.text  # the traceback is logged
+    assert page.status_code == 500
+    assert "系统错误" in page.text
 
 
 # -- bodies ---------------------------------------------------------------------------------
@@ -462,6 +490,15 @@ async def test_session_below_min_acr_is_stepped_up(gateway: str) -> None:
 
 
 # -- header rules and passive health, without servers -----------------------------------------
+
+@pytest.mark.parametrize(("path", "dot"), [
+    ("a/b", False), ("a.b/c.d", False), ("a/.../b", False), ("a%20b", False),
+    ("..", True), ("a/../b", True), ("a/./b", True), ("a/%2e%2e/b", True), ("a/%2E/b", True),
+    ("a/.%2e", True), ("a%2f..%2fb", True), ("a\\..\\b", True), ("a/%5c..%5cb", True),
+])
+def test_dot_segments_plain_or_encoded_are_found(path: str, dot: bool) -> None:
+    assert _has_dot_segment(path) is dot
+
 
 def test_hop_by_hop_headers_are_removed() -> None:
     headers = [("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"),
