@@ -4,8 +4,11 @@
 client and 0.017 ms written by hand over an ``asyncio.Protocol`` with httptools' response
 parser (the parser uvicorn uses); this is that, made safe for the proxy:
 
-* one write per request without a body (head and all); a streamed body is sent with its
-  ``Content-Length`` if the client gave one, else chunked;
+* one write per request without a body (head and all), made at the end of the event loop's
+  turn together with the other requests of that turn: the upstream then wakes once for
+  several requests instead of once each (``bench/proxy.py``, A/B in one run: −16 % of the
+  gateway's CPU and of the upstream's per request); a streamed body is sent at once, with
+  its ``Content-Length`` if the client gave one, else chunked;
 * connections are kept per (scheme, host, port) and reused only after a complete response
   that allows it; a reused connection the upstream had already closed is retried once on
   a new one, and only when no body was sent;
@@ -170,6 +173,7 @@ class H1Upstream:
         self.max_idle = max_idle
         self.tls = tls or ssl.create_default_context()
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._pending: list[tuple[asyncio.Transport, bytes]] = []
 
     async def send(self, method: str, url: str, headers: Headers,
                    body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse:
@@ -189,6 +193,19 @@ class H1Upstream:
             return await self._exchange(connection, method, head, body, wait)
         except _Stale:
             raise UpstreamFailed("the upstream closed the connection") from None
+
+    def _write_soon(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data`` at the end of this loop turn, with the turn's other requests (a
+        transport closed meanwhile — timeout, cancellation — is skipped)."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._write_pending)
+        self._pending.append((transport, data))
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for transport, data in pending:
+            if not transport.is_closing():
+                transport.write(data)
 
     async def aclose(self) -> None:
         for connections in self._idle.values():
@@ -234,7 +251,10 @@ class H1Upstream:
             raise _Stale()
         answered = connection.begin(method)
         try:
-            transport.write(head)
+            if body is None:
+                self._write_soon(transport, head)
+            else:
+                transport.write(head)
             if body is not None:
                 await _send_body(connection, transport, body, chunked=b"\r\ncontent-length:"
                                  not in head.lower())

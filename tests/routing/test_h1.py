@@ -304,3 +304,40 @@ async def test_https_upstreams_are_verified(tmp_path: Path) -> None:
         await trusting.aclose()
         await default.aclose()
         server.close()
+
+
+async def test_requests_of_one_loop_turn_are_written_together(upstream: H1Upstream) -> None:
+    """Body-less requests are written at the end of the loop turn, all of them: eight at
+    once get eight answers on eight connections."""
+    server = Server(keep_alive())
+    async with server as base:
+        answers = await asyncio.gather(*(get(upstream, f"{base}/{n}") for n in range(8)))
+    assert answers == [(200, b"hello")] * 8
+    assert server.connections == 8
+
+
+async def test_a_cancelled_request_leaves_the_pool_usable(upstream: H1Upstream) -> None:
+    """Cancelled (the client went away) while its write waits for the turn's end: its
+    connection is closed, never handed to the next request with an answer pending."""
+    heads: list[bytes] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            heads.append(head.split(b"\r\n")[0])
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server = Server(recording)
+    async with server as base:
+        assert await get(upstream, base + "/first") == (200, b"ok")  # a pooled connection
+        task = asyncio.create_task(upstream.send("GET", base + "/cancelled", [], None, wait=2))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await get(upstream, base + "/after") == (200, b"ok")
+    assert heads[0] == b"GET /first HTTP/1.1"
+    assert heads[-1] == b"GET /after HTTP/1.1"
+    assert server.connections == 2  # the cancelled one's connection was not reused
