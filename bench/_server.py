@@ -97,7 +97,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
 
 def runtime() -> dict[str, str]:
     """The event loop and HTTP protocol this process runs (gateway/server.py's)."""
-    return {"loop": LOOP, "http": "httptools, one send per answer"}
+    return {"loop": LOOP, "http": "httptools, writes sent per loop turn"}
 
 
 class Floor:

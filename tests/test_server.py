@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.server import OneSendHttpToolsProtocol, uvicorn_config
+from gateway.server import TurnWritesHttpToolsProtocol, uvicorn_config
 from tests.support.servers import free_port, serve, serve_config
 
 
@@ -39,11 +39,11 @@ def test_runs_on_uvloop_and_httptools() -> None:
     config = uvicorn_config(Starlette(), host="127.0.0.1", port=free_port())
     config.load()
     assert config.loop == "uvloop"
-    assert config.http_protocol_class is OneSendHttpToolsProtocol
+    assert config.http_protocol_class is TurnWritesHttpToolsProtocol
 
 
 def test_a_streamed_answer_still_streams() -> None:
-    """Held writes leave when an answer completes, or one loop turn later: the first chunk
+    """Held writes leave at the end of the loop turn that wrote them: the first chunk
     must reach the client while the app still waits before sending the second."""
     got_first = threading.Event()
 
