@@ -96,15 +96,15 @@ class SignedHeader:
         self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
         self._nonce_prefix = secrets.token_urlsafe(12) + "."
         self._count = itertools.count()
+        # (identity, route) -> their X-Roam-Sub/-Acr/-Claims values; see _identity_headers
+        self._made: dict[tuple[int, int], tuple[Identity, Route, tuple[str, str, str]]] = {}
 
     def __repr__(self) -> str:
         return f"SignedHeader(prefix={self.prefix!r})"  # never the secret
 
     def present(self, identity: Identity, outgoing: Outgoing, route: Route, *,
                 now: float) -> None:
-        sub = _header_safe("sub", identity.subject)
-        acr = _header_safe("acr", identity.acr)
-        claims = _b64(_claims_json(released_claims(identity, route)))
+        sub, acr, claims = self._identity_headers(identity, route)
         timestamp = str(int(now))
         nonce = f"{self._nonce_prefix}{next(self._count):x}"
         signature = _signature(self._keyed, outgoing.method, outgoing.path,
@@ -114,6 +114,27 @@ class SignedHeader:
         headers.extend(zip(self._names, (sub, acr, claims, timestamp, nonce, signature),
                            strict=True))
         outgoing.headers[:] = headers
+
+
+    def _identity_headers(self, identity: Identity, route: Route) -> tuple[str, str, str]:
+        """``sub``, ``acr`` and the encoded released claims, made once per identity and
+        route objects. Both are immutable values that stay the same object across requests
+        (the session's decoded identity, the proxy's per-instance route), and each entry
+        holds them, so an ``id`` is never taken for another object's."""
+        key = (id(identity), id(route))
+        made = self._made.get(key)
+        if made is not None and made[0] is identity and made[1] is route:
+            return made[2]
+        values = (_header_safe("sub", identity.subject), _header_safe("acr", identity.acr),
+                  _b64(_claims_json(released_claims(identity, route))))
+        while len(self._made) >= MADE_KEPT:
+            del self._made[next(iter(self._made))]  # the oldest
+        self._made[key] = (identity, route, values)
+        return values
+
+
+MADE_KEPT = 4096
+"""Identity headers a signed-header connector keeps made (one per live session, roughly)."""
 
 
 class SignatureError(TokenError):

@@ -135,7 +135,7 @@ class SessionManager:
         session = self._decoded.get(text)
         if session is None:
             session = Session.from_dict(load_payload(text))
-            if len(self._decoded) >= DECODED_KEPT:
+            while len(self._decoded) >= DECODED_KEPT:
                 del self._decoded[next(iter(self._decoded))]  # the oldest
             self._decoded[text] = session
         return session

@@ -258,11 +258,6 @@ class Proxy:
         query = request.scope.get("query_string", b"").decode("latin-1")
         host = request.scope.get(HOST_ROUTED)
         prefix = "" if host else f"/s/{system_id}"  # how the client sees the system's root
-        shown = raw_path.removeprefix(f"/s/{system_id}") if host else raw_path
-        target = shown + (f"?{query}" if query else "")
-        gateway = ""
-        if host:  # back to the system's own host after login, via the gateway's host
-            target, gateway = f"{self.public_scheme}://{host}{target}", self.issuer
 
         try:
             session = await self.sessions.load_cookie(
@@ -270,9 +265,11 @@ class Proxy:
         except StoreError as exc:
             return self.answers.unavailable(request, exc)
         if session is None:
+            target, gateway = self._back_to(raw_path, query, system_id, host)
             return self.answers.login_required(request, target, gateway=gateway)
         identity = session.identity
         if level_rank(identity.acr) < level_rank(system.min_acr):
+            target, gateway = self._back_to(raw_path, query, system_id, host)
             return self.answers.stepup_required(request, target, system.min_acr,
                                                 gateway=gateway)
 
@@ -292,6 +289,17 @@ class Proxy:
         headers = self._request_headers(request, prefix, facts.host)
         return await self._forward(request, system, connector, identity, rest, query,
                                    headers, body, prefix)
+
+    def _back_to(self, raw_path: str, query: str, system_id: str,
+                 host: str | None) -> tuple[str, str]:
+        """Where to come back after login or step-up, and the gateway to do them at: a path
+        here, or (for a request on a system's own host) an absolute URL on that host with
+        the issuer's login."""
+        shown = raw_path.removeprefix(f"{PREFIX}{system_id}") if host else raw_path
+        target = shown + (f"?{query}" if query else "")
+        if not host:
+            return target, ""
+        return f"{self.public_scheme}://{host}{target}", self.issuer
 
     # -- forwarding -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 
+from connectors import signed_header
 from connectors.base import ConnectorContext, Outgoing, Route, strip_client_identity
 from connectors.registry import parse_connector
 from connectors.signed_header import SignatureError, SignedHeader, verify
@@ -245,3 +246,31 @@ def test_unsafe_subject_is_refused(connector: SignedHeader) -> None:
                       auth_time=0, region="430000")
     with pytest.raises(ValueError, match="sub"):
         connector.present(person, Outgoing("GET", "/"), route("http://x"), now=0)
+
+
+def test_identity_headers_follow_the_identity_object(connector: SignedHeader,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made once per (identity, route) pair of objects; another identity — a step-up, a
+    different person — gets its own, and the kept ones are bounded."""
+    def claims_of(identity: Identity, r: Route) -> tuple[str, str]:
+        out = Outgoing("GET", "/", [])
+        connector.present(identity, out, r, now=time.time())
+        headers = dict(out.headers)
+        return headers["X-Roam-Acr"], headers["X-Roam-Claims"]
+
+    r = route("http://s")
+    person = citizen()
+    assert claims_of(person, r) == claims_of(person, r)
+    stepped = person.with_auth(acr="L3", amr=("pwd", "face"), auth_time=1_700_000_100)
+    assert claims_of(stepped, r)[0] == "L3"
+    other = Identity(subject="u-2002", kind=PersonKind.NATURAL, acr="L2", amr=("pwd",),
+                     auth_time=1, region="430102", claims={"name": "李四"})
+    assert claims_of(other, r) != claims_of(person, r)
+    privileged = route("http://s", privileged=True)
+    assert claims_of(person, privileged) != claims_of(person, r)  # unmasked numbers
+
+    monkeypatch.setattr(signed_header, "MADE_KEPT", 2)
+    for n in range(5):
+        claims_of(Identity(subject=f"u-{n}", kind=PersonKind.NATURAL, acr="L2", amr=("pwd",),
+                           auth_time=1, region="430102"), r)
+    assert len(connector._made) <= 2
