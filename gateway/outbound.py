@@ -99,15 +99,16 @@ def _special_one(address: IPAddress) -> bool:
 
 
 def is_special(address: IPAddress) -> bool:
-    """True for any address that is not plainly a public unicast host."""
+    """True for any address that is not plainly a public unicast host. A 6to4 or NAT64
+    address is judged by the IPv4 address it reaches, and only by that: Python releases
+    with the 2024 ``ipaddress`` fixes (3.11.10+, and distributions' patched builds) call
+    the whole 6to4 and NAT64 prefixes non-global, older ones do not."""
     address = _unmap(address)
-    if _special_one(address):
-        return True
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(address)
-        if embedded is not None and _special_one(embedded):
-            return True
-    return False
+        if embedded is not None:
+            return _special_one(embedded)
+    return _special_one(address)
 
 
 class OutboundRefused(RoamError):
