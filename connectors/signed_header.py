@@ -41,6 +41,7 @@ from connectors.base import (
 from connectors.secret import SharedSecretSettings
 from gateway.errors import TokenError
 from gateway.identity import Identity
+from gateway.memo import remember
 
 __all__ = [
     "SignatureError",
@@ -127,10 +128,7 @@ class SignedHeader:
             return made[2]
         values = (_header_safe("sub", identity.subject), _header_safe("acr", identity.acr),
                   _b64(_claims_json(released_claims(identity, route))))
-        while len(self._made) >= MADE_KEPT:
-            del self._made[next(iter(self._made))]  # the oldest
-        self._made[key] = (identity, route, values)
-        return values
+        return remember(self._made, key, (identity, route, values), limit=MADE_KEPT)[2]
 
 
 MADE_KEPT = 4096

@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from gateway.config import SessionSection, is_loopback_http
 from gateway.identity import Identity
+from gateway.memo import remember
 from gateway.oidc.grant import new_id
 from gateway.store.base import Store, load_payload
 
@@ -134,10 +135,8 @@ class SessionManager:
             return None
         session = self._decoded.get(text)
         if session is None:
-            session = Session.from_dict(load_payload(text))
-            while len(self._decoded) >= DECODED_KEPT:
-                del self._decoded[next(iter(self._decoded))]  # the oldest
-            self._decoded[text] = session
+            session = remember(self._decoded, text, Session.from_dict(load_payload(text)),
+                               limit=DECODED_KEPT)
         return session
 
     async def find(self, sid: str) -> Session | None:

@@ -257,7 +257,7 @@ class Proxy:
         facts = _Facts.of(request.scope["headers"])
         query = request.scope.get("query_string", b"").decode("latin-1")
         host = request.scope.get(HOST_ROUTED)
-        prefix = "" if host else f"/s/{system_id}"  # how the client sees the system's root
+        prefix = "" if host else f"{PREFIX}{system_id}"  # how the client sees the system's root
 
         try:
             session = await self.sessions.load_cookie(
