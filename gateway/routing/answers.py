@@ -95,10 +95,7 @@ class ProxyAnswers:
             code = "bad_gateway"
         log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
                     system.id, instance, type(exc).__name__, exc)
-        if is_navigation(request):
-            return self.pages.error(page)
-        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
-                            headers=_NO_STORE)
+        return self._answer(request, page, code)
 
     def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:
         answer = self.fail(request, 405, "method_not_allowed", "请求方式不受支持",
@@ -108,9 +105,9 @@ class ProxyAnswers:
 
     def unavailable(self, request: Request, exc: StoreError) -> Response:
         """The store failed (e.g. Redis down): 503, try again shortly."""
-        answer = self.fail(request, 503, "temporarily_unavailable", "服务暂时不可用",
-                           "认证服务的存储暂时不可用，请稍后再试。")
-        log.error("proxy store failure path=%s: %s", request.url.path, exc)
+        page = PageError("服务暂时不可用", "认证服务的存储暂时不可用，请稍后再试。", status=503)
+        log.error("proxy store failure ref=%s path=%s: %s", page.ref, request.url.path, exc)
+        answer = self._answer(request, page, "temporarily_unavailable")
         answer.headers["Retry-After"] = "5"
         return answer
 
@@ -118,15 +115,15 @@ class ProxyAnswers:
         """For an exception nothing expected: logged with its traceback and the ref."""
         page = PageError("系统错误", "认证服务出现内部错误，请稍后再试。", status=500)
         log.exception("proxy internal error ref=%s path=%s", page.ref, request.url.path)
-        if is_navigation(request):
-            return self.pages.error(page)
-        return JSONResponse({"error": "server_error", "ref": page.ref}, status_code=500,
-                            headers=_NO_STORE)
+        return self._answer(request, page, "server_error")
 
     def fail(self, request: Request, status: int, code: str, title: str,
               detail: str) -> Response:
-        page = PageError(title, detail, status=status)
+        return self._answer(request, PageError(title, detail, status=status), code)
+
+    def _answer(self, request: Request, page: PageError, code: str) -> Response:
+        """The page for a person, ``{"error": code, "ref": ...}`` for a program."""
         if is_navigation(request):
             return self.pages.error(page)
-        return JSONResponse({"error": code, "ref": page.ref}, status_code=status,
+        return JSONResponse({"error": code, "ref": page.ref}, status_code=page.status,
                             headers=_NO_STORE)

@@ -248,14 +248,13 @@ class Proxy:
             return self.answers.fail(request, 404, "not_found", "未找到该系统",
                               "您访问的业务系统不存在或未通过统一身份认证网关接入。")
         raw_path = self._raw_path(request)
+        query = request.scope.get("query_string", b"").decode("latin-1")
         if not slash:  # the system's root is /s/<system>/
-            query = request.scope.get("query_string", b"").decode("latin-1")
             return RedirectResponse(raw_path + "/" + (f"?{query}" if query else ""),
                                     status_code=307)
         if request.method not in METHODS:
             return self.answers.not_allowed(request, METHODS)
         facts = _Facts.of(request.scope["headers"])
-        query = request.scope.get("query_string", b"").decode("latin-1")
         host = request.scope.get(HOST_ROUTED)
         prefix = "" if host else f"{PREFIX}{system_id}"  # how the client sees the system's root
 

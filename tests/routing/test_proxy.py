@@ -302,6 +302,7 @@ async def test_store_failure_is_503_with_retry_after(
     assert api.status_code == 503
     assert api.headers["retry-after"] == "5"
     assert api.json()["error"] == "temporarily_unavailable"
+    assert f"ref={api.json()['ref']}" in caplog.text  # the log carries the ref shown
     assert page.status_code == 503
     assert "服务暂时不可用" in page.text
     assert "secret0" not in caplog.text
