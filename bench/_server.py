@@ -10,7 +10,7 @@ Starlette app, so the floor shares the server, process, event loop and middlewar
 
 * ``POST /floor/token``: the least a token endpoint must do. It parses the form, signs an
   access token (``typ: at+jwt``) and an ID token with the claim shapes of
-  ``gateway/oidc/tokens.py`` through the same ``KeyRing.sign``, makes a random refresh
+  ``gateway/oidc/minter.py`` through the same ``KeyRing.sign``, makes a random refresh
   token, and answers with the JSON shape and headers of ``/token``. No client
   authentication, no store, no worker thread.
 * ``GET /bench/info``: what this process really runs (loop, HTTP parser, versions, pid).
@@ -38,11 +38,11 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import ClientConfig, Config, load_config
+from gateway.ids import new_id
 from gateway.keys import KeyRing
+from gateway.oidc.bridge import NO_STORE
 from gateway.oidc.clients import secret_digest
-from gateway.oidc.grant import new_id
-from gateway.oidc.http import NO_STORE
-from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.server import LOOP, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.base import ConnectorContext, Route
-from gateway.config import is_loopback_http
 from gateway.identity import Identity
+from gateway.urls import is_loopback_http
 
 __all__ = ["Cas", "CasConfig", "service_allowed", "valid_service_url"]
 

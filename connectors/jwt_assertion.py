@@ -23,9 +23,8 @@ from connectors.base import (
     released_claims,
     strip_client_identity,
 )
-from gateway.config import KNOWN_CLAIMS
 from gateway.errors import ConfigError
-from gateway.identity import Identity
+from gateway.identity import KNOWN_CLAIMS, Identity
 from gateway.keys import KeyRing
 
 __all__ = ["JwtAssertion", "JwtAssertionConfig"]

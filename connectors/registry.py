@@ -1,6 +1,7 @@
 """The connector registry: type name -> config class, extended through entry points.
 
-The built-ins (``signed-header``, ``jwt-assertion``) are registered in code. Third parties
+The built-ins (``signed-header``, ``jwt-assertion``, ``cas``, ``ticket``) are registered in
+code. Third parties
 publish a config class in the entry-point group ``roam.connectors``::
 
     [project.entry-points."roam.connectors"]

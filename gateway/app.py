@@ -36,9 +36,9 @@ from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.logout import SessionLogout
+from gateway.oidc.minter import TokenMinter
 from gateway.oidc.server import RoamAuthorizationServer
-from gateway.oidc.token import TokenEndpoint
-from gateway.oidc.tokens import TokenMinter
+from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages

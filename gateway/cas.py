@@ -42,11 +42,10 @@ from gateway.pages import Pages
 from gateway.routing.access import session_for_system
 from gateway.routing.systems import SystemConfig, Systems, route_of
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
-__all__ = ["CAS_NS", "TICKET_KIND", "TICKET_TTL", "CasServer"]
+__all__ = ["CAS_NS", "TICKET_TTL", "CasServer"]
 
-TICKET_KIND = "cas_st"
 TICKET_TTL = 60
 CAS_NS = "http://www.yale.edu/tp/cas"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -105,7 +104,7 @@ class CasServer:
         identity = session.identity
         route = route_of(system, system.instances[0])
         ticket = "ST-" + secrets.token_urlsafe(32)
-        await self.store.upsert(TICKET_KIND, ticket, {
+        await self.store.upsert(Kind.CAS_TICKET, ticket, {
             "service": service,
             "system_id": system.id,
             "sub": identity.subject,
@@ -131,7 +130,7 @@ class CasServer:
             return _failure("INVALID_REQUEST", "service and ticket are required")
         if not ticket.startswith("ST-"):
             return _failure("INVALID_TICKET", f"ticket {ticket} not recognized")
-        found = await self.store.consume(TICKET_KIND, ticket)
+        found = await self.store.consume(Kind.CAS_TICKET, ticket)
         if found is None or not found[1]:
             return _failure("INVALID_TICKET", f"ticket {ticket} not recognized")
         payload = found[0]

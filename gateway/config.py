@@ -25,58 +25,16 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
+from gateway.identity import KNOWN_CLAIMS, SCOPE_CLAIMS
+from gateway.urls import HOST_NAME, check_url, is_loopback_http, within_domain
 
 Alg = Literal["RS256", "ES256"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 
-#: Scopes Roam knows, and the claims each one may release (then cut to the client's list).
-SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
-    "openid": (),
-    "profile": ("name", "gender", "birthdate"),
-    "phone": ("phone_number", "phone_number_verified"),
-    "id_card": ("id_number",),
-    "region": ("region",),
-    "legal_person": ("uscc", "org_name", "agent"),
-    "offline_access": (),
-}
-KNOWN_CLAIMS = frozenset(c for claims in SCOPE_CLAIMS.values() for c in claims)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def is_loopback_http(url: str) -> bool:
-    """Plain http is only acceptable on loopback (the demo, tests)."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
-HOST_NAME = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
-"""A lower-case DNS host name with at least two labels (no port, no IP address)."""
-
-
-def within_domain(host: str, domain: str) -> bool:
-    """Whether a cookie for ``domain`` is sent to ``host`` (RFC 6265 §5.1.3)."""
-    return host == domain or host.endswith("." + domain)
-
-
-def _check_url(value: str, *, allow_fragment: bool = False) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an absolute http(s) URL")
-    if parts.scheme == "http" and not is_loopback_http(value):
-        raise ValueError(f"{value!r} uses plain http on a non-loopback host")
-    if parts.fragment and not allow_fragment:
-        raise ValueError(f"{value!r} must not contain a fragment")
-    return value
 
 
 class GatewaySection(_Strict):
@@ -89,7 +47,7 @@ class GatewaySection(_Strict):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        _check_url(value)
+        check_url(value)
         if urlsplit(value).query or value.endswith("/"):
             raise ValueError("issuer must have no query and no trailing slash")
         return value
@@ -186,13 +144,13 @@ class ClientConfig(_Strict):
     @field_validator("backchannel_logout_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value)
+        return None if value is None else check_url(value)
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
     def _uris(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for uri in value:
-            _check_url(uri)
+            check_url(uri)
         return value
 
     @field_validator("scopes")

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import PageError
-from gateway.oidc.grant import new_id
+from gateway.ids import new_id
 
 COOKIE = "roam_csrf"
 FIELD = "csrf_token"

@@ -16,6 +16,19 @@ class PersonKind(StrEnum):
 
 LEVELS = ("L1", "L2", "L3", "L4")
 
+#: Scopes Roam knows, and the claims each one may release (then cut to the client's list).
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": (),
+    "profile": ("name", "gender", "birthdate"),
+    "phone": ("phone_number", "phone_number_verified"),
+    "id_card": ("id_number",),
+    "region": ("region",),
+    "legal_person": ("uscc", "org_name", "agent"),
+    "offline_access": (),
+}
+KNOWN_CLAIMS = frozenset(c for claims in SCOPE_CLAIMS.values() for c in claims)
+"""Every claim some scope can release: systems and clients may only register these."""
+
 
 def level_rank(acr: str) -> int:
     """``"L3"`` -> 3; unknown values rank 0 so they never satisfy a requirement."""

@@ -77,7 +77,7 @@ class _Signer:
 class KeyRing:
     """The gateway's signing keys: sign with the newest, verify with any, publish all.
 
-    Immutable after construction; safe to share between threads (authlib runs off the loop).
+    Immutable after construction, so every endpoint and connector can share one ring.
     """
 
     def __init__(self, keys: Iterable[SigningKey]) -> None:

@@ -26,14 +26,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.config import SessionSection, is_loopback_http
+from gateway.config import SessionSection
 from gateway.identity import Identity
+from gateway.ids import new_id
 from gateway.memo import remember
-from gateway.oidc.grant import new_id
-from gateway.store.base import Store, load_payload
+from gateway.store.base import Kind, Store, load_payload
+from gateway.urls import is_loopback_http
 
-KIND = "session"
-LINK_KIND = "session_rp"
 DECODED_KEPT = 4096  # decoded session records remembered per process (a few MB at most)
 
 
@@ -130,7 +129,7 @@ class SessionManager:
         The store is still asked every time — only the decoding is remembered, keyed by the
         exact text — so a logout or a change anywhere is seen at once.
         """
-        text = await self.store.find_text(KIND, sid)
+        text = await self.store.find_text(Kind.SESSION, sid)
         if text is None:
             return None
         session = self._decoded.get(text)
@@ -155,7 +154,7 @@ class SessionManager:
         ttl = self._ttl(session, now)
         if ttl > 0:
             touched = replace(session, last_seen=now)
-            await self.store.upsert(KIND, session.sid, touched.to_dict(), ttl)
+            await self.store.upsert(Kind.SESSION, session.sid, touched.to_dict(), ttl)
 
     async def load(self, request: Request) -> Session | None:
         """This browser's live session, touched (idle timer restarted), or None."""
@@ -174,11 +173,11 @@ class SessionManager:
             return None
         now = int(self.clock())
         if self._expired(session, now):
-            await self.store.destroy(KIND, sid)
+            await self.store.destroy(Kind.SESSION, sid)
             return None
         if now - session.last_seen >= 5:  # avoid a write per request in a burst
             session = replace(session, last_seen=now)
-            await self.store.upsert(KIND, sid, session.to_dict(), self._ttl(session, now))
+            await self.store.upsert(Kind.SESSION, sid, session.to_dict(), self._ttl(session, now))
         return session
 
     async def start(self, identity: Identity, response: Response, *,
@@ -206,7 +205,8 @@ class SessionManager:
                                     now: int) -> Session:
         secret = new_id(32)
         session = replace(session, secret_sha256=_digest(secret))
-        await self.store.upsert(KIND, session.sid, session.to_dict(), self._ttl(session, now))
+        await self.store.upsert(Kind.SESSION, session.sid, session.to_dict(),
+                                self._ttl(session, now))
         response.set_cookie(
             self.cookie_name,
             f"{session.sid}.{secret}",
@@ -229,7 +229,8 @@ class SessionManager:
             "created": int(self.clock()),
             "offline": offline,
         }
-        await self.store.upsert(LINK_KIND, f"{session.sid}.{grant_id}", payload, self.link_ttl)
+        await self.store.upsert(Kind.SESSION_LINK, f"{session.sid}.{grant_id}", payload,
+                                self.link_ttl)
 
     async def links(self, sid: str) -> list[SessionLink]:
         """Every RP authorization of the session, oldest first."""
@@ -237,7 +238,7 @@ class SessionManager:
         links = [
             SessionLink(client_id=p["client_id"], grant_id=p["rp_grant_id"],
                         created=int(p["created"]), offline=bool(p.get("offline")))
-            for kind, _, p in found if kind == LINK_KIND
+            for kind, _, p in found if kind == Kind.SESSION_LINK
         ]
         return sorted(links, key=lambda link: (link.created, link.client_id))
 
@@ -245,12 +246,12 @@ class SessionManager:
         """Every live session of a person (ops: "log out this subject everywhere")."""
         found = await self.store.find_by_grant(subject_group(subject))
         now = int(self.clock())
-        sessions = [Session.from_dict(p) for kind, _, p in found if kind == KIND]
+        sessions = [Session.from_dict(p) for kind, _, p in found if kind == Kind.SESSION]
         return [s for s in sessions if not self._expired(s, now)]
 
     async def destroy(self, sid: str) -> None:
         """Forget the session and its links (the caller revokes the grants first)."""
-        await self.store.destroy(KIND, sid)
+        await self.store.destroy(Kind.SESSION, sid)
         await self.store.revoke_by_grant(session_group(sid))
 
     def clear_cookie(self, response: Response) -> None:

@@ -38,11 +38,10 @@ from gateway.pages import Pages
 from gateway.routing.access import session_for_system
 from gateway.routing.systems import SystemConfig, Systems, route_of
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
-__all__ = ["TICKET_KIND", "TicketEndpoints"]
+__all__ = ["TicketEndpoints"]
 
-TICKET_KIND = "sys_ticket"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -86,7 +85,7 @@ class TicketEndpoints:
         identity = session.identity
         route = route_of(system, system.instances[0])
         ticket = secrets.token_urlsafe(32)
-        await self.store.upsert(TICKET_KIND, ticket, {
+        await self.store.upsert(Kind.SYSTEM_TICKET, ticket, {
             "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
         base, hash_, fragment = target.partition("#")
         joiner = "&" if "?" in base else "?"
@@ -103,7 +102,7 @@ class TicketEndpoints:
         ticket = form.get("ticket")
         if not isinstance(ticket, str) or not ticket:
             return _bad("invalid_request", "ticket is required.")
-        found = await self.store.consume(TICKET_KIND, ticket)
+        found = await self.store.consume(Kind.SYSTEM_TICKET, ticket)
         if found is None or not found[1]:
             return _bad("invalid_grant", "The ticket is unknown, expired or already used.")
         payload = found[0]

@@ -25,13 +25,14 @@ from starlette.routing import Route
 from connectors.base import ConnectorContext
 from connectors.base import Route as SystemRoute
 from connectors.cas import CasConfig, service_allowed
-from gateway.cas import TICKET_KIND, CasServer
+from gateway.cas import CasServer
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.keys import KeyRing
 from gateway.pages import Pages
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
+from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
 from tests.support.servers import free_port, serve
 
@@ -255,7 +256,7 @@ def test_unknown_service_gets_a_page_not_a_redirect(env: Env, service: str) -> N
     assert "location" not in response.headers
     assert "text/html" in response.headers["content-type"]
     assert "服务地址" in response.text
-    assert not any(k[0] == TICKET_KIND for k in set(env.store.snapshot()) - set(after_login))
+    assert not any(k[0] == Kind.CAS_TICKET for k in set(env.store.snapshot()) - set(after_login))
     assert len(before) <= len(after_login)
 
 

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from gateway import sessions as sessions_module
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
-from gateway.sessions import KIND, SessionManager, cookie_value
+from gateway.sessions import SessionManager, cookie_value
+from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
 
 IDENTITY = Identity(subject="c-0001", kind=PersonKind.NATURAL, acr="L2", amr=("pwd",),
@@ -59,7 +60,7 @@ async def test_cookie_is_opaque_httponly_lax_and_not_secure_on_loopback() -> Non
     assert sid == session.sid
     assert secret
     # the store keeps the secret's digest, never the secret itself
-    record = await store.find(KIND, sid)
+    record = await store.find(Kind.SESSION, sid)
     assert record is not None
     assert secret not in str(record)
     assert record["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()

@@ -35,7 +35,7 @@ from gateway.login.directory_file import (
     parse_entries,
 )
 from gateway.login.lockout import Failures, FailureStore, LocalFailures, locked_out
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
 __all__ = [
     "DemoDirectory",
@@ -45,7 +45,6 @@ __all__ = [
     "parse_entries",
 ]
 
-FAILURE_KIND = "login_failures"
 WRONG_CREDENTIALS = "用户名或密码错误"
 MISSING_CREDENTIALS = "请输入用户名和密码"
 # Longer inputs are refused without hashing: nobody types them, and hashing megabytes is
@@ -132,7 +131,8 @@ class DemoDirectory:
         key = entry.subject if entry else hashlib.sha256(username.encode()).hexdigest()
 
         now = self._clock()
-        state = Failures.current(await self._failures.find(FAILURE_KIND, key), now, self._window)
+        found = await self._failures.find(Kind.LOGIN_FAILURES, key)
+        state = Failures.current(found, now, self._window)
         if state.locked_until:
             raise locked_out(state.locked_until, now)
         if state.count >= self._max_failures:
@@ -141,17 +141,17 @@ class DemoDirectory:
         # Count the attempt before verifying, so parallel guesses cannot all slip past the
         # check above while their hashes run; a success removes the record again.
         state = Failures(state.count + 1, state.first or now)
-        await self._failures.upsert(FAILURE_KIND, key, state.to_payload(), self._window)
+        await self._failures.upsert(Kind.LOGIN_FAILURES, key, state.to_payload(), self._window)
 
         ok = await self._verify(entry.password_hash if entry else self._dummy_hash, password)
         if ok and entry is not None:
-            await self._failures.destroy(FAILURE_KIND, key)
+            await self._failures.destroy(Kind.LOGIN_FAILURES, key)
             return entry.identity(amr=("pwd",), auth_time=int(self._clock()))
 
         if state.count >= self._max_failures:
             now = self._clock()
             locked = Failures(state.count, state.first, now + self._window)
-            await self._failures.upsert(FAILURE_KIND, key, locked.to_payload(), self._window)
+            await self._failures.upsert(Kind.LOGIN_FAILURES, key, locked.to_payload(), self._window)
             raise locked_out(locked.locked_until, now)
         raise LoginError(WRONG_CREDENTIALS)
 

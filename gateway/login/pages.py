@@ -16,11 +16,12 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError
 from gateway.login.source import PasswordSource
-from gateway.oidc.authorize import PENDING_KIND, Authorizer, first_param
+from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
 from gateway.privacy import mask_id_number, mask_phone
 from gateway.sessions import SessionManager
+from gateway.store.base import Kind
 
 audit = logging.getLogger("roam.audit")
 
@@ -82,7 +83,7 @@ class LoginPages:
             audit.info("login failed user=%s client=%s", masked_username(username), client_id)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
         if pending.next is not None:
-            await self.authorizer.store.destroy(PENDING_KIND, pending.id)
+            await self.authorizer.store.destroy(Kind.PARKED_REQUEST, pending.id)
             response = RedirectResponse(pending.next, status_code=303)
         else:
             response = RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)

@@ -33,12 +33,12 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError, PageError
 from gateway.identity import LEVELS, Identity, level_rank
-from gateway.oidc.authorize import PENDING_KIND, Authorizer, Pending, requested_level
+from gateway.oidc.authorize import Authorizer, Pending, requested_level
 from gateway.oidc.clients import Client
 from gateway.pages import Pages
 from gateway.privacy import mask_phone
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
 __all__ = [
     "LEVEL_NAMES",
@@ -54,9 +54,6 @@ audit = logging.getLogger("roam.audit")
 
 LEVEL_NAMES = {"L1": "账户认证", "L2": "实名认证", "L3": "实人认证", "L4": "证照认证"}
 
-OTP_KIND = "stepup_otp"
-OUTBOX_KIND = "stepup_sms_outbox"
-FACE_KIND = "stepup_face"
 CHALLENGE_TTL = 300
 
 _OTP = re.compile(r"[0-9]{6}")
@@ -120,7 +117,7 @@ class SimulatedSms:
             raise PageError("无法发送验证码",
                             "您的账户未登记手机号码，无法通过短信验证码完成核验。")
         now = int(self.clock())
-        record = await self.store.find(OTP_KIND, session.sid)
+        record = await self.store.find(Kind.STEPUP_CODE, session.sid)
         locked_for = int(record.get("locked_until", 0)) - now if record else 0
         code = ""
         if locked_for <= 0:
@@ -137,7 +134,7 @@ class SimulatedSms:
         """The live code from the simulated phone, if it matches the live record."""
         if record is None or "code_sha256" not in record:
             return None
-        outbox = await self.store.find(OUTBOX_KIND, sid)
+        outbox = await self.store.find(Kind.STEPUP_SMS_OUTBOX, sid)
         code = str(outbox.get("code", "")) if outbox else ""
         # Two racing first visits may each send: show a code only if it is the live one.
         if code and hmac.compare_digest(_sha256(code), str(record["code_sha256"])):
@@ -147,8 +144,8 @@ class SimulatedSms:
     async def _send(self, sid: str, phone: str, now: int) -> str:
         code = f"{secrets.randbelow(1_000_000):06d}"
         payload = {"code_sha256": _sha256(code), "attempts": 0, "expires": now + self.ttl}
-        await self.store.upsert(OTP_KIND, sid, payload, self.ttl)
-        await self.store.upsert(OUTBOX_KIND, sid, {"code": code}, self.ttl)
+        await self.store.upsert(Kind.STEPUP_CODE, sid, payload, self.ttl)
+        await self.store.upsert(Kind.STEPUP_SMS_OUTBOX, sid, {"code": code}, self.ttl)
         log.info("stepup sms sent (simulated) sid=%s phone=%s", sid, mask_phone(phone))
         return code
 
@@ -157,7 +154,7 @@ class SimulatedSms:
         if not _OTP.fullmatch(answer):
             raise LoginError("请输入 6 位数字验证码。")
         sid = session.sid
-        got = await self.store.consume(OTP_KIND, sid)
+        got = await self.store.consume(Kind.STEPUP_CODE, sid)
         if got is None:
             raise LoginError("验证码已过期或已使用，请使用新发送的验证码。")
         payload, first_use = got
@@ -168,20 +165,20 @@ class SimulatedSms:
         if not first_use or "code_sha256" not in payload:
             raise LoginError("该验证码已提交，请勿重复提交。")
         if hmac.compare_digest(_sha256(answer), str(payload["code_sha256"])):
-            await self.store.destroy(OTP_KIND, sid)
-            await self.store.destroy(OUTBOX_KIND, sid)
+            await self.store.destroy(Kind.STEPUP_CODE, sid)
+            await self.store.destroy(Kind.STEPUP_SMS_OUTBOX, sid)
             return
         attempts = int(payload.get("attempts", 0)) + 1
         if attempts >= self.max_failures:
-            await self.store.destroy(OUTBOX_KIND, sid)
-            await self.store.upsert(OTP_KIND, sid, {"locked_until": now + self.lock_seconds},
-                                    self.lock_seconds)
+            await self.store.destroy(Kind.STEPUP_SMS_OUTBOX, sid)
+            await self.store.upsert(Kind.STEPUP_CODE, sid,
+                                    {"locked_until": now + self.lock_seconds}, self.lock_seconds)
             raise LockedOut(self._locked_message(self.lock_seconds), self.lock_seconds)
         remaining = int(payload.get("expires", 0)) - now
         if remaining <= 0:
-            await self.store.destroy(OTP_KIND, sid)
+            await self.store.destroy(Kind.STEPUP_CODE, sid)
             raise LoginError("验证码已过期，请使用新发送的验证码。")
-        await self.store.upsert(OTP_KIND, sid, {**payload, "attempts": attempts}, remaining)
+        await self.store.upsert(Kind.STEPUP_CODE, sid, {**payload, "attempts": attempts}, remaining)
         raise LoginError(f"验证码错误，还可以尝试 {self.max_failures - attempts} 次。")
 
     @staticmethod
@@ -211,17 +208,17 @@ class SimulatedFace:
 
     async def begin(self, session: Session) -> dict[str, Any]:
         challenge = secrets.token_urlsafe(24)
-        await self.store.upsert(FACE_KIND, challenge, {"sid": session.sid}, self.ttl)
+        await self.store.upsert(Kind.STEPUP_FACE, challenge, {"sid": session.sid}, self.ttl)
         return {"challenge": challenge}
 
     async def verify(self, session: Session, form: Mapping[str, str]) -> None:
         challenge = form.get("challenge", "")
         valid = _CHALLENGE.fullmatch(challenge) is not None
-        issued = await self.store.find(FACE_KIND, challenge) if valid else None
+        issued = await self.store.find(Kind.STEPUP_FACE, challenge) if valid else None
         # Check the owner before consuming, so another session cannot burn the challenge.
         if issued is None or issued.get("sid") != session.sid:
             raise LoginError("本次核验已失效或已使用，请重新开始核验。")
-        got = await self.store.consume(FACE_KIND, challenge)
+        got = await self.store.consume(Kind.STEPUP_FACE, challenge)
         if got is None or not got[1]:
             raise LoginError("本次核验已失效或已使用，请重新开始核验。")
 
@@ -329,7 +326,7 @@ class StepUpPages:
                   else self.authorizer.required_level(client, pending.pairs))
         if session.identity.level >= target:
             if pending.next is not None:
-                await self.authorizer.store.destroy(PENDING_KIND, pending.id)
+                await self.authorizer.store.destroy(Kind.PARKED_REQUEST, pending.id)
                 return RedirectResponse(pending.next, status_code=303)
             return RedirectResponse(f"/authorize/resume?r={pending.id}", status_code=303)
         steps = self.plan(session.identity, target)

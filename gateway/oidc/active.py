@@ -13,10 +13,7 @@ from typing import Any
 
 from gateway.oidc.grant import Grant
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import Store
-
-GRANT_KIND = "grant"
-REVOKED_KIND = "revoked_at"
+from gateway.store.base import Kind, Store
 
 
 class ActiveTokens:
@@ -42,7 +39,7 @@ class ActiveTokens:
         return alive
 
     async def grant(self, grant_id: str) -> Grant | None:
-        data = await self.store.find(GRANT_KIND, grant_id)
+        data = await self.store.find(Kind.GRANT, grant_id)
         return None if data is None else Grant.from_dict(data)
 
     async def grant_of_access_token(self, claims: dict[str, Any]) -> Grant | None:
@@ -53,8 +50,10 @@ class ActiveTokens:
         if grant.client_id != claims.get("client_id"):
             return None
         jti = claims.get("jti")
-        if isinstance(jti, str) and await self.store.find(REVOKED_KIND, jti) is not None:
-            return None
+        if isinstance(jti, str):
+            revoked = await self.store.find(Kind.REVOKED_ACCESS_TOKEN, jti)
+            if revoked is not None:
+                return None
         if not await self.session_alive(grant):
             return None
         return grant
@@ -64,7 +63,7 @@ class ActiveTokens:
         jti = claims.get("jti")
         remaining = int(claims.get("exp", 0)) - int(time.time()) + 60
         if isinstance(jti, str) and remaining > 0:
-            await self.store.upsert(REVOKED_KIND, jti, {"grant_id": claims.get("gid")},
+            await self.store.upsert(Kind.REVOKED_ACCESS_TOKEN, jti, {"grant_id": claims.get("gid")},
                                     remaining)
 
     async def revoke_grant(self, grant_id: str) -> int:

@@ -23,17 +23,15 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.errors import PageError
 from gateway.identity import level_rank
+from gateway.ids import new_id
+from gateway.oidc.bridge import HttpRequest, Reply, add_query, published_url, request_params
 from gateway.oidc.clients import Client, ClientRegistry
-from gateway.oidc.grant import new_id
-from gateway.oidc.http import published_url, request_params
-from gateway.oidc.requests import HttpRequest, Reply, add_query
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
 log = logging.getLogger("roam.authorize")
 
-PENDING_KIND = "authz_request"
 PENDING_TTL = 1800  # how long a login page may stay open
 
 # authlib leaves some errors without a description; clients log the description.
@@ -125,7 +123,7 @@ class Authorizer:
         return await self._process(request, pending.pairs, pending=pending)
 
     async def find_pending(self, pending_id: str | None) -> Pending:
-        data = await self.store.find(PENDING_KIND, pending_id) if pending_id else None
+        data = await self.store.find(Kind.PARKED_REQUEST, pending_id) if pending_id else None
         if data is None or pending_id is None:
             raise PageError(
                 "登录请求已失效",
@@ -143,7 +141,7 @@ class Authorizer:
         if path is None:
             raise PageError("跳转地址无效", "登录后要返回的地址不是本平台的页面。")
         pending_id = new_id(24)
-        await self.store.upsert(PENDING_KIND, pending_id,
+        await self.store.upsert(Kind.PARKED_REQUEST, pending_id,
                                 {"pairs": [list(p) for p in pairs], "next": path,
                                  "created": int(time.time())},
                                 PENDING_TTL)
@@ -197,7 +195,7 @@ class Authorizer:
         pairs = pending.pairs
         redirect_uri = first_param(pairs, "redirect_uri") or ""
         self.client_for(pairs)  # re-checks client and redirect URI: never redirect blindly
-        await self.store.destroy(PENDING_KIND, pending.id)
+        await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
         params = {"error": error, "error_description": description}
         state = first_param(pairs, "state")
         if state:
@@ -231,7 +229,7 @@ class Authorizer:
         if outcome.status != 302 or location is None:  # pragma: no cover - authlib contract
             raise PageError("登录失败", "认证服务返回了无法处理的结果。", status=500)
         if pending is not None:
-            await self.store.destroy(PENDING_KIND, pending.id)
+            await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
         grant = oauth_request.issued_grant
         if session is not None and grant is not None:
             await self.sessions.link(session, client.client_id, grant.grant_id,
@@ -263,7 +261,7 @@ class Authorizer:
     async def _park(self, pairs: list[tuple[str, str]]) -> str:
         pending_id = new_id(24)
         await self.store.upsert(
-            PENDING_KIND, pending_id,
+            Kind.PARKED_REQUEST, pending_id,
             {"pairs": [list(p) for p in pairs], "created": int(time.time())}, PENDING_TTL)
         return pending_id
 

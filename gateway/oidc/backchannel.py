@@ -31,12 +31,11 @@ from gateway.errors import RoamError
 from gateway.keys import KeyRing
 from gateway.oidc.clients import Client
 from gateway.outbound import OutboundPolicy, OutboundRefused
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
-__all__ = ["EVENT", "KIND", "BackchannelLogout", "Delivery", "Status", "logout_token"]
+__all__ = ["EVENT", "BackchannelLogout", "Delivery", "Status", "logout_token"]
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
-KIND = "bcl_delivery"
 RECORD_TTL = 7 * 24 * 3600  # long enough for an operator to look into a failed delivery
 _MAX_ERROR = 200
 
@@ -199,7 +198,7 @@ class BackchannelLogout:
         """The stored records of these deliveries; unknown or expired ones are left out."""
         found: list[Delivery] = []
         for jti in jtis:
-            data = await self.store.find(KIND, jti)
+            data = await self.store.find(Kind.BACKCHANNEL_DELIVERY, jti)
             if data is not None:
                 found.append(Delivery.from_dict(data))
         return found
@@ -307,7 +306,8 @@ class BackchannelLogout:
     async def _record(self, delivery: Delivery) -> None:
         """Best effort: a store outage must not stop the RP from being told."""
         try:
-            await self.store.upsert(KIND, delivery.jti, delivery.to_dict(), RECORD_TTL)
+            await self.store.upsert(Kind.BACKCHANNEL_DELIVERY, delivery.jti, delivery.to_dict(),
+                                    RECORD_TTL)
         except RoamError as error:
             audit.warning("backchannel logout: cannot record jti=%s client=%s: %s",
                           delivery.jti, delivery.client_id, error)

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from gateway.config import SCOPE_CLAIMS, ClientConfig
+from gateway.config import ClientConfig
+from gateway.identity import SCOPE_CLAIMS
 
 
 def secret_digest(secret: str) -> str:

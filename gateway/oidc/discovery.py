@@ -7,8 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import KNOWN_CLAIMS, SCOPE_CLAIMS
-from gateway.identity import LEVELS
+from gateway.identity import KNOWN_CLAIMS, LEVELS, SCOPE_CLAIMS
 from gateway.keys import KeyRing
 
 

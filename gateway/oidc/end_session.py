@@ -21,9 +21,8 @@ from starlette.responses import RedirectResponse, Response
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import PageError
 from gateway.keys import KeyRing
-from gateway.oidc.http import published_url, request_params
+from gateway.oidc.bridge import HttpRequest, published_url, request_params
 from gateway.oidc.logout import SessionLogout
-from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
 from gateway.pages import Pages
 from gateway.sessions import Session, SessionManager

@@ -6,16 +6,10 @@ token endpoint never has to look the person up again.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.identity import Identity
-
-
-def new_id(nbytes: int = 32) -> str:
-    """An unguessable URL-safe identifier (codes, tokens, grant and session ids)."""
-    return secrets.token_urlsafe(nbytes)
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,12 @@ from starlette.responses import Response
 
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.bridge import HttpRequest, form_params, json_reply, published_url
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
-from gateway.oidc.http import form_params, json_reply, published_url
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.oidc.refresh import RefreshTokens
-from gateway.oidc.requests import HttpRequest
 from gateway.oidc.server import RoamAuthorizationServer
-from gateway.oidc.tokens import ACCESS_TOKEN_TYP
 
 
 @dataclass

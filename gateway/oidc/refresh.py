@@ -32,11 +32,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from gateway.oidc.active import GRANT_KIND, ActiveTokens
+from gateway.ids import new_id
+from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import Client
-from gateway.oidc.grant import Grant, new_id
+from gateway.oidc.grant import Grant
 from gateway.sessions import Session
-from gateway.store.base import Advance
+from gateway.store.base import Advance, Kind
 
 NEVER = -1
 """``session_until`` of grants no session lookup can end (offline, or made without one)."""
@@ -140,7 +141,7 @@ class RefreshTokens:
     async def rotate(self, presented: PresentedToken,
                      next_token: str) -> tuple[Grant, Advance] | None:
         """Swap the grant's current token for ``next_token`` if ``presented`` is it."""
-        found = await self.store.advance(GRANT_KIND, presented.description.grant_id,
+        found = await self.store.advance(Kind.GRANT, presented.description.grant_id,
                                          token_digest(presented.token),
                                          token_digest(next_token))
         if found is None:
@@ -154,7 +155,7 @@ class RefreshTokens:
         description = Description.of(token)
         if description is None:
             return None
-        found = await self.store.find_versioned(GRANT_KIND, description.grant_id)
+        found = await self.store.find_versioned(Kind.GRANT, description.grant_id)
         if found is None or not hmac.compare_digest(found.version, token_digest(token)):
             return None
         grant = Grant.from_dict(found.payload)

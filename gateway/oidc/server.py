@@ -22,23 +22,23 @@ from authlib.oauth2.rfc6749 import (
     UnsupportedGrantTypeError,
 )
 
-from gateway.config import SCOPE_CLAIMS, TokensSection
-from gateway.identity import Identity
-from gateway.oidc.active import GRANT_KIND, ActiveTokens
+from gateway.config import TokensSection
+from gateway.identity import SCOPE_CLAIMS, Identity
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.bridge import HttpRequest, Reply
 from gateway.oidc.clients import Client, ClientRegistry
+from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
-from gateway.oidc.grants import (
+from gateway.oidc.grant_types import (
     CodeGrant,
     IdTokens,
     OpenIDCodeExtension,
     RefreshGrant,
     S256Only,
 )
-from gateway.oidc.records import StoredCode
+from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import PresentedToken, RefreshTokens, token_digest
-from gateway.oidc.requests import HttpRequest, Reply
-from gateway.oidc.tokens import TokenMinter
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 
 __all__ = ["RoamAuthorizationServer", "pending_grant"]
 
@@ -103,7 +103,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         form, work = request.form, request.work
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code" and (code := form.get("code")):
-            data = await self.store.find("code", code)
+            data = await self.store.find(Kind.CODE, code)
             if data is not None:
                 work.codes[code] = StoredCode.from_dict(code, data)
         elif grant_type == "refresh_token" and (token := form.get("refresh_token")):
@@ -117,7 +117,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         """Consume the code or swap the refresh token; a refusal if that fails."""
         code: StoredCode | None = request.authorization_code
         if code is not None:
-            used = await self.store.consume("code", code.code)
+            used = await self.store.consume(Kind.CODE, code.code)
             if used is None:
                 return self._refuse(request, "The grant has expired or was revoked.")
             if not used[1]:
@@ -205,7 +205,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         request.user = grant
         refresh_token = token.get("refresh_token")
         version = token_digest(refresh_token) if refresh_token else ""
-        request.work.then.append(partial(self.store.upsert, GRANT_KIND, grant.grant_id,
+        request.work.then.append(partial(self.store.upsert, Kind.GRANT, grant.grant_id,
                                          grant.to_dict(), ttl, version=version))
 
 

@@ -11,7 +11,7 @@ from gateway.errors import ProtocolError, TokenError
 from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import ClientRegistry
-from gateway.oidc.tokens import ACCESS_TOKEN_TYP
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
 
 
 def _bearer_error(error: str, description: str, status: int = 401) -> ProtocolError:

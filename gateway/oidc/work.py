@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gateway.oidc.codes import StoredCode
     from gateway.oidc.grant import Grant
-    from gateway.oidc.records import StoredCode
     from gateway.oidc.refresh import PresentedToken
 
 

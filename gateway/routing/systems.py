@@ -35,8 +35,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.base import Route
-from gateway.config import HOST_NAME, KNOWN_CLAIMS, is_loopback_http, read_toml, within_domain
+from gateway.config import read_toml
+from gateway.identity import KNOWN_CLAIMS
 from gateway.regions import Level, RegionDirectory
+from gateway.urls import HOST_NAME, is_loopback_http, within_domain
 
 __all__ = [
     "Acr",

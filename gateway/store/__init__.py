@@ -1,10 +1,10 @@
 """Stores: ``MemoryStore`` (embedded default, one process) and ``RedisStore`` (production)."""
 
-from gateway.store.base import Store
+from gateway.store.base import Kind, Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 
-__all__ = ["MemoryStore", "RedisStore", "Store", "open_store"]
+__all__ = ["Kind", "MemoryStore", "RedisStore", "Store", "open_store"]
 
 
 def open_store(backend: str, *, redis_url: str | None, prefix: str) -> Store:

@@ -13,11 +13,26 @@ call on one key both checks a token and retires it, and a retired one is recogni
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
 
 from gateway.errors import StoreError
+
+__all__ = [
+    "VERSION_HISTORY",
+    "Advance",
+    "Kind",
+    "Store",
+    "Versioned",
+    "check_kind",
+    "check_ttl",
+    "check_version",
+    "dump_payload",
+    "grant_of",
+    "load_payload",
+]
 
 VERSION_HISTORY = 16
 """How many replaced versions a record remembers (newest first)."""
@@ -26,6 +41,57 @@ VERSION_HISTORY = 16
 Advance = Literal["advanced", "retired", "unknown"]
 """What ``advance`` found: the expected version (now replaced), one it had replaced
 before, or neither."""
+
+
+class Kind(StrEnum):
+    """Every kind of record the gateway keeps (the values are the stored names: keep them)."""
+
+    SESSION = "session"  # a browser session (gateway.sessions)
+    SESSION_LINK = "session_rp"  # one RP authorization made in a session, for logout
+    PARKED_REQUEST = "authz_request"  # an /authorize request or deep link waiting for a login
+    CODE = "code"  # an authorization code
+    GRANT = "grant"  # one authorization; its version is the current refresh token's digest
+    REVOKED_ACCESS_TOKEN = "revoked_at"  # a revoked access token's jti, until it expires
+    BACKCHANNEL_DELIVERY = "bcl_delivery"  # a back-channel logout delivery and its outcome
+    LOGIN_FAILURES = "login_failures"  # failed password attempts of an account
+    STEPUP_CODE = "stepup_otp"  # a step-up SMS code's digest and tries
+    STEPUP_SMS_OUTBOX = "stepup_sms_outbox"  # the simulated phone of the demo SMS factor
+    STEPUP_FACE = "stepup_face"  # a simulated face check's one-time challenge
+    CAS_TICKET = "cas_st"  # a CAS service ticket (ST-…)
+    SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
+
+
+def check_ttl(ttl: object) -> int:
+    """Refuse a TTL that would make a record immortal or already dead."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive int (seconds), got {ttl!r}")
+    return ttl
+
+
+def check_kind(kind: str) -> str:
+    """Kinds are program constants; a ``:`` or brace would make Redis keys ambiguous."""
+    if not kind or any(c in kind for c in ":{}"):
+        raise ValueError(f"kind must be a non-empty name without ':', '{{' or '}}', got {kind!r}")
+    return kind
+
+
+def check_version(version: str, *, empty_ok: bool = False) -> str:
+    """Versions are opaque strings; newline separates them in Redis's history field."""
+    if not isinstance(version, str) or "\n" in version or not (version or empty_ok):
+        raise ValueError("a version must be a non-empty string without newlines")
+    return version
+
+
+def grant_of(payload: Mapping[str, Any]) -> str | None:
+    """The grant a payload belongs to; only a non-empty string counts, in both stores."""
+    grant_id = payload.get("grant_id")
+    return grant_id if isinstance(grant_id, str) and grant_id else None
+
+
+def dump_payload(payload: Mapping[str, Any]) -> str:
+    """Compact UTF-8 JSON, so both stores accept and refuse exactly the same payloads
+    (``TypeError`` for what JSON cannot hold; orjson: every session is read per request)."""
+    return orjson.dumps(payload).decode()
 
 
 def load_payload(text: str | bytes) -> dict[str, Any]:

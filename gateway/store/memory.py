@@ -16,45 +16,21 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import VERSION_HISTORY, Advance, Versioned
+from gateway.store.base import (
+    VERSION_HISTORY,
+    Advance,
+    Versioned,
+    check_kind,
+    check_ttl,
+    check_version,
+    dump_payload,
+    grant_of,
+)
 
 __all__ = ["MemoryStore"]
 
 _SWEEP_INTERVAL = 60.0
 """Seconds between full sweeps: bounds how long expired, never-read records linger."""
-
-
-def check_ttl(ttl: object) -> int:
-    """Refuse a TTL that would make a record immortal or already dead (shared with Redis)."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-        raise ValueError(f"ttl must be a positive int (seconds), got {ttl!r}")
-    return ttl
-
-
-def check_kind(kind: str) -> str:
-    """Kinds are program constants; a ``:`` or brace would make Redis keys ambiguous."""
-    if not kind or any(c in kind for c in ":{}"):
-        raise ValueError(f"kind must be a non-empty name without ':', '{{' or '}}', got {kind!r}")
-    return kind
-
-
-def check_version(version: str, *, empty_ok: bool = False) -> str:
-    """Versions are opaque strings; newline separates them in Redis's history field."""
-    if not isinstance(version, str) or "\n" in version or not (version or empty_ok):
-        raise ValueError("a version must be a non-empty string without newlines")
-    return version
-
-
-def grant_of(payload: Mapping[str, Any]) -> str | None:
-    """The grant a payload belongs to; only a non-empty string counts, in both stores."""
-    grant_id = payload.get("grant_id")
-    return grant_id if isinstance(grant_id, str) and grant_id else None
-
-
-def dump_payload(payload: Mapping[str, Any]) -> str:
-    """Compact UTF-8 JSON, so both stores accept and refuse exactly the same payloads
-    (``TypeError`` for what JSON cannot hold; orjson: every session is read per request)."""
-    return orjson.dumps(payload).decode()
 
 
 @dataclass(slots=True)

@@ -23,8 +23,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
-from gateway.store.base import VERSION_HISTORY, Advance, Versioned, load_payload
-from gateway.store.memory import check_kind, check_ttl, check_version, dump_payload, grant_of
+from gateway.store.base import (
+    VERSION_HISTORY,
+    Advance,
+    Versioned,
+    check_kind,
+    check_ttl,
+    check_version,
+    dump_payload,
+    grant_of,
+    load_payload,
+)
 from gateway.store.pipelining import Pipeliner
 
 __all__ = ["RedisStore"]

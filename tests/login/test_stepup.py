@@ -21,14 +21,12 @@ from gateway.app import create_app
 from gateway.errors import LockedOut, LoginError
 from gateway.identity import Identity, PersonKind
 from gateway.login.stepup import (
-    FACE_KIND,
-    OTP_KIND,
-    OUTBOX_KIND,
     SimulatedFace,
     SimulatedSms,
     StepUpPages,
 )
 from gateway.sessions import Session
+from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
 from tests.support.gateway import DEMO_PASSWORD, config_on_port, form_field, query
 from tests.support.rp import authorize_url, rp_client, validate_id_token
@@ -376,12 +374,12 @@ def sms(clock: Clock | None = None) -> tuple[SimulatedSms, MemoryStore, Clock]:
 async def test_store_keeps_only_the_codes_digest() -> None:
     factor, store, _ = sms()
     code = (await factor.begin(session()))["demo_code"]
-    record = await store.find(OTP_KIND, "sid-1")
+    record = await store.find(Kind.STEPUP_CODE, "sid-1")
     assert record is not None
     assert set(record) == {"code_sha256", "attempts", "expires"}
     assert code not in str(record)
     # only the simulated phone (the demo's stand-in for an SMS gateway) holds the code
-    assert await store.find(OUTBOX_KIND, "sid-1") == {"code": code}
+    assert await store.find(Kind.STEPUP_SMS_OUTBOX, "sid-1") == {"code": code}
 
 
 async def test_a_reload_shows_the_same_code_and_does_not_resend() -> None:
@@ -398,7 +396,7 @@ async def test_otp_is_single_use() -> None:
     await factor.verify(session(), {"otp": code})
     with pytest.raises(LoginError, match="已过期或已使用"):
         await factor.verify(session(), {"otp": code})
-    assert await store.find(OUTBOX_KIND, "sid-1") is None
+    assert await store.find(Kind.STEPUP_SMS_OUTBOX, "sid-1") is None
 
 
 async def test_otp_is_bound_to_its_session() -> None:
@@ -447,7 +445,7 @@ async def test_lock_destroys_the_code_and_a_new_one_comes_after_the_lock() -> No
     during = await factor.begin(session())
     assert during["demo_code"] == ""
     assert during["locked_seconds"] == 60
-    assert await store.find(OUTBOX_KIND, "sid-1") is None
+    assert await store.find(Kind.STEPUP_SMS_OUTBOX, "sid-1") is None
     clock.now += 61
     fresh = (await factor.begin(session()))["demo_code"]
     assert fresh
@@ -466,7 +464,7 @@ async def test_face_challenge_is_single_use_and_session_bound() -> None:
     store = MemoryStore()
     factor = SimulatedFace(store)
     challenge = (await factor.begin(session(sid="a")))["challenge"]
-    assert (await store.find(FACE_KIND, challenge)) == {"sid": "a"}
+    assert (await store.find(Kind.STEPUP_FACE, challenge)) == {"sid": "a"}
     with pytest.raises(LoginError):
         await factor.verify(session(sid="a"), {})
     with pytest.raises(LoginError):

@@ -27,9 +27,10 @@ from starlette.routing import Route
 from gateway.config import ClientConfig, OutboundSection
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
-from gateway.oidc.backchannel import EVENT, KIND, BackchannelLogout, Delivery, logout_token
+from gateway.oidc.backchannel import EVENT, BackchannelLogout, Delivery, logout_token
 from gateway.oidc.clients import Client
 from gateway.outbound import OutboundPolicy
+from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
 from tests.support.servers import free_port, serve
 
@@ -297,7 +298,7 @@ async def test_endpoint_down_is_retried_then_failed_and_recorded(
     assert done.status == "failed"
     assert done.attempts >= 2
     assert done.last_error == "ConnectError"
-    record = await memory.find(KIND, done.jti)
+    record = await memory.find(Kind.BACKCHANNEL_DELIVERY, done.jti)
     assert record is not None
     assert Delivery.from_dict(record) == done
     assert record["status"] == "failed"
@@ -469,7 +470,7 @@ async def _records(store: MemoryStore) -> list[tuple[str, str, dict[str, Any]]]:
     """Every bcl_delivery record in the store."""
     found = []
     for kind, record_id in store.snapshot():
-        payload = await store.find(kind, record_id) if kind == KIND else None
+        payload = await store.find(kind, record_id) if kind == Kind.BACKCHANNEL_DELIVERY else None
         if payload is not None:
             found.append((kind, record_id, payload))
     return found

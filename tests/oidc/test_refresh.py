@@ -11,12 +11,11 @@ from authlib.integrations.base_client import OAuthError
 
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
-from gateway.oidc.active import GRANT_KIND, ActiveTokens
+from gateway.oidc.active import ActiveTokens
 from gateway.oidc.grant import Grant
 from gateway.oidc.refresh import NEVER, Description, RefreshTokens, token_digest
-from gateway.sessions import KIND as SESSION_KIND
 from gateway.sessions import Session, SessionManager
-from gateway.store.base import VERSION_HISTORY
+from gateway.store.base import VERSION_HISTORY, Kind
 from gateway.store.memory import MemoryStore
 from tests.support.gateway import SECRETS
 from tests.support.rp import full_login
@@ -144,8 +143,8 @@ class Rig:
         self.token = self.refresh.first(self.grant)
 
     async def start(self) -> None:
-        await self.store.upsert(SESSION_KIND, "sid-1", self.session.to_dict(), IDLE)
-        await self.store.upsert(GRANT_KIND, self.grant.grant_id, self.grant.to_dict(), 86400,
+        await self.store.upsert(Kind.SESSION, "sid-1", self.session.to_dict(), IDLE)
+        await self.store.upsert(Kind.GRANT, self.grant.grant_id, self.grant.to_dict(), 86400,
                                 version=token_digest(self.token))
 
     async def present(self) -> tuple[int | None, bool]:
@@ -169,7 +168,7 @@ class Rig:
 
     async def session_vanishes(self) -> None:
         """As when it runs out of time: no logout, so its grants are still there."""
-        await self.store.destroy(SESSION_KIND, "sid-1")
+        await self.store.destroy(Kind.SESSION, "sid-1")
 
 
 async def test_the_first_refresh_looks_the_session_up_and_remembers_until_when() -> None:

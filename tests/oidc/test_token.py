@@ -1,4 +1,4 @@
-"""The /token endpoint's HTTP side (gateway/oidc/token.py, gateway/oidc/http.py)."""
+"""The /token endpoint's HTTP side (gateway/oidc/token_endpoint.py, gateway/oidc/bridge.py)."""
 
 from __future__ import annotations
 

@@ -90,3 +90,4 @@ def test_open_store_memory() -> None:
 def test_open_store_refuses_unknown_backends(backend: str) -> None:
     with pytest.raises(ValueError, match="backend"):
         open_store(backend, redis_url=None, prefix="roam:")
+

@@ -19,10 +19,12 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 
+from gateway.ids import new_id
 from gateway.oidc.clients import Client
-from gateway.oidc.grant import Grant, new_id
-from gateway.oidc.records import StoredCode
+from gateway.oidc.codes import StoredCode
+from gateway.oidc.grant import Grant
 from gateway.oidc.refresh import PresentedToken
+from gateway.store.base import Kind
 
 if TYPE_CHECKING:
     from gateway.oidc.server import RoamAuthorizationServer
@@ -131,7 +133,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             grant=grant,
         )
         store, ttl = self.server.store, self.server.ttl.code_ttl
-        request.work.then.append(partial(store.upsert, "code", code, stored.to_dict(), ttl))
+        request.work.then.append(partial(store.upsert, Kind.CODE, code, stored.to_dict(), ttl))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
         stored: StoredCode | None = self.request.work.codes.get(code)

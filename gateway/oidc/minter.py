@@ -11,9 +11,10 @@ from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
 
+from gateway.ids import new_id
 from gateway.keys import KeyRing
 from gateway.oidc.clients import Client
-from gateway.oidc.grant import Grant, new_id
+from gateway.oidc.grant import Grant
 
 ACCESS_TOKEN_TYP = "at+jwt"
 

@@ -7,8 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.oidc.http import form_params, json_reply, published_url
-from gateway.oidc.requests import HttpRequest
+from gateway.oidc.bridge import HttpRequest, form_params, json_reply, published_url
 from gateway.oidc.server import RoamAuthorizationServer
 
 log = logging.getLogger("roam.token")

@@ -1,0 +1,141 @@
+"""The bridge between Starlette and authlib: requests in, RFC 6749 JSON replies out.
+
+authlib must never touch the ASGI stream itself: Starlette reads the body (the query of a
+GET, the form of a POST), and authlib gets an :class:`HttpRequest` made of the parameters,
+the headers, the URL discovery publishes and a ``StoreWork`` for what it needs from the
+store. What authlib answers comes back as a :class:`Reply`, written as JSON no cache keeps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.errors import ProtocolError
+from gateway.oidc.work import StoreWork
+
+__all__ = [
+    "FORM",
+    "NO_STORE",
+    "HttpRequest",
+    "Reply",
+    "add_query",
+    "form_params",
+    "json_reply",
+    "published_url",
+    "request_params",
+]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
+
+if TYPE_CHECKING:
+    from gateway.oidc.grant import Grant
+
+
+class _Payload(OAuth2Payload):  # type: ignore[misc]
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in pairs:
+            self._datalist[key].append(value)
+        self._data = {key: values[0] for key, values in self._datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class HttpRequest(OAuth2Request):  # type: ignore[misc]
+    """An already-read HTTP request: authlib gets parameters, never the ASGI stream."""
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        form: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(method, uri, headers=headers)
+        self.issued_grant: Grant | None = None  # set when /authorize made a code
+        self.work = StoreWork()
+        self._args = dict(query)
+        self._form = dict(form)
+        self.payload = _Payload([*query, *form])
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._args
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+
+@dataclass
+class Reply:
+    """What authlib hands back: status, JSON-able body (or ""), and headers."""
+
+    status: int
+    body: Any
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        for name, value in self.headers:
+            if name.lower() == "location":
+                return value
+        return None
+
+
+def add_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query.extend(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def published_url(issuer: str, request: Request) -> str:
+    """The URL of this endpoint as discovery publishes it, for authlib's checks.
+
+    Not the URL the request came in on: behind a proxy that ends TLS that one is plain
+    http for an internal host name, which authlib refuses as insecure transport. The
+    query is not part of it: parameters reach authlib already parsed.
+    """
+    return issuer + str(request.scope.get("path", "/"))
+
+
+async def request_params(request: Request) -> list[tuple[str, str]]:
+    """The query of a GET, the form of a POST (OIDC allows both at /authorize, /logout)."""
+    if request.method != "POST":
+        return list(request.query_params.multi_items())
+    form = await request.form()
+    return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+
+
+async def form_params(request: Request) -> list[tuple[str, str]]:
+    """The body of a back-end POST (token, revocation, introspection): a form, nothing else."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise ProtocolError("invalid_request", f"The request body must be {FORM}.")
+    return await request_params(request)
+
+
+def json_reply(reply: Reply) -> JSONResponse:
+    """authlib's (status, body, headers) as JSON that no cache keeps."""
+    headers = {name: value for name, value in reply.headers
+               if name.lower() != "content-type"}
+    headers.update(NO_STORE)
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)
