@@ -42,13 +42,13 @@ from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
+from gateway.proxy.dispatch import ProxyFirst
+from gateway.proxy.h1 import H1Upstream
+from gateway.proxy.health import PassiveHealth
+from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
+from gateway.proxy.proxy import Proxy
 from gateway.regions import RegionDirectory
-from gateway.routing.dispatch import ProxyFirst
 from gateway.routing.go import GoPages
-from gateway.routing.h1 import H1Upstream
-from gateway.routing.health import PassiveHealth
-from gateway.routing.proxy import PREFIX as PROXY_PREFIX
-from gateway.routing.proxy import Proxy
 from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
 from gateway.routing.systems import Systems, load_systems
 from gateway.sessions import SessionManager
@@ -164,7 +164,8 @@ def create_app(
     cas = CasServer(systems=resolver.systems, sessions=sessions, store=store, pages=pages)
     tickets = TicketEndpoints(systems=resolver.systems, sessions=sessions, store=store,
                               pages=pages, issuer=issuer)
-    proxy = Proxy(systems=resolver.systems, http=None, health=health, sessions=sessions,
+    upstream = H1Upstream()  # one connection pool per process for the proxy
+    proxy = Proxy(upstream, systems=resolver.systems, health=health, sessions=sessions,
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
                   cookie_names={CSRF_COOKIE}, pages=pages, issuer=issuer)
@@ -177,8 +178,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        upstream = H1Upstream()  # one connection pool per process for the proxy
-        proxy.attach(upstream)
         try:
             async with background.running():
                 yield

@@ -9,8 +9,9 @@ One request, in order:
    else (XHR/fetch, API clients) gets ``401`` JSON, never a redirect. A session below the
    system's ``min_acr`` goes to ``/stepup?next=...`` or gets ``403`` JSON;
 3. the request headers lose hop-by-hop headers, ``Host``, ``Expect``, client-sent identity
-   headers (``X-Roam-*``, ``Authorization``) and the gateway's own cookies; ``X-Forwarded-*``
-   are set (:mod:`gateway.routing.forwarding`); then the connector adds the identity;
+   headers (``X-Roam-*``, ``Authorization``: :func:`connectors.base.strip_client_identity`)
+   and the gateway's own cookies; ``X-Forwarded-*`` are set
+   (:mod:`gateway.proxy.forwarding`); then the connector adds the identity;
 4. an instance is chosen round-robin among those :class:`PassiveHealth` calls healthy (all
    of them if none is); the body is streamed up, refused with ``413`` past ``max_body``
    (``Content-Length`` is checked before any upstream is contacted);
@@ -24,11 +25,11 @@ Upstream timeout → ``504``, connect failure on every instance or a broken upst
 ``{"error": "gateway_timeout"|"bad_gateway", "ref": ...}``. Logs carry the ref, the system
 and the instance, never headers or bodies.
 
-The upstream client is the small :class:`Upstream` interface. The app attaches
-:class:`gateway.routing.h1.H1Upstream` (httptools' parser over asyncio, chosen by
-``bench/proxy_parts.py``: a quarter of aiohttp's CPU per exchange, which itself is several
-times faster than httpx's here); :class:`AiohttpUpstream` is the other implementation, and
-the proxy tests run against both.
+The upstream client is the small :class:`~gateway.proxy.upstream.Upstream` interface,
+handed in by the wiring: :class:`~gateway.proxy.h1.H1Upstream` (httptools' parser over
+asyncio, chosen by ``bench/proxy_parts.py``: a quarter of aiohttp's CPU per exchange,
+which itself is several times faster than httpx's here), or
+:class:`~gateway.proxy.aiohttp_upstream.AiohttpUpstream`; the proxy tests run on both.
 """
 
 from __future__ import annotations
@@ -39,47 +40,30 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connectors.base import Outgoing, PresentsIdentity, Route
+from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
 from gateway.errors import StoreError, new_reference
 from gateway.identity import Identity, level_rank
 from gateway.pages import Pages
-from gateway.routing.answers import MiB, ProxyAnswers
-from gateway.routing.forwarding import (
-    Headers,
-    client_response_headers,
-    upstream_request_headers,
-)
-from gateway.routing.health import PassiveHealth
-from gateway.routing.hosts import HOST_ROUTED
-from gateway.routing.resolve import Chooser, RoundRobin
-from gateway.routing.systems import SystemConfig, Systems, route_of
-from gateway.routing.upstream import (
-    AiohttpUpstream,
+from gateway.proxy.answers import MiB, ProxyAnswers
+from gateway.proxy.forwarding import Headers, client_response_headers, upstream_request_headers
+from gateway.proxy.health import PassiveHealth
+from gateway.proxy.hosts import HOST_ROUTED
+from gateway.proxy.upstream import (
     Upstream,
     UpstreamConnectError,
     UpstreamError,
-    UpstreamFailed,
     UpstreamResponse,
     UpstreamTimeout,
 )
+from gateway.routing.resolve import Chooser, RoundRobin
+from gateway.routing.systems import SystemConfig, Systems, route_of
 from gateway.sessions import SessionManager, cookie_value
 
-__all__ = [
-    "AiohttpUpstream",
-    "PassiveHealth",
-    "Proxy",
-    "Upstream",
-    "UpstreamConnectError",
-    "UpstreamError",
-    "UpstreamFailed",
-    "UpstreamResponse",
-    "UpstreamTimeout",
-]
+__all__ = ["IDEMPOTENT", "METHODS", "PREFIX", "Proxy"]
 
 log = logging.getLogger("roam.proxy")
 
@@ -183,9 +167,9 @@ class Proxy:
 
     def __init__(
         self,
+        upstream: Upstream,
         *,
         systems: Systems,
-        http: aiohttp.ClientSession | Upstream | None,
         connectors: Mapping[str, PresentsIdentity],
         health: PassiveHealth,
         sessions: SessionManager,
@@ -198,10 +182,8 @@ class Proxy:
         issuer: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.upstream = upstream
         self.systems = systems
-        self._upstream: Upstream | None = None
-        if http is not None:
-            self.attach(http)
         self.connectors = connectors
         self.health = health
         self.sessions = sessions
@@ -215,22 +197,10 @@ class Proxy:
         self.public_scheme = urlsplit(issuer).scheme or "https"
         self.clock = clock
 
-    def attach(self, http: aiohttp.ClientSession | Upstream) -> None:
-        """Use ``http`` upstream: the app's lifespan creates the one ``ClientSession`` of the
-        process (it needs the running loop) and attaches it here."""
-        self._upstream = AiohttpUpstream(http) if isinstance(http, aiohttp.ClientSession) \
-            else http
-
-    @property
-    def upstream(self) -> Upstream:
-        if self._upstream is None:
-            raise RuntimeError("Proxy has no upstream client: attach() one in the lifespan")
-        return self._upstream
-
     # -- entry point ----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI, for every proxied request: :class:`~gateway.routing.dispatch.ProxyFirst`
+        """ASGI, for every proxied request: :class:`~gateway.proxy.dispatch.ProxyFirst`
         sends them here ahead of Starlette's stack, so nothing above turns an unexpected
         error into a page — this does (500 with a reference id, the traceback logged)."""
         request = Request(scope, receive)
@@ -370,10 +340,10 @@ class Proxy:
 
     def _request_headers(self, request: Request, prefix: str, host: str) -> Headers:
         client = request.scope.get("client")
-        return upstream_request_headers(
+        return strip_client_identity(upstream_request_headers(
             request.scope["headers"], cookie_names=self.cookie_names,
             client=client[0] if client else None, proto=str(request.scope["scheme"]),
-            host=host, prefix=prefix)
+            host=host, prefix=prefix))
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
                           prefix: str) -> list[tuple[bytes, bytes]]:

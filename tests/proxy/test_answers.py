@@ -8,7 +8,7 @@ import pytest
 from starlette.requests import Request
 
 from gateway.pages import Pages
-from gateway.routing.answers import ProxyAnswers, is_navigation
+from gateway.proxy.answers import ProxyAnswers, is_navigation
 
 
 def request(method: str = "GET", **headers: str) -> Request:

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -17,13 +16,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from connectors.base import strip_client_identity
 from connectors.signed_header import SignedHeader, verify
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
-from gateway.routing.answers import MiB
-from gateway.routing.dispatch import ProxyFirst
-from gateway.routing.forwarding import (
+from gateway.proxy.aiohttp_upstream import AiohttpUpstream
+from gateway.proxy.answers import MiB
+from gateway.proxy.dispatch import ProxyFirst
+from gateway.proxy.forwarding import (
     client_response_headers,
     forwarded_headers,
     upstream_request_headers,
@@ -31,8 +30,10 @@ from gateway.routing.forwarding import (
     without_hop_by_hop,
     without_set_cookies,
 )
-from gateway.routing.h1 import H1Upstream
-from gateway.routing.proxy import PREFIX, PassiveHealth, Proxy, _has_dot_segment
+from gateway.proxy.h1 import H1Upstream
+from gateway.proxy.health import PassiveHealth
+from gateway.proxy.proxy import PREFIX, Proxy, _has_dot_segment
+from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import RoundRobin
 from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
@@ -119,20 +120,14 @@ def gateway_app(systems: Systems, transport: str = "aiohttp",
     sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
     proxy_options.setdefault("health", PassiveHealth(failures=1000))
-    proxy = Proxy(systems=systems, http=None, connectors=connectors, sessions=sessions,
+    upstream: Upstream = H1Upstream() if transport == "h1" else AiohttpUpstream()
+    proxy = Proxy(upstream, systems=systems, connectors=connectors, sessions=sessions,
                   cookie_names={"roam_csrf"}, **proxy_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if transport == "h1":
-            upstream = H1Upstream()
-            proxy.attach(upstream)
-            yield
-            await upstream.aclose()
-            return
-        async with aiohttp.ClientSession() as http:
-            proxy.attach(http)
-            yield
+        yield
+        await upstream.aclose()
 
     async def login(request: Request) -> Response:
         """Test-only: start a session at the level asked for."""
@@ -288,7 +283,7 @@ async def test_store_failure_is_503_with_retry_after(
     store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/15", prefix="roam-test:")
     sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
     systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
-    proxy = Proxy(systems=systems, http=H1Upstream(), sessions=sessions,
+    proxy = Proxy(H1Upstream(), systems=systems, sessions=sessions,
                   connectors={"echo": SignedHeader(secret=SECRET)}, health=PassiveHealth())
     app = ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={})
     cookie = {"Cookie": "roam_session=sid0.secret0"}
@@ -531,7 +526,6 @@ def _composed(headers: list[tuple[str, str]], *, client: str | None,
               prefix: str) -> list[tuple[str, str]]:
     """The request-side rules one by one: what upstream_request_headers must equal."""
     pairs = [(k, v) for k, v in without_hop_by_hop(headers) if k not in ("host", "expect")]
-    pairs = strip_client_identity(pairs)
     pairs = without_cookies(pairs, {"roam_session", "roam_csrf"})
     return forwarded_headers(pairs, client=client, proto="https", host="gw.example",
                              prefix=prefix)

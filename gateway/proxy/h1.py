@@ -17,7 +17,7 @@ parser (the parser uvicorn uses); this is that, made safe for the proxy:
   connection is then not reused);
 * reading pauses while more than 256 KiB of body wait unread, writing waits for drain.
 
-Errors come out as :mod:`gateway.routing.upstream`'s: no connection →
+Errors come out as :mod:`gateway.proxy.upstream`'s: no connection →
 ``UpstreamConnectError`` (another instance may be tried), silence → ``UpstreamTimeout``,
 anything else → ``UpstreamFailed``.
 """
@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.routing.forwarding import Headers
-from gateway.routing.upstream import (
+from gateway.proxy.forwarding import Headers
+from gateway.proxy.upstream import (
     UpstreamConnectError,
     UpstreamFailed,
     UpstreamResponse,
@@ -167,7 +167,7 @@ class _Connection(asyncio.Protocol):
 
 
 class H1Upstream:
-    """:class:`~gateway.routing.upstream.Upstream` over kept-alive HTTP/1.1 connections."""
+    """:class:`~gateway.proxy.upstream.Upstream` over kept-alive HTTP/1.1 connections."""
 
     def __init__(self, *, max_idle: int = 32, tls: ssl.SSLContext | None = None) -> None:
         self.max_idle = max_idle

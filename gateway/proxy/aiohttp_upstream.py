@@ -1,58 +1,33 @@
-"""The proxy's upstream client: a small interface, its errors, and aiohttp behind it.
+"""aiohttp behind the proxy's :class:`~gateway.proxy.upstream.Upstream` interface.
 
-aiohttp's transport measured several times faster than httpx's on this machine; the app
-now attaches the leaner :class:`gateway.routing.h1.H1Upstream` (``bench/proxy_parts.py``),
-and the ``Upstream`` interface keeps the choice swappable.
+The second implementation beside :class:`~gateway.proxy.h1.H1Upstream`: aiohttp's
+transport measured several times faster than httpx's here, H1Upstream faster still
+(``bench/proxy_parts.py``). The proxy tests run on both, so either can carry the gateway.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 from yarl import URL
 
-from gateway.routing.forwarding import Headers
+from gateway.proxy.forwarding import Headers
+from gateway.proxy.upstream import (
+    UpstreamConnectError,
+    UpstreamFailed,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+__all__ = ["AiohttpUpstream"]
 
 CHUNK = 64 * 1024
 
 
-class UpstreamError(Exception):
-    """An upstream transport failure, converted from the client library's own errors."""
-
-
-class UpstreamConnectError(UpstreamError):
-    """No connection was made: nothing was sent, so another instance may be tried."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not answer (or stalled) within the system's timeout."""
-
-
-class UpstreamFailed(UpstreamError):
-    """The connection broke or the upstream answered something that is not HTTP."""
-
-
-@dataclass
-class UpstreamResponse:
-    status: int
-    headers: Headers
-    body: AsyncIterator[bytes]  # raises UpstreamError if the upstream stalls or breaks
-    close: Callable[[], Awaitable[None]]  # idempotent; releases the connection
-    read: Callable[[], Awaitable[bytes]]  # the whole body at once (small ones), same errors
-
-
-class Upstream(Protocol):
-    """Sends one request upstream; returns once the response head has arrived."""
-
-    async def send(self, method: str, url: str, headers: Headers,
-                   body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse: ...
-
-
 class AiohttpUpstream:
-    """:class:`Upstream` over a shared ``aiohttp.ClientSession`` (owned by the app's lifespan).
+    """:class:`Upstream` over an ``aiohttp.ClientSession`` of its own, opened on first use
+    (it needs the running loop) and closed by :meth:`aclose`.
 
     Redirects are not followed and bodies are not decompressed (the client gets the bytes
     the system sent); aiohttp adds no ``Accept-Encoding`` or ``User-Agent`` of its own.
@@ -60,10 +35,21 @@ class AiohttpUpstream:
     large download is not cut off while it keeps flowing.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, chunk_size: int = CHUNK) -> None:
-        self.session = session
+    def __init__(self, *, chunk_size: int = CHUNK) -> None:
         self.chunk_size = chunk_size
+        self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per system timeout
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def send(self, method: str, url: str, headers: Headers,
                    body: AsyncIterable[bytes] | None, *, wait: float) -> UpstreamResponse:

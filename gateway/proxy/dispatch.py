@@ -8,13 +8,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.routing.hosts import host_routed
+from gateway.proxy.hosts import host_routed
 
 
 class ProxyFirst(Starlette):
     """Starlette, except that two kinds of HTTP request go straight to ``proxy``: any
     request on a system's own host name (``hosts``: host name → system id, rewritten to
-    ``/s/<system>/…`` by :func:`~gateway.routing.hosts.host_routed`) and any path under
+    ``/s/<system>/…`` by :func:`~gateway.proxy.hosts.host_routed`) and any path under
     ``prefix``.
 
     The proxy carries most of the gateway's requests and needs none of Starlette's

@@ -14,10 +14,11 @@ tested without a server:
   appends the client's address to ``X-Forwarded-For``.
 
 :func:`upstream_request_headers` is what the proxy runs per request: all of the request
-side (plus ``Host``/``Expect`` and client-sent identity headers dropped) in one pass over
-the ASGI header list, whose names are lower case already; :func:`client_response_headers`
-is the response side in one pass, ready for ASGI. Their tests hold them equal to the
-composition of the functions above.
+side (plus ``Host`` and ``Expect`` dropped) in one pass over the ASGI header list, whose
+names are lower case already (client-sent identity headers are the proxy's next step:
+:func:`connectors.base.strip_client_identity`, the one place that defines them);
+:func:`client_response_headers` is the response side in one pass, ready for ASGI. Their
+tests hold them equal to the composition of the functions above.
 """
 
 from __future__ import annotations
@@ -118,25 +119,23 @@ def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None,
     return out
 
 
-_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"host", "expect", "authorization"}
+_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"host", "expect"}
 
 
 def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
                              cookie_names: Collection[str], client: str | None, proto: str,
-                             host: str, prefix: str,
-                             identity_prefix: str = "x-roam-") -> Headers:
+                             host: str, prefix: str) -> Headers:
     """The client's ASGI headers as an upstream may see them, in one pass.
 
-    Equal to ``forwarded_headers(without_cookies(drop identity(drop host/expect(
-    without_hop_by_hop(headers)))))``; ``raw`` names must be lower case, as ASGI gives them.
+    Equal to ``forwarded_headers(without_cookies(drop host/expect(without_hop_by_hop(
+    headers))))``; ``raw`` names must be lower case, as ASGI gives them.
     """
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
     named = _named_by_connection(pairs)
     out: Headers = []
     chain: list[str] = []
     for name, value in pairs:
-        if name in _NOT_FORWARDED or name in named or name.startswith(("proxy-",
-                                                                         identity_prefix)):
+        if name in _NOT_FORWARDED or name in named or name.startswith("proxy-"):
             if name == "x-forwarded-for" and name not in named and value.strip():
                 chain.append(value.strip())
             continue

@@ -9,8 +9,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.routing.dispatch import ProxyFirst
-from gateway.routing.hosts import HOST_ROUTED
+from gateway.proxy.dispatch import ProxyFirst
+from gateway.proxy.hosts import HOST_ROUTED
 
 
 async def proxy(scope: Scope, receive: Receive, send: Send) -> None:

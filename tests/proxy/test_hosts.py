@@ -1,4 +1,4 @@
-"""A system served on a host name of its own, through the real app (gateway/routing/hosts.py).
+"""A system served on a host name of its own, through the real app (gateway/proxy/hosts.py).
 
 The gateway's issuer is ``https://sso.roam.test`` with ``[session] cookie_domain =
 "roam.test"``; the system ``gjj`` is served on ``gjj.roam.test``. Both are reached on a
@@ -24,7 +24,7 @@ from connectors.signed_header import verify
 from gateway.app import create_app, load_routing
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.routing.hosts import host_name
+from gateway.proxy.hosts import host_name
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
 from tests.support.servers import free_port, serve
 

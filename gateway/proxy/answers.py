@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.errors import PageError, StoreError
 from gateway.pages import Pages
+from gateway.proxy.upstream import UpstreamError
 from gateway.routing.systems import SystemConfig
-from gateway.routing.upstream import UpstreamError
 
 log = logging.getLogger("roam.proxy")
 

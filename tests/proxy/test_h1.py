@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.routing.h1 import H1Upstream, _origin, _split
-from gateway.routing.upstream import (
+from gateway.proxy.h1 import H1Upstream, _origin, _split
+from gateway.proxy.upstream import (
     UpstreamConnectError,
     UpstreamFailed,
     UpstreamTimeout,
