@@ -91,8 +91,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
     if systems is not None:
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
     settings = settings.model_copy(update=update)
-    return config.model_copy(update={"settings": settings,
-                                      "clients": (*config.clients, *bench_clients(secret))})
+    return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
 
 def runtime() -> dict[str, str]:

@@ -4,7 +4,9 @@ A connector turns (identity, outgoing request, route) into the request a legacy 
 understands. Its capabilities are small ``typing.Protocol``s, checked with ``isinstance``:
 
 - ``PresentsIdentity``: adds headers to a proxied request (signed-header, jwt-assertion);
-- ``RedirectsLogin``: sends the browser through the system's own login (cas, ticket).
+- ``RedirectsLogin``: sends the browser through the system's own login (cas, ticket, oidc);
+- ``RelyingParty``: the system is an OIDC client of the gateway (oidc), so the config
+  loader checks its ``client_id`` is registered and never serves it through the proxy.
 
 Connectors keep no state of their own: anything needed between two requests goes into
 the store through the gateway. A connector is built from its validated config by
@@ -41,6 +43,7 @@ __all__ = [
     "Outgoing",
     "PresentsIdentity",
     "RedirectsLogin",
+    "RelyingParty",
     "Route",
     "drop_headers",
     "released_claims",
@@ -109,6 +112,14 @@ class RedirectsLogin(Protocol):
     deep link to arrive at. Returns the URL to redirect to."""
 
     async def login_url(self, identity: Identity, route: Route, target: str) -> str: ...
+
+
+@runtime_checkable
+class RelyingParty(Protocol):
+    """Settings (or an opened connector) of a system that is an OIDC client of the gateway."""
+
+    @property
+    def client_id(self) -> str: ...
 
 
 class ConnectorConfig(Protocol):

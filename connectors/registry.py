@@ -1,13 +1,13 @@
 """The connector registry: type name -> config class, extended through entry points.
 
-The built-ins (``signed-header``, ``jwt-assertion``, ``cas``, ``ticket``) are registered in
-code. Third parties
+The built-ins (``signed-header``, ``jwt-assertion``, ``cas``, ``ticket``, ``oidc``) are
+registered in code. Third parties
 publish a config class in the entry-point group ``roam.connectors``::
 
     [project.entry-points."roam.connectors"]
     example-header = "roam_example_connector:ExampleConfig"
 
-``load_entry_points()`` (called once at start-up) registers every one of them;
+``load_entry_points()`` (the config loader calls it) registers every one of them;
 ``parse_connector(type_name, settings)`` validates a system's connector settings and
 reports every problem by key, ready for the systems config loader to prefix with its
 file and system.
@@ -28,7 +28,6 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Registry",
     "UnknownConnectorType",
-    "check_connector",
     "config_class",
     "default_registry",
     "known_types",
@@ -111,15 +110,6 @@ class Registry:
         return cast(ConnectorConfig, model)
 
 
-    def check_connector(self, type_name: str, settings: Mapping[str, Any]) -> list[str]:
-        """``parse_connector`` as a list of problems (empty when the settings are good),
-        the shape the systems config loader's ``validate_connector`` callback takes."""
-        try:
-            self.parse_connector(type_name, settings)
-        except ConfigError as error:
-            return list(error.problems)
-        return []
-
 
 def _problems(error: ValidationError) -> list[str]:
     problems = []
@@ -133,6 +123,7 @@ def _problems(error: ValidationError) -> list[str]:
 def _builtins() -> Registry:
     from connectors.cas import CasConfig
     from connectors.jwt_assertion import JwtAssertionConfig
+    from connectors.oidc import OidcConfig
     from connectors.signed_header import SignedHeaderConfig
     from connectors.ticket import TicketConfig
 
@@ -141,6 +132,7 @@ def _builtins() -> Registry:
     registry.register("jwt-assertion", JwtAssertionConfig)
     registry.register("cas", CasConfig)
     registry.register("ticket", TicketConfig)
+    registry.register("oidc", OidcConfig)
     return registry
 
 
@@ -166,7 +158,3 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
 
 def parse_connector(type_name: str, settings: Mapping[str, Any]) -> ConnectorConfig:
     return default_registry.parse_connector(type_name, settings)
-
-
-def check_connector(type_name: str, settings: Mapping[str, Any]) -> list[str]:
-    return default_registry.check_connector(type_name, settings)

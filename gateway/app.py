@@ -1,12 +1,11 @@
-"""The application factory: every dependency is passed in or built here, never global."""
+"""The HTTP surface: the gateway's routes over the parts :func:`gateway.wiring.build_gateway`
+made, with errors turned into the protocol's JSON or a Chinese page."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
@@ -14,92 +13,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from connectors.base import Connector, ConnectorContext, PresentsIdentity, RedirectsLogin
-from connectors.registry import check_connector, load_entry_points, parse_connector
-from gateway.background import Background
-from gateway.cas import CasServer
 from gateway.config import Config
-from gateway.csrf import COOKIE as CSRF_COOKIE
 from gateway.csrf import Csrf
-from gateway.errors import ConfigError, PageError, ProtocolError, StoreError, new_reference
+from gateway.errors import PageError, ProtocolError, StoreError, new_reference
 from gateway.keys import KeyRing
-from gateway.login.directory import DemoDirectory
+from gateway.legacy.cas import CasServer
+from gateway.legacy.ticket import TicketEndpoints
 from gateway.login.my_logins import MyLogins
 from gateway.login.pages import LoginPages
 from gateway.login.source import PasswordSource
 from gateway.login.stepup import StepUpPages, simulated_factors
-from gateway.oidc.active import ActiveTokens
 from gateway.oidc.authorize import Authorizer
-from gateway.oidc.backchannel import BackchannelLogout
-from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
-from gateway.oidc.logout import SessionLogout
-from gateway.oidc.minter import TokenMinter
-from gateway.oidc.server import RoamAuthorizationServer
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
-from gateway.outbound import OutboundPolicy
-from gateway.pages import Pages
 from gateway.proxy.dispatch import ProxyFirst
-from gateway.proxy.h1 import H1Upstream
-from gateway.proxy.health import PassiveHealth
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
-from gateway.proxy.proxy import Proxy
-from gateway.regions import RegionDirectory
 from gateway.routing.go import GoPages
-from gateway.routing.resolve import AlwaysHealthy, Health, Resolver
-from gateway.routing.systems import Systems, load_systems
-from gateway.sessions import SessionManager
-from gateway.store import Store, open_store
-from gateway.ticket import TicketEndpoints
+from gateway.store import Store
+from gateway.wiring import Gateway, build_gateway
+
+__all__ = ["API_PATHS", "create_app", "gateway_app"]
 
 log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect",
              "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem")
-
-
-def _check_connector(type_name: str, settings: Mapping[str, Any]) -> list[str]:
-    """``oidc`` systems are RPs of this gateway; every other type is a registered connector."""
-    if type_name == "oidc":
-        return [] if not settings or set(settings) <= {"login_path"} else [
-            "an oidc system takes only connector_settings.login_path"]
-    return check_connector(type_name, settings)
-
-
-def load_routing(config: Config, regions: RegionDirectory | None = None, *,
-                 health: Health | None = None) -> Resolver:
-    """The systems registry and its resolver; a bad systems file is a ConfigError."""
-    health = health or AlwaysHealthy()
-    regions = regions or RegionDirectory.load()
-    load_entry_points()  # third-party connector types (entry-point group roam.connectors)
-    if not config.settings.routing.systems_file:  # routing switched off: no systems
-        return Resolver(Systems((), ()), regions, health=health)
-    systems, problems = load_systems(
-        config.path(config.settings.routing.systems_file), regions=regions,
-        validate_connector=_check_connector, client_ids={c.client_id for c in config.clients},
-        cookie_domain=config.settings.session.cookie_domain,
-        gateway_host=urlsplit(config.issuer).hostname)
-    if problems:
-        raise ConfigError(problems)
-    return Resolver(systems, regions, health=health)
-
-
-def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, Connector]:
-    """Each non-OIDC system's connector, opened once (``oidc`` systems are RPs)."""
-    return {system.id: parse_connector(system.connector, system.connector_settings).open(context)
-            for system in systems if system.connector != "oidc"}
-
-
-def load_keys(config: Config) -> KeyRing:
-    """Keys from ``gateway.key_dir``; ephemeral only where config allows (loopback http)."""
-    key_dir = config.settings.gateway.key_dir
-    if key_dir:
-        return KeyRing.from_directory(config.path(key_dir))
-    return KeyRing.ephemeral()
 
 
 def create_app(
@@ -110,83 +52,51 @@ def create_app(
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
 ) -> Starlette:
-    settings = config.settings
-    owns_store = store is None
-    if store is None:
-        store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
-                           prefix=settings.store.prefix)
-    keys = keys or load_keys(config)
-    if source is None:
-        source = DemoDirectory.from_file(
-            config.path(settings.login.directory_file), store=store,
-            max_failures=settings.login.max_failures,
-            lockout_seconds=settings.login.lockout_seconds)
-    clients = ClientRegistry(config.clients)
-    health = PassiveHealth(failures=3, cooldown=30)
-    resolver = load_routing(config, health=health)
-    missing = {c.config.id_token_signed_response_alg for c in clients} - keys.algs
-    if missing:
-        raise ConfigError([f"{config.source}: gateway.key_dir: no signing key for {sorted(missing)}"
-                           " (run `roam keys generate --alg ...`)"])
-    issuer = config.issuer
-    owns_http = http is None
-    http_client = http or httpx.AsyncClient(timeout=settings.outbound.timeout,
-                                            follow_redirects=False)
-    minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
-                         id_token_ttl=settings.tokens.id_token_ttl)
-    sessions = SessionManager(store, settings.session, issuer=issuer,
-                              link_ttl=settings.tokens.refresh_token_ttl)
-    active = ActiveTokens(store, sessions)
-    server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     ttl=settings.tokens, active=active)
-    pages = Pages()
+    """The gateway's ASGI app for ``config``; dependencies passed in are used instead."""
+    return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source))
+
+
+def gateway_app(gateway: Gateway) -> Starlette:
+    """The routes over ``gateway``'s parts; the app's lifespan is ``gateway.running()``."""
+    settings = gateway.config.settings
+    issuer, keys, sessions, pages = gateway.issuer, gateway.keys, gateway.sessions, gateway.pages
     csrf = Csrf(secure=sessions.secure_cookie)
-    background = Background()
-    backchannel = BackchannelLogout(http=http_client, keys=keys, issuer=issuer, store=store,
-                                    policy=OutboundPolicy(settings.outbound),
-                                    retry_for=settings.outbound.retry_for)
-    logout = SessionLogout(sessions=sessions, active=active, clients=clients,
-                           backchannel=backchannel, background=background)
-    authorizer = Authorizer(server=server, clients=clients, sessions=sessions, store=store,
-                            issuer=issuer, system_hosts=frozenset(resolver.systems.by_host()))
-    login = LoginPages(source=source, authorizer=authorizer, sessions=sessions, logout=logout,
-                       pages=pages, csrf=csrf)
-    factors = simulated_factors(store) if settings.login.simulated_step_up else []
+    login = settings.login
+    authorizer = Authorizer(server=gateway.server, clients=gateway.clients, sessions=sessions,
+                            store=gateway.store, issuer=issuer,
+                            system_hosts=frozenset(gateway.config.systems.by_host()),
+                            request_ttl=login.request_ttl)
+    login_pages = LoginPages(source=gateway.source, authorizer=authorizer, sessions=sessions,
+                             logout=gateway.logout, pages=pages, csrf=csrf)
+    factors = (simulated_factors(gateway.store, ttl=login.stepup_ttl,
+                                 max_failures=login.stepup_max_failures,
+                                 lock_seconds=login.stepup_lock_seconds)
+               if login.simulated_step_up else [])
     stepup = StepUpPages(authorizer=authorizer, sessions=sessions, pages=pages, csrf=csrf,
                          factors=factors)
-    end_session = EndSession(server=server, keys=keys, issuer=issuer, sessions=sessions,
-                             logout=logout, pages=pages, csrf=csrf)
-    my_logins = MyLogins(sessions=sessions, logout=logout, clients=clients, pages=pages,
-                         csrf=csrf)
-    connectors = open_connectors(resolver.systems, ConnectorContext(keys=keys, issuer=issuer))
-    go = GoPages(resolver=resolver, sessions=sessions, pages=pages, login_redirects={
-        sid: c for sid, c in connectors.items() if isinstance(c, RedirectsLogin)})
-    cas = CasServer(systems=resolver.systems, sessions=sessions, store=store, pages=pages)
-    tickets = TicketEndpoints(systems=resolver.systems, sessions=sessions, store=store,
-                              pages=pages, issuer=issuer)
-    upstream = H1Upstream()  # one connection pool per process for the proxy
-    proxy = Proxy(upstream, systems=resolver.systems, health=health, sessions=sessions,
-                  connectors={sid: c for sid, c in connectors.items()
-                              if isinstance(c, PresentsIdentity)},
-                  cookie_names={CSRF_COOKIE}, pages=pages, issuer=issuer)
+    end_session = EndSession(server=gateway.server, keys=keys, issuer=issuer,
+                             sessions=sessions, logout=gateway.logout, pages=pages, csrf=csrf)
+    my_logins = MyLogins(sessions=sessions, logout=gateway.logout, clients=gateway.clients,
+                         pages=pages, csrf=csrf)
+    go = GoPages(resolver=gateway.resolver, sessions=sessions, gate=gateway.gate,
+                 connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX)
+    cas = CasServer(systems=gateway.config.systems, connectors=gateway.connectors,
+                    gate=gateway.gate, store=gateway.store, pages=pages,
+                    ticket_ttl=settings.legacy.cas_ticket_ttl)
+    tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
+                              gate=gateway.gate, store=gateway.store, pages=pages)
     discovery = Discovery(issuer, keys)
-    token = TokenEndpoint(server, issuer=issuer)
-    userinfo = UserinfoEndpoint(keys=keys, clients=clients, active=active, issuer=issuer)
+    token = TokenEndpoint(gateway.server, issuer=issuer)
+    userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
+                                issuer=issuer)
     lifecycle = LifecycleEndpoints(
-        server=server, issuer=issuer,
-        lookup=TokenLookup(keys=keys, issuer=issuer, refresh=server.refresh))
+        server=gateway.server, issuer=issuer,
+        lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            async with background.running():
-                yield
-        finally:
-            await upstream.aclose()
-            if owns_http:
-                await http_client.aclose()
-            if owns_store:
-                await store.close()
+        async with gateway.running():
+            yield
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -203,8 +113,8 @@ def create_app(
         Route("/userinfo", userinfo.handle, methods=["GET", "POST"]),
         Route("/revoke", lifecycle.revoke, methods=["POST"]),
         Route("/introspect", lifecycle.introspect, methods=["POST"]),
-        Route("/login", login.show, methods=["GET"]),
-        Route("/login", login.submit, methods=["POST"]),
+        Route("/login", login_pages.show, methods=["GET"]),
+        Route("/login", login_pages.submit, methods=["POST"]),
         Route("/stepup", stepup.show, methods=["GET"]),
         Route("/stepup", stepup.submit, methods=["POST"]),
         Route("/logout", end_session.handle, methods=["GET", "POST"]),
@@ -259,9 +169,9 @@ def create_app(
 
     # A system's own host names and /s/… go straight to the proxy (ProxyFirst).
     app = ProxyFirst(
-        proxy=proxy,
+        proxy=gateway.proxy,
         prefix=PROXY_PREFIX,
-        hosts=resolver.systems.by_host(),
+        hosts=gateway.config.systems.by_host(),
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -271,11 +181,5 @@ def create_app(
             Exception: unexpected,
         },
     )
-    app.state.config = config
-    app.state.store = store
-    app.state.keys = keys
-    app.state.http = http_client
-    app.state.logout = logout
-    app.state.sessions = sessions
-    app.state.resolver = resolver
+    app.state.gateway = gateway
     return app

@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, KeyError_
 from gateway.oidc.clients import secret_digest
+from gateway.store.memory import MemoryStore
 
 DEFAULT_CONFIG = "config/roam.toml"
 
@@ -53,12 +54,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from gateway.app import create_app
+    """Every file (main, clients, systems, identity source, keys), checked without an app:
+    what would stop ``roam serve`` stops here, with every problem at once."""
+    from connectors.base import ConnectorContext
+    from gateway.wiring import key_problems, load_keys, open_connectors, open_source
 
-    config = _config(args)
-    create_app(config)  # loads keys and the directory: every later failure shows here
-    print(f"{config.source}: OK ({len(config.clients)} clients, store "
-          f"{config.settings.store.backend}, issuer {config.issuer})")
+    config = _config(args)  # the main, clients and systems files, and the rules across them
+    keys = load_keys(config)
+    problems = key_problems(config, keys)
+    if problems:
+        raise ConfigError(problems)
+    # secrets named by environment variable must be there
+    open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer))
+    open_source(config, MemoryStore())  # the identity source's own file
+    print(f"{config.source}: OK ({len(config.clients)} clients, {len(config.systems)} systems, "
+          f"store {config.settings.store.backend}, issuer {config.issuer})")
     return 0
 
 
@@ -85,12 +95,10 @@ def cmd_clients_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_routes_check(args: argparse.Namespace) -> int:
-    from gateway.app import load_routing
     from gateway.routing.resolve import routing_table
 
-    config = _config(args)
-    resolver = load_routing(config)
-    print(routing_table(resolver.systems, resolver.regions), end="")
+    config = _config(args)  # the loader checks the systems file with the rest
+    print(routing_table(config.systems, config.regions), end="")
     return 0
 
 
@@ -125,16 +133,14 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> int:
 
 
 async def _revoke_subject(config: Config, subject: str) -> int:
-    from gateway.app import create_app
+    from gateway.wiring import build_gateway
 
-    app = create_app(config)
-    sessions = app.state.sessions
-    logout = app.state.logout
-    try:
-        found = await sessions.sessions_of(subject)
+    gateway = build_gateway(config)
+    async with gateway.running():
+        found = await gateway.sessions.sessions_of(subject)
         delivered = failed = 0
         for session in found:
-            for delivery in await logout.end(session, reason="operator", wait=True):
+            for delivery in await gateway.logout.end(session, reason="operator", wait=True):
                 if delivery.status == "delivered":
                     delivered += 1
                 else:
@@ -144,9 +150,6 @@ async def _revoke_subject(config: Config, subject: str) -> int:
         print(f"subject {subject}: {len(found)} session(s) ended, back-channel logout "
               f"delivered {delivered}, not delivered {failed}")
         return 0 if failed == 0 else 1
-    finally:
-        await app.state.http.aclose()
-        await app.state.store.close()
 
 
 def parser() -> argparse.ArgumentParser:

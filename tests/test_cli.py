@@ -99,7 +99,8 @@ def test_missing_key_alg_is_a_config_error(tmp_path: Path) -> None:
     config_with_keys(tmp_path, keys)
     result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
     assert result.returncode == 2
-    assert "no signing key for ['ES256']" in result.stderr
+    assert "gateway.key_dir: no signing key for ES256 (run `roam keys generate --alg ES256`)" \
+        in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -85,8 +85,7 @@ def demo_config(config: Config, *, gateway_port: int, rp_ports: Mapping[str, int
                 if client.backchannel_logout_uri else None),
         })
 
-    return config.model_copy(update={
-        "settings": settings, "clients": tuple(moved(c) for c in config.clients)})
+    return config.revised(settings=settings, clients=tuple(moved(c) for c in config.clients))
 
 
 def rp_base_url(client: ClientConfig) -> str:
@@ -135,9 +134,7 @@ def demo_legacy_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
     The base URL is the system's first instance; the signed-header app gets the secret the
     gateway signs with (the system's connector settings), the CAS app the gateway's issuer.
     """
-    from gateway.app import load_routing  # the routing loader pulls in the whole gateway
-
-    systems = load_routing(config).systems
+    systems = config.systems
     apps: dict[str, tuple[str, Starlette]] = {}
     for system_id, connector in DEMO_LEGACY_SYSTEMS.items():
         system = systems.get(system_id)

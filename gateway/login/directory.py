@@ -1,9 +1,11 @@
-"""The demo directory: a TOML file of fictional citizens and enterprise agents.
+"""The TOML directory (``[login] source = "toml-directory"``): people in a TOML file.
 
-It is the password identity source the demo and the tests log in against, so it behaves
-like a real one where it matters: argon2id hashes verified off the event loop, the same
-work and the same error for unknown users as for wrong passwords (no user enumeration),
-and an account lockout after repeated failures (等保 2.0 登录失败处理).
+A password identity source over a fixed list of citizens and enterprise agents. The demo
+and the tests log in against ``config/directory.toml`` (fictional people); a small
+deployment may keep its own file. It behaves like a real source where it matters:
+argon2id hashes verified off the event loop, the same work and the same error for unknown
+users as for wrong passwords (no user enumeration), and an account lockout after repeated
+failures (等保 2.0 登录失败处理).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from gateway.login.lockout import Failures, FailureStore, LocalFailures, locked_
 from gateway.store.base import Kind, Store
 
 __all__ = [
-    "DemoDirectory",
     "DirectoryEntry",
+    "TomlDirectory",
     "hash_password",
     "load_entries",
     "parse_entries",
@@ -51,7 +53,7 @@ MISSING_CREDENTIALS = "请输入用户名和密码"
 # a cheap way to burn the server's CPU.
 MAX_PASSWORD_LENGTH = 1024
 
-class DemoDirectory:
+class TomlDirectory:
     """Password source over a fixed list of people (implements ``PasswordSource``)."""
 
     name: str = "directory"
@@ -95,7 +97,7 @@ class DemoDirectory:
         max_failures: int = 5,
         lockout_seconds: int = 900,
         max_concurrent_hashes: int | None = None,
-    ) -> DemoDirectory:
+    ) -> TomlDirectory:
         """Load and validate ``path``; raises ``ConfigError`` listing every problem."""
         entries = load_entries(path, today=date.fromtimestamp(clock()))
         return cls(

@@ -1,4 +1,5 @@
-"""The demo directory file: parsing and validating ``[[citizen]]`` entries, all problems at once."""
+"""The TOML directory's file: parsing and validating ``[[citizen]]`` entries, all problems at
+once."""
 
 from __future__ import annotations
 

@@ -54,8 +54,6 @@ audit = logging.getLogger("roam.audit")
 
 LEVEL_NAMES = {"L1": "账户认证", "L2": "实名认证", "L3": "实人认证", "L4": "证照认证"}
 
-CHALLENGE_TTL = 300
-
 _OTP = re.compile(r"[0-9]{6}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -202,7 +200,7 @@ class SimulatedFace:
         # a liveness check compares the face with the real-name record: L2 data needed
         return bool(identity.claims.get("id_number") and identity.claims.get("name"))
 
-    def __init__(self, store: Store, *, ttl: int = CHALLENGE_TTL) -> None:
+    def __init__(self, store: Store, *, ttl: int = 300) -> None:
         self.store = store
         self.ttl = ttl
 
@@ -223,9 +221,12 @@ class SimulatedFace:
             raise LoginError("本次核验已失效或已使用，请重新开始核验。")
 
 
-def simulated_factors(store: Store) -> list[StepUpFactor]:
-    """The demo directory's factors: SMS code to L2, face check to L3."""
-    return [SimulatedSms(store), SimulatedFace(store)]
+def simulated_factors(store: Store, *, ttl: int = 300, max_failures: int = 5,
+                      lock_seconds: int = 60) -> list[StepUpFactor]:
+    """The demo directory's factors: SMS code to L2, face check to L3 (``[login]
+    stepup_ttl``, ``stepup_max_failures``, ``stepup_lock_seconds``)."""
+    return [SimulatedSms(store, ttl=ttl, max_failures=max_failures, lock_seconds=lock_seconds),
+            SimulatedFace(store, ttl=ttl)]
 
 
 class StepUpPages:

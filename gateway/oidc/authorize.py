@@ -32,8 +32,6 @@ from gateway.store.base import Kind, Store
 
 log = logging.getLogger("roam.authorize")
 
-PENDING_TTL = 1800  # how long a login page may stay open
-
 # authlib leaves some errors without a description; clients log the description.
 DEFAULT_DESCRIPTIONS = {
     "login_required": "No gateway session, and prompt=none forbids showing the login page.",
@@ -101,6 +99,7 @@ class Authorizer:
         store: Store,
         issuer: str,
         system_hosts: frozenset[str] = frozenset(),
+        request_ttl: int = 1800,
     ) -> None:
         self.server = server
         self.clients = clients
@@ -108,6 +107,7 @@ class Authorizer:
         self.store = store
         self.issuer = issuer
         self.system_hosts = system_hosts
+        self.request_ttl = request_ttl  # how long a login page may stay open ([login])
 
     def return_target(self, value: str | None) -> str | None:
         """Where a parked deep link may send the person back to: a path on the gateway, or
@@ -144,7 +144,7 @@ class Authorizer:
         await self.store.upsert(Kind.PARKED_REQUEST, pending_id,
                                 {"pairs": [list(p) for p in pairs], "next": path,
                                  "created": int(time.time())},
-                                PENDING_TTL)
+                                self.request_ttl)
         return pending_id
 
     def client_for(self, pairs: Sequence[tuple[str, str]]) -> Client:
@@ -262,7 +262,8 @@ class Authorizer:
         pending_id = new_id(24)
         await self.store.upsert(
             Kind.PARKED_REQUEST, pending_id,
-            {"pairs": [list(p) for p in pairs], "created": int(time.time())}, PENDING_TTL)
+            {"pairs": [list(p) for p in pairs], "created": int(time.time())},
+            self.request_ttl)
         return pending_id
 
     def _error(self, error: OAuth2Error) -> Response:

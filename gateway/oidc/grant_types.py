@@ -2,12 +2,13 @@
 
 They never touch the store: what they look up was read into ``request.work`` before
 authlib ran, and what they decide is queued there for afterwards (``gateway.oidc.work``).
+Of the authorization server that runs them they need only :class:`GrantServer`.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeGrant,
@@ -23,11 +24,31 @@ from gateway.ids import new_id
 from gateway.oidc.clients import Client
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
-from gateway.oidc.refresh import PresentedToken
-from gateway.store.base import Kind
+from gateway.oidc.minter import TokenMinter
+from gateway.oidc.refresh import PresentedToken, RefreshTokens
+from gateway.store.base import Kind, Store
 
-if TYPE_CHECKING:
-    from gateway.oidc.server import RoamAuthorizationServer
+__all__ = [
+    "CodeGrant",
+    "GrantServer",
+    "IdTokens",
+    "OpenIDCodeExtension",
+    "RefreshGrant",
+    "S256Only",
+]
+
+
+class GrantServer(Protocol):
+    """What Roam's grant types use of the authorization server that runs them."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def code_ttl(self) -> int: ...
+
+    @property
+    def refresh(self) -> RefreshTokens: ...
 
 
 class S256Only(CodeChallenge):  # type: ignore[misc]
@@ -64,12 +85,12 @@ class S256Only(CodeChallenge):  # type: ignore[misc]
 class IdTokens(OpenIDToken):  # type: ignore[misc]
     """Adds the ID token to token responses for ``openid`` grants (code and refresh)."""
 
-    def __init__(self, bridge: RoamAuthorizationServer) -> None:
-        self.bridge = bridge
+    def __init__(self, minter: TokenMinter) -> None:
+        self.minter = minter
 
     def encode_id_token(self, token: dict[str, Any], request: OAuth2Request) -> str:
         grant: Grant = request.user
-        return self.bridge.minter.id_token(
+        return self.minter.id_token(
             grant,
             request.client,
             access_token=token.get("access_token"),
@@ -78,9 +99,9 @@ class IdTokens(OpenIDToken):  # type: ignore[misc]
 
 
 class OpenIDCodeExtension(OpenIDCode):  # type: ignore[misc]
-    def __init__(self, bridge: RoamAuthorizationServer) -> None:
+    def __init__(self, minter: TokenMinter) -> None:
         super().__init__(require_nonce=False)
-        self.bridge = bridge
+        self.minter = minter
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         return False  # nonce replay is the RP's check; codes are single use anyway
@@ -108,7 +129,7 @@ class RefreshTokensOfRoam:
 
 class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
-    server: RoamAuthorizationServer
+    server: GrantServer
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         pending: Grant = request.user
@@ -132,7 +153,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             code_challenge_method=data.get("code_challenge_method"),
             grant=grant,
         )
-        store, ttl = self.server.store, self.server.ttl.code_ttl
+        store, ttl = self.server.store, self.server.code_ttl
         request.work.then.append(partial(store.upsert, Kind.CODE, code, stored.to_dict(), ttl))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
@@ -155,7 +176,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
 class RefreshGrant(RefreshTokensOfRoam, RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
     INCLUDE_NEW_REFRESH_TOKEN = True
-    server: RoamAuthorizationServer
+    server: GrantServer
 
     def authenticate_refresh_token(self, refresh_token: str) -> PresentedToken | None:
         # Parsed (its session checked if need be) before authlib ran; None: dead or junk.

@@ -24,7 +24,6 @@ from authlib.oauth2.rfc6749 import (
 
 from gateway.config import TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
-from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bridge import HttpRequest, Reply
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.codes import StoredCode
@@ -50,19 +49,23 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         clients: ClientRegistry,
         store: Store,
         minter: TokenMinter,
+        refresh: RefreshTokens,
         ttl: TokensSection,
-        active: ActiveTokens,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPE_CLAIMS))
         self.clients = clients
         self.store = store
-        self.active = active
-        self.refresh = RefreshTokens(active)
+        self.refresh = refresh
         self.minter = minter
         self.ttl = ttl
         self.register_token_generator("default", self._generate_token)
-        self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeExtension(self)])
-        self.register_grant(RefreshGrant, [IdTokens(self)])
+        self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeExtension(minter)])
+        self.register_grant(RefreshGrant, [IdTokens(minter)])
+
+    @property
+    def code_ttl(self) -> int:
+        """How long an authorization code lives (``[tokens] code_ttl``; the grants ask)."""
+        return self.ttl.code_ttl
 
     # What the HTTP layer calls -------------------------------------------------------------
 

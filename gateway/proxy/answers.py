@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from gateway.config import SystemConfig
 from gateway.errors import PageError, StoreError
+from gateway.legacy.access import Refusal
 from gateway.pages import Pages
 from gateway.proxy.upstream import UpstreamError
-from gateway.routing.systems import SystemConfig
 
 log = logging.getLogger("roam.proxy")
 
@@ -35,40 +35,31 @@ def is_navigation(request: Request) -> bool:
 
 
 class ProxyAnswers:
-    def __init__(self, *, pages: Pages, login_path: str, stepup_path: str,
-                 max_body: int) -> None:
+    def __init__(self, *, pages: Pages, max_body: int) -> None:
         self.pages = pages
-        self.login_path = login_path
-        self.stepup_path = stepup_path
         self.max_body = max_body
 
-    def login_required(self, request: Request, target: str, *, gateway: str = "") -> Response:
-        """``gateway``: the issuer URL when the request came on a system's own host (the
-        login page is not there)."""
+    def refused(self, request: Request, refusal: Refusal, location: str) -> Response:
+        """The gate's refusal: a person navigating is sent to ``location`` (the login or
+        step-up page, which comes back afterwards); a program gets 401 or 403 JSON."""
         if is_navigation(request):
             if request.method in ("GET", "HEAD"):
-                return RedirectResponse(
-                    f"{gateway}{self.login_path}?{urlencode({'next': target})}",
-                    status_code=303, headers=_NO_STORE)
-            return self.pages.error(PageError("需要登录", "登录状态已失效，请重新打开页面并登录。",
-                                              status=401))
-        return JSONResponse(
-            {"error": "login_required",
-             "error_description": "A gateway session is required; log in at "
-                                  f"{gateway}{self.login_path} first."},
-            status_code=401,
-            headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
-
-    def stepup_required(self, request: Request, target: str, acr: str, *,
-                        gateway: str = "") -> Response:
-        if is_navigation(request):
-            if request.method in ("GET", "HEAD"):
-                return RedirectResponse(
-                    f"{gateway}{self.stepup_path}?{urlencode({'next': target})}",
-                    status_code=303, headers=_NO_STORE)
+                return RedirectResponse(location, status_code=303, headers=_NO_STORE)
+            if refusal.step == "login":
+                return self.pages.error(PageError(
+                    "需要登录", "登录状态已失效，请重新打开页面并登录。", status=401))
             return self.pages.error(PageError(
                 "需要更高级别的身份认证", "该业务需要更高级别的身份认证，请重新打开页面完成认证。",
                 status=403))
+        if refusal.step == "login":
+            login = location.partition("?")[0]
+            return JSONResponse(
+                {"error": "login_required",
+                 "error_description": f"A gateway session is required; log in at {login} "
+                                      "first."},
+                status_code=401,
+                headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
+        acr = refusal.acr
         return JSONResponse(
             {"error": "insufficient_user_authentication",
              "error_description": f"This system requires assurance level {acr} or higher.",

@@ -3,11 +3,11 @@
 One request, in order:
 
 1. the system must exist and have an opened ``PresentsIdentity`` connector (else 404);
-2. a session is required. Without one a top-level navigation (``Sec-Fetch-Mode: navigate``,
-   or, when the browser sends no ``Sec-Fetch-Mode``, ``Accept: text/html`` without
-   ``X-Requested-With``) of a GET/HEAD is sent to ``/login?next=<path+query>``; anything
-   else (XHR/fetch, API clients) gets ``401`` JSON, never a redirect. A session below the
-   system's ``min_acr`` goes to ``/stepup?next=...`` or gets ``403`` JSON;
+2. the gate (:class:`gateway.legacy.access.Gate`) wants a session at the system's
+   ``min_acr``. Refused, a top-level navigation (``Sec-Fetch-Mode: navigate``, or, when the
+   browser sends no ``Sec-Fetch-Mode``, ``Accept: text/html`` without ``X-Requested-With``)
+   of a GET/HEAD is sent to ``/login?next=<path+query>`` or ``/stepup?next=…&acr=…``;
+   anything else (XHR/fetch, API clients) gets ``401`` or ``403`` JSON, never a redirect;
 3. the request headers lose hop-by-hop headers, ``Host``, ``Expect``, client-sent identity
    headers (``X-Roam-*``, ``Authorization``: :func:`connectors.base.strip_client_identity`)
    and the gateway's own cookies; ``X-Forwarded-*`` are set
@@ -45,8 +45,10 @@ from starlette.responses import RedirectResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
+from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import StoreError, new_reference
-from gateway.identity import Identity, level_rank
+from gateway.identity import Identity
+from gateway.legacy.access import Gate, Refusal
 from gateway.pages import Pages
 from gateway.proxy.answers import MiB, ProxyAnswers
 from gateway.proxy.forwarding import Headers, client_response_headers, upstream_request_headers
@@ -60,8 +62,7 @@ from gateway.proxy.upstream import (
     UpstreamTimeout,
 )
 from gateway.routing.resolve import Chooser, RoundRobin
-from gateway.routing.systems import SystemConfig, Systems, route_of
-from gateway.sessions import SessionManager, cookie_value
+from gateway.sessions import cookie_value
 
 __all__ = ["IDEMPOTENT", "METHODS", "PREFIX", "Proxy"]
 
@@ -172,13 +173,11 @@ class Proxy:
         systems: Systems,
         connectors: Mapping[str, PresentsIdentity],
         health: PassiveHealth,
-        sessions: SessionManager,
+        gate: Gate,
         cookie_names: set[str] | frozenset[str] = frozenset(),
         max_body: int = 10 * MiB,
         pages: Pages | None = None,
         choose: Chooser | None = None,
-        login_path: str = "/login",
-        stepup_path: str = "/stepup",
         issuer: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -186,11 +185,11 @@ class Proxy:
         self.systems = systems
         self.connectors = connectors
         self.health = health
-        self.sessions = sessions
-        self.cookie_names = frozenset(cookie_names) | {sessions.cookie_name}
+        self.gate = gate
+        self.cookie_name = gate.sessions.cookie_name
+        self.cookie_names = frozenset(cookie_names) | {self.cookie_name}
         self.max_body = max_body
-        self.answers = ProxyAnswers(pages=pages or Pages(), login_path=login_path,
-                                    stepup_path=stepup_path, max_body=max_body)
+        self.answers = ProxyAnswers(pages=pages or Pages(), max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
         self.issuer = issuer  # host-routed systems are sent to its login
         self._targets: dict[tuple[str, str], tuple[Route, str, str]] = {}
@@ -229,18 +228,15 @@ class Proxy:
         prefix = "" if host else f"{PREFIX}{system_id}"  # how the client sees the system's root
 
         try:
-            session = await self.sessions.load_cookie(
-                cookie_value(facts.cookie, self.sessions.cookie_name))
+            session = await self.gate.enter(cookie_value(facts.cookie, self.cookie_name),
+                                            system)
         except StoreError as exc:
             return self.answers.unavailable(request, exc)
-        if session is None:
+        if isinstance(session, Refusal):
             target, gateway = self._back_to(raw_path, query, system_id, host)
-            return self.answers.login_required(request, target, gateway=gateway)
+            return self.answers.refused(request, session,
+                                        self.gate.where(session, target, gateway=gateway))
         identity = session.identity
-        if level_rank(identity.acr) < level_rank(system.min_acr):
-            target, gateway = self._back_to(raw_path, query, system_id, host)
-            return self.answers.stepup_required(request, target, system.min_acr,
-                                                gateway=gateway)
 
         rest = self._rest(raw_path, system_id, request)
         if rest is None or _has_dot_segment(rest):

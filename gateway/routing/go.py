@@ -1,11 +1,12 @@
 """``/go/{item}?region=…`` (精准到达): send a person to the system that handles the item.
 
 The region defaults to the person's own; resolution walks county → city → province. A
-person without a session goes through the login page and comes back to the same link.
-OIDC systems are reached through their own login (they then ask the gateway, which
-applies their level); CAS and ticket systems through the gateway's ticket-issuing login
-URL for them; systems whose connector presents identity in headers through the gateway's
-proxy at ``/s/<system>/``.
+person without a session goes through the login page, one below the chosen system's
+``min_acr`` through step-up (the gate every way into a system passes), and both come
+back to the same link. Systems whose connector ``RedirectsLogin`` are reached through
+their own login (``oidc``: the system asks the gateway; ``cas``, ``ticket``: the gateway's
+ticket-issuing login URL for them); systems whose connector presents identity in headers
+through the gateway's proxy at ``/s/<system>/``.
 An unknown item or region, or no route, is a Chinese page that lists what does exist.
 """
 
@@ -18,47 +19,50 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from connectors.base import RedirectsLogin
+from connectors.base import Connector, RedirectsLogin
+from gateway.config import route_of
 from gateway.errors import new_reference
+from gateway.legacy.access import Gate, Refusal
 from gateway.pages import Pages
 from gateway.regions import PROVINCE_CODE
 from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
-from gateway.routing.systems import route_of
 from gateway.sessions import SessionManager
 
 audit = logging.getLogger("roam.audit")
 
 
 class GoPages:
-    def __init__(self, *, resolver: Resolver, sessions: SessionManager, pages: Pages,
-                 login_redirects: Mapping[str, RedirectsLogin] | None = None) -> None:
+    def __init__(self, *, resolver: Resolver, sessions: SessionManager, gate: Gate,
+                 connectors: Mapping[str, Connector], pages: Pages,
+                 proxy_prefix: str = "/s/") -> None:
         self.resolver = resolver
         self.sessions = sessions
+        self.gate = gate
+        self.connectors = connectors  # every system's opened connector
         self.pages = pages
-        # systems whose connector sends the browser through its own login (cas, ticket)
-        self.login_redirects = dict(login_redirects or {})
+        self.proxy_prefix = proxy_prefix  # where the proxy serves systems that present identity
 
     async def handle(self, request: Request) -> Response:
         item = request.path_params["item"]
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         session = await self.sessions.load(request)
         if session is None:
-            return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+            return self.gate.redirect(Refusal("login"), here)
         region = request.query_params.get("region") or session.identity.region or PROVINCE_CODE
         try:
             found = self.resolver.resolve(item, region)
         except RouteError as exc:
             return self._not_found(exc, item, region)
         system = found.system
-        redirects = self.login_redirects.get(system.id)
-        if system.connector == "oidc":
-            login_path = str(system.connector_settings.get("login_path", "/login"))
-            target = found.instance.rstrip("/") + login_path
-        elif redirects is not None:
-            target = await redirects.login_url(session.identity, route_of(system, found.instance),
+        admitted = self.gate.admit(session, system)
+        if isinstance(admitted, Refusal):  # stepped up here, then back to this same link
+            return self.gate.redirect(admitted, here)
+        connector = self.connectors.get(system.id)
+        if isinstance(connector, RedirectsLogin):
+            target = await connector.login_url(session.identity, route_of(system, found.instance),
                                                found.instance.rstrip("/") + "/")
         else:
-            target = f"/s/{system.id}/"
+            target = f"{self.proxy_prefix}{system.id}/"
         audit.info("go item=%s region=%s system=%s via=%s fallback=%s sid=%s", item, region,
                    system.id, found.region, found.fallback, session.sid)
         return RedirectResponse(target, status_code=303)

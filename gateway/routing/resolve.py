@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.config import ServiceItem, SystemConfig, Systems
 from gateway.errors import RoamError
 from gateway.regions import Region, RegionDirectory
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 
 __all__ = [
     "AlwaysHealthy",

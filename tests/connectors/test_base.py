@@ -20,7 +20,6 @@ from connectors.jwt_assertion import JwtAssertion, JwtAssertionConfig
 from connectors.registry import (
     Registry,
     UnknownConnectorType,
-    check_connector,
     config_class,
     known_types,
     parse_connector,
@@ -181,7 +180,7 @@ def test_unknown_type_lists_known_ones() -> None:
         parse_connector("soap", {})
     assert caught.value.problems == [
         "type: unknown connector type 'soap'; "
-        "known types: cas, jwt-assertion, signed-header, ticket"]
+        "known types: cas, jwt-assertion, oidc, signed-header, ticket"]
 
 
 def test_parse_reports_every_problem_by_key() -> None:
@@ -264,9 +263,3 @@ def test_registry_refuses_unsafe_classes_and_hijacks() -> None:
     with pytest.raises(ValueError, match="already registered"):
         registry.register("signed-header", Other)
     assert registry.known_types() == ["other", "signed-header"]
-
-
-def test_check_connector_returns_problems() -> None:
-    assert check_connector("jwt-assertion", {"ttl": 60}) == []
-    assert check_connector("jwt-assertion", {"ttl": 0, "x": 1}) == [
-        "ttl: Input should be greater than or equal to 5", "x: Extra inputs are not permitted"]

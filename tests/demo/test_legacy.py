@@ -45,8 +45,7 @@ class Stack:
 
 def _with_systems(config: Config, systems_file: Path) -> Config:
     routing = config.settings.routing.model_copy(update={"systems_file": str(systems_file)})
-    return config.model_copy(update={"settings": config.settings.model_copy(
-        update={"routing": routing})})
+    return config.revised(settings=config.settings.model_copy(update={"routing": routing}))
 
 
 @pytest.fixture(scope="module")

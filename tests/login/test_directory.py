@@ -1,4 +1,4 @@
-"""The demo directory identity source: loading, login, no user enumeration, lockout."""
+"""The TOML directory identity source: loading, login, no user enumeration, lockout."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import gateway.login.directory as directory_module
 from gateway.errors import ConfigError, LockedOut, LoginError
 from gateway.identifiers import validate_resident_id, validate_uscc
 from gateway.identity import Identity, PersonKind
-from gateway.login.directory import DemoDirectory, hash_password, load_entries
+from gateway.login.directory import TomlDirectory, hash_password, load_entries
 from gateway.login.source import PasswordSource
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "config" / "directory.toml"
@@ -80,10 +80,10 @@ def citizen_toml(**fields: str) -> str:
     return f"[[citizen]]\n{body}\n"
 
 
-def cheap_directory(tmp_path: Path, clock: Clock, *entries: str, **options: Any) -> DemoDirectory:
+def cheap_directory(tmp_path: Path, clock: Clock, *entries: str, **options: Any) -> TomlDirectory:
     path = tmp_path / "directory.toml"
     path.write_text("\n".join(entries or (citizen_toml(),)), encoding="utf-8")
-    return DemoDirectory.from_file(path, clock=clock, **options)
+    return TomlDirectory.from_file(path, clock=clock, **options)
 
 
 @pytest.fixture
@@ -92,18 +92,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def demo(clock: Clock) -> DemoDirectory:
-    return DemoDirectory.from_file(DEMO_FILE, clock=clock)
+def demo(clock: Clock) -> TomlDirectory:
+    return TomlDirectory.from_file(DEMO_FILE, clock=clock)
 
 
-def by_subject(directory: DemoDirectory, subject: str) -> directory_module.DirectoryEntry:
+def by_subject(directory: TomlDirectory, subject: str) -> directory_module.DirectoryEntry:
     return next(e for e in directory.entries if e.subject == subject)
 
 
 # --- the shipped demo file -----------------------------------------------------------
 
 
-def test_demo_file_entries_are_all_valid_and_varied(demo: DemoDirectory) -> None:
+def test_demo_file_entries_are_all_valid_and_varied(demo: TomlDirectory) -> None:
     entries = demo.entries
     assert len(entries) >= 5
     assert {e.acr for e in entries} >= {"L1", "L2", "L3"}
@@ -127,12 +127,12 @@ def test_demo_file_states_the_shared_password() -> None:
     assert text.count(DEMO_PASSWORD) == 1  # only in the comment, never as a value
 
 
-def test_directory_is_a_password_source(demo: DemoDirectory) -> None:
+def test_directory_is_a_password_source(demo: TomlDirectory) -> None:
     source: PasswordSource = demo
     assert source.name == "directory"
 
 
-async def test_login_by_phone(demo: DemoDirectory, clock: Clock) -> None:
+async def test_login_by_phone(demo: TomlDirectory, clock: Clock) -> None:
     clock.now = START + 0.75
     identity = await demo.authenticate("13800000001", DEMO_PASSWORD)
     assert identity == Identity(
@@ -153,14 +153,14 @@ async def test_login_by_phone(demo: DemoDirectory, clock: Clock) -> None:
     )
 
 
-async def test_login_by_id_number_with_spaces(demo: DemoDirectory) -> None:
+async def test_login_by_id_number_with_spaces(demo: TomlDirectory) -> None:
     identity = await demo.authenticate(" 430302199202290027 ", DEMO_PASSWORD)
     assert identity.subject == "c-0004"
     assert identity.claims["birthdate"] == "1992-02-29"
     assert identity.claims["gender"] == "female"
 
 
-async def test_legal_person_carries_company_and_agent(demo: DemoDirectory) -> None:
+async def test_legal_person_carries_company_and_agent(demo: TomlDirectory) -> None:
     identity = await demo.authenticate("13800000007", DEMO_PASSWORD)
     assert identity.kind is PersonKind.LEGAL
     assert identity.claims["uscc"] == "91430103MA4L0RAM0X"
@@ -171,7 +171,7 @@ async def test_legal_person_carries_company_and_agent(demo: DemoDirectory) -> No
     assert identity.agent == agent
 
 
-async def test_wrong_password_and_unknown_user_fail_alike(demo: DemoDirectory) -> None:
+async def test_wrong_password_and_unknown_user_fail_alike(demo: TomlDirectory) -> None:
     with pytest.raises(LoginError) as wrong:
         await demo.authenticate("13800000001", "not-the-password")
     with pytest.raises(LoginError) as unknown:
@@ -181,7 +181,7 @@ async def test_wrong_password_and_unknown_user_fail_alike(demo: DemoDirectory) -
 
 
 async def test_unknown_user_still_costs_a_hash_verification(
-    demo: DemoDirectory, monkeypatch: pytest.MonkeyPatch
+    demo: TomlDirectory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     real = directory_module._verify_sync
@@ -200,7 +200,7 @@ async def test_unknown_user_still_costs_a_hash_verification(
 
 
 async def test_lockout_after_five_failures_even_with_the_right_password(
-    demo: DemoDirectory, clock: Clock
+    demo: TomlDirectory, clock: Clock
 ) -> None:
     for _ in range(4):
         with pytest.raises(LoginError) as caught:
@@ -324,7 +324,7 @@ async def test_empty_and_overlong_input(
         await directory.authenticate("13800009991", "x" * 100_000)
 
 
-async def test_lookup(demo: DemoDirectory) -> None:
+async def test_lookup(demo: TomlDirectory) -> None:
     identity = await demo.lookup("c-0005")
     assert identity is not None
     assert (identity.acr, identity.auth_time, identity.region) == ("L3", 0, "430202")
@@ -332,7 +332,7 @@ async def test_lookup(demo: DemoDirectory) -> None:
     assert await demo.lookup("c-9999") is None
 
 
-async def test_returned_claims_are_copies(demo: DemoDirectory) -> None:
+async def test_returned_claims_are_copies(demo: TomlDirectory) -> None:
     first = await demo.lookup("e-0001")
     assert first is not None
     first.claims["agent"]["name"] = "篡改"
@@ -342,7 +342,7 @@ async def test_returned_claims_are_copies(demo: DemoDirectory) -> None:
     assert again.claims["name"] == again.claims["agent"]["name"] == "孙七"
 
 
-def test_entry_repr_hides_personal_data(demo: DemoDirectory) -> None:
+def test_entry_repr_hides_personal_data(demo: TomlDirectory) -> None:
     text = repr(demo.entries)
     assert "13800000001" not in text
     assert "430102199001010016" not in text
@@ -440,7 +440,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_config_error_is_raised_by_from_file(tmp_path: Path) -> None:
     path = tmp_path / "d.toml"
     path.write_text(citizen_toml(region="43011"), encoding="utf-8")
-    problems = problems_of(lambda: DemoDirectory.from_file(path))
+    problems = problems_of(lambda: TomlDirectory.from_file(path))
     assert problems == [
         f"{path}: citizen[0].region: must be a current six-digit Hunan GB/T 2260 code "
         "(gateway/data/hunan_regions.json)"

@@ -7,6 +7,7 @@ import json
 import pytest
 from starlette.requests import Request
 
+from gateway.legacy.access import Refusal
 from gateway.pages import Pages
 from gateway.proxy.answers import ProxyAnswers, is_navigation
 
@@ -29,19 +30,34 @@ def test_is_navigation(headers: dict[str, str], expected: bool) -> None:
     assert is_navigation(request(**headers)) is expected
 
 
-ANSWERS = ProxyAnswers(pages=Pages(), login_path="/login", stepup_path="/stepup",
-                       max_body=2 * 1024 * 1024)
+ANSWERS = ProxyAnswers(pages=Pages(), max_body=2 * 1024 * 1024)
+LOGIN = "/login?next=%2Fs%2Fx%2Fa%3Fb%3D1"
+STEPUP = "/stepup?next=%2Fs%2Fx%2Fa&acr=L3"
 
 
 def test_login_is_a_redirect_for_people_and_json_for_programs() -> None:
-    page = ANSWERS.login_required(request(sec_fetch_mode="navigate"), "/s/x/a?b=1")
+    page = ANSWERS.refused(request(sec_fetch_mode="navigate"), Refusal("login"), LOGIN)
     assert page.status_code == 303
-    assert page.headers["location"] == "/login?next=%2Fs%2Fx%2Fa%3Fb%3D1"
-    api = ANSWERS.login_required(request(accept="application/json"), "/s/x/a")
+    assert page.headers["location"] == LOGIN
+    api = ANSWERS.refused(request(accept="application/json"), Refusal("login"), LOGIN)
     assert api.status_code == 401
     assert json.loads(bytes(api.body))["error"] == "login_required"
-    posted = ANSWERS.login_required(request("POST", sec_fetch_mode="navigate"), "/s/x/a")
+    assert "log in at /login first" in json.loads(bytes(api.body))["error_description"]
+    posted = ANSWERS.refused(request("POST", sec_fetch_mode="navigate"), Refusal("login"),
+                             LOGIN)
     assert posted.status_code == 401, "a form post is never redirected (its body would be lost)"
+
+
+def test_stepup_is_a_redirect_for_people_and_403_for_programs() -> None:
+    refusal = Refusal("stepup", "L3")
+    page = ANSWERS.refused(request(sec_fetch_mode="navigate"), refusal, STEPUP)
+    assert (page.status_code, page.headers["location"]) == (303, STEPUP)
+    api = ANSWERS.refused(request(accept="application/json"), refusal, STEPUP)
+    assert api.status_code == 403
+    assert json.loads(bytes(api.body))["acr_values"] == "L3"
+    assert 'acr_values="L3"' in api.headers["www-authenticate"]
+    posted = ANSWERS.refused(request("POST", sec_fetch_mode="navigate"), refusal, STEPUP)
+    assert posted.status_code == 403
 
 
 def test_too_large_names_the_limit_and_carries_a_reference() -> None:

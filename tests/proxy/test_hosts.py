@@ -21,9 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.signed_header import verify
-from gateway.app import create_app, load_routing
+from gateway.app import create_app
 from gateway.config import Config
 from gateway.errors import ConfigError
+from gateway.keys import generate_key_file
 from gateway.proxy.hosts import host_name
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
 from tests.support.servers import free_port, serve
@@ -73,13 +74,21 @@ def legacy_system() -> Starlette:
 
 def host_config(port: int, systems: Path, *, cookie_domain: str | None = "roam.test",
                 issuer: str = f"https://{GATEWAY_HOST}") -> Config:
+    """The shipped config on an https issuer, as production runs it: keys in a directory
+    (beside ``systems``), the identity source named, and the systems file checked again."""
+    keys = systems.parent / "keys"
+    if not keys.is_dir():
+        for alg in ("RS256", "ES256"):  # the shipped clients sign with both
+            generate_key_file(keys, alg)
     config = config_on_port(port)
     settings = config.settings
-    return config.model_copy(update={"settings": settings.model_copy(update={
-        "gateway": settings.gateway.model_copy(update={"issuer": issuer}),
+    return config.revised(settings=settings.model_copy(update={
+        "gateway": settings.gateway.model_copy(update={"issuer": issuer,
+                                                        "key_dir": str(keys)}),
         "session": settings.session.model_copy(update={"cookie_domain": cookie_domain}),
+        "login": settings.login.model_copy(update={"source": "toml-directory"}),
         "routing": settings.routing.model_copy(update={"systems_file": str(systems)}),
-    })})
+    }))
 
 
 def write_systems(tmp: Path, upstream_port: int, hosts: str = f'"{SYSTEM_HOST}"') -> Path:
@@ -199,10 +208,10 @@ def test_host_name() -> None:
 def test_hosts_need_a_cookie_domain_covering_them(tmp_path: Path) -> None:
     systems = write_systems(tmp_path, 9, hosts='"gjj.roam.test", "gjj.elsewhere.test"')
     with pytest.raises(ConfigError) as missing:
-        load_routing(host_config(9, systems, cookie_domain=None))
+        host_config(9, systems, cookie_domain=None)
     assert "needs [session] cookie_domain" in str(missing.value)
     with pytest.raises(ConfigError) as outside:
-        load_routing(host_config(9, systems))
+        host_config(9, systems)
     problems = str(outside.value)
     assert "system[0].hosts: 'gjj.elsewhere.test' is not within [session] cookie_domain" \
         in problems
@@ -212,5 +221,5 @@ def test_hosts_need_a_cookie_domain_covering_them(tmp_path: Path) -> None:
 def test_a_host_is_not_the_gateways_own(tmp_path: Path) -> None:
     systems = write_systems(tmp_path, 9, hosts=f'"{GATEWAY_HOST}"')
     with pytest.raises(ConfigError) as caught:
-        load_routing(host_config(9, systems))
+        host_config(9, systems)
     assert "is the gateway's own host" in str(caught.value)

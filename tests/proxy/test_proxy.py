@@ -17,8 +17,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from connectors.signed_header import SignedHeader, verify
-from gateway.config import SessionSection
+from gateway.config import ServiceItem, SessionSection, SystemConfig, Systems
 from gateway.identity import Identity, PersonKind
+from gateway.legacy.access import Gate
 from gateway.proxy.aiohttp_upstream import AiohttpUpstream
 from gateway.proxy.answers import MiB
 from gateway.proxy.dispatch import ProxyFirst
@@ -35,7 +36,6 @@ from gateway.proxy.health import PassiveHealth
 from gateway.proxy.proxy import PREFIX, Proxy, _has_dot_segment
 from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import RoundRobin
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
@@ -121,7 +121,7 @@ def gateway_app(systems: Systems, transport: str = "aiohttp",
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
     proxy_options.setdefault("health", PassiveHealth(failures=1000))
     upstream: Upstream = H1Upstream() if transport == "h1" else AiohttpUpstream()
-    proxy = Proxy(upstream, systems=systems, connectors=connectors, sessions=sessions,
+    proxy = Proxy(upstream, systems=systems, connectors=connectors, gate=Gate(sessions),
                   cookie_names={"roam_csrf"}, **proxy_options)
 
     @contextlib.asynccontextmanager
@@ -283,7 +283,7 @@ async def test_store_failure_is_503_with_retry_after(
     store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/15", prefix="roam-test:")
     sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
     systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
-    proxy = Proxy(H1Upstream(), systems=systems, sessions=sessions,
+    proxy = Proxy(H1Upstream(), systems=systems, gate=Gate(sessions),
                   connectors={"echo": SignedHeader(secret=SECRET)}, health=PassiveHealth())
     app = ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={})
     cookie = {"Cookie": "roam_session=sid0.secret0"}
@@ -479,7 +479,7 @@ async def test_session_below_min_acr_is_stepped_up(gateway: str) -> None:
     assert api.status_code == 403
     assert api.json()["error"] == "insufficient_user_authentication"
     assert page.status_code == 303
-    assert page.headers["location"] == "/stepup?next=%2Fs%2Fstrict%2Fx%3Fa%3D1"
+    assert page.headers["location"] == "/stepup?next=%2Fs%2Fstrict%2Fx%3Fa%3D1&acr=L3"
 
     async with client(gateway, acr="L3") as http:
         assert (await http.get("/s/strict/x", headers=JSON)).status_code == 200

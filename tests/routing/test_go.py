@@ -110,8 +110,8 @@ claims = ["name"]
         config = config_on_port(port)
         routing = config.settings.routing.model_copy(
             update={"systems_file": str(tmp_path / "systems.toml")})
-        config = config.model_copy(update={"settings": config.settings.model_copy(
-            update={"routing": routing})})
+        config = config.revised(settings=config.settings.model_copy(
+            update={"routing": routing}))
         with serve(create_app(config, store=MemoryStore()), port) as gw, \
                 httpx.Client(base_url=gw) as browser:
             back = log_in_via(browser, browser.get(f"/go/{BDC}?region=430702"))
@@ -141,3 +141,36 @@ def test_the_gateway_home_is_the_items_page(browser: httpx.Client) -> None:
     response = browser.get("/")
     assert response.status_code == 303
     assert response.headers["location"] == "/items"
+
+
+def test_below_the_systems_level_go_steps_up_first_and_comes_back(
+        browser: httpx.Client) -> None:
+    """/go passes the same gate as the proxy, CAS and tickets: 湘潭's housing fund needs
+    L3, so an L2 session is sent to step-up with the link to come back to, not on to the
+    system (before the gate, /go checked no level at all)."""
+    link = f"/go/{GJJ}?region=430302"
+    log_in_via(browser, browser.get(link))  # 张三, L2
+    stepped = browser.get(link)
+    assert stepped.status_code == 303
+    assert stepped.headers["location"] == (
+        "/stepup?next=%2Fgo%2F430000-GJJ-001%3Fregion%3D430302&acr=L3")
+    page = browser.get(browser.get(stepped.headers["location"]).headers["location"])
+    assert page.status_code == 200
+    assert 'id="face-start"' in page.text  # the missing factor, not an error page
+
+
+def test_a_proxied_system_below_its_level_reaches_a_working_step_up(
+        browser: httpx.Client) -> None:
+    """The proxy's step-up redirect names the level (it once left ``acr`` out, and the
+    step-up page could only answer with an error)."""
+    login = browser.get("/go/430000-BDC-001?region=430702")  # the province's L2 system
+    page = browser.get(browser.get(login.headers["location"]).headers["location"])
+    browser.post("/login", data={
+        "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+        "username": "15000000003", "password": DEMO_PASSWORD})  # c-0003, an L1 account
+    proxied = browser.get("/s/hunan-province/a?b=1", headers={"Accept": "text/html"})
+    assert proxied.status_code == 303
+    assert proxied.headers["location"] == "/stepup?next=%2Fs%2Fhunan-province%2Fa%3Fb%3D1&acr=L2"
+    sms = browser.get(browser.get(proxied.headers["location"]).headers["location"])
+    assert sms.status_code == 200
+    assert 'id="otp"' in sms.text

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from gateway.config import ServiceItem, SystemConfig, Systems, load_systems
 from gateway.regions import RegionDirectory
 from gateway.routing.resolve import (
     NoRoute,
@@ -15,7 +16,6 @@ from gateway.routing.resolve import (
     UnknownRegion,
     routing_table,
 )
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems, load_systems
 from tests.support.gateway import REPO
 
 GJJ, SB, BDC = "430000-GJJ-001", "430000-SB-001", "430000-BDC-001"

@@ -35,7 +35,7 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
     updated = tuple(c.model_copy(update={"backchannel_logout_uri": None,
                                          **changes.get(c.client_id, {})})
                     for c in base.clients)
-    return base.model_copy(update={"settings": settings, "clients": updated})
+    return base.revised(settings=settings, clients=updated)
 
 
 def form_field(html: str, name: str) -> str:

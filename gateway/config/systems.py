@@ -1,7 +1,8 @@
-"""The systems registry: which city/county system handles which service item (事项).
+"""The systems file (``config/systems.toml``): which city/county system handles which
+service item (事项), and how the gateway reaches it.
 
-``config/systems.toml`` holds ``[[item]]`` tables (the catalogue of service items, so pages
-can show names) and ``[[system]]`` tables, one per city/county system::
+It holds ``[[item]]`` tables (the catalogue of service items, so pages can show names) and
+``[[system]]`` tables, one per city/county system::
 
     [[item]]
     code = "430000-GJJ-001"
@@ -13,55 +14,49 @@ can show names) and ``[[system]]`` tables, one per city/county system::
     region = "430300"            # a current Hunan GB/T 2260 code ...
     level = "prefecture"         # ... and its level
     instances = ["https://gjj.xiangtan.gov.cn"]
-    connector = "oidc"
-    client_id = "xiangtan-gov"   # connector "oidc": the registered RP it is
+    connector = "oidc"           # a type of the connectors registry
+    connector_settings = { client_id = "xiangtan-gov" }
     items = ["430000-GJJ-001"]
     min_acr = "L3"
 
 :func:`load_systems` reports every problem at once, each naming the file and key
-(``config/systems.toml: system[2].region: ...``), as :mod:`gateway.config` does. Connector
-settings are checked by a ``validate_connector`` callback the app passes in (the connectors
-registry owns their schemas), so this module imports no connector.
+(``config/systems.toml: system[2].region: ...``). Each system's connector settings are
+validated by the connectors registry once, here; the parsed settings travel with the
+registry (:meth:`Systems.connector_config`) so the gateway opens them without checking again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from connectors.base import Route
-from gateway.config import read_toml
-from gateway.identity import KNOWN_CLAIMS
+from connectors.base import ConnectorConfig, RelyingParty, Route
+from connectors.registry import load_entry_points, parse_connector
+from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
+from gateway.errors import ConfigError
 from gateway.regions import Level, RegionDirectory
 from gateway.urls import HOST_NAME, is_loopback_http, within_domain
 
 __all__ = [
     "Acr",
-    "ConnectorValidator",
     "ServiceItem",
     "SystemConfig",
     "Systems",
     "load_systems",
+    "route_of",
 ]
 
 Acr = Literal["L1", "L2", "L3", "L4"]
 
-#: ``validate_connector(connector_type, settings) -> problems``; an unknown type is a problem.
-ConnectorValidator = Callable[[str, Mapping[str, Any]], list[str]]
-
 _ITEM_CODE = r"^[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServiceItem(_Strict):
+class ServiceItem(Strict):
     """One service item (事项) of the catalogue, e.g. ``430000-GJJ-001`` 住房公积金提取."""
 
     code: str = Field(pattern=_ITEM_CODE)
@@ -79,7 +74,7 @@ def _check_instance(value: str) -> str:
     return value
 
 
-class SystemConfig(_Strict):
+class SystemConfig(Strict):
     """One city/county system and how the gateway reaches it."""
 
     id: str = Field(pattern=r"^[a-z0-9-]{3,64}$")
@@ -91,9 +86,8 @@ class SystemConfig(_Strict):
     connector_settings: dict[str, Any] = Field(default_factory=dict)
     items: tuple[str, ...] = Field(min_length=1)
     min_acr: Acr = "L1"
-    claims: tuple[str, ...] = ()  # claims released to it
+    claims: ClaimNames = ()  # claims released to it
     privileged: bool = False  # may see unmasked ID and phone numbers
-    client_id: str | None = None  # connector "oidc": the registered RP it is
     timeout: float = Field(default=30.0, gt=0, le=600)  # proxy: connect and each read
     hosts: tuple[str, ...] = ()  # host names the gateway serves this system on
 
@@ -123,31 +117,13 @@ class SystemConfig(_Strict):
             raise ValueError("an item is listed twice")
         return value
 
-    @field_validator("claims")
-    @classmethod
-    def _claims(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - KNOWN_CLAIMS)
-        if unknown:
-            raise ValueError(f"unknown claims {unknown}; known: {sorted(KNOWN_CLAIMS)}")
-        return value
-
-    def consistency_problems(self) -> list[tuple[str, str]]:
-        """``(key, problem)`` pairs for cross-field rules."""
-        problems = []
-        if self.connector == "oidc" and not self.client_id:
-            problems.append(("client_id", "required for connector 'oidc' (the RP it is)"))
-        if self.connector != "oidc" and self.client_id is not None:
-            problems.append(("client_id", f"only for connector 'oidc', not {self.connector!r}"))
-        if self.connector == "oidc" and self.hosts:
-            problems.append(("hosts", "only for proxied systems; an 'oidc' system is an RP "
-                                      "on its own host"))
-        return problems
 
 
 class Systems:
     """The registry: systems by id, by item and by region, and the item catalogue."""
 
-    def __init__(self, systems: Iterable[SystemConfig], items: Iterable[ServiceItem]) -> None:
+    def __init__(self, systems: Iterable[SystemConfig], items: Iterable[ServiceItem],
+                 connectors: Mapping[str, ConnectorConfig] | None = None) -> None:
         self._by_id: dict[str, SystemConfig] = {}
         for system in systems:
             if system.id in self._by_id:
@@ -166,6 +142,7 @@ class Systems:
                 if code not in self._items:
                     raise ValueError(f"system {system.id!r}: item {code!r} is not in the catalogue")
                 self._handling[code].append(system)
+        self._connectors = dict(connectors or {})
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -175,6 +152,16 @@ class Systems:
 
     def get(self, system_id: str) -> SystemConfig | None:
         return self._by_id.get(system_id)
+
+    def connector_config(self, system_id: str) -> ConnectorConfig:
+        """The system's connector settings, parsed by the registry (once: the loader's
+        parse is kept; a registry built by hand parses on first ask, ``ConfigError``)."""
+        found = self._connectors.get(system_id)
+        if found is None:
+            system = self._by_id[system_id]
+            found = self._connectors[system_id] = parse_connector(system.connector,
+                                                                  system.connector_settings)
+        return found
 
     def by_host(self) -> dict[str, str]:
         """Host name → id of the system served on it."""
@@ -197,10 +184,6 @@ class Systems:
         return [s for s in self._handling.get(item, ()) if s.region == region]
 
 
-def _loc(error: Mapping[str, Any]) -> str:
-    return ".".join(str(part) for part in error["loc"])
-
-
 def _tables(path: Path, data: Mapping[str, Any], key: str, problems: list[str]) -> list[Any]:
     raw = data.get(key, [])
     if not isinstance(raw, list):
@@ -219,23 +202,27 @@ def load_systems(
     path: Path,
     *,
     regions: RegionDirectory,
-    validate_connector: ConnectorValidator | None = None,
     client_ids: Collection[str] | None = None,
     cookie_domain: str | None = None,
     gateway_host: str | None = None,
 ) -> tuple[Systems, list[str]]:
     """Read a systems file; return the registry of the valid systems and every problem.
 
-    Each problem names the file and key. ``validate_connector`` checks a system's connector
-    type and settings (the app passes the connectors registry's check); ``client_ids``, when
-    given, are the registered RPs an ``oidc`` system's ``client_id`` must be one of. The
-    caller decides what problems mean (``roam routes check`` and the app raise
-    ``ConfigError``); the registry returned never holds an invalid system.
+    Each problem names the file and key. Connector types and settings are checked by the
+    connectors registry (entry-point plug-ins included); ``client_ids``, when given, are
+    the registered clients a relying-party system's ``client_id`` must be one of. The
+    caller decides what problems mean (``load_config`` raises ``ConfigError``); the
+    registry returned never holds an invalid system.
 
     A system's ``hosts`` must lie within ``cookie_domain`` (``[session] cookie_domain``:
-    the session cookie must reach them) and must not be ``gateway_host`` itself.
+    the session cookie must reach them) and must not be ``gateway_host`` itself; a relying
+    party is never served on the gateway's hosts (it runs on its own).
     """
     problems: list[str] = []
+    try:
+        load_entry_points()  # third-party connector types (entry-point group roam.connectors)
+    except ConfigError as error:
+        problems.extend(error.problems)
     data = read_toml(path, problems)
     for key in sorted(set(data) - {"item", "system"}):
         problems.append(f"{path}: {key}: unknown key (expected [[item]] and [[system]] tables)")
@@ -246,7 +233,7 @@ def load_systems(
         try:
             item = ServiceItem.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(f"{path}: {where}.{_loc(e)}: {e['msg']}" for e in exc.errors())
+            problems.extend(problems_of(str(path), exc, f"{where}."))
             continue
         if item.code in items:
             problems.append(f"{path}: {where}.code: duplicate {item.code!r}")
@@ -254,6 +241,7 @@ def load_systems(
         items[item.code] = item
 
     systems: list[SystemConfig] = []
+    connectors: dict[str, ConnectorConfig] = {}
     first_index: dict[str, int] = {}
     claimed: dict[tuple[str, str], str] = {}  # (region, item) -> system id
     host_owner: dict[str, str] = {}  # host -> system id
@@ -262,9 +250,9 @@ def load_systems(
         try:
             system = SystemConfig.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(f"{path}: {where}.{_loc(e)}: {e['msg']}" for e in exc.errors())
+            problems.extend(problems_of(str(path), exc, f"{where}."))
             continue
-        found = [f"{path}: {where}.{key}: {msg}" for key, msg in system.consistency_problems()]
+        found: list[str] = []
         if system.id in first_index:
             found.append(f"{path}: {where}.id: duplicate {system.id!r} "
                          f"(also system[{first_index[system.id]}])")
@@ -289,16 +277,22 @@ def load_systems(
                              "(list more instances for redundancy)")
         found.extend(_host_problems(system, f"{path}: {where}.hosts", host_owner,
                                     cookie_domain, gateway_host))
-        if client_ids is not None and system.client_id is not None \
-                and system.client_id not in client_ids:
-            found.append(f"{path}: {where}.client_id: {system.client_id!r} is not a "
-                         "registered client")
-        if validate_connector is not None:
-            for msg in validate_connector(system.connector, system.connector_settings):
+        connector: ConnectorConfig | None = None
+        try:
+            connector = parse_connector(system.connector, system.connector_settings)
+        except ConfigError as error:
+            for msg in error.problems:
                 if msg.startswith("type: "):  # the type itself, not one of its settings
                     found.append(f"{path}: {where}.connector: {msg.removeprefix('type: ')}")
                 else:
                     found.append(f"{path}: {where}.connector_settings: {msg}")
+        if isinstance(connector, RelyingParty):
+            if client_ids is not None and connector.client_id not in client_ids:
+                found.append(f"{path}: {where}.connector_settings.client_id: "
+                             f"{connector.client_id!r} is not a registered client")
+            if system.hosts:
+                found.append(f"{path}: {where}.hosts: only for proxied systems; a relying "
+                             "party runs on its own host")
         first_index.setdefault(system.id, index)
         if found:
             problems.extend(found)
@@ -307,7 +301,9 @@ def load_systems(
             claimed[(system.region, code)] = system.id
         host_owner.update(dict.fromkeys(system.hosts, system.id))
         systems.append(system)
-    return Systems(systems, items.values()), problems
+        if connector is not None:
+            connectors[system.id] = connector
+    return Systems(systems, items.values(), connectors), problems
 
 
 def _host_problems(system: SystemConfig, where: str, taken: Mapping[str, str],

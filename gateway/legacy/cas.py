@@ -8,10 +8,11 @@ Endpoints (mount them as in the wiring below)::
     GET /cas/logout[?service=URL]            -> 303 /my/logins
 
 ``/cas/login`` accepts only a ``service`` under an allowed prefix of a system whose
-connector is ``cas`` (``connectors.cas.CasConfig.services``); anything else gets a Chinese
+connector is ``cas`` (the opened :class:`connectors.cas.Cas`); anything else gets a Chinese
 error page and never a redirect (no open redirect). Without a session (or with
 ``renew=true``) the browser goes to ``/login?next=…``; below the system's ``min_acr`` to
-``/stepup?next=…&acr=…``. A service ticket is a store record ``cas_st/ST-…`` (60 s) holding
+``/stepup?next=…&acr=…`` (:class:`~gateway.legacy.access.Gate`). A service ticket is a
+store record ``cas_st/ST-…`` (``[legacy] cas_ticket_ttl``, 60 s by default) holding
 the service, the system id, the subject and the claims released for that system
 (``connectors.base.released_claims``: registered claims only, ID and phone masked unless
 privileged). Validation consumes it atomically: a second use is ``INVALID_TICKET``; a
@@ -27,57 +28,47 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape, quoteattr
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from connectors.base import released_claims
-from connectors.cas import CasConfig, service_allowed
+from connectors.base import Connector, released_claims
+from connectors.cas import Cas, service_allowed
+from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
+from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.pages import Pages
-from gateway.routing.access import session_for_system
-from gateway.routing.systems import SystemConfig, Systems, route_of
-from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
-__all__ = ["CAS_NS", "TICKET_TTL", "CasServer"]
+__all__ = ["CAS_NS", "CasServer"]
 
-TICKET_TTL = 60
 CAS_NS = "http://www.yale.edu/tp/cas"
-_NO_STORE = {"Cache-Control": "no-store"}
 _XML = "application/xml; charset=utf-8"
 
 
 class CasServer:
-    def __init__(self, *, systems: Systems, sessions: SessionManager, store: Store,
-                 pages: Pages, login_path: str = "/login", stepup_path: str = "/stepup",
+    def __init__(self, *, systems: Systems, connectors: Mapping[str, Connector], gate: Gate,
+                 store: Store, pages: Pages, ticket_ttl: int = 60,
                  logout_path: str = "/my/logins") -> None:
-        self.sessions = sessions
+        self.gate = gate
         self.store = store
         self.pages = pages
-        self.login_path = login_path
-        self.stepup_path = stepup_path
+        self.ticket_ttl = ticket_ttl
         self.logout_path = logout_path
-        # Each cas system's allowed prefixes, parsed once (load_systems validated them).
-        self._services: list[tuple[SystemConfig, tuple[str, ...]]] = []
-        for system in systems:
-            if system.connector != "cas":
-                continue
-            try:
-                config = CasConfig.model_validate(system.connector_settings)
-            except ValidationError as error:
-                raise ValueError(f"system {system.id!r}: bad cas settings: {error}") from None
-            self._services.append((system, tuple(config.services)))
+        # Each cas system with its opened connector (which holds the allowed prefixes).
+        self._services: list[tuple[SystemConfig, Cas]] = [
+            (system, connector) for system in systems
+            if isinstance(connector := connectors.get(system.id), Cas)]
 
     def system_for(self, service: str) -> SystemConfig | None:
         """The cas system whose allowed prefix matches ``service`` (the longest one wins)."""
         best: tuple[int, SystemConfig] | None = None
-        for system, prefixes in self._services:
-            for prefix in prefixes:
+        for system, connector in self._services:
+            for prefix in connector.services:
                 if service_allowed(service, (prefix,)) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), system)
         return best[1] if best else None
@@ -96,11 +87,9 @@ class CasServer:
                 "要返回的业务系统地址未在统一身份认证平台登记，为保护您的账户，登录已停止。"))
         here = request.url.path + "?" + urlencode({"service": service})
         renew = request.query_params.get("renew", "").lower() in ("true", "1")
-        session = await session_for_system(request, system, self.sessions, here=here,
-                                           login_path=self.login_path,
-                                           stepup_path=self.stepup_path, renew=renew)
-        if not isinstance(session, Session):
-            return session
+        session = await self.gate.enter_request(request, system, renew=renew)
+        if isinstance(session, Refusal):
+            return self.gate.redirect(session, here)
         identity = session.identity
         route = route_of(system, system.instances[0])
         ticket = "ST-" + secrets.token_urlsafe(32)
@@ -109,9 +98,9 @@ class CasServer:
             "system_id": system.id,
             "sub": identity.subject,
             "claims": released_claims(identity, route),
-        }, TICKET_TTL)
+        }, self.ticket_ttl)
         return RedirectResponse(_with_ticket(service, ticket), status_code=302,
-                                headers=_NO_STORE)
+                                headers=NO_STORE)
 
     # -- validation -----------------------------------------------------------------------
 
@@ -143,7 +132,7 @@ class CasServer:
 
     async def logout(self, request: Request) -> Response:
         """Show the gateway's own logout (a GET never ends the session by itself)."""
-        return RedirectResponse(self.logout_path, status_code=303, headers=_NO_STORE)
+        return RedirectResponse(self.logout_path, status_code=303, headers=NO_STORE)
 
 
 def _with_ticket(service: str, ticket: str) -> str:
@@ -160,7 +149,7 @@ def _text(value: Any) -> str:
 
 def _xml(body: str) -> Response:
     return Response(f'<cas:serviceResponse xmlns:cas="{CAS_NS}">\n{body}\n'
-                    "</cas:serviceResponse>\n", media_type=_XML, headers=_NO_STORE)
+                    "</cas:serviceResponse>\n", media_type=_XML, headers=NO_STORE)
 
 
 def _failure(code: str, message: str) -> Response:

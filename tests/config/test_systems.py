@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from connectors.base import RelyingParty
+from connectors.oidc import OidcConfig
+from gateway.config import ServiceItem, SystemConfig, Systems, load_systems
 from gateway.regions import RegionDirectory
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems, load_systems
 from tests.support.gateway import REPO
 
 SHIPPED = REPO / "config" / "systems.toml"
@@ -26,8 +26,9 @@ def test_shipped_file_loads_without_problems(regions: RegionDirectory) -> None:
     assert {s.id for s in systems} >= {"hunan-province", "changsha-gov", "xiangtan-gov"}
     xiangtan = systems.get("xiangtan-gov")
     assert xiangtan is not None
-    assert (xiangtan.region, xiangtan.min_acr, xiangtan.client_id) == ("430300", "L3",
-                                                                        "xiangtan-gov")
+    assert (xiangtan.region, xiangtan.min_acr) == ("430300", "L3")
+    assert isinstance(systems.connector_config("xiangtan-gov"), OidcConfig)
+    assert systems.connector_config("xiangtan-gov").client_id == "xiangtan-gov"  # type: ignore[attr-defined]
     province = systems.get("hunan-province")
     assert province is not None
     assert {item.code for item in systems.items()} == set(province.items)
@@ -76,6 +77,7 @@ region = "430000"
 level = "province"
 instances = ["https://good.example.gov.cn"]
 connector = "signed-header"
+connector_settings = { secret = "a-signed-header-secret-of-32-chars-at-least" }
 items = ["A-1"]
 
 [[system]]
@@ -115,7 +117,7 @@ region = "432121"
 level = "county"
 instances = ["https://old.example.gov.cn"]
 connector = "cas"
-client_id = "not-for-cas"
+connector_settings = { services = ["https://old.example.gov.cn/"] }
 items = ["A-1"]
 
 [[system]]
@@ -130,16 +132,12 @@ connector_settings = { bad = true }
 """
 
 
-def _validate(connector: str, settings: Mapping[str, Any]) -> list[str]:
-    return [f"unknown setting {key!r}" for key in settings if key == "bad"]
-
-
 def test_all_problems_at_once_with_file_and_key(
     tmp_path: Path, regions: RegionDirectory
 ) -> None:
     path = tmp_path / "systems.toml"
     path.write_text(BAD, encoding="utf-8")
-    systems, problems = load_systems(path, regions=regions, validate_connector=_validate)
+    systems, problems = load_systems(path, regions=regions)
     text = "\n".join(problems)
     assert all(p.startswith(f"{path}: ") for p in problems)
     expected = [
@@ -154,9 +152,9 @@ def test_all_problems_at_once_with_file_and_key(
         "system[3].colour:",
         "system[3].timeout:",
         "system[4].region: 432121 (湘潭县) is a historical code",
-        "system[4].client_id: only for connector 'oidc'",
         "system[5].items.0: 'A-1' at 430000 is already handled by 'good'",
-        "system[5].connector_settings: unknown setting 'bad'",
+        "system[5].connector_settings: bad: Extra inputs are not permitted",
+        "system[5].connector_settings: services: Field required",
     ]
     for fragment in expected:
         assert fragment in text, fragment
@@ -175,10 +173,50 @@ def test_unknown_region_and_oidc_without_client(
     )
     systems, problems = load_systems(path, regions=regions, client_ids={"other"})
     assert problems == [
-        f"{path}: system[0].client_id: required for connector 'oidc' (the RP it is)",
         f"{path}: system[0].region: 439999 is not a Hunan region code",
+        f"{path}: system[0].connector_settings: client_id: Field required",
     ]
     assert len(systems) == 0
+
+
+RELYING_PARTY = """
+[[item]]
+code = "A-1"
+name = "甲"
+
+[[system]]
+id = "city-rp"
+name = "市系统"
+region = "430100"
+level = "prefecture"
+instances = ["https://rp.example.gov.cn"]
+connector = "oidc"
+connector_settings = {{ client_id = "{client}" }}
+items = ["A-1"]
+{hosts}
+"""
+
+
+def test_a_relying_party_is_a_registered_client_on_its_own_host(
+    tmp_path: Path, regions: RegionDirectory
+) -> None:
+    """The ``oidc`` type is a capability (``RelyingParty``), not a name the loader knows."""
+    path = tmp_path / "systems.toml"
+    path.write_text(RELYING_PARTY.format(client="city-rp", hosts=""), encoding="utf-8")
+    systems, problems = load_systems(path, regions=regions, client_ids={"city-rp"})
+    assert (problems, [s.id for s in systems]) == ([], ["city-rp"])
+    assert isinstance(systems.connector_config("city-rp"), RelyingParty)
+
+    _, problems = load_systems(path, regions=regions, client_ids={"another"})
+    assert problems == [f"{path}: system[0].connector_settings.client_id: 'city-rp' is not "
+                        "a registered client"]
+
+    path.write_text(RELYING_PARTY.format(client="city-rp", hosts='hosts = ["rp.sso.test"]'),
+                    encoding="utf-8")
+    _, problems = load_systems(path, regions=regions, client_ids={"city-rp"},
+                               cookie_domain="sso.test")
+    assert problems == [f"{path}: system[0].hosts: only for proxied systems; a relying party "
+                        "runs on its own host"]
 
 
 def test_missing_and_broken_files(tmp_path: Path, regions: RegionDirectory) -> None:

@@ -20,14 +20,15 @@ from starlette.routing import Route
 from connectors.base import ConnectorContext
 from connectors.base import Route as SystemRoute
 from connectors.ticket import TicketConfig
-from gateway.config import SessionSection
+from gateway.config import ServiceItem, SessionSection, SystemConfig, Systems
 from gateway.identity import Identity, PersonKind
 from gateway.keys import KeyRing
+from gateway.legacy.access import Gate
+from gateway.legacy.ticket import TicketEndpoints
 from gateway.pages import Pages
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
-from gateway.ticket import TicketEndpoints
+from gateway.wiring import open_connectors
 from tests.support.servers import free_port, serve
 
 ITEM = "430000-GJJ-001"
@@ -53,7 +54,9 @@ def ticket_system(sid: str, instance: str, *, min_acr: str = "L1") -> SystemConf
 
 def gateway_app(systems: Systems, store: MemoryStore) -> Starlette:
     sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
-    tickets = TicketEndpoints(systems=systems, sessions=sessions, store=store, pages=Pages())
+    context = ConnectorContext(keys=KeyRing.ephemeral(), issuer="http://127.0.0.1:8000")
+    tickets = TicketEndpoints(systems=systems, connectors=open_connectors(systems, context),
+                              gate=Gate(sessions), store=store, pages=Pages())
 
     async def login(request: Request) -> Response:
         identity = Identity(subject="c-0001", kind=PersonKind.NATURAL,

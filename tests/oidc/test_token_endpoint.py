@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from gateway.app import create_app
+from gateway.keys import generate_key_file
 from tests.support.gateway import SECRETS, config_on_port
 from tests.support.servers import free_port, serve
 
 
-def test_behind_a_proxy_that_ends_tls_oauth_endpoints_still_work() -> None:
+def test_behind_a_proxy_that_ends_tls_oauth_endpoints_still_work(tmp_path: Path) -> None:
     # The issuer is https, but the request reaches the gateway as plain http for an
     # internal host name, as it does behind a TLS-terminating proxy: authlib must judge
     # the published URL, not this one.
     port = free_port()
     config = config_on_port(port)
-    gateway = config.settings.gateway.model_copy(update={"issuer": "https://sso.example.test"})
-    config = config.model_copy(
-        update={"settings": config.settings.model_copy(update={"gateway": gateway})})
+    for alg in ("RS256", "ES256"):  # an https issuer keeps its keys in a directory
+        generate_key_file(tmp_path / "keys", alg)
+    settings = config.settings
+    config = config.revised(settings=settings.model_copy(update={
+        "gateway": settings.gateway.model_copy(update={
+            "issuer": "https://sso.example.test", "key_dir": str(tmp_path / "keys")}),
+        "login": settings.login.model_copy(update={"source": "toml-directory"})}))
     with serve(create_app(config), port) as url:
         answer = httpx.post(f"{url}/token", auth=("changsha-gov", SECRETS["changsha-gov"]),
                             headers={"Host": "gateway.internal"},

@@ -8,7 +8,8 @@ Endpoints (mount them as in the wiring below)::
 ``/ticket/issue`` takes only a ``system`` whose connector is ``ticket`` and a ``target``
 under one of that system's instances (at a URL boundary); anything else is a Chinese
 error page, never a redirect. Without a session the browser goes to ``/login?next=…``,
-below the system's ``min_acr`` to ``/stepup?next=…&acr=…``. The ticket is a store record
+below the system's ``min_acr`` to ``/stepup?next=…&acr=…``
+(:class:`~gateway.legacy.access.Gate`). The ticket is a store record
 ``sys_ticket/<random>`` living the system's ``ttl`` (≤ 60 s), holding the system id and
 the claims released for it (``released_claims``: registered only, ID and phone masked
 unless privileged).
@@ -24,46 +25,34 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from connectors.base import released_claims
+from connectors.base import Connector, released_claims
 from connectors.cas import service_allowed
-from connectors.ticket import Ticket, TicketConfig
+from connectors.ticket import Ticket
+from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
+from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.pages import Pages
-from gateway.routing.access import session_for_system
-from gateway.routing.systems import SystemConfig, Systems, route_of
-from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
 __all__ = ["TicketEndpoints"]
 
-_NO_STORE = {"Cache-Control": "no-store"}
-
 
 class TicketEndpoints:
-    def __init__(self, *, systems: Systems, sessions: SessionManager, store: Store,
-                 pages: Pages, issuer: str = "", login_path: str = "/login",
-                 stepup_path: str = "/stepup") -> None:
-        self.sessions = sessions
+    def __init__(self, *, systems: Systems, connectors: Mapping[str, Connector], gate: Gate,
+                 store: Store, pages: Pages) -> None:
+        self.gate = gate
         self.store = store
         self.pages = pages
-        self.login_path = login_path
-        self.stepup_path = stepup_path
-        self._systems: dict[str, tuple[SystemConfig, Ticket]] = {}
-        for system in systems:
-            if system.connector != "ticket":
-                continue
-            try:
-                config = TicketConfig.model_validate(system.connector_settings)
-            except ValidationError as error:
-                raise ValueError(f"system {system.id!r}: bad ticket settings: {error}") from None
-            self._systems[system.id] = (system, Ticket(secret_sha256=config.secret_sha256(),
-                                                       ttl=config.ttl, issuer=issuer))
+        # Each ticket system with its opened connector (credential digest, ticket TTL).
+        self._systems: dict[str, tuple[SystemConfig, Ticket]] = {
+            system.id: (system, connector) for system in systems
+            if isinstance(connector := connectors.get(system.id), Ticket)}
 
     async def issue(self, request: Request) -> Response:
         found = self._systems.get(request.query_params.get("system", ""))
@@ -77,11 +66,9 @@ class TicketEndpoints:
                 "跳转地址无效",
                 f"要前往的地址不属于业务系统“{system.name}”，为保护您的账户，已停止跳转。"))
         here = request.url.path + "?" + urlencode({"system": system.id, "target": target})
-        session = await session_for_system(request, system, self.sessions, here=here,
-                                           login_path=self.login_path,
-                                           stepup_path=self.stepup_path)
-        if not isinstance(session, Session):
-            return session
+        session = await self.gate.enter_request(request, system)
+        if isinstance(session, Refusal):
+            return self.gate.redirect(session, here)
         identity = session.identity
         route = route_of(system, system.instances[0])
         ticket = secrets.token_urlsafe(32)
@@ -90,14 +77,14 @@ class TicketEndpoints:
         base, hash_, fragment = target.partition("#")
         joiner = "&" if "?" in base else "?"
         return RedirectResponse(f"{base}{joiner}{urlencode({'ticket': ticket})}{hash_}{fragment}",
-                                status_code=302, headers=_NO_STORE)
+                                status_code=302, headers=NO_STORE)
 
     async def redeem(self, request: Request) -> Response:
         system_id = self._authenticate(request)
         if system_id is None:
             return JSONResponse(
                 {"error": "invalid_client", "error_description": "System authentication failed."},
-                status_code=401, headers={**_NO_STORE, "WWW-Authenticate": 'Basic realm="roam"'})
+                status_code=401, headers={**NO_STORE, "WWW-Authenticate": 'Basic realm="roam"'})
         form = await request.form()
         ticket = form.get("ticket")
         if not isinstance(ticket, str) or not ticket:
@@ -108,7 +95,7 @@ class TicketEndpoints:
         payload = found[0]
         if payload.get("system_id") != system_id:
             return _bad("invalid_grant", "The ticket was not issued for this system.")
-        return JSONResponse(payload.get("claims", {}), headers=_NO_STORE)
+        return JSONResponse(payload.get("claims", {}), headers=NO_STORE)
 
     def _authenticate(self, request: Request) -> str | None:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -127,4 +114,4 @@ class TicketEndpoints:
 
 def _bad(error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=400,
-                        headers=_NO_STORE)
+                        headers=NO_STORE)

@@ -25,15 +25,16 @@ from starlette.routing import Route
 from connectors.base import ConnectorContext
 from connectors.base import Route as SystemRoute
 from connectors.cas import CasConfig, service_allowed
-from gateway.cas import CasServer
-from gateway.config import SessionSection
+from gateway.config import ServiceItem, SessionSection, SystemConfig, Systems
 from gateway.identity import Identity, PersonKind
 from gateway.keys import KeyRing
+from gateway.legacy.access import Gate
+from gateway.legacy.cas import CasServer
 from gateway.pages import Pages
-from gateway.routing.systems import ServiceItem, SystemConfig, Systems
 from gateway.sessions import SessionManager
 from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
+from gateway.wiring import open_connectors
 from tests.support.servers import free_port, serve
 
 ITEM = "430000-GJJ-001"
@@ -64,7 +65,9 @@ def cas_system(sid: str, services: list[str], *, min_acr: str = "L1",
 
 def gateway_app(systems: Systems, store: MemoryStore) -> Starlette:
     sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
-    cas = CasServer(systems=systems, sessions=sessions, store=store, pages=Pages())
+    context = ConnectorContext(keys=KeyRing.ephemeral(), issuer="http://127.0.0.1:8000")
+    cas = CasServer(systems=systems, connectors=open_connectors(systems, context),
+                    gate=Gate(sessions), store=store, pages=Pages())
 
     async def login(request: Request) -> Response:
         """Test-only: start a session at the level asked for."""

@@ -14,6 +14,7 @@ from tests.support.gateway import REPO
 def write(tmp_path: Path, main: str, clients: str = "", directory: bool = True) -> Path:
     (tmp_path / "roam.toml").write_text(main, encoding="utf-8")
     (tmp_path / "clients.toml").write_text(clients, encoding="utf-8")
+    (tmp_path / "systems.toml").write_text("", encoding="utf-8")  # no systems, no items
     if directory:
         source = REPO / "config" / "directory.toml"
         (tmp_path / "directory.toml").write_text(source.read_text("utf-8"), "utf-8")
@@ -152,7 +153,7 @@ def test_production_issuer_needs_a_key_directory(tmp_path: Path) -> None:
 
 def test_the_cookie_domain_must_cover_the_issuer(tmp_path: Path) -> None:
     main = ('[gateway]\nissuer = "https://sso.hunan.example"\nkey_dir = "keys"\n'
-            '[session]\ncookie_domain = "{domain}"\n')
+            '[login]\nsource = "toml-directory"\n[session]\ncookie_domain = "{domain}"\n')
     (tmp_path / "keys").mkdir()
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, main.format(domain="other.example"), GOOD_CLIENT), env={})
@@ -165,3 +166,40 @@ def test_the_cookie_domain_must_cover_the_issuer(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, main.format(domain="hunan.example"), GOOD_CLIENT),
                          env={})
     assert config.settings.session.cookie_domain == "hunan.example"
+
+
+def test_a_production_issuer_names_its_identity_source(tmp_path: Path) -> None:
+    """Only the loopback demo gets the TOML directory by default; a real issuer says which
+    source people log in against, and an unknown one is refused by name."""
+    (tmp_path / "keys").mkdir()
+    main = '[gateway]\nissuer = "https://sso.hunan.example"\nkey_dir = "keys"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main, GOOD_CLIENT), env={})
+    assert [p for p in caught.value.problems if "login.source" in p] == [
+        f"{tmp_path / 'roam.toml'}: login.source: name the identity source (e.g. "
+        '"toml-directory"); only a plain-http loopback issuer (the demo) gets one by default']
+    named = load_config(write(tmp_path, main + '[login]\nsource = "toml-directory"\n',
+                              GOOD_CLIENT), env={})
+    assert named.identity_source == "toml-directory"
+    with pytest.raises(ConfigError) as unknown:
+        load_config(write(tmp_path, main + '[login]\nsource = "ldap"\n', GOOD_CLIENT), env={})
+    assert any("login.source" in p for p in unknown.value.problems)
+    demo = load_config(write(tmp_path, "", GOOD_CLIENT), env={})
+    assert (demo.settings.login.source, demo.identity_source) == (None, "toml-directory")
+
+
+def test_the_systems_file_is_checked_with_the_rest(tmp_path: Path) -> None:
+    """The loader reads systems.toml too, naming problems in the same report, so `roam
+    config check` needs no app to find them."""
+    path = write(tmp_path, "[gateway]\nport = 70000\n", GOOD_CLIENT)
+    (tmp_path / "systems.toml").write_text(
+        '[[system]]\nid = "bad-sys"\nname = "X"\nregion = "430000"\nlevel = "province"\n'
+        'instances = ["https://x.example.cn"]\nconnector = "soap"\nitems = ["A-1"]\n', "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    problems = caught.value.problems
+    assert any(p.startswith(f"{path}: gateway.port") for p in problems)
+    assert f"{tmp_path / 'systems.toml'}: system[0].connector: unknown connector type " \
+        "'soap'; known types: cas, jwt-assertion, oidc, signed-header, ticket" in problems
+    assert any("system[0].items.0: 'A-1' is not in the [[item]] catalogue" in p
+               for p in problems)

@@ -1,0 +1,63 @@
+"""Configuration: TOML files under ``config/`` with ``ROAM_*`` environment overrides.
+
+``load_config`` reads the main file (``settings``), the clients file (``clients``) and the
+systems file (``systems``) and checks them together (``load``); ``files`` holds what they
+share. docs/configuration.md documents every key.
+"""
+
+from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
+from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
+from gateway.config.load import Config, load_config
+from gateway.config.settings import (
+    GatewaySection,
+    HealthSection,
+    LegacySection,
+    LoginSection,
+    OutboundSection,
+    ProxySection,
+    RoutingSection,
+    SessionSection,
+    Settings,
+    StoreSection,
+    TokensSection,
+    apply_env,
+)
+from gateway.config.systems import (
+    Acr,
+    ServiceItem,
+    SystemConfig,
+    Systems,
+    load_systems,
+    route_of,
+)
+
+__all__ = [
+    "Acr",
+    "Alg",
+    "AuthMethod",
+    "ClaimNames",
+    "ClientConfig",
+    "Config",
+    "GatewaySection",
+    "HealthSection",
+    "LegacySection",
+    "LoginSection",
+    "OutboundSection",
+    "ProxySection",
+    "RoutingSection",
+    "ServiceItem",
+    "SessionSection",
+    "Settings",
+    "StoreSection",
+    "Strict",
+    "SystemConfig",
+    "Systems",
+    "TokensSection",
+    "apply_env",
+    "load_clients",
+    "load_config",
+    "load_systems",
+    "problems_of",
+    "read_toml",
+    "route_of",
+]

@@ -1,0 +1,112 @@
+"""The clients file (``config/clients.toml``): the relying parties and their registrations.
+
+A client's secret is never in the file, only its SHA-256 (``roam clients secret`` makes
+both). Cross-field rules (public clients use PKCE and no secret, resource servers are
+confidential) are checked per client and reported with the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
+from gateway.identity import SCOPE_CLAIMS
+from gateway.urls import check_url
+
+__all__ = ["Alg", "AuthMethod", "ClientConfig", "load_clients"]
+
+Alg = Literal["RS256", "ES256"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+
+
+class ClientConfig(Strict):
+    """One relying party, as registered by its operator."""
+
+    client_id: str = Field(pattern=r"^[A-Za-z0-9._\-]{3,64}$")
+    client_name: str
+    public: bool = False
+    client_secret_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ("openid",)
+    claims: ClaimNames = ()
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    id_token_signed_response_alg: Alg = "RS256"
+    grant_types: tuple[Literal["authorization_code", "refresh_token"], ...] = (
+        "authorization_code",
+        "refresh_token",
+    )
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = True
+    default_acr_values: tuple[Literal["L1", "L2", "L3", "L4"], ...] = ()
+    resource_server: bool = False  # an API that may introspect any client's tokens
+
+    @field_validator("backchannel_logout_uri")
+    @classmethod
+    def _backchannel(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
+
+    @field_validator("redirect_uris", "post_logout_redirect_uris")
+    @classmethod
+    def _uris(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for uri in value:
+            check_url(uri)
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - SCOPE_CLAIMS.keys())
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; known: {sorted(SCOPE_CLAIMS)}")
+        if "openid" not in value:
+            raise ValueError("scopes must include 'openid'")
+        return value
+
+
+    def consistency_problems(self) -> list[str]:
+        """Cross-field rules pydantic field validators cannot see one at a time."""
+        problems = []
+        if self.grant_types and not self.redirect_uris:
+            problems.append("redirect_uris: at least one is needed for the authorization code flow")
+        if self.resource_server and self.public:
+            problems.append("a resource server must be confidential: it authenticates to "
+                            "introspect")
+        if self.public:
+            if self.token_endpoint_auth_method != "none":
+                problems.append("public clients must use token_endpoint_auth_method = 'none'")
+            if self.client_secret_sha256:
+                problems.append("public clients must not have client_secret_sha256")
+        else:
+            if self.token_endpoint_auth_method == "none":
+                problems.append("confidential clients cannot use token_endpoint_auth_method 'none'")
+            if not self.client_secret_sha256:
+                problems.append("confidential clients need client_secret_sha256")
+        return problems
+
+
+def load_clients(path: Path, problems: list[str]) -> tuple[ClientConfig, ...]:
+    """The ``[[client]]`` tables of a clients file; problems are appended, not raised."""
+    data = read_toml(path, problems)
+    unknown = sorted(set(data) - {"client"})
+    for key in unknown:
+        problems.append(f"{path}: {key}: unknown key (expected [[client]] tables)")
+    clients: list[ClientConfig] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data.get("client", [])):
+        where = f"client[{index}]."
+        try:
+            client = ClientConfig.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(problems_of(str(path), exc, where))
+            continue
+        for problem in client.consistency_problems():
+            problems.append(f"{path}: {where}{client.client_id}: {problem}")
+        if client.client_id in seen:
+            problems.append(f"{path}: {where}client_id: duplicate {client.client_id!r}")
+        seen.add(client.client_id)
+        clients.append(client)
+    return tuple(clients)

@@ -1,0 +1,149 @@
+"""Loading a whole configuration: the main file, the clients and systems files it names,
+the environment, and the rules that span them.
+
+Every problem is reported at once, each naming its file and key, so an operator fixes a
+bad config in one pass; ``roam`` turns the ``ConfigError`` into exit status 2 without a
+traceback. A :class:`Config` is only ever made whole and checked: :meth:`Config.revised`
+(a copy with other settings or clients, as the demo and the tests make) checks it again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.config.clients import ClientConfig, load_clients
+from gateway.config.files import problems_of, read_toml
+from gateway.config.settings import Settings, apply_env
+from gateway.config.systems import Systems, load_systems
+from gateway.errors import ConfigError
+from gateway.regions import RegionDirectory
+from gateway.urls import is_loopback_http
+
+__all__ = ["Config", "load_config"]
+
+DEFAULT_SOURCE = "toml-directory"
+"""The identity source a loopback (demo) issuer gets when ``[login] source`` is not set."""
+
+
+class Config(BaseModel):
+    """Everything the gateway needs, resolved and validated."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    settings: Settings
+    clients: tuple[ClientConfig, ...]
+    systems: Systems
+    regions: RegionDirectory
+    base_dir: Path  # relative paths in the files are resolved against this
+    source: str = "<defaults>"
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.gateway.issuer
+
+    @property
+    def identity_source(self) -> str:
+        """``[login] source``, or the TOML directory for a loopback (demo) issuer."""
+        return self.settings.login.source or DEFAULT_SOURCE
+
+    def client(self, client_id: str) -> ClientConfig | None:
+        for client in self.clients:
+            if client.client_id == client_id:
+                return client
+        return None
+
+    def revised(self, *, settings: Settings | None = None,
+                clients: tuple[ClientConfig, ...] | None = None) -> Config:
+        """This configuration with other settings or clients, checked again as a whole
+        (the systems file is read again: it may be another file, or judged differently)."""
+        config, problems = _assemble(settings or self.settings,
+                                     self.clients if clients is None else clients,
+                                     self.base_dir, self.source, self.regions)
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+
+def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read the main file and the files it names; raise ConfigError with all problems."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    data = read_toml(path, problems)
+    from_env = apply_env(data, env, problems)
+    settings = Settings()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(problems_of(str(path), exc, env_keys=from_env))
+        if problems:  # the other files are read as named even if another key is bad
+            settings = _named_files(settings, data)
+    clients = load_clients(_under(path.parent, settings.gateway.clients_file), problems)
+    config, found = _assemble(settings, clients, path.parent, str(path))
+    problems.extend(found)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _assemble(settings: Settings, clients: tuple[ClientConfig, ...], base_dir: Path,
+              source: str, regions: RegionDirectory | None = None
+              ) -> tuple[Config, list[str]]:
+    """The systems file read against ``settings`` and ``clients``, and the rules that span
+    files; the config and every problem found."""
+    problems: list[str] = []
+    regions = regions or RegionDirectory.load()
+    systems = Systems((), ())
+    systems_file = settings.routing.systems_file
+    if systems_file:  # empty: routing switched off, no systems
+        systems, found = load_systems(
+            _under(base_dir, systems_file), regions=regions,
+            client_ids={c.client_id for c in clients},
+            cookie_domain=settings.session.cookie_domain,
+            gateway_host=urlsplit(settings.gateway.issuer).hostname)
+        problems.extend(found)
+    config = Config(settings=settings, clients=clients, systems=systems, regions=regions,
+                    base_dir=base_dir, source=source)
+    loopback = is_loopback_http(settings.gateway.issuer)
+    if settings.gateway.key_dir == "" and not loopback:
+        problems.append(
+            f"{source}: gateway.key_dir: required unless the issuer is plain http on loopback "
+            "(ephemeral keys would change on every restart)")
+    if settings.login.source is None and not loopback:
+        problems.append(
+            f"{source}: login.source: name the identity source (e.g. \"{DEFAULT_SOURCE}\"); "
+            "only a plain-http loopback issuer (the demo) gets one by default")
+    if config.identity_source == "toml-directory":
+        directory = config.path(settings.login.directory_file)
+        if not directory.is_file():
+            problems.append(f"{source}: login.directory_file: {directory} not found")
+    return config, problems
+
+
+def _named_files(defaults: Settings, data: Mapping[str, Any]) -> Settings:
+    """``defaults`` with the clients and systems files the raw tables name, where they are
+    strings: a bad key elsewhere must not hide the problems of those files."""
+    gateway, routing = data.get("gateway"), data.get("routing")
+    update: dict[str, Any] = {}
+    if isinstance(gateway, dict) and isinstance(gateway.get("clients_file"), str):
+        update["gateway"] = defaults.gateway.model_copy(
+            update={"clients_file": gateway["clients_file"]})
+    if isinstance(routing, dict) and isinstance(routing.get("systems_file"), str):
+        update["routing"] = defaults.routing.model_copy(
+            update={"systems_file": routing["systems_file"]})
+    return defaults.model_copy(update=update)
+
+
+def _under(base_dir: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base_dir / path

@@ -1,0 +1,171 @@
+"""The main file (``config/roam.toml``): one section per concern, every key with a default.
+
+docs/configuration.md documents every key. ``ROAM_<SECTION>_<KEY>`` in the environment
+overrides ``[section] key`` (:func:`apply_env`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from gateway.config.files import Strict
+from gateway.urls import HOST_NAME, check_url, within_domain
+
+__all__ = [
+    "GatewaySection",
+    "HealthSection",
+    "LegacySection",
+    "LoginSection",
+    "OutboundSection",
+    "ProxySection",
+    "RoutingSection",
+    "SessionSection",
+    "Settings",
+    "StoreSection",
+    "TokensSection",
+    "apply_env",
+]
+
+MiB = 1024 * 1024
+
+
+class GatewaySection(Strict):
+    issuer: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    key_dir: str = ""  # empty: ephemeral in-memory keys (demo and tests only)
+    clients_file: str = "clients.toml"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        check_url(value)
+        if urlsplit(value).query or value.endswith("/"):
+            raise ValueError("issuer must have no query and no trailing slash")
+        return value
+
+
+class SessionSection(Strict):
+    cookie_name: str = Field(default="roam_session", pattern=r"^[A-Za-z0-9_\-]+$")
+    # Shared with systems served on host names of their own ([[system]] hosts).
+    cookie_domain: str | None = Field(default=None, pattern=HOST_NAME, max_length=253)
+    idle_timeout: int = Field(default=1800, ge=60)
+    absolute_timeout: int = Field(default=28800, ge=60)
+
+
+class TokensSection(Strict):
+    code_ttl: int = Field(default=60, ge=5, le=600)
+    access_token_ttl: int = Field(default=600, ge=30)
+    id_token_ttl: int = Field(default=600, ge=30)
+    refresh_token_ttl: int = Field(default=1209600, ge=60)
+
+
+class StoreSection(Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "roam:"
+
+
+class LoginSection(Strict):
+    # Where people prove who they are. None: not named; only a loopback (demo) issuer may
+    # leave it out, and then gets the TOML directory (load_config enforces this).
+    source: Literal["toml-directory"] | None = None
+    directory_file: str = "directory.toml"  # the people of source "toml-directory"
+    max_failures: int = Field(default=5, ge=1)
+    lockout_seconds: int = Field(default=900, ge=1)
+    request_ttl: int = Field(default=1800, ge=60, le=86400)  # how long a login page may stay open
+    simulated_step_up: bool = False  # demo factors (SMS code shown on the page, face check)
+    stepup_ttl: int = Field(default=300, ge=30, le=3600)  # a step-up code or challenge
+    stepup_max_failures: int = Field(default=5, ge=1, le=20)  # wrong codes before a lock
+    stepup_lock_seconds: int = Field(default=60, ge=1, le=86400)  # no new code meanwhile
+
+
+class OutboundSection(Strict):
+    """Calls to URLs that clients register (back-channel logout) are an SSRF channel."""
+
+    allowed_networks: tuple[str, ...] = ()  # special-use networks allowed anyway (CIDR)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    retry_for: int = Field(default=300, ge=0, le=86400)  # seconds to keep retrying a delivery
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+
+class RoutingSection(Strict):
+    systems_file: str = "systems.toml"  # city and county systems, service items (精准到达)
+
+
+class ProxySection(Strict):
+    max_body: int = Field(default=10 * MiB, ge=1024, le=1024 * MiB)  # request bodies, bytes
+
+
+class HealthSection(Strict):
+    """Passive health: what the proxy learns of instances from its own requests."""
+
+    passive_failures: int = Field(default=3, ge=1, le=100)  # connect failures in a row
+    passive_cooldown: float = Field(default=30.0, gt=0, le=3600)  # seconds an instance rests
+
+
+class LegacySection(Strict):
+    cas_ticket_ttl: int = Field(default=60, ge=5, le=300)  # a CAS service ticket, seconds
+
+
+class Settings(Strict):
+    gateway: GatewaySection = GatewaySection()
+    session: SessionSection = SessionSection()
+    tokens: TokensSection = TokensSection()
+    store: StoreSection = StoreSection()
+    login: LoginSection = LoginSection()
+    outbound: OutboundSection = OutboundSection()
+    routing: RoutingSection = RoutingSection()
+    proxy: ProxySection = ProxySection()
+    health: HealthSection = HealthSection()
+    legacy: LegacySection = LegacySection()
+
+    @model_validator(mode="after")
+    def _cookie_domain_covers_the_issuer(self) -> Settings:
+        domain = self.session.cookie_domain
+        host = urlsplit(self.gateway.issuer).hostname or ""
+        if domain is not None and not within_domain(host, domain):
+            raise ValueError(f"session.cookie_domain {domain!r} does not cover the issuer's "
+                             f"host {host!r}: the session cookie would never come back")
+        return self
+
+
+def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model.
+
+    Returns which dotted keys came from which variable, so errors can name it.
+    """
+    applied: dict[str, str] = {}
+    sections = Settings.model_fields
+    for name, raw in env.items():
+        if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",):
+            continue
+        rest = name[len("ROAM_") :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections:
+            problems.append(f"environment: {name}: no section [{section}]")
+            continue
+        model = sections[section].annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):  # pragma: no cover
+            continue
+        if key not in model.model_fields:
+            problems.append(f"environment: {name}: no key {section}.{key}")
+            continue
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append(f"environment: {name}: [{section}] is not a table in the file")
+            continue
+        target[key] = raw  # pydantic coerces "8080" -> 8080 in lax mode
+        applied[f"{section}.{key}"] = name
+    return applied

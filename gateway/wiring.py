@@ -1,0 +1,190 @@
+"""The gateway's long-lived parts, built once from the config and wired by hand.
+
+:func:`build_gateway` is the one place that decides which object gets which: the store,
+the key ring, sessions, the authorization server and its tokens, logout, the identity
+source, routing, the opened connectors, the gate into systems and the proxy.
+``gateway.app`` maps HTTP routes onto a :class:`Gateway`; the CLI uses one without any app.
+Tests pass their own store, HTTP client, keys or identity source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from connectors.base import Connector, ConnectorContext, PresentsIdentity
+from gateway.background import Background
+from gateway.config import Config, Systems
+from gateway.csrf import COOKIE as CSRF_COOKIE
+from gateway.errors import ConfigError
+from gateway.keys import KeyRing
+from gateway.legacy.access import Gate
+from gateway.login.directory import TomlDirectory
+from gateway.login.source import PasswordSource
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.backchannel import BackchannelLogout
+from gateway.oidc.clients import ClientRegistry
+from gateway.oidc.logout import SessionLogout
+from gateway.oidc.minter import TokenMinter
+from gateway.oidc.refresh import RefreshTokens
+from gateway.oidc.server import RoamAuthorizationServer
+from gateway.outbound import OutboundPolicy
+from gateway.pages import Pages
+from gateway.proxy.h1 import H1Upstream
+from gateway.proxy.health import PassiveHealth
+from gateway.proxy.proxy import Proxy
+from gateway.proxy.upstream import Upstream
+from gateway.routing.resolve import Resolver
+from gateway.sessions import SessionManager
+from gateway.store import Store, open_store
+
+__all__ = [
+    "Gateway",
+    "build_gateway",
+    "key_problems",
+    "load_keys",
+    "open_connectors",
+    "open_source",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Gateway:
+    """Every long-lived part of one gateway process; :meth:`running` owns their lifetime."""
+
+    config: Config
+    store: Store
+    keys: KeyRing
+    http: httpx.AsyncClient  # outbound calls: back-channel logout
+    pages: Pages
+    clients: ClientRegistry
+    sessions: SessionManager
+    active: ActiveTokens
+    refresh: RefreshTokens
+    minter: TokenMinter
+    server: RoamAuthorizationServer
+    background: Background
+    backchannel: BackchannelLogout
+    logout: SessionLogout
+    source: PasswordSource
+    resolver: Resolver
+    health: PassiveHealth
+    connectors: Mapping[str, Connector]  # every system's, opened
+    gate: Gate
+    upstream: Upstream
+    proxy: Proxy
+    owns_store: bool = True
+    owns_http: bool = True
+
+    @property
+    def issuer(self) -> str:
+        return self.config.issuer
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The app's lifespan (or a CLI command): background work runs inside; on the
+        way out the proxy's connections are closed, and the outbound HTTP client and the
+        store if the gateway made them."""
+        try:
+            async with self.background.running():
+                yield
+        finally:
+            await self.upstream.aclose()
+            if self.owns_http:
+                await self.http.aclose()
+            if self.owns_store:
+                await self.store.close()
+
+
+def load_keys(config: Config) -> KeyRing:
+    """Keys from ``gateway.key_dir``; ephemeral only where config allows (loopback http)."""
+    key_dir = config.settings.gateway.key_dir
+    if key_dir:
+        return KeyRing.from_directory(config.path(key_dir))
+    return KeyRing.ephemeral()
+
+
+def key_problems(config: Config, keys: KeyRing) -> list[str]:
+    """A client signs with an algorithm no key in ``keys`` has: one line per algorithm."""
+    missing = {c.id_token_signed_response_alg for c in config.clients} - keys.algs
+    return [f"{config.source}: gateway.key_dir: no signing key for {alg} "
+            f"(run `roam keys generate --alg {alg}`)" for alg in sorted(missing)]
+
+
+def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, Connector]:
+    """Each system's connector, opened once from the settings the config loader parsed."""
+    return {system.id: systems.connector_config(system.id).open(context) for system in systems}
+
+
+def open_source(config: Config, store: Store) -> PasswordSource:
+    """The identity source ``[login] source`` names (the loader refused anything else)."""
+    login = config.settings.login
+    if config.identity_source == "toml-directory":
+        return TomlDirectory.from_file(config.path(login.directory_file), store=store,
+                                       max_failures=login.max_failures,
+                                       lockout_seconds=login.lockout_seconds)
+    raise ConfigError([f"{config.source}: login.source: unknown {config.identity_source!r}"])
+
+
+def build_gateway(
+    config: Config,
+    *,
+    store: Store | None = None,
+    http: httpx.AsyncClient | None = None,
+    keys: KeyRing | None = None,
+    source: PasswordSource | None = None,
+    upstream: Upstream | None = None,
+) -> Gateway:
+    """Every part, from ``config``; what is passed in is used instead (a store or HTTP
+    client passed in is not closed by :meth:`Gateway.running`).
+
+    Nothing connects yet: the store and the HTTP clients open connections on first use.
+    """
+    settings = config.settings
+    keys = keys or load_keys(config)
+    problems = key_problems(config, keys)
+    if problems:
+        raise ConfigError(problems)
+    clients = ClientRegistry(config.clients)
+    connectors = open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer))
+    owns_store, owns_http = store is None, http is None
+    if store is None:
+        store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
+                           prefix=settings.store.prefix)
+    if http is None:
+        http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
+    issuer = config.issuer
+    pages = Pages()
+    sessions = SessionManager(store, settings.session, issuer=issuer,
+                              link_ttl=settings.tokens.refresh_token_ttl)
+    active = ActiveTokens(store, sessions)
+    refresh = RefreshTokens(active)
+    minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
+                         id_token_ttl=settings.tokens.id_token_ttl)
+    server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
+                                     refresh=refresh, ttl=settings.tokens)
+    background = Background()
+    backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
+                                    policy=OutboundPolicy(settings.outbound),
+                                    retry_for=settings.outbound.retry_for)
+    logout = SessionLogout(sessions=sessions, active=active, clients=clients,
+                           backchannel=backchannel, background=background)
+    health = PassiveHealth(failures=settings.health.passive_failures,
+                           cooldown=settings.health.passive_cooldown)
+    resolver = Resolver(config.systems, config.regions, health=health)
+    gate = Gate(sessions)
+    upstream = upstream or H1Upstream()  # one connection pool per process
+    proxy = Proxy(upstream, systems=config.systems, health=health, gate=gate, pages=pages,
+                  connectors={sid: c for sid, c in connectors.items()
+                              if isinstance(c, PresentsIdentity)},
+                  cookie_names={CSRF_COOKIE}, max_body=settings.proxy.max_body, issuer=issuer)
+    return Gateway(
+        config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
+        sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
+        background=background, backchannel=backchannel, logout=logout,
+        source=source or open_source(config, store), resolver=resolver, health=health,
+        connectors=connectors, gate=gate, upstream=upstream, proxy=proxy,
+        owns_store=owns_store, owns_http=owns_http)

@@ -1,0 +1,47 @@
+"""gateway/wiring.py: one function builds every part from the config, and the settings
+that used to be constants reach the parts that use them."""
+
+from __future__ import annotations
+
+from connectors.base import PresentsIdentity, RedirectsLogin
+from connectors.cas import Cas
+from connectors.oidc import OidcRelyingParty
+from gateway.store.memory import MemoryStore
+from gateway.wiring import build_gateway
+from tests.support.gateway import config_on_port
+
+
+def test_the_configured_limits_reach_their_parts() -> None:
+    base = config_on_port(8000)
+    settings = base.settings.model_copy(update={
+        "proxy": base.settings.proxy.model_copy(update={"max_body": 4096}),
+        "health": base.settings.health.model_copy(update={"passive_failures": 7,
+                                                          "passive_cooldown": 12.5}),
+    })
+    gateway = build_gateway(base.revised(settings=settings), store=MemoryStore())
+    assert gateway.proxy.max_body == 4096
+    assert (gateway.health.failures, gateway.health.cooldown) == (7, 12.5)
+    assert gateway.resolver.health is gateway.health  # routing and the proxy share one view
+
+
+def test_every_system_gets_its_connector_opened_once() -> None:
+    gateway = build_gateway(config_on_port(8000), store=MemoryStore())
+    systems = {system.id for system in gateway.config.systems}
+    assert set(gateway.connectors) == systems
+    assert isinstance(gateway.connectors["xiangtan-gov"], OidcRelyingParty)
+    assert isinstance(gateway.connectors["yuelu-bdc"], Cas)
+    assert isinstance(gateway.connectors["xiangtan-gov"], RedirectsLogin)
+    assert set(gateway.proxy.connectors) == {
+        sid for sid, c in gateway.connectors.items() if isinstance(c, PresentsIdentity)}
+    assert set(gateway.proxy.connectors) == {"hunan-province"}
+
+
+async def test_running_closes_what_it_made_and_leaves_what_it_was_given() -> None:
+    given = MemoryStore()
+    await given.upsert("t", "kept", {"a": 1}, 60)
+    gateway = build_gateway(config_on_port(8000), store=given)
+    async with gateway.running():
+        assert gateway.background.group is not None
+    assert gateway.http.is_closed  # made here: closed
+    assert await given.find("t", "kept") == {"a": 1}  # given: still usable
+    assert not gateway.owns_store
