@@ -14,11 +14,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,regions]"
+	$(BIN)/python -m pip install --quiet -e ".[test,demo,regions]"
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/roam demo
+	$(BIN)/python -m demo
 
 test: $(STAMP)
 	@test -x /usr/bin/chromium || { echo "Chromium is missing: apt-get install -y chromium" >&2; exit 1; }

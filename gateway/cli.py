@@ -1,4 +1,6 @@
-"""``roam``: run the gateway or the demo, and look after keys, clients and config.
+"""``roam``: run the gateway, and look after keys, clients, routes, sessions and config.
+
+The demo is not part of the gateway: ``make demo`` (``python -m demo``) runs it.
 
 A bad configuration prints every problem (file and key) and exits with status 2, with
 no traceback: operators read the message, not a stack.
@@ -8,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,15 +41,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gw = config.settings.gateway
     access_log.install()  # query strings can hold tickets: never logged
     uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port)).run()
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo.run import run_demo
-
-    config = _config(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(config))
     return 0
 
 
@@ -159,8 +150,6 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the gateway").set_defaults(func=cmd_serve)
-    sub.add_parser("demo", help="run the gateway with two demo relying parties").set_defaults(
-        func=cmd_demo)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True)
@@ -196,11 +185,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # authlib 1.9 nags about plain httpx (it prefers the httpx2 fork) on every start; its
-    # module installs an "always" filter on import, so import it before adding ours.
-    import authlib.deprecate  # noqa: F401
-
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
     try:

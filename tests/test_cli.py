@@ -189,3 +189,24 @@ def test_routes_check_reports_a_bad_systems_file(tmp_path: Path) -> None:
     assert "system[0].region" in result.stderr
     assert "system[0].items" in result.stderr
     assert "system[0].connector: unknown connector type 'soap'" in result.stderr
+
+
+def test_the_cli_leaves_warning_filters_alone_and_imports_no_demo() -> None:
+    """No global warning filters in ``roam``; the demo is not part of the gateway, and
+    nothing the gateway imports warns (``-W error`` turns any warning into a failure)."""
+    probe = ("import sys, warnings; import gateway.cli, gateway.app; "
+             "before = list(warnings.filters); "  # authlib's import adds one of its own
+             "gateway.cli.main(['clients', 'secret']); "
+             "assert warnings.filters == before, 'warning filters changed'; "
+             "assert not [m for m in sys.modules if m == 'demo' or m.startswith('demo.')]")
+    result = subprocess.run(  # noqa: S603 - our own code, fixed argv
+        [sys.executable, "-W", "error", "-c", probe], cwd=REPO, capture_output=True,
+        text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "client_secret_sha256" in result.stdout
+
+
+def test_roam_has_no_demo_command() -> None:
+    result = roam("demo")
+    assert result.returncode == 2
+    assert "invalid choice: 'demo'" in result.stderr

@@ -23,11 +23,11 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.sync_api import Page, Response, expect
 
+from demo import DEMO_SECRETS
+from demo.backchannel import BackchannelReceiver
+from demo.run import demo_config, demo_rp_apps
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.demo import DEMO_SECRETS
-from gateway.demo.backchannel import BackchannelReceiver
-from gateway.demo.run import demo_config, demo_rp_apps
 from gateway.login.directory import load_entries
 from tests.support.browser import at
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO

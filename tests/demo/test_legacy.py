@@ -21,10 +21,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from connectors.signed_header import sign
+from demo.legacy import create_cas_app, create_signed_header_app
+from demo.run import demo_config, demo_legacy_apps
 from gateway.app import create_app
 from gateway.config import Config, load_config
-from gateway.demo.legacy import create_cas_app, create_signed_header_app
-from gateway.demo.run import demo_config, demo_legacy_apps
 from gateway.store.memory import MemoryStore
 from tests.support.browser import at
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, form_field

@@ -22,12 +22,12 @@ from joserfc import jws, jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 from starlette.applications import Starlette
 
+from demo import DEMO_SECRETS
+from demo.backchannel import BackchannelReceiver
+from demo.rp import create_rp_app
+from demo.run import demo_banner, demo_config, demo_rp_apps, run_demo
 from gateway.app import create_app
 from gateway.config import Config, load_config
-from gateway.demo import DEMO_SECRETS
-from gateway.demo.backchannel import BackchannelReceiver
-from gateway.demo.rp import create_rp_app
-from gateway.demo.run import demo_banner, demo_config, demo_rp_apps, run_demo
 from gateway.keys import KeyRing
 from gateway.oidc.backchannel import EVENT, logout_token
 from gateway.oidc.clients import Client, ClientRegistry

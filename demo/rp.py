@@ -23,13 +23,16 @@ import html
 import logging
 import secrets
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
+# authlib 1.9 prefers the httpx2 fork and says so when its httpx client is imported; its
+# deprecate module installs an "always" filter when imported, so it goes first.
+import authlib.deprecate  # noqa: F401
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from authlib.common.urls import add_params_to_uri
-from authlib.integrations.starlette_client import OAuth
 from joserfc.errors import JoseError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -39,8 +42,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.demo.backchannel import BackchannelReceiver
+from demo.backchannel import BackchannelReceiver
 from gateway.privacy import mask_name
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.starlette_client import OAuth
 
 __all__ = ["create_rp_app"]
 

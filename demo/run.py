@@ -1,4 +1,5 @@
-"""``roam demo``: the gateway, the three demo RPs and two legacy systems in one process.
+"""``make demo`` (``python -m demo``): the gateway, the three demo RPs and two legacy
+systems in one process.
 
 Six uvicorn servers share one event loop. uvicorn's own signal capture is per server and
 chains badly when several run at once, so this module owns SIGINT/SIGTERM and asks every
@@ -19,10 +20,10 @@ from starlette.applications import Starlette
 
 from connectors.cas import CasConfig
 from connectors.signed_header import SignedHeaderConfig
+from demo import DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
+from demo.legacy import create_cas_app, create_signed_header_app
+from demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.config import ClientConfig, Config
-from gateway.demo import DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
-from gateway.demo.legacy import create_cas_app, create_signed_header_app
-from gateway.demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.login.directory import load_entries
 from gateway.login.stepup import LEVEL_NAMES as STEP_UP_NAMES
 from gateway.privacy import mask_name
