@@ -7,6 +7,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
+__all__ = ["MIN_SECRET_LENGTH", "SharedSecretSettings"]
+
 MIN_SECRET_LENGTH = 32
 
 

@@ -16,20 +16,20 @@ person to the right one of all these systems by region; the banner lists example
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from types import MappingProxyType as _Frozen
 
 __all__ = ["DEMO_LEGACY_SYSTEMS", "DEMO_SECRETS"]
 
 #: Client secrets of the demo RPs. Only their SHA-256 digests are in config/clients.toml;
 #: they are public on purpose (the demo prints them) and must never be reused.
-DEMO_SECRETS: MappingProxyType[str, str] = MappingProxyType({
+DEMO_SECRETS: _Frozen[str, str] = _Frozen({
     "changsha-gov": "changsha-demo-secret-4f1c2a",
     "yueyang-gov": "yueyang-demo-secret-9b7e3d",
     "xiangtan-gov": "xiangtan-demo-secret-e35596",
 })
 
 #: The legacy systems of config/systems.toml that ``make demo`` runs, and their connectors.
-DEMO_LEGACY_SYSTEMS: MappingProxyType[str, str] = MappingProxyType({
+DEMO_LEGACY_SYSTEMS: _Frozen[str, str] = _Frozen({
     "hunan-province": "signed-header",
     "yuelu-bdc": "cas",
 })

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+__all__ = ["ACCESS_LOGGER", "WithoutQuery", "install"]
+
 ACCESS_LOGGER = "uvicorn.access"
 
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.abc
 
+__all__ = ["Background"]
+
 
 class Background:
     def __init__(self) -> None:

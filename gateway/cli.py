@@ -22,6 +22,8 @@ from gateway.errors import ConfigError, KeyError_
 from gateway.oidc.clients import secret_digest
 from gateway.store.memory import MemoryStore
 
+__all__ = ["main", "parser"]
+
 DEFAULT_CONFIG = "config/roam.toml"
 
 

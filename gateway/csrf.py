@@ -14,6 +14,8 @@ from starlette.responses import Response
 from gateway.errors import PageError
 from gateway.ids import new_id
 
+__all__ = ["COOKIE", "FIELD", "Csrf"]
+
 COOKIE = "roam_csrf"
 FIELD = "csrf_token"
 

@@ -28,6 +28,19 @@ from __future__ import annotations
 
 import secrets
 
+__all__ = [
+    "ConfigError",
+    "KeyError_",
+    "LockedOut",
+    "LoginError",
+    "PageError",
+    "ProtocolError",
+    "RoamError",
+    "StoreError",
+    "TokenError",
+    "new_reference",
+]
+
 
 def new_reference() -> str:
     """A short id a citizen can read out to support; it is logged with the cause."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+__all__ = ["KNOWN_CLAIMS", "LEVELS", "SCOPE_CLAIMS", "Identity", "PersonKind", "level_rank"]
+
 
 class PersonKind(StrEnum):
     """自然人 or 法人 (a legal person acts through a natural person, the 经办人)."""

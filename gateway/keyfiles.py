@@ -24,6 +24,21 @@ from joserfc.jwk import ECKey, RSAKey
 
 from gateway.errors import KeyError_
 
+__all__ = [
+    "ALGORITHMS",
+    "MAX_KEY_FILE_BYTES",
+    "PUBLIC_MEMBERS",
+    "RSA_GENERATE_BITS",
+    "RSA_MIN_BITS",
+    "JoseKey",
+    "PrivateKey",
+    "SigningKey",
+    "generate_key_file",
+    "load_key_file",
+    "new_private_key",
+    "wrap_key",
+]
+
 #: The only JWS algorithms Roam signs or accepts.
 ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+__all__ = ["remember"]
+
 K = TypeVar("K")
 V = TypeVar("V")
 

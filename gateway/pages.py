@@ -11,6 +11,8 @@ from starlette.responses import HTMLResponse
 
 from gateway.errors import PageError
 
+__all__ = ["Pages"]
+
 log = logging.getLogger("roam.pages")
 
 _HEADERS = {

@@ -24,6 +24,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+__all__ = ["HTTP", "LOOP", "HoldingTransport", "TurnWritesHttpToolsProtocol", "uvicorn_config"]
+
 # Both are dependencies (uvloop not on Windows): the fastest loop and HTTP parser measured.
 LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 

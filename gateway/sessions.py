@@ -33,6 +33,16 @@ from gateway.memo import remember
 from gateway.store.base import Kind, Store, load_payload
 from gateway.urls import is_loopback_http
 
+__all__ = [
+    "DECODED_KEPT",
+    "Session",
+    "SessionLink",
+    "SessionManager",
+    "cookie_value",
+    "session_group",
+    "subject_group",
+]
+
 DECODED_KEPT = 4096  # decoded session records remembered per process (a few MB at most)
 
 

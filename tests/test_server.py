@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import AsyncIterator
 
 import httpx
+from packaging.specifiers import SpecifierSet
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
-from gateway.server import TurnWritesHttpToolsProtocol, uvicorn_config
+from gateway.server import HoldingTransport, TurnWritesHttpToolsProtocol, uvicorn_config
+from tests.support.pins import installed_within_pin
 from tests.support.servers import free_port, serve, serve_config
 
 
@@ -78,3 +84,32 @@ def test_whole_answers_and_keep_alive_across_requests() -> None:
             assert http.get("/", params={"n": n}).text == n * 1000
         last = http.get("/", params={"n": "z"}, headers={"Connection": "close"})
         assert last.text == "z" * 1000
+
+
+async def test_the_uvicorn_internals_server_py_builds_on_have_not_moved() -> None:
+    """gateway/server.py subclasses uvicorn's private ``HttpToolsProtocol`` and swaps the
+    transport it keeps. pyproject.toml holds uvicorn to the release line this was tested
+    with; should another release move these internals, this fails, loudly, before any
+    answer is held or lost."""
+    installed, declared = installed_within_pin("uvicorn")
+    assert SpecifierSet(declared).contains(installed), (installed, declared)
+    assert declared.count("<"), "a private API is pinned from above too"
+    assert list(inspect.signature(HttpToolsProtocol.connection_made).parameters) == [
+        "self", "transport"]
+    source = inspect.getsource(httptools_impl)
+    assert "self.transport = transport" in source  # the protocol keeps what it was given
+    assert source.count("self.transport.write(") >= 2  # and answers go out through it
+    config = uvicorn_config(Starlette(), host="127.0.0.1", port=free_port())
+    config.load()
+    protocol = TurnWritesHttpToolsProtocol(config=config, server_state=ServerState(),
+                                           app_state={})
+
+    class Transport:
+        def get_extra_info(self, name: str) -> object:
+            return None
+
+        def is_closing(self) -> bool:
+            return False
+
+    protocol.connection_made(Transport())  # type: ignore[arg-type]
+    assert isinstance(protocol.transport, HoldingTransport)

@@ -26,6 +26,8 @@ from gateway.identifiers import (
 from gateway.identity import LEVELS, Identity, PersonKind
 from gateway.regions import RegionDirectory
 
+__all__ = ["DirectoryEntry", "hash_password", "load_entries", "parse_entries"]
+
 _PERSON_KEYS = ("subject", "name", "phone", "id_number", "region", "acr", "kind")
 _REQUIRED = (*_PERSON_KEYS, "password_hash")
 _LEGAL_ONLY = ("uscc", "org_name")

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 from gateway.errors import LockedOut
 
+__all__ = ["FailureStore", "Failures", "LocalFailures", "locked_out"]
+
 
 class FailureStore(Protocol):
     """The part of ``gateway.store.Store`` the failure counter needs."""

@@ -14,6 +14,8 @@ from gateway.pages import Pages
 from gateway.privacy import mask_name
 from gateway.sessions import SessionManager
 
+__all__ = ["MyLogins"]
+
 
 def _when(epoch: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))

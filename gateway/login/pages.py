@@ -23,6 +23,8 @@ from gateway.privacy import mask_id_number, mask_phone
 from gateway.sessions import SessionManager
 from gateway.store.base import Kind
 
+__all__ = ["LoginPages", "masked_username"]
+
 audit = logging.getLogger("roam.audit")
 
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")

@@ -6,6 +6,8 @@ from typing import Protocol
 
 from gateway.identity import Identity
 
+__all__ = ["PasswordSource"]
+
 
 class PasswordSource(Protocol):
     """A source that checks a username (phone number or resident ID) and a password."""

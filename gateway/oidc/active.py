@@ -15,6 +15,8 @@ from gateway.oidc.grant import Grant
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
+__all__ = ["ActiveTokens"]
+
 
 class ActiveTokens:
     def __init__(self, store: Store, sessions: SessionManager) -> None:

@@ -30,6 +30,16 @@ from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
+__all__ = [
+    "DEFAULT_DESCRIPTIONS",
+    "Authorizer",
+    "Pending",
+    "first_param",
+    "local_path",
+    "requested_level",
+    "system_url",
+]
+
 log = logging.getLogger("roam.authorize")
 
 # authlib leaves some errors without a description; clients log the description.

@@ -15,6 +15,8 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from gateway.config import ClientConfig
 from gateway.identity import SCOPE_CLAIMS
 
+__all__ = ["Client", "ClientRegistry", "secret_digest"]
+
 
 def secret_digest(secret: str) -> str:
     """The value to put in ``client_secret_sha256``."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from gateway.oidc.grant import Grant
 
+__all__ = ["StoredCode"]
+
 
 @dataclass(frozen=True)
 class StoredCode:

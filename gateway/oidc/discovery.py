@@ -10,6 +10,8 @@ from starlette.responses import JSONResponse, Response
 from gateway.identity import KNOWN_CLAIMS, LEVELS, SCOPE_CLAIMS
 from gateway.keys import KeyRing
 
+__all__ = ["Discovery", "provider_metadata"]
+
 
 def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
     return {

@@ -27,6 +27,8 @@ from gateway.oidc.server import RoamAuthorizationServer
 from gateway.pages import Pages
 from gateway.sessions import Session, SessionManager
 
+__all__ = ["PASSED_ON", "EndSession"]
+
 log = logging.getLogger("roam.logout")
 
 PASSED_ON = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales",

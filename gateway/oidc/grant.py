@@ -11,6 +11,8 @@ from typing import Any
 
 from gateway.identity import Identity
 
+__all__ = ["Grant"]
+
 
 @dataclass(frozen=True)
 class Grant:

@@ -30,6 +30,8 @@ from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
 
+__all__ = ["FoundToken", "LifecycleEndpoints", "TokenLookup"]
+
 
 @dataclass
 class FoundToken:

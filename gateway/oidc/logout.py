@@ -15,6 +15,8 @@ from gateway.oidc.backchannel import BackchannelLogout, Delivery
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.sessions import Session, SessionManager
 
+__all__ = ["SessionLogout"]
+
 audit = logging.getLogger("roam.audit")
 
 

@@ -16,6 +16,8 @@ from gateway.keys import KeyRing
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 
+__all__ = ["ACCESS_TOKEN_TYP", "TokenMinter"]
+
 ACCESS_TOKEN_TYP = "at+jwt"
 
 

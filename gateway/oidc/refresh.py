@@ -39,6 +39,8 @@ from gateway.oidc.grant import Grant
 from gateway.sessions import Session
 from gateway.store.base import Advance, Kind
 
+__all__ = ["NEVER", "Description", "PresentedToken", "RefreshTokens", "Touch", "token_digest"]
+
 NEVER = -1
 """``session_until`` of grants no session lookup can end (offline, or made without one)."""
 

@@ -10,6 +10,8 @@ from starlette.responses import Response
 from gateway.oidc.bridge import HttpRequest, form_params, json_reply, published_url
 from gateway.oidc.server import RoamAuthorizationServer
 
+__all__ = ["TokenEndpoint"]
+
 log = logging.getLogger("roam.token")
 
 

@@ -13,6 +13,8 @@ from gateway.oidc.active import ActiveTokens
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 
+__all__ = ["UserinfoEndpoint"]
+
 
 def _bearer_error(error: str, description: str, status: int = 401) -> ProtocolError:
     challenge = f'Bearer error="{error}", error_description="{description}"'

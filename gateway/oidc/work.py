@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from gateway.oidc.grant import Grant
     from gateway.oidc.refresh import PresentedToken
 
+__all__ = ["StoreWork"]
+
 
 @dataclass
 class StoreWork:

@@ -18,6 +18,8 @@ from gateway.legacy.access import Refusal
 from gateway.pages import Pages
 from gateway.proxy.upstream import UpstreamError
 
+__all__ = ["MiB", "ProxyAnswers", "is_navigation"]
+
 log = logging.getLogger("roam.proxy")
 
 MiB = 1024 * 1024

@@ -10,6 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.proxy.hosts import host_routed
 
+__all__ = ["ProxyFirst"]
+
 
 class ProxyFirst(Starlette):
     """Starlette, except that two kinds of HTTP request go straight to ``proxy``: any

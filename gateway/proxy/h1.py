@@ -42,6 +42,8 @@ from gateway.proxy.upstream import (
     UpstreamTimeout,
 )
 
+__all__ = ["HIGH_WATER", "H1Upstream"]
+
 HIGH_WATER = 256 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

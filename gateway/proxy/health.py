@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from gateway.routing.resolve import AlwaysHealthy, Health
 
+__all__ = ["PassiveHealth"]
+
 
 class PassiveHealth:
     """Instances that failed to connect ``failures`` times in a row are unhealthy for

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
+__all__ = ["HOST_ROUTED", "host_name", "host_routed"]
+
 HOST_ROUTED = "roam.host"
 """Scope key: the ``Host`` header (port included) a host-routed request came with."""
 

@@ -28,6 +28,8 @@ from gateway.regions import PROVINCE_CODE
 from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
 from gateway.sessions import SessionManager
 
+__all__ = ["GoPages"]
+
 audit = logging.getLogger("roam.audit")
 
 

@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+__all__ = ["Pipeliner"]
+
 _Queued = tuple[tuple[Any, ...], "AsyncScript | None", "asyncio.Future[Any]"]
 
 

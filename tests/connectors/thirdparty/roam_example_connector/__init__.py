@@ -1,4 +1,5 @@
-"""A third-party connector, as a plug-in package would ship it.
+"""A third-party connector, as a plug-in package would ship it: it imports only the
+``connectors`` package (tests/test_public_names.py holds it to that).
 
 The test builds a ``dist-info`` beside this package with the entry point::
 
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.base import (
+from connectors import (
     ConnectorContext,
+    Identity,
     Outgoing,
     Route,
     drop_headers,
     strip_client_identity,
 )
-from gateway.identity import Identity
 
 
 class ExampleConfig(BaseModel):
