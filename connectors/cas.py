@@ -1,8 +1,8 @@
 """``cas``: a legacy system that is a CAS 3.0 client of the gateway.
 
-The gateway is the CAS server (``gateway.cas``): the system's CAS client sends the browser
-to ``/cas/login?service=<its URL>``, gets a single-use ``ST-…`` ticket back on that URL
-and validates it server-to-server at ``/cas/p3/serviceValidate``. Settings::
+The gateway is the CAS server (``gateway.legacy.cas``): the system's CAS client sends the
+browser to ``/cas/login?service=<its URL>``, gets a single-use ``ST-…`` ticket back on that
+URL and validates it server-to-server at ``/cas/p3/serviceValidate``. Settings::
 
     connector = "cas"
     connector_settings = { services = ["https://gjj.xiangtan.gov.cn/app/"] }

@@ -1,7 +1,7 @@
 """``ticket``: the common government pattern — a one-time ticket in the redirect, redeemed
 server-to-server for the user's claims.
 
-The gateway (``gateway.ticket``) sends the browser to the system's page with
+The gateway (``gateway.legacy.ticket``) sends the browser to the system's page with
 ``?ticket=…`` (single use, at most 60 s, bound to the system); the system posts it to
 ``/ticket/redeem`` with HTTP Basic ``system_id:secret`` and gets the claims released for
 it as JSON. Settings::

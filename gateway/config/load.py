@@ -86,8 +86,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         problems.extend(problems_of(str(path), exc, env_keys=from_env))
-        if problems:  # the other files are read as named even if another key is bad
-            settings = _named_files(settings, data)
+        settings = _named_files(settings, data)  # read the other files as named anyway
     clients = load_clients(_under(path.parent, settings.gateway.clients_file), problems)
     config, found = _assemble(settings, clients, path.parent, str(path))
     problems.extend(found)
