@@ -115,8 +115,18 @@ def key_problems(config: Config, keys: KeyRing) -> list[str]:
 
 
 def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, Connector]:
-    """Each system's connector, opened once from the settings the config loader parsed."""
-    return {system.id: systems.connector_config(system.id).open(context) for system in systems}
+    """Each system's connector, opened once from the settings the config loader parsed;
+    ``ConfigError`` if a system is served on hosts of its own but its connector gives the
+    proxy nothing to present (only the proxy answers on a system's hosts)."""
+    opened = {system.id: systems.connector_config(system.id).open(context)
+              for system in systems}
+    problems = [f"systems file: system {system.id!r}: hosts: only for systems the proxy "
+                f"serves (connector {system.connector!r} does not present identity)"
+                for system in systems
+                if system.hosts and not isinstance(opened[system.id], PresentsIdentity)]
+    if problems:
+        raise ConfigError(problems)
+    return opened
 
 
 def open_source(config: Config, store: Store) -> PasswordSource:

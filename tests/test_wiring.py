@@ -3,9 +3,15 @@ that used to be constants reach the parts that use them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from connectors.base import PresentsIdentity, RedirectsLogin
 from connectors.cas import Cas
 from connectors.oidc import OidcRelyingParty
+from gateway.errors import ConfigError
+from gateway.keys import generate_key_file
 from gateway.store.memory import MemoryStore
 from gateway.wiring import build_gateway
 from tests.support.gateway import config_on_port
@@ -45,3 +51,39 @@ async def test_running_closes_what_it_made_and_leaves_what_it_was_given() -> Non
     assert gateway.http.is_closed  # made here: closed
     assert await given.find("t", "kept") == {"a": 1}  # given: still usable
     assert not gateway.owns_store
+
+
+def test_hosts_for_a_system_the_proxy_does_not_serve_are_refused(tmp_path: Path) -> None:
+    """Only the proxy answers on a system's own hosts, so a CAS system with hosts would
+    answer every request there with 404: refused when the connectors open."""
+    (tmp_path / "systems.toml").write_text("""
+[[item]]
+code = "A-1"
+name = "甲"
+
+[[system]]
+id = "cas-sys"
+name = "旧系统"
+region = "430000"
+level = "province"
+instances = ["http://127.0.0.1:9"]
+connector = "cas"
+connector_settings = { services = ["http://127.0.0.1:9/"] }
+items = ["A-1"]
+hosts = ["cas.roam.test"]
+""", "utf-8")
+    for alg in ("RS256", "ES256"):  # an https issuer keeps its keys in a directory
+        generate_key_file(tmp_path / "keys", alg)
+    base = config_on_port(8000)
+    settings = base.settings.model_copy(update={
+        "session": base.settings.session.model_copy(update={"cookie_domain": "roam.test"}),
+        "gateway": base.settings.gateway.model_copy(update={
+            "issuer": "https://sso.roam.test", "key_dir": str(tmp_path / "keys")}),
+        "routing": base.settings.routing.model_copy(
+            update={"systems_file": str(tmp_path / "systems.toml")})})
+    config = base.revised(settings=settings)  # the loader cannot tell: it opens nothing
+    with pytest.raises(ConfigError) as refused:
+        build_gateway(config, store=MemoryStore())
+    assert refused.value.problems == [
+        "systems file: system 'cas-sys': hosts: only for systems the proxy serves "
+        "(connector 'cas' does not present identity)"]
