@@ -1,8 +1,8 @@
 """The connector registry: type name -> config class, extended through entry points.
 
 The built-ins (``signed-header``, ``jwt-assertion``, ``cas``, ``ticket``, ``oidc``) are
-registered in code. Third parties
-publish a config class in the entry-point group ``roam.connectors``::
+registered in code. Third parties publish a config class in the entry-point group
+``roam.connectors``::
 
     [project.entry-points."roam.connectors"]
     example-header = "roam_example_connector:ExampleConfig"
@@ -108,7 +108,6 @@ class Registry:
         except ValidationError as error:
             raise ConfigError(_problems(error)) from None
         return cast(ConnectorConfig, model)
-
 
 
 def _problems(error: ValidationError) -> list[str]:

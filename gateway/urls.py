@@ -7,9 +7,10 @@ gateway is told about is https. Host names are compared lower case and without a
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit
 
-__all__ = ["HOST_NAME", "check_url", "is_loopback_http", "within_domain"]
+__all__ = ["HOST_NAME", "append_query", "check_url", "is_loopback_http", "within_domain"]
 
 HOST_NAME = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
 """A lower-case DNS host name with at least two labels (no port, no IP address)."""
@@ -43,3 +44,11 @@ def check_url(value: str, *, allow_fragment: bool = False) -> str:
     if parts.fragment and not allow_fragment:
         raise ValueError(f"{value!r} must not contain a fragment")
     return value
+
+
+def append_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` appended to its query, before any fragment; the rest is kept
+    byte for byte (a CAS service URL must come back exactly as the system sent it)."""
+    base, hash_, fragment = url.partition("#")
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}{urlencode(params)}{hash_}{fragment}"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway.urls import HOST_NAME, check_url, is_loopback_http, within_domain
+from gateway.urls import HOST_NAME, append_query, check_url, is_loopback_http, within_domain
 
 
 @pytest.mark.parametrize(("url", "loopback"), [
@@ -50,3 +50,9 @@ def test_check_url() -> None:
                 "https://a.example.cn/cb#frag"):
         with pytest.raises(ValueError, match=re.escape(repr(bad))):
             check_url(bad)
+
+
+def test_append_query_keeps_the_rest_of_the_url_as_it_was() -> None:
+    assert append_query("https://a.cn/app/", {"ticket": "ST-1"}) == "https://a.cn/app/?ticket=ST-1"
+    assert append_query("https://a.cn/x?b=%2f&c#frag", {"ticket": "t"}) == (
+        "https://a.cn/x?b=%2f&c&ticket=t#frag")

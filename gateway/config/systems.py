@@ -118,7 +118,6 @@ class SystemConfig(Strict):
         return value
 
 
-
 class Systems:
     """The registry: systems by id, by item and by region, and the item catalogue."""
 

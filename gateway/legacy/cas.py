@@ -43,6 +43,7 @@ from gateway.errors import PageError
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.pages import Pages
 from gateway.store.base import Kind, Store
+from gateway.urls import append_query
 
 __all__ = ["CAS_NS", "CasServer"]
 
@@ -99,7 +100,7 @@ class CasServer:
             "sub": identity.subject,
             "claims": released_claims(identity, route),
         }, self.ticket_ttl)
-        return RedirectResponse(_with_ticket(service, ticket), status_code=302,
+        return RedirectResponse(append_query(service, {"ticket": ticket}), status_code=302,
                                 headers=NO_STORE)
 
     # -- validation -----------------------------------------------------------------------
@@ -133,12 +134,6 @@ class CasServer:
     async def logout(self, request: Request) -> Response:
         """Show the gateway's own logout (a GET never ends the session by itself)."""
         return RedirectResponse(self.logout_path, status_code=303, headers=NO_STORE)
-
-
-def _with_ticket(service: str, ticket: str) -> str:
-    base, hash_, fragment = service.partition("#")
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}{urlencode({'ticket': ticket})}{hash_}{fragment}"
 
 
 def _text(value: Any) -> str:

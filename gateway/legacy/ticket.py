@@ -39,6 +39,7 @@ from gateway.errors import PageError
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.pages import Pages
 from gateway.store.base import Kind, Store
+from gateway.urls import append_query
 
 __all__ = ["TicketEndpoints"]
 
@@ -74,9 +75,7 @@ class TicketEndpoints:
         ticket = secrets.token_urlsafe(32)
         await self.store.upsert(Kind.SYSTEM_TICKET, ticket, {
             "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
-        base, hash_, fragment = target.partition("#")
-        joiner = "&" if "?" in base else "?"
-        return RedirectResponse(f"{base}{joiner}{urlencode({'ticket': ticket})}{hash_}{fragment}",
+        return RedirectResponse(append_query(target, {"ticket": ticket}),
                                 status_code=302, headers=NO_STORE)
 
     async def redeem(self, request: Request) -> Response:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.config import SystemConfig
 from gateway.errors import PageError, StoreError
-from gateway.legacy.access import Refusal
+from gateway.legacy.access import NO_STORE, Refusal
 from gateway.pages import Pages
 from gateway.proxy.upstream import UpstreamError
 
@@ -23,7 +23,6 @@ __all__ = ["MiB", "ProxyAnswers", "is_navigation"]
 log = logging.getLogger("roam.proxy")
 
 MiB = 1024 * 1024
-_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def is_navigation(request: Request) -> bool:
@@ -46,7 +45,7 @@ class ProxyAnswers:
         step-up page, which comes back afterwards); a program gets 401 or 403 JSON."""
         if is_navigation(request):
             if request.method in ("GET", "HEAD"):
-                return RedirectResponse(location, status_code=303, headers=_NO_STORE)
+                return RedirectResponse(location, status_code=303, headers=NO_STORE)
             if refusal.step == "login":
                 return self.pages.error(PageError(
                     "需要登录", "登录状态已失效，请重新打开页面并登录。", status=401))
@@ -60,14 +59,14 @@ class ProxyAnswers:
                  "error_description": f"A gateway session is required; log in at {login} "
                                       "first."},
                 status_code=401,
-                headers={**_NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
+                headers={**NO_STORE, "WWW-Authenticate": 'Session realm="roam"'})
         acr = refusal.acr
         return JSONResponse(
             {"error": "insufficient_user_authentication",
              "error_description": f"This system requires assurance level {acr} or higher.",
              "acr_values": acr},
             status_code=403,
-            headers={**_NO_STORE, "WWW-Authenticate":
+            headers={**NO_STORE, "WWW-Authenticate":
                      f'Session realm="roam", error="insufficient_user_authentication", '
                      f'acr_values="{acr}"'})
 
@@ -119,4 +118,4 @@ class ProxyAnswers:
         if is_navigation(request):
             return self.pages.error(page)
         return JSONResponse({"error": code, "ref": page.ref}, status_code=page.status,
-                            headers=_NO_STORE)
+                            headers=NO_STORE)
