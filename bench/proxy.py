@@ -1,4 +1,4 @@
-"""Requests per second and added latency of ``/s/{system}/…``, against nginx, in one run.
+"""Requests per second and added latency of a proxied system, against nginx, in one run.
 
 Run from the repository root::
 
@@ -20,11 +20,14 @@ Three child processes, all on loopback, all stopped on exit (also on Ctrl-C or S
   it does not stop in time, so no nginx is left behind.
 
 This process is the client: aiohttp, ``--concurrency`` users sending the same ``GET`` back
-to back to one target at a time: the upstream directly, nginx, and the gateway's
-``/s/bench-upstream/…``. The proxy requires a session, so the bench logs in once through the
-gateway's login page (as ``bench/token.py`` does) and sends that session cookie, with the
-same headers, to all three targets. Rounds are interleaved (direct, nginx, gateway) ×
-``--rounds``; each round has ``--warmup`` unmeasured then ``--duration`` measured seconds.
+to back to one target at a time: the upstream directly, nginx, and the gateway serving the
+system on a host of its own (``Host: bench-upstream.localhost:<port>``, as production
+serves every proxied system). The proxy requires a session on that host, so the bench logs
+in once through the gateway's login page (as ``bench/token.py`` does), makes the hand-over
+hop a browser makes (``/sso/handover`` → ``/.roam/callback``), and sends that host
+session's cookie, with the same headers, to all three targets. Rounds are interleaved
+(direct, nginx, gateway) × ``--rounds``; each round has ``--warmup`` unmeasured then
+``--duration`` measured seconds.
 
 Reported per target: requests/s (median of rounds), p50/p99 latency over every measured
 request, the latency added to the direct call (p50 and p99 differences), the ratio to nginx,
@@ -78,6 +81,7 @@ from bench.token import (
 )
 
 SYSTEM_ID = "bench-upstream"
+SYSTEM_HOST = f"{SYSTEM_ID}.localhost"  # the system's own host (the gateway's port)
 ITEM = "430000-BENCH-001"
 REQUEST_PATH = "/bench/item?id=430000-0001"  # the same path and query on every target
 TARGETS = ("direct", "nginx", "gateway")
@@ -229,13 +233,15 @@ connector = "signed-header"
 connector_settings = {{ secret = "{secret}" }}
 items = ["{item}"]
 claims = ["name"]
+hosts = ["{host}"]
 """
 
 
 def write_systems(tmp: Path, upstream_port: int) -> Path:
     path = tmp / "systems.toml"
     path.write_text(SYSTEMS.format(item=ITEM, system=SYSTEM_ID, upstream_port=upstream_port,
-                                   secret=secrets.token_urlsafe(32)), encoding="utf-8")
+                                   secret=secrets.token_urlsafe(32), host=SYSTEM_HOST),
+                    encoding="utf-8")
     return path
 
 
@@ -419,16 +425,31 @@ class Options:
 
 
 async def session_cookie(gateway: ServerProcess) -> tuple[dict[str, Any], str]:
-    """Start-up checks and one login; returns ``/bench/info`` and the session cookie."""
+    """Start-up checks, one login and the hand-over to the system's host; returns
+    ``/bench/info`` and the host session's cookie."""
     timeout = aiohttp.ClientTimeout(total=30)
+    host = system_host(gateway)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
                                      timeout=timeout) as browser:
         info = await gateway.wait_ready(browser)
         await login(browser, gateway, "ES256")
-        cookie = browser.cookie_jar.filter_cookies(yarl.URL(gateway.base)).get("roam_session")
+        on_host = {"Host": host, "Accept": "text/html"}
+        async with browser.get(gateway.base + "/", headers=on_host,
+                               allow_redirects=False) as resp:
+            handover, state = resp.headers["Location"], resp.cookies["roam_state"].value
+        async with browser.get(handover, allow_redirects=False) as resp:
+            callback = yarl.URL(resp.headers["Location"])  # on the system's host
+        async with browser.get(gateway.base + str(callback.relative()), allow_redirects=False,
+                               headers={**on_host, "Cookie": f"roam_state={state}"}) as resp:
+            cookie = resp.cookies.get("roam_host")
         if cookie is None:
-            raise RuntimeError("the login set no roam_session cookie")
-        return info, f"roam_session={cookie.value}"
+            raise RuntimeError("the hand-over set no roam_host cookie")
+        return info, f"roam_host={cookie.value}"
+
+
+def system_host(gateway: ServerProcess) -> str:
+    """The ``Host`` a browser sends to the proxied system (the gateway's port)."""
+    return f"{SYSTEM_HOST}:{yarl.URL(gateway.base).port}"
 
 
 async def check_targets(urls: dict[str, str], gateway: ServerProcess,
@@ -439,7 +460,7 @@ async def check_targets(urls: dict[str, str], gateway: ServerProcess,
             async with http.get(url, headers=headers, allow_redirects=False) as resp:
                 if resp.status != 200 or await resp.read() != BODY:
                     raise RuntimeError(f"{target}: {url} answered {resp.status}, not the body")
-        async with http.get(f"{gateway.base}/s/{SYSTEM_ID}{HEADERS_PATH}",
+        async with http.get(f"{gateway.base}{HEADERS_PATH}",
                             headers=headers) as resp:
             names = await resp.json()
         if "x-roam-signature" not in names or "cookie" in names:
@@ -452,9 +473,10 @@ async def bench(options: Options, upstream: Child, nginx: Child,
         await upstream.wait_ready(http)
         await nginx.wait_ready(http)
     info, cookie = await session_cookie(gateway)
-    headers = {"Cookie": cookie, "Accept": "*/*"}
+    # The same request to every target: the system's host, its session cookie.
+    headers = {"Cookie": cookie, "Accept": "*/*", "Host": system_host(gateway)}
     urls = {"direct": upstream.base + REQUEST_PATH, "nginx": nginx.base + REQUEST_PATH,
-            "gateway": f"{gateway.base}/s/{SYSTEM_ID}{REQUEST_PATH}"}
+            "gateway": f"{gateway.base}{REQUEST_PATH}"}
     await check_targets(urls, gateway, headers)
     proxies = {"direct": [], "nginx": nginx.pids(), "gateway": [gateway.pid]}
     children = [upstream.pid, *nginx.pids(), gateway.pid]

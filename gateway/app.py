@@ -18,6 +18,7 @@ from gateway.csrf import Csrf
 from gateway.errors import PageError, ProtocolError, StoreError, new_reference
 from gateway.keys import KeyRing
 from gateway.legacy.cas import CasServer
+from gateway.legacy.handover import HANDOVER_PATH
 from gateway.legacy.ticket import TicketEndpoints
 from gateway.login.my_logins import MyLogins
 from gateway.login.pages import LoginPages
@@ -64,7 +65,6 @@ def gateway_app(gateway: Gateway) -> Starlette:
     login = settings.login
     authorizer = Authorizer(server=gateway.server, clients=gateway.clients, sessions=sessions,
                             store=gateway.store, issuer=issuer,
-                            system_hosts=frozenset(gateway.config.systems.by_host()),
                             request_ttl=login.request_ttl)
     login_pages = LoginPages(source=gateway.source, authorizer=authorizer, sessions=sessions,
                              logout=gateway.logout, pages=pages, csrf=csrf)
@@ -79,7 +79,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
     my_logins = MyLogins(sessions=sessions, logout=gateway.logout, clients=gateway.clients,
                          pages=pages, csrf=csrf)
     go = GoPages(resolver=gateway.resolver, sessions=sessions, gate=gateway.gate,
-                 connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX)
+                 connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX,
+                 issuer=issuer)
     cas = CasServer(systems=gateway.config.systems, connectors=gateway.connectors,
                     gate=gateway.gate, store=gateway.store, pages=pages,
                     ticket_ttl=settings.legacy.cas_ticket_ttl)
@@ -120,6 +121,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/logout", end_session.handle, methods=["GET", "POST"]),
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
+        Route(HANDOVER_PATH, gateway.handover.start, methods=["GET"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/items", go.items, methods=["GET"]),
         Route("/cas/login", cas.login, methods=["GET"]),

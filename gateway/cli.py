@@ -58,7 +58,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     # secrets named by environment variable must be there
-    open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer))
+    open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
+                    path_mode=config.settings.proxy.path_mode)
     open_source(config, MemoryStore())  # the identity source's own file
     print(f"{config.source}: OK ({len(config.clients)} clients, {len(config.systems)} systems, "
           f"store {config.settings.store.backend}, issuer {config.issuer})")

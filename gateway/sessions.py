@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.config import SessionSection
+from gateway.cookies import cookie_value, host_cookie_name
 from gateway.identity import Identity
 from gateway.ids import new_id
 from gateway.memo import remember
@@ -38,7 +39,6 @@ __all__ = [
     "Session",
     "SessionLink",
     "SessionManager",
-    "cookie_value",
     "session_group",
     "subject_group",
 ]
@@ -52,19 +52,6 @@ def subject_group(subject: str) -> str:
 
 def session_group(sid: str) -> str:
     return f"sid:{sid}"
-
-
-def cookie_value(header: str, name: str) -> str:
-    """Cookie ``name`` in a ``Cookie`` header, or ""; the last one wins and surrounding
-    quotes go, as with Starlette's ``request.cookies`` (which parses every cookie)."""
-    found = ""
-    for part in header.split(";"):
-        key, eq, value = part.partition("=")
-        if eq and key.strip() == name:
-            found = value.strip()
-    if len(found) >= 2 and found[0] == found[-1] == '"':
-        found = found[1:-1]
-    return found
 
 
 def _digest(secret: str) -> str:
@@ -118,11 +105,9 @@ class SessionManager:
         self.secure_cookie = not is_loopback_http(issuer)
         self.link_ttl = link_ttl
         self.clock = clock
+        self.cookie_name = host_cookie_name(settings.cookie_name, secure=self.secure_cookie,
+                                            domain=settings.cookie_domain)
         self._decoded: dict[str | bytes, Session] = {}  # stored text -> session (_read)
-
-    @property
-    def cookie_name(self) -> str:
-        return self.settings.cookie_name
 
     def _ttl(self, session: Session, now: int) -> int:
         remaining = session.created + self.settings.absolute_timeout - now

@@ -10,7 +10,16 @@ import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
-__all__ = ["HOST_NAME", "append_query", "check_url", "is_loopback_http", "within_domain"]
+__all__ = [
+    "HOST_NAME",
+    "append_query",
+    "check_url",
+    "host_name",
+    "is_loopback_http",
+    "local_path",
+    "origin_on",
+    "within_domain",
+]
 
 HOST_NAME = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
 """A lower-case DNS host name with at least two labels (no port, no IP address)."""
@@ -52,3 +61,27 @@ def append_query(url: str, params: Mapping[str, str]) -> str:
     base, hash_, fragment = url.partition("#")
     joiner = "&" if "?" in base else "?"
     return f"{base}{joiner}{urlencode(params)}{hash_}{fragment}"
+
+
+def local_path(value: str | None) -> str | None:
+    """``value`` if it is a path on this host (never another host): open-redirect guard."""
+    if (not value or not value.startswith("/") or value.startswith("//")
+            or "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        return None
+    return value
+
+
+def origin_on(issuer: str, host: str) -> str:
+    """The origin of ``host`` served beside ``issuer``: the issuer's scheme and port (a
+    system on a host of its own is served by the same listener)."""
+    parts = urlsplit(issuer)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def host_name(host_header: str) -> str:
+    """``Host`` without its port, lower case (``[::1]:8000`` → ``[::1]``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host

@@ -18,10 +18,12 @@ import httpx
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway.background import Background
 from gateway.config import Config, Systems
-from gateway.csrf import COOKIE as CSRF_COOKIE
+from gateway.csrf import Csrf
 from gateway.errors import ConfigError
+from gateway.host_sessions import HostSessions
 from gateway.keys import KeyRing
 from gateway.legacy.access import Gate
+from gateway.legacy.handover import Handover
 from gateway.login.directory import TomlDirectory
 from gateway.login.source import PasswordSource
 from gateway.oidc.active import ActiveTokens
@@ -44,6 +46,7 @@ from gateway.store import Store, open_store
 __all__ = [
     "Gateway",
     "build_gateway",
+    "gateway_cookie_names",
     "key_problems",
     "load_keys",
     "open_connectors",
@@ -74,6 +77,7 @@ class Gateway:
     health: PassiveHealth
     connectors: Mapping[str, Connector]  # every system's, opened
     gate: Gate
+    handover: Handover
     upstream: Upstream
     proxy: Proxy
     owns_store: bool = True
@@ -99,6 +103,12 @@ class Gateway:
                 await self.store.close()
 
 
+def gateway_cookie_names(secure: bool) -> frozenset[str]:
+    """The gateway's cookies besides the session (whose name the proxy knows from the
+    gate) and the host sessions': under both spellings, never forwarded to a system."""
+    return frozenset({Csrf(secure=secure).cookie_name, Csrf(secure=False).cookie_name})
+
+
 def load_keys(config: Config) -> KeyRing:
     """Keys from ``gateway.key_dir``; ephemeral only where config allows (loopback http)."""
     key_dir = config.settings.gateway.key_dir
@@ -114,16 +124,27 @@ def key_problems(config: Config, keys: KeyRing) -> list[str]:
             f"(run `roam keys generate --alg {alg}`)" for alg in sorted(missing)]
 
 
-def open_connectors(systems: Systems, context: ConnectorContext) -> dict[str, Connector]:
-    """Each system's connector, opened once from the settings the config loader parsed;
+def open_connectors(systems: Systems, context: ConnectorContext, *,
+                    path_mode: bool = False) -> dict[str, Connector]:
+    """Each system's connector, opened once from the settings the config loader parsed.
+
     ``ConfigError`` if a system is served on hosts of its own but its connector gives the
-    proxy nothing to present (only the proxy answers on a system's hosts)."""
+    proxy nothing to present (only the proxy answers on a system's hosts), or if a system
+    the proxy serves has no host of its own and ``path_mode`` (``[proxy] path_mode``, the
+    demo's and an explicit opt-in) is off: it would share the issuer's origin."""
     opened = {system.id: systems.connector_config(system.id).open(context)
               for system in systems}
     problems = [f"systems file: system {system.id!r}: hosts: only for systems the proxy "
                 f"serves (connector {system.connector!r} does not present identity)"
                 for system in systems
                 if system.hosts and not isinstance(opened[system.id], PresentsIdentity)]
+    if not path_mode:
+        problems.extend(
+            f"systems file: system {system.id!r}: hosts: a proxied system needs a host of "
+            "its own (or [proxy] path_mode = true to serve it under /s/<id>/ on the "
+            "issuer's origin: demo and explicit opt-in only)"
+            for system in systems
+            if not system.hosts and isinstance(opened[system.id], PresentsIdentity))
     if problems:
         raise ConfigError(problems)
     return opened
@@ -159,7 +180,8 @@ def build_gateway(
     if problems:
         raise ConfigError(problems)
     clients = ClientRegistry(config.clients)
-    connectors = open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer))
+    connectors = open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
+                                 path_mode=settings.proxy.path_mode)
     owns_store, owns_http = store is None, http is None
     if store is None:
         store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
@@ -186,15 +208,19 @@ def build_gateway(
                            cooldown=settings.health.passive_cooldown)
     resolver = Resolver(config.systems, config.regions, health=health)
     gate = Gate(sessions)
+    handover = Handover(systems=config.systems, gate=gate, issuer=issuer,
+                        hosts=HostSessions(store, sessions,
+                                           handover_ttl=settings.proxy.handover_ttl))
     upstream = upstream or H1Upstream()  # one connection pool per process
     proxy = Proxy(upstream, systems=config.systems, health=health, gate=gate, pages=pages,
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
-                  cookie_names={CSRF_COOKIE}, max_body=settings.proxy.max_body, issuer=issuer)
+                  handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
+                  max_body=settings.proxy.max_body, issuer=issuer)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
         source=source or open_source(config, store), resolver=resolver, health=health,
-        connectors=connectors, gate=gate, upstream=upstream, proxy=proxy,
+        connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
         owns_store=owns_store, owns_http=owns_http)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     assert f"{bad}: gateway.port" in result.stderr
     assert f"{bad}: store.backend" in result.stderr
     assert "clients.toml: file not found" in result.stderr
+
+
+def test_a_proxied_system_without_a_host_of_its_own_needs_path_mode(tmp_path: Path) -> None:
+    for name in ("roam.toml", "clients.toml", "directory.toml"):
+        shutil.copy(REPO / "config" / name, tmp_path / name)
+    systems = (REPO / "config" / "systems.toml").read_text("utf-8")
+    assert 'hosts = ["hunan-province.localhost"]\n' in systems
+    (tmp_path / "systems.toml").write_text(
+        systems.replace('hosts = ["hunan-province.localhost"]\n', ""), "utf-8")
+    refused = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert ("system 'hunan-province': hosts: a proxied system needs a host of its own"
+            in refused.stderr)
+    opted_in = roam("--config", str(tmp_path / "roam.toml"), "config", "check",
+                    env={"ROAM_PROXY_PATH_MODE": "true"})
+    assert opted_in.returncode == 0, opted_in.stderr
 
 
 def test_env_override_error_exits_2() -> None:

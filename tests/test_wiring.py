@@ -76,7 +76,6 @@ hosts = ["cas.roam.test"]
         generate_key_file(tmp_path / "keys", alg)
     base = config_on_port(8000)
     settings = base.settings.model_copy(update={
-        "session": base.settings.session.model_copy(update={"cookie_domain": "roam.test"}),
         "gateway": base.settings.gateway.model_copy(update={
             "issuer": "https://sso.roam.test", "key_dir": str(tmp_path / "keys")}),
         "routing": base.settings.routing.model_copy(

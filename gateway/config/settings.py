@@ -52,7 +52,7 @@ class GatewaySection(Strict):
 
 class SessionSection(Strict):
     cookie_name: str = Field(default="roam_session", pattern=r"^[A-Za-z0-9_\-]+$")
-    # Shared with systems served on host names of their own ([[system]] hosts).
+    # Unset (the default): the cookie is the issuer host's alone (__Host- under https).
     cookie_domain: str | None = Field(default=None, pattern=HOST_NAME, max_length=253)
     idle_timeout: int = Field(default=1800, ge=60)
     absolute_timeout: int = Field(default=28800, ge=60)
@@ -106,6 +106,10 @@ class RoutingSection(Strict):
 
 class ProxySection(Strict):
     max_body: int = Field(default=10 * MiB, ge=1024, le=1024 * MiB)  # request bodies, bytes
+    # Serve proxied systems without hosts of their own under /s/<id>/ on the issuer's
+    # origin (they then share it: demo and explicit opt-in only).
+    path_mode: bool = False
+    handover_ttl: int = Field(default=60, ge=5, le=300)  # a hand-over code, seconds
 
 
 class HealthSection(Strict):

@@ -213,9 +213,10 @@ def load_systems(
     caller decides what problems mean (``load_config`` raises ``ConfigError``); the
     registry returned never holds an invalid system.
 
-    A system's ``hosts`` must lie within ``cookie_domain`` (``[session] cookie_domain``:
-    the session cookie must reach them) and must not be ``gateway_host`` itself; a relying
-    party is never served on the gateway's hosts (it runs on its own).
+    A system's ``hosts`` must lie outside ``cookie_domain`` (``[session] cookie_domain``:
+    the issuer's session cookie must never reach a system's pages; a system's host gets a
+    session of its own, handed over by the issuer) and must not be ``gateway_host``
+    itself; a relying party is never served on the gateway's hosts (it runs on its own).
     """
     problems: list[str] = []
     try:
@@ -313,10 +314,9 @@ def _host_problems(system: SystemConfig, where: str, taken: Mapping[str, str],
             problems.append(f"{where}: {host!r} is already served for {taken[host]!r}")
         if host == gateway_host:
             problems.append(f"{where}: {host!r} is the gateway's own host")
-        if cookie_domain is None:
-            problems.append(f"{where}: {host!r} needs [session] cookie_domain to cover it "
-                            "(the session cookie must reach the system's host)")
-        elif not within_domain(host, cookie_domain):
-            problems.append(f"{where}: {host!r} is not within [session] cookie_domain "
-                            f"{cookie_domain!r}")
+        if cookie_domain is not None and within_domain(host, cookie_domain):
+            problems.append(f"{where}: {host!r} is within [session] cookie_domain "
+                            f"{cookie_domain!r}: the gateway's session cookie would reach "
+                            "the system's pages (leave cookie_domain unset: a system's host "
+                            "gets a session of its own by the hand-over hop)")
     return problems

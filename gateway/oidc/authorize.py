@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredError
@@ -29,15 +28,14 @@ from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
+from gateway.urls import local_path
 
 __all__ = [
     "DEFAULT_DESCRIPTIONS",
     "Authorizer",
     "Pending",
     "first_param",
-    "local_path",
     "requested_level",
-    "system_url",
 ]
 
 log = logging.getLogger("roam.authorize")
@@ -59,30 +57,6 @@ class Pending:
     pairs: list[tuple[str, str]]
     created: int
     next: str | None = None
-
-
-def local_path(value: str | None) -> str | None:
-    """``value`` if it is a path on this gateway (never another host): open-redirect guard."""
-    if (not value or not value.startswith("/") or value.startswith("//")
-            or "\\" in value or any(ord(c) < 32 for c in value)):
-        return None
-    return value
-
-
-def system_url(value: str | None, *, issuer: str, hosts: frozenset[str]) -> str | None:
-    """``value`` if it is an absolute URL on a host the gateway serves a system on (host
-    routing: ``systems.toml`` ``hosts``), same scheme and port as the issuer; else None."""
-    if not value or not hosts or any(ord(c) < 32 for c in value) or "\\" in value:
-        return None
-    try:
-        parts, gateway = urlsplit(value), urlsplit(issuer)
-        port, gateway_port = parts.port, gateway.port
-    except ValueError:
-        return None
-    if (parts.scheme != gateway.scheme or parts.hostname not in hosts or parts.username
-            or parts.password or port not in (None, gateway_port)):
-        return None
-    return value
 
 
 def requested_level(pairs: Sequence[tuple[str, str]]) -> int:
@@ -108,7 +82,6 @@ class Authorizer:
         sessions: SessionManager,
         store: Store,
         issuer: str,
-        system_hosts: frozenset[str] = frozenset(),
         request_ttl: int = 1800,
     ) -> None:
         self.server = server
@@ -116,14 +89,13 @@ class Authorizer:
         self.sessions = sessions
         self.store = store
         self.issuer = issuer
-        self.system_hosts = system_hosts
         self.request_ttl = request_ttl  # how long a login page may stay open ([login])
 
     def return_target(self, value: str | None) -> str | None:
-        """Where a parked deep link may send the person back to: a path on the gateway, or
-        a page of a system served on its own host name. Anything else: None."""
-        return local_path(value) or system_url(value, issuer=self.issuer,
-                                               hosts=self.system_hosts)
+        """Where a parked deep link may send the person back to: a path on the gateway
+        (a system on a host of its own is reached through ``/sso/handover``, a path here);
+        anything else: None."""
+        return local_path(value)
 
     async def authorize(self, request: Request) -> Response:
         return await self._process(request, await request_params(request), pending=None)

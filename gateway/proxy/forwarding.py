@@ -11,7 +11,14 @@ tested without a server:
 - :func:`without_set_cookies` drops an upstream's ``Set-Cookie`` for those names (a system
   cannot overwrite or delete the gateway's session);
 - :func:`forwarded_headers` replaces any client-sent ``X-Forwarded-Proto/Host/Prefix`` and
-  appends the client's address to ``X-Forwarded-For``.
+  appends the client's address to ``X-Forwarded-For``;
+- :func:`scoped_set_cookie` keeps an upstream's cookie to its own system: never a
+  ``Domain`` (host-only, so a system cannot set cookies for its siblings or the issuer),
+  and in path mode (``/s/<system>/`` on the issuer's origin, where every system shares one
+  host) a name of its own, ``s.<system>.<name>``, and a ``Path`` under ``/s/<system>/``.
+  The request side forwards only the cookies carrying that system's name prefix, the
+  prefix removed: a system only ever receives its own cookies, never another system's
+  nor the gateway's.
 
 :func:`upstream_request_headers` is what the proxy runs per request: all of the request
 side (plus ``Host`` and ``Expect`` dropped) in one pass over the ASGI header list, whose
@@ -30,6 +37,8 @@ __all__ = [
     "Headers",
     "client_response_headers",
     "forwarded_headers",
+    "path_cookie_prefix",
+    "scoped_set_cookie",
     "upstream_request_headers",
     "without_cookies",
     "without_hop_by_hop",
@@ -124,11 +133,13 @@ _NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"host", "expect"}
 
 def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
                              cookie_names: Collection[str], client: str | None, proto: str,
-                             host: str, prefix: str) -> Headers:
+                             host: str, prefix: str, cookie_prefix: str = "",
+                             cookie_name_prefixes: tuple[str, ...] = ()) -> Headers:
     """The client's ASGI headers as an upstream may see them, in one pass.
 
     Equal to ``forwarded_headers(without_cookies(drop host/expect(without_hop_by_hop(
-    headers))))``; ``raw`` names must be lower case, as ASGI gives them.
+    headers))))``; ``raw`` names must be lower case, as ASGI gives them. With a
+    ``cookie_prefix`` (path mode) only the cookies named with it go up, without it.
     """
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
     named = _named_by_connection(pairs)
@@ -140,8 +151,13 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
                 chain.append(value.strip())
             continue
         if name == "cookie":
-            kept = [p.strip() for p in value.split(";")
-                    if p.strip() and _cookie_name(p) not in cookie_names]
+            if cookie_prefix:
+                kept = [p.strip()[len(cookie_prefix):] for p in value.split(";")
+                        if p.strip().startswith(cookie_prefix)]
+            else:
+                kept = [p.strip() for p in value.split(";")
+                        if p.strip() and (cookie := _cookie_name(p)) not in cookie_names
+                        and not cookie.startswith(cookie_name_prefixes)]
             if kept:
                 out.append((name, "; ".join(kept)))
             continue
@@ -163,13 +179,16 @@ _NOT_RETURNED = HOP_BY_HOP | {"date"}
 
 def client_response_headers(headers: Iterable[tuple[str, str]], *,
                             cookie_names: Collection[str], base: str,
-                            prefix: str) -> list[tuple[bytes, bytes]]:
+                            prefix: str, cookie_prefix: str = "",
+                            cookie_name_prefixes: tuple[str, ...] = (),
+                            ) -> list[tuple[bytes, bytes]]:
     """An upstream's answer headers as the client may see them, as ASGI wants them.
 
     Equal to ``without_set_cookies(without_hop_by_hop(headers))`` without ``Date`` (the
     gateway's server sends its own: two would be invalid, and nginx drops the upstream's
-    too), with a ``Location`` into ``base`` rewritten under ``prefix``, names lower-cased
-    and both encoded (latin-1).
+    too), every ``Set-Cookie`` through :func:`scoped_set_cookie` (path mode: with
+    ``cookie_prefix`` and under ``prefix``), a ``Location`` into ``base`` rewritten under
+    ``prefix``, names lower-cased and both encoded (latin-1).
     """
     pairs = [(name.lower(), value) for name, value in headers]
     named = _named_by_connection(pairs)
@@ -177,10 +196,40 @@ def client_response_headers(headers: Iterable[tuple[str, str]], *,
     for name, value in pairs:
         if name in _NOT_RETURNED or name in named or name.startswith("proxy-"):
             continue
-        if name == "set-cookie" and _cookie_name(value.split(";", 1)[0]) in cookie_names:
-            continue
+        if name == "set-cookie":
+            cookie = _cookie_name(value.split(";", 1)[0])
+            if cookie in cookie_names or cookie.startswith(cookie_name_prefixes):
+                continue
+            value = scoped_set_cookie(value, name_prefix=cookie_prefix,
+                                      path_prefix=prefix if cookie_prefix else "")
         if name == "location" and (value == base or value.startswith(base + "/")):
             value = prefix + (value[len(base):] or "/")
         out.append((name.encode("latin-1"), value.encode("latin-1")))
     return out
 
+
+
+def path_cookie_prefix(system_id: str) -> str:
+    """The name prefix of a path-mode system's cookies in the browser."""
+    return f"s.{system_id}."
+
+
+def scoped_set_cookie(value: str, *, name_prefix: str = "", path_prefix: str = "") -> str:
+    """An upstream's ``Set-Cookie`` value kept to its system: no ``Domain`` attribute;
+    with ``name_prefix`` the name gets it, and with ``path_prefix`` the ``Path`` moves
+    under it (``Path=/`` → ``Path=/s/<system>/``; no ``Path``: the browser's default, the
+    request's own directory, is already under it)."""
+    first, _, attributes = value.partition(";")
+    kept: list[str] = []
+    for attribute in attributes.split(";") if attributes else ():
+        key, _, attr_value = attribute.partition("=")
+        key = key.strip().lower()
+        if key == "domain":
+            continue
+        if key == "path" and path_prefix:
+            path = attr_value.strip()
+            attribute = f" Path={path_prefix}{path if path.startswith('/') else '/'}"
+        kept.append(attribute)
+    if name_prefix:
+        first = name_prefix + first.lstrip()
+    return ";".join([first, *kept])

@@ -14,18 +14,12 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
-__all__ = ["HOST_ROUTED", "host_name", "host_routed"]
+from gateway.urls import host_name
+
+__all__ = ["HOST_ROUTED", "host_routed"]
 
 HOST_ROUTED = "roam.host"
 """Scope key: the ``Host`` header (port included) a host-routed request came with."""
-
-
-def host_name(host_header: str) -> str:
-    """``Host`` without its port, lower case (``[::1]:8000`` → ``[::1]``)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def host_routed(scope: Scope, hosts: Mapping[str, str]) -> Scope:

@@ -46,12 +46,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
 from gateway.config import SystemConfig, Systems, route_of
-from gateway.errors import StoreError, new_reference
+from gateway.cookies import cookie_value
+from gateway.errors import PageError, StoreError, new_reference
+from gateway.host_sessions import CALLBACK_PATH, LOGOUT_PATH
 from gateway.identity import Identity
-from gateway.legacy.access import Gate, Refusal
+from gateway.legacy.access import NO_STORE, Gate, Refusal
+from gateway.legacy.handover import Handover
 from gateway.pages import Pages
-from gateway.proxy.answers import MiB, ProxyAnswers
-from gateway.proxy.forwarding import Headers, client_response_headers, upstream_request_headers
+from gateway.proxy.answers import MiB, ProxyAnswers, is_navigation
+from gateway.proxy.forwarding import (
+    Headers,
+    client_response_headers,
+    path_cookie_prefix,
+    upstream_request_headers,
+)
 from gateway.proxy.health import PassiveHealth
 from gateway.proxy.hosts import HOST_ROUTED
 from gateway.proxy.upstream import (
@@ -62,7 +70,8 @@ from gateway.proxy.upstream import (
     UpstreamTimeout,
 )
 from gateway.routing.resolve import Chooser, RoundRobin
-from gateway.sessions import cookie_value
+from gateway.sessions import Session
+from gateway.urls import host_name, origin_on
 
 __all__ = ["IDEMPOTENT", "METHODS", "PREFIX", "Proxy"]
 
@@ -139,12 +148,14 @@ class _Facts(NamedTuple):
     cookie: str
     length: str | None  # Content-Length as sent
     chunked: bool  # a Transfer-Encoding was sent
+    foreign: bool  # sent by another site's page, not as a top-level GET navigation
 
     @classmethod
-    def of(cls, raw: list[tuple[bytes, bytes]]) -> _Facts:
+    def of(cls, raw: list[tuple[bytes, bytes]], method: str) -> _Facts:
         host = cookie = ""
         length: str | None = None
         chunked = False
+        site = mode = b""
         for name, value in raw:
             if name == b"host":
                 host = value.decode("latin-1")
@@ -154,7 +165,13 @@ class _Facts(NamedTuple):
                 length = value.decode("latin-1")
             elif name == b"transfer-encoding":
                 chunked = True
-        return cls(host, cookie, length, chunked)
+            elif name == b"sec-fetch-site":
+                site = value.lower()
+            elif name == b"sec-fetch-mode":
+                mode = value.lower()
+        foreign = site in (b"same-site", b"cross-site") and not (
+            mode == b"navigate" and method in ("GET", "HEAD"))
+        return cls(host, cookie, length, chunked, foreign)
 
 
 def _has_dot_segment(path: str) -> bool:
@@ -174,6 +191,7 @@ class Proxy:
         connectors: Mapping[str, PresentsIdentity],
         health: PassiveHealth,
         gate: Gate,
+        handover: Handover | None = None,
         cookie_names: set[str] | frozenset[str] = frozenset(),
         max_body: int = 10 * MiB,
         pages: Pages | None = None,
@@ -186,14 +204,19 @@ class Proxy:
         self.connectors = connectors
         self.health = health
         self.gate = gate
+        self.handover = handover
         self.cookie_name = gate.sessions.cookie_name
-        self.cookie_names = frozenset(cookie_names) | {self.cookie_name}
+        self.cookie_names = frozenset(cookie_names) | {self.cookie_name,
+                                                        gate.sessions.settings.cookie_name}
+        self.cookie_name_prefixes: tuple[str, ...] = ()
+        if handover is not None:
+            self.cookie_names |= handover.hosts.cookie_names
+            self.cookie_name_prefixes = handover.hosts.state_cookie_prefixes
         self.max_body = max_body
         self.answers = ProxyAnswers(pages=pages or Pages(), max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
         self.issuer = issuer  # host-routed systems are sent to its login
         self._targets: dict[tuple[str, str], tuple[Route, str, str]] = {}
-        self.public_scheme = urlsplit(issuer).scheme or "https"
         self.clock = clock
 
     # -- entry point ----------------------------------------------------------------------
@@ -223,19 +246,30 @@ class Proxy:
                                     status_code=307)
         if request.method not in METHODS:
             return self.answers.not_allowed(request, METHODS)
-        facts = _Facts.of(request.scope["headers"])
         host = request.scope.get(HOST_ROUTED)
+        if host is None and system.hosts:  # never served on the issuer's origin
+            return self._to_own_host(system, raw_path, query)
+        facts = _Facts.of(request.scope["headers"], request.method)
+        if facts.foreign:  # another site's page may not act here as the person
+            return self.answers.fail(request, 403, "cross_site_request", "请求被拒绝",
+                                     "其他网站或系统的页面不能以您的身份访问该系统。")
         prefix = "" if host else f"{PREFIX}{system_id}"  # how the client sees the system's root
 
         try:
-            session = await self.gate.enter(cookie_value(facts.cookie, self.cookie_name),
-                                            system)
+            if host is not None:
+                own = await self._own_host_page(request, system, host, raw_path)
+                if own is not None:
+                    return own
+                session = await self._host_session(facts.cookie, system)
+            else:
+                session = await self.gate.enter(cookie_value(facts.cookie, self.cookie_name),
+                                                system)
         except StoreError as exc:
             return self.answers.unavailable(request, exc)
+        except PageError as exc:
+            return self.answers.pages.error(exc)
         if isinstance(session, Refusal):
-            target, gateway = self._back_to(raw_path, query, system_id, host)
-            return self.answers.refused(request, session,
-                                        self.gate.where(session, target, gateway=gateway))
+            return self._refused(request, session, system, raw_path, query, host)
         identity = session.identity
 
         rest = self._rest(raw_path, system_id, request)
@@ -255,16 +289,50 @@ class Proxy:
         return await self._forward(request, system, connector, identity, rest, query,
                                    headers, body, prefix)
 
-    def _back_to(self, raw_path: str, query: str, system_id: str,
-                 host: str | None) -> tuple[str, str]:
-        """Where to come back after login or step-up, and the gateway to do them at: a path
-        here, or (for a request on a system's own host) an absolute URL on that host with
-        the issuer's login."""
-        shown = raw_path.removeprefix(f"{PREFIX}{system_id}") if host else raw_path
-        target = shown + (f"?{query}" if query else "")
-        if not host:
-            return target, ""
-        return f"{self.public_scheme}://{host}{target}", self.issuer
+    # -- sessions -------------------------------------------------------------------------
+
+    def _to_own_host(self, system: SystemConfig, raw_path: str, query: str) -> ASGIApp:
+        """A system with hosts of its own is never served on the issuer's origin: the same
+        page on its first host (308 keeps the method and body)."""
+        rest = raw_path.removeprefix(f"{PREFIX}{system.id}") or "/"
+        url = origin_on(self.issuer, system.hosts[0]) + rest + (f"?{query}" if query else "")
+        return RedirectResponse(url, status_code=308, headers=NO_STORE)
+
+    async def _own_host_page(self, request: Request, system: SystemConfig, host: str,
+                             raw_path: str) -> ASGIApp | None:
+        """The gateway's two pages on a system's own host (the hand-over's end and the
+        host's logout), or None for a page of the system."""
+        if self.handover is None:
+            return None
+        path = raw_path.removeprefix(f"{PREFIX}{system.id}")
+        if path == CALLBACK_PATH and request.method == "GET":  # a HEAD must not use it up
+            return await self.handover.finish(request, system, host_name(host))
+        if path == LOGOUT_PATH and request.method in ("GET", "HEAD"):
+            return await self.handover.end(request)
+        return None
+
+    async def _host_session(self, cookie: str, system: SystemConfig) -> Session | Refusal:
+        """The gate, for the host session a request on a system's own host carries."""
+        if self.handover is None:
+            return Refusal("login")
+        hosts = self.handover.hosts
+        found = await hosts.load(cookie_value(cookie, hosts.cookie_name), system=system.id)
+        return self.gate.admit(found.as_session() if found is not None else None, system)
+
+    def _refused(self, request: Request, refusal: Refusal, system: SystemConfig,
+                 raw_path: str, query: str, host: str | None) -> ASGIApp:
+        """To the login or step-up page and back: on the issuer's origin directly, from a
+        system's own host through the hand-over (which logs in or steps up on the way)."""
+        if host is None:
+            target = raw_path + (f"?{query}" if query else "")
+            return self.answers.refused(request, refusal, self.gate.where(refusal, target))
+        if (self.handover is not None and request.method in ("GET", "HEAD")
+                and is_navigation(request)):
+            shown = raw_path.removeprefix(f"{PREFIX}{system.id}") or "/"
+            return self.handover.begin(system, host_name(host),
+                                       shown + (f"?{query}" if query else ""))
+        return self.answers.refused(request, refusal,
+                                    self.gate.where(refusal, "/", gateway=self.issuer))
 
     # -- forwarding -----------------------------------------------------------------------
 
@@ -338,13 +406,21 @@ class Proxy:
         client = request.scope.get("client")
         return strip_client_identity(upstream_request_headers(
             request.scope["headers"], cookie_names=self.cookie_names,
+            cookie_name_prefixes=self.cookie_name_prefixes,
             client=client[0] if client else None, proto=str(request.scope["scheme"]),
-            host=host, prefix=prefix))
+            host=host, prefix=prefix, cookie_prefix=self._cookie_prefix(prefix)))
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
                           prefix: str) -> list[tuple[bytes, bytes]]:
         return client_response_headers(resp.headers, cookie_names=self.cookie_names,
-                                       base=instance.rstrip("/"), prefix=prefix)
+                                       cookie_name_prefixes=self.cookie_name_prefixes,
+                                       base=instance.rstrip("/"), prefix=prefix,
+                                       cookie_prefix=self._cookie_prefix(prefix))
+
+    @staticmethod
+    def _cookie_prefix(prefix: str) -> str:
+        """Path mode (``prefix`` is ``/s/<system>``): the system's cookie name prefix."""
+        return path_cookie_prefix(prefix[len(PREFIX):]) if prefix else ""
 
     def _answer(self, resp: UpstreamResponse, instance: str, prefix: str,
                 content: bytes) -> ASGIApp:

@@ -6,7 +6,7 @@ person without a session goes through the login page, one below the chosen syste
 back to the same link. Systems whose connector ``RedirectsLogin`` are reached through
 their own login (``oidc``: the system asks the gateway; ``cas``, ``ticket``: the gateway's
 ticket-issuing login URL for them); systems whose connector presents identity in headers
-through the gateway's proxy at ``/s/<system>/``.
+through the gateway's proxy, on the system's own host (or at ``/s/<system>/`` in path mode).
 An unknown item or region, or no route, is a Chinese page that lists what does exist.
 """
 
@@ -27,6 +27,7 @@ from gateway.pages import Pages
 from gateway.regions import PROVINCE_CODE
 from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
 from gateway.sessions import SessionManager
+from gateway.urls import origin_on
 
 __all__ = ["GoPages"]
 
@@ -36,13 +37,14 @@ audit = logging.getLogger("roam.audit")
 class GoPages:
     def __init__(self, *, resolver: Resolver, sessions: SessionManager, gate: Gate,
                  connectors: Mapping[str, Connector], pages: Pages,
-                 proxy_prefix: str = "/s/") -> None:
+                 proxy_prefix: str = "/s/", issuer: str = "") -> None:
         self.resolver = resolver
         self.sessions = sessions
         self.gate = gate
         self.connectors = connectors  # every system's opened connector
         self.pages = pages
         self.proxy_prefix = proxy_prefix  # where the proxy serves systems that present identity
+        self.issuer = issuer  # a system on a host of its own: that host, the issuer's port
 
     async def handle(self, request: Request) -> Response:
         item = request.path_params["item"]
@@ -63,6 +65,8 @@ class GoPages:
         if isinstance(connector, RedirectsLogin):
             target = await connector.login_url(session.identity, route_of(system, found.instance),
                                                found.instance.rstrip("/") + "/")
+        elif system.hosts:  # a proxied system on a host of its own
+            target = origin_on(self.issuer, system.hosts[0]) + "/"
         else:
             target = f"{self.proxy_prefix}{system.id}/"
         audit.info("go item=%s region=%s system=%s via=%s fallback=%s sid=%s", item, region,

@@ -59,6 +59,8 @@ class Kind(StrEnum):
     STEPUP_FACE = "stepup_face"  # a simulated face check's one-time challenge
     CAS_TICKET = "cas_st"  # a CAS service ticket (ST-…)
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
+    HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
+    HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host
 
 
 def check_ttl(ttl: object) -> int:

@@ -213,8 +213,7 @@ def test_a_relying_party_is_a_registered_client_on_its_own_host(
 
     path.write_text(RELYING_PARTY.format(client="city-rp", hosts='hosts = ["rp.sso.test"]'),
                     encoding="utf-8")
-    _, problems = load_systems(path, regions=regions, client_ids={"city-rp"},
-                               cookie_domain="sso.test")
+    _, problems = load_systems(path, regions=regions, client_ids={"city-rp"})
     assert problems == [f"{path}: system[0].hosts: only for proxied systems; a relying party "
                         "runs on its own host"]
 

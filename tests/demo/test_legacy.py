@@ -68,6 +68,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(gateway, province, yuelu)
 
 
+def province_page(stack: Stack) -> str:
+    """The province's proxied system: its own host (*.localhost is loopback), the
+    gateway's port."""
+    return stack.gateway.replace("127.0.0.1", "hunan-province.localhost") + "/"
+
+
 def _log_in(page: Page, stack: Stack) -> None:
     page.wait_for_url(lambda url: at(url, stack.gateway, "/login"))
     expect(page.locator("h1")).to_have_text("登录")
@@ -84,7 +90,7 @@ def test_go_reaches_the_signed_header_system_through_the_proxy(stack: Stack,
     # 常德市武陵区 has no system for 不动产登记: the province's (signed-header) handles it.
     page.goto(f"{stack.gateway}/go/{BDC}?region=430702")
     _log_in(page, stack)
-    page.wait_for_url(f"{stack.gateway}/s/hunan-province/")
+    page.wait_for_url(province_page(stack))  # on its own host, through the hand-over hop
     expect(page.locator("#system")).to_have_text(PROVINCE)
     expect(page.locator("#who")).to_have_text("张*")  # from claims whose signature verified
     expect(page.locator("#via")).to_contain_text("签名已校验")
@@ -114,7 +120,7 @@ def test_cas_system_logs_in_through_the_gateway(stack: Stack, page: Page) -> Non
     expect(page.locator("#via")).to_contain_text("CAS")
     # Now the gateway session exists: the province's system is one click, no login page.
     page.goto(f"{stack.gateway}/go/{BDC}?region=430702")
-    page.wait_for_url(f"{stack.gateway}/s/hunan-province/")
+    page.wait_for_url(province_page(stack))
     expect(page.locator("#who")).to_have_text("张*")
 
 

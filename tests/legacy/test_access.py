@@ -7,9 +7,10 @@ import time
 from starlette.responses import Response
 
 from gateway.config import SessionSection, SystemConfig
+from gateway.cookies import cookie_value
 from gateway.identity import Identity, PersonKind
 from gateway.legacy.access import Gate, Refusal
-from gateway.sessions import SessionManager, cookie_value
+from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
 
 

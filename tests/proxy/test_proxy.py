@@ -26,6 +26,8 @@ from gateway.proxy.dispatch import ProxyFirst
 from gateway.proxy.forwarding import (
     client_response_headers,
     forwarded_headers,
+    path_cookie_prefix,
+    scoped_set_cookie,
     upstream_request_headers,
     without_cookies,
     without_hop_by_hop,
@@ -192,7 +194,9 @@ NAV = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"
 
 async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: str) -> None:
     async with client(gateway) as http:
-        http.cookies.set("app_sid", "keep-me")
+        http.cookies.set("s.echo.app_sid", "keep-me")  # the system's, as path mode names it
+        http.cookies.set("s.other.app_sid", "another-systems")
+        http.cookies.set("theme", "set-on-the-issuers-origin")
         http.cookies.set("roam_csrf", "gateway-only")
         response = await http.get(
             "/s/echo/api/items%20list?q=%E5%85%AC&n=1",
@@ -217,7 +221,8 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
     assert headers["x-forwarded-prefix"] == "/s/echo"
     assert "authorization" not in headers
     assert "x-private" not in headers  # named by Connection: hop-by-hop
-    # the gateway's cookies never reach a system; the system's own cookie does
+    # the gateway's cookies, another system's and any other never reach a system; the
+    # system's own cookie does, under the name the system gave it
     assert headers["cookie"] == "app_sid=keep-me"
     # the connector's headers, and only them: the signature verifies as the system checks it
     verified = verify(headers, "GET", seen["path"], secret=SECRET, now=time.time(),
@@ -228,7 +233,9 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
     # an upstream cannot set the gateway's cookie; its own passes
     assert len(response.headers.get_list("date")) == 1  # the gateway's, not a second one
     set_cookies = response.headers.get_list("set-cookie")
-    assert any(c.startswith("app_sid=") for c in set_cookies)
+    assert [c for c in set_cookies if "app_sid" in c] == [
+        "s.echo.app_sid=upstream-own; Path=/s/echo/; SameSite=lax"], \
+        "path mode: the system's own name and path, never another system's"
     assert not any(c.startswith("roam_session=") for c in set_cookies)
 
 
@@ -511,6 +518,31 @@ def test_cookie_rules() -> None:
     set_cookies = [("Set-Cookie", "roam_session=x; Path=/"), ("Set-Cookie", "app=2"),
                    ("Content-Type", "text/plain")]
     assert without_set_cookies(set_cookies, {"roam_session"}) == set_cookies[1:]
+
+
+@pytest.mark.parametrize(("sent", "path_mode", "host_mode"), [
+    ("a=1", "s.gjj.a=1", "a=1"),  # no Path: the browser's default is the page's directory
+    ("a=1; Path=/; Domain=roam.test; HttpOnly", "s.gjj.a=1; Path=/s/gjj/; HttpOnly",
+     "a=1; Path=/; HttpOnly"),
+    ("a=1; path=/app; DOMAIN=.gov.cn; Secure", "s.gjj.a=1; Path=/s/gjj/app; Secure",
+     "a=1; path=/app; Secure"),
+    ("__Host-x=1; Path=/; Secure", "s.gjj.__Host-x=1; Path=/s/gjj/; Secure",
+     "__Host-x=1; Path=/; Secure"),
+    ("a=1; Path=relative", "s.gjj.a=1; Path=/s/gjj/", "a=1; Path=relative"),
+])
+def test_a_systems_set_cookie_is_kept_to_that_system(sent: str, path_mode: str,
+                                                     host_mode: str) -> None:
+    assert scoped_set_cookie(sent, name_prefix="s.gjj.", path_prefix="/s/gjj") == path_mode
+    assert scoped_set_cookie(sent) == host_mode  # its own host: only the Domain goes
+
+
+def test_path_mode_forwards_only_the_systems_own_cookies() -> None:
+    raw = [(b"cookie", b"roam_session=a.b; s.gjj.JSESSIONID=1; s.sb.JSESSIONID=2; theme=x"),
+           (b"cookie", b"s.gjj.lang=zh")]
+    out = upstream_request_headers(raw, cookie_names={"roam_session"}, client=None,
+                                   proto="https", host="gw", prefix="/s/gjj",
+                                   cookie_prefix=path_cookie_prefix("gjj"))
+    assert [v for k, v in out if k == "cookie"] == ["JSESSIONID=1", "lang=zh"]
 
 
 def test_forwarded_headers_replace_what_a_client_claims() -> None:

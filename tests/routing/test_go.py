@@ -65,7 +65,10 @@ def test_county_system_first_then_province(browser: httpx.Client) -> None:
     # 岳麓区's own system is a CAS one: the gateway's CAS login issues its ticket
     cas = browser.get(f"/go/{BDC}?region=430104").headers["location"]
     assert cas.endswith("/cas/login?service=http%3A%2F%2F127.0.0.1%3A8011%2F")
-    assert browser.get(f"/go/{BDC}?region=430702").headers["location"] == "/s/hunan-province/"
+    # the province's proxied system, on a host of its own (the issuer's port)
+    port = str(browser.base_url.port)
+    assert browser.get(f"/go/{BDC}?region=430702").headers["location"] == \
+        f"http://hunan-province.localhost:{port}/"
 
 
 def test_unknown_item_and_region_get_a_page_listing_what_exists(browser: httpx.Client) -> None:
@@ -110,8 +113,9 @@ claims = ["name"]
         config = config_on_port(port)
         routing = config.settings.routing.model_copy(
             update={"systems_file": str(tmp_path / "systems.toml")})
+        proxy = config.settings.proxy.model_copy(update={"path_mode": True})
         config = config.revised(settings=config.settings.model_copy(
-            update={"routing": routing}))
+            update={"routing": routing, "proxy": proxy}))
         with serve(create_app(config, store=MemoryStore()), port) as gw, \
                 httpx.Client(base_url=gw) as browser:
             back = log_in_via(browser, browser.get(f"/go/{BDC}?region=430702"))
@@ -161,16 +165,23 @@ def test_below_the_systems_level_go_steps_up_first_and_comes_back(
 
 def test_a_proxied_system_below_its_level_reaches_a_working_step_up(
         browser: httpx.Client) -> None:
-    """The proxy's step-up redirect names the level (it once left ``acr`` out, and the
-    step-up page could only answer with an error)."""
+    """The step-up on the way into a proxied system names the level (it once left ``acr``
+    out, and the step-up page could only answer with an error)."""
     login = browser.get("/go/430000-BDC-001?region=430702")  # the province's L2 system
     page = browser.get(browser.get(login.headers["location"]).headers["location"])
     browser.post("/login", data={
         "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
         "username": "15000000003", "password": DEMO_PASSWORD})  # c-0003, an L1 account
-    proxied = browser.get("/s/hunan-province/a?b=1", headers={"Accept": "text/html"})
-    assert proxied.status_code == 303
-    assert proxied.headers["location"] == "/stepup?next=%2Fs%2Fhunan-province%2Fa%3Fb%3D1&acr=L2"
-    sms = browser.get(browser.get(proxied.headers["location"]).headers["location"])
+    host = f"hunan-province.localhost:{browser.base_url.port}"
+    proxied = browser.get("/a?b=1", headers={"Accept": "text/html", "Host": host})
+    assert proxied.status_code == 303  # to the issuer for a session on the system's host
+    handover = proxied.headers["location"]
+    assert handover.startswith(f"{browser.base_url}/sso/handover?")
+    stepped = browser.get(handover)
+    assert stepped.status_code == 303
+    step_up = stepped.headers["location"]
+    assert step_up.startswith("/stepup?next=%2Fsso%2Fhandover%3F")
+    assert step_up.endswith("&acr=L2")
+    sms = browser.get(browser.get(step_up).headers["location"])
     assert sms.status_code == 200
     assert 'id="otp"' in sms.text
