@@ -394,7 +394,7 @@ def table(results: Results) -> str:
     for target in TARGETS:
         p50, p99 = results.latency(target, 50), results.latency(target, 99)
         label = {"direct": "upstream direct", "nginx": "nginx → upstream",
-                 "gateway": f"gateway /s/{SYSTEM_ID}/… → upstream"}[target]
+                 "gateway": f"gateway ({SYSTEM_HOST}) → upstream"}[target]
         added = "—" if target == "direct" else f"{p50 - direct50:+.2f}"
         added99 = "—" if target == "direct" else f"{p99 - direct99:+.2f}"
         proxy_ms = "—" if target == "direct" else f"{results.cpu_ms(target, 'proxy'):.3f}"
@@ -436,11 +436,13 @@ async def session_cookie(gateway: ServerProcess) -> tuple[dict[str, Any], str]:
         on_host = {"Host": host, "Accept": "text/html"}
         async with browser.get(gateway.base + "/", headers=on_host,
                                allow_redirects=False) as resp:
-            handover, state = resp.headers["Location"], resp.cookies["roam_state"].value
+            handover = resp.headers["Location"]
+            [state] = [f"{name}={morsel.value}" for name, morsel in resp.cookies.items()
+                       if name.startswith("roam_state-")]  # this hop's state cookie
         async with browser.get(handover, allow_redirects=False) as resp:
             callback = yarl.URL(resp.headers["Location"])  # on the system's host
         async with browser.get(gateway.base + str(callback.relative()), allow_redirects=False,
-                               headers={**on_host, "Cookie": f"roam_state={state}"}) as resp:
+                               headers={**on_host, "Cookie": state}) as resp:
             cookie = resp.cookies.get("roam_host")
         if cookie is None:
             raise RuntimeError("the hand-over set no roam_host cookie")
