@@ -77,9 +77,10 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
 
 
 def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
-                 systems: str | None = None) -> Config:
+                 systems: str | None = None, path_mode: bool = False) -> Config:
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
-    ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``)."""
+    ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``);
+    ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``)."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
     update: dict[str, Any] = {
@@ -90,6 +91,8 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
     }
     if systems is not None:
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
+    if path_mode:
+        update["proxy"] = settings.proxy.model_copy(update={"path_mode": True})
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
@@ -151,10 +154,10 @@ class Floor:
 
 
 def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
-              systems: str | None = None) -> Starlette:
+              systems: str | None = None, path_mode: bool = False) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
-                          secret=secret, systems=systems)
+                          secret=secret, systems=systems, path_mode=path_mode)
     keys = KeyRing.ephemeral(ALGS)
     app = create_app(config, keys=keys)  # the store comes from config, as in production
     floor = Floor(config, keys)
@@ -188,13 +191,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--systems", default=None,
                         help="absolute path of a systems file to use instead of "
                              "config/systems.toml (bench/proxy.py)")
+    parser.add_argument("--path-mode", action="store_true",
+                        help="serve systems without hosts under /s/<id>/ (bench/proxy_ab.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
-                    port=args.port, secret=secret, systems=args.systems)
+                    port=args.port, secret=secret, systems=args.systems,
+                    path_mode=args.path_mode)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
     uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
                                   log_level="warning")).run()

@@ -233,14 +233,17 @@ connector = "signed-header"
 connector_settings = {{ secret = "{secret}" }}
 items = ["{item}"]
 claims = ["name"]
-hosts = ["{host}"]
+{hosts}
 """
 
 
-def write_systems(tmp: Path, upstream_port: int) -> Path:
+def write_systems(tmp: Path, upstream_port: int, *, own_host: bool = True) -> Path:
+    """The bench's systems file; ``own_host=False``: no host, for path mode (``/s/<id>/``,
+    as gateways before hosts were required served every system: ``bench/proxy_ab.py``)."""
     path = tmp / "systems.toml"
+    hosts = f'hosts = ["{SYSTEM_HOST}"]' if own_host else ""
     path.write_text(SYSTEMS.format(item=ITEM, system=SYSTEM_ID, upstream_port=upstream_port,
-                                   secret=secrets.token_urlsafe(32), host=SYSTEM_HOST),
+                                   secret=secrets.token_urlsafe(32), hosts=hosts),
                     encoding="utf-8")
     return path
 

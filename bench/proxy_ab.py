@@ -11,6 +11,11 @@ the working tree side by side — one upstream, one session each, rounds alterna
 (base, this) — and reports each one's requests/s and CPU per request: the round medians
 and the per-round ratios. Both children run ``bench/_server.py`` of their own tree with
 this interpreter. Every response must be a 200 with the exact body.
+
+Both serve the system in path mode (``/s/<id>/…`` with the issuer's session cookie), the
+one layout every version serves: ``bench/_server.py --path-mode`` where the tree has it
+(``[proxy] path_mode``), as is before. (``bench/proxy.py`` measures the production
+layout, a system on its own host.)
 """
 
 from __future__ import annotations
@@ -27,16 +32,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
+import yarl
 
 from bench.proxy import (
     REQUEST_PATH,
     SYSTEM_ID,
     run_round,
-    session_cookie,
     upstream_child,
     write_systems,
 )
-from bench.token import ROOT, SECRET_ENV, ServerProcess, sigterm_as_interrupt
+from bench.token import ROOT, SECRET_ENV, ServerProcess, login, sigterm_as_interrupt
 
 
 @contextlib.contextmanager
@@ -63,13 +68,27 @@ class TreeServer(ServerProcess):
 
     def __enter__(self) -> TreeServer:
         env = {**os.environ, SECRET_ENV: self.secret, "PYTHONPATH": str(self.tree)}
+        if "--path-mode" in (self.tree / "bench" / "_server.py").read_text("utf-8"):
+            self.command.append("--path-mode")  # a tree that requires hosts otherwise
         self.process = subprocess.Popen(self.command, cwd=self.tree, env=env)  # noqa: S603
         return self
 
 
+async def path_session_cookie(server: ServerProcess) -> str:
+    """One login; the issuer's session cookie, which path mode's ``/s/<id>/`` reads."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as browser:
+        await server.wait_ready(browser)
+        await login(browser, server, "ES256")
+        cookie = browser.cookie_jar.filter_cookies(yarl.URL(server.base)).get("roam_session")
+        if cookie is None:
+            raise RuntimeError("the login set no roam_session cookie")
+        return f"roam_session={cookie.value}"
+
+
 async def compare(servers: dict[str, TreeServer], upstream_pid: int, *, rounds: int,
                   duration: float, concurrency: int) -> dict[str, list[tuple[float, float]]]:
-    cookies = {name: (await session_cookie(server))[1] for name, server in servers.items()}
+    cookies = {name: await path_session_cookie(server) for name, server in servers.items()}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for number in range(1, rounds + 1):
         for name, server in servers.items():
@@ -97,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt(), worktree(args.base) as base, \
             tempfile.TemporaryDirectory(prefix="roam-ab-") as tmp, \
             upstream_child("aiohttp") as upstream, contextlib.ExitStack() as stack:
-        systems = write_systems(Path(tmp), upstream.port)
+        systems = write_systems(Path(tmp), upstream.port, own_host=False)
         servers = {"base": stack.enter_context(TreeServer(base, systems)),
                    "this": stack.enter_context(TreeServer(Path(ROOT), systems))}
 
