@@ -29,6 +29,7 @@ from gateway.oidc.refresh import PresentedToken, RefreshTokens
 from gateway.store.base import Kind, Store
 
 __all__ = [
+    "PENDING_GRACE",
     "CodeGrant",
     "GrantServer",
     "IdTokens",
@@ -36,6 +37,11 @@ __all__ = [
     "RefreshGrant",
     "S256Only",
 ]
+
+
+PENDING_GRACE = 30
+"""Seconds a code's pending grant outlives the code: time for a redemption that consumed
+the code at its last moment to write the grant (a slower one is refused, never let in)."""
 
 
 class GrantServer(Protocol):
@@ -154,6 +160,10 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             grant=grant,
         )
         store, ttl = self.server.store, self.server.code_ttl
+        # The grant's record exists from now on, pending: revoking the grant (a replay of
+        # the code, a logout) removes it, and the redemption only ever replaces it.
+        request.work.then.append(partial(store.upsert, Kind.GRANT, grant.grant_id,
+                                         grant.to_dict(), ttl + PENDING_GRACE))
         request.work.then.append(partial(store.upsert, Kind.CODE, code, stored.to_dict(), ttl))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
