@@ -30,7 +30,9 @@ from gateway.keys import KeyRing
 __all__ = ["JwtAssertion", "JwtAssertionConfig"]
 
 #: Claim names the assertion sets itself; ``claim_map`` may not rename anything onto them.
-RESERVED = frozenset({"iss", "aud", "sub", "iat", "exp", "nbf", "jti", "acr"})
+#: Nor onto ``azp``: an assertion must never look like an ID token issued to a client
+#: (gateway/oidc/id_token_hint.py; its ``aud``, a system id, is never a client's id).
+RESERVED = frozenset({"iss", "aud", "sub", "iat", "exp", "nbf", "jti", "acr", "azp"})
 _HEADER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 

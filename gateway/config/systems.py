@@ -209,9 +209,10 @@ def load_systems(
 
     Each problem names the file and key. Connector types and settings are checked by the
     connectors registry (entry-point plug-ins included); ``client_ids``, when given, are
-    the registered clients a relying-party system's ``client_id`` must be one of. The
-    caller decides what problems mean (``load_config`` raises ``ConfigError``); the
-    registry returned never holds an invalid system.
+    the registered clients a relying-party system's ``client_id`` must be one of, and
+    which no other system's ``id`` may equal. The caller decides what problems mean
+    (``load_config`` raises ``ConfigError``); the registry returned never holds an
+    invalid system.
 
     A system's ``hosts`` must lie outside ``cookie_domain`` (``[session] cookie_domain``:
     the issuer's session cookie must never reach a system's pages; a system's host gets a
@@ -286,6 +287,7 @@ def load_systems(
                     found.append(f"{path}: {where}.connector: {msg.removeprefix('type: ')}")
                 else:
                     found.append(f"{path}: {where}.connector_settings: {msg}")
+        found.extend(_id_clash(system, connector, f"{path}: {where}.id", client_ids))
         if isinstance(connector, RelyingParty):
             if client_ids is not None and connector.client_id not in client_ids:
                 found.append(f"{path}: {where}.connector_settings.client_id: "
@@ -304,6 +306,20 @@ def load_systems(
         if connector is not None:
             connectors[system.id] = connector
     return Systems(systems, items.values(), connectors), problems
+
+
+def _id_clash(system: SystemConfig, connector: ConnectorConfig | None, where: str,
+              client_ids: Collection[str] | None) -> list[str]:
+    """A system's id is the audience of what the gateway signs for it (a jwt-assertion's
+    ``aud``): were it a client's id, such a token would pass for that client's ID token
+    (a logout hint). Only a relying party may share the id of its own client: the gateway
+    signs nothing for it but that client's own tokens."""
+    if client_ids is None or system.id not in client_ids:
+        return []
+    if isinstance(connector, RelyingParty) and connector.client_id == system.id:
+        return []
+    return [f"{where}: {system.id!r} is also a registered client's id; a system id must "
+            "never name a client (only an oidc system may carry its own client's id)"]
 
 
 def _host_problems(system: SystemConfig, where: str, taken: Mapping[str, str],

@@ -4,7 +4,8 @@ Endpoints: ``authorize``, ``token_endpoint``, ``userinfo``, ``lifecycle`` (revoc
 introspection), ``discovery`` (and JWKS), ``end_session``. Around authlib: ``server`` (its
 authorization server, with the store's single-use step), ``grant_types``, ``bridge``
 (Starlette ↔ authlib), ``work`` (store I/O around authlib). The records: ``grant``,
-``codes``, ``refresh``; ``minter`` signs tokens, ``active`` says whether one still holds.
+``codes``, ``refresh``; ``minter`` signs tokens, ``active`` says whether one still holds,
+``id_token_hint`` whether a token is an ID token ``/logout`` may take as a hint.
 ``logout`` ends a session everywhere, ``backchannel`` tells the RPs.
 """
 

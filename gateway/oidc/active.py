@@ -41,8 +41,12 @@ class ActiveTokens:
         return alive
 
     async def grant(self, grant_id: str) -> Grant | None:
+        """The issued grant; None if revoked, expired, or still pending (code not redeemed)."""
         data = await self.store.find(Kind.GRANT, grant_id)
-        return None if data is None else Grant.from_dict(data)
+        if data is None:
+            return None
+        grant = Grant.from_dict(data)
+        return grant if grant.issued else None
 
     async def grant_of_access_token(self, claims: dict[str, Any]) -> Grant | None:
         """The grant behind a verified access token, or None if the token is no longer good."""

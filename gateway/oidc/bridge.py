@@ -8,6 +8,9 @@ store. What authlib answers comes back as a :class:`Reply`, written as JSON no c
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +30,14 @@ __all__ = [
     "HttpRequest",
     "Reply",
     "add_query",
+    "check_basic_credentials",
     "form_params",
     "json_reply",
     "published_url",
     "request_params",
 ]
+
+log = logging.getLogger("roam.oauth")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
@@ -139,3 +145,26 @@ def json_reply(reply: Reply) -> JSONResponse:
                if name.lower() != "content-type"}
     headers.update(NO_STORE)
     return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+
+def check_basic_credentials(headers: Mapping[str, str]) -> None:
+    """Refuse ``Authorization: Basic`` that is not base64 of UTF-8 ``client_id:secret``
+    (RFC 6749 §2.3.1, RFC 7617) with ``401 invalid_client``, before anything is read.
+
+    authlib's parser fails on bad UTF-8 (a 500) and passes over bad base64 or a missing
+    colon, letting another method (``none``, a form secret) authenticate instead: a
+    client that sent credentials no one can read has failed to authenticate.
+    """
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return
+    try:
+        text = credentials.strip()
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        client_id, colon, _ = decoded.decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):  # UnicodeError is a ValueError
+        client_id, colon = "", ""
+    if not (client_id and colon):
+        log.info("client authentication refused: unreadable Basic credentials")
+        raise ProtocolError("invalid_client", "The Basic credentials cannot be read.",
+                            status=401, headers={"WWW-Authenticate": 'Basic realm="roam"'})

@@ -25,6 +25,11 @@ class Grant:
     expires_at: int = 0  # epoch seconds after which no refresh token of this grant is valid
     offline: bool = False  # offline_access: the grant outlives the session (not its logout)
 
+    @property
+    def issued(self) -> bool:
+        """Whether a code redemption issued it; until then it is pending (``expires_at`` 0)."""
+        return self.expires_at > 0
+
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.identity.subject
 

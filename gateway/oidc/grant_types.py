@@ -7,6 +7,7 @@ Of the authorization server that runs them they need only :class:`GrantServer`.
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ from gateway.oidc.refresh import PresentedToken, RefreshTokens
 from gateway.store.base import Kind, Store
 
 __all__ = [
+    "PENDING_GRACE",
     "CodeGrant",
     "GrantServer",
     "IdTokens",
@@ -36,6 +38,11 @@ __all__ = [
     "RefreshGrant",
     "S256Only",
 ]
+
+
+PENDING_GRACE = 30
+"""Seconds a code's pending grant outlives the code: time for a redemption that consumed
+the code at its last moment to write the grant (a slower one is refused, never let in)."""
 
 
 class GrantServer(Protocol):
@@ -153,8 +160,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             code_challenge_method=data.get("code_challenge_method"),
             grant=grant,
         )
-        store, ttl = self.server.store, self.server.code_ttl
-        request.work.then.append(partial(store.upsert, Kind.CODE, code, stored.to_dict(), ttl))
+        request.work.then.append(partial(_write_code, self.server, stored))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
         stored: StoredCode | None = self.request.work.codes.get(code)
@@ -171,6 +177,16 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         """Consumed instead; the used record stays until its TTL so replays are caught."""
+
+
+async def _write_code(server: GrantServer, stored: StoredCode) -> None:
+    """The code, and its grant's record, pending, from now on: revoking the grant (a replay
+    of the code, a logout) removes that record, and the redemption only ever replaces it.
+    Written together: on Redis the two share their round trips."""
+    store, ttl, grant = server.store, server.code_ttl, stored.grant
+    await asyncio.gather(
+        store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(), ttl + PENDING_GRACE),
+        store.upsert(Kind.CODE, stored.code, stored.to_dict(), ttl))
 
 
 class RefreshGrant(RefreshTokensOfRoam, RefreshTokenGrant):  # type: ignore[misc]

@@ -23,7 +23,13 @@ from starlette.responses import Response
 
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
-from gateway.oidc.bridge import HttpRequest, form_params, json_reply, published_url
+from gateway.oidc.bridge import (
+    HttpRequest,
+    check_basic_credentials,
+    form_params,
+    json_reply,
+    published_url,
+)
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
@@ -189,6 +195,7 @@ class LifecycleEndpoints:
         _FOUND.set(request.work.found)
 
     async def _run(self, request: Request, name: str) -> Response:
+        check_basic_credentials(request.headers)
         pairs = await form_params(request)
         oauth_request = HttpRequest("POST", published_url(self.issuer, request), request.headers,
                                      form=pairs)

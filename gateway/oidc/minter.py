@@ -16,9 +16,10 @@ from gateway.keys import KeyRing
 from gateway.oidc.clients import Client
 from gateway.oidc.grant import Grant
 
-__all__ = ["ACCESS_TOKEN_TYP", "TokenMinter"]
+__all__ = ["ACCESS_TOKEN_TYP", "ID_TOKEN_TYP", "TokenMinter"]
 
 ACCESS_TOKEN_TYP = "at+jwt"
+ID_TOKEN_TYP = "JWT"  # what RPs' libraries expect; ``aud`` and ``azp`` tell it from others
 
 
 class TokenMinter:
@@ -81,4 +82,4 @@ class TokenMinter:
             at_hash = create_half_hash(access_token, alg)
             if at_hash is not None:
                 claims["at_hash"] = at_hash.decode()
-        return self.keys.sign(claims, alg=alg, typ="JWT")
+        return self.keys.sign(claims, alg=alg, typ=ID_TOKEN_TYP)

@@ -6,13 +6,17 @@ atomically before authlib issues anything — never authlib's look-up-then-delet
 refresh token describes itself, so authlib checks it with no store call, and one atomic
 swap on its grant (``gateway.oidc.refresh``) then proves it current and retires it. Bad
 input changes nothing; the loser of a race, or a replay, revokes the whole grant.
+
+A code's grant record is written, pending, with the code; its redemption only *replaces*
+that record (``Store.replace``), so a revocation that comes between consuming the code
+and writing the grant — a replay handled by another process — is never undone.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 from authlib.oauth2.rfc6749 import (
@@ -85,6 +89,10 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             reply: Reply = self.handle_response(*grant.create_token_response())
         except OAuth2Error as error:
             return self._error(request, error)
+        if reply.status < 400 and not await self._write_grant(request):
+            # Revoked between our consuming the code and now: a replay (or a logout) got
+            # there first. What was minted is dropped, never sent.
+            return self._refuse(request, "The grant has expired or was revoked.")
         return await self._finish(request, reply)
 
     async def authorization_response(self, request: HttpRequest, end_user: Grant,
@@ -146,6 +154,18 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         work.refreshed = grant
         return None
 
+    async def _write_grant(self, request: HttpRequest) -> bool:
+        """A code's redemption: its grant record replaces the pending one, atomically,
+        only if that is still there. A replay's revocation removes the record whichever
+        process it runs in, so it either happens first (then this fails and nothing is
+        sent) or removes the record written here (then every token of the grant fails)."""
+        issued = request.work.issued
+        if issued is None:
+            return True
+        grant, version = issued
+        return await self.store.replace(Kind.GRANT, grant.grant_id, grant.to_dict(),
+                                        self.ttl.refresh_token_ttl, version=version)
+
     async def _finish(self, request: HttpRequest, reply: Reply) -> Reply:
         """Write what authlib decided, once its answer is a success."""
         if reply.status < 400:
@@ -198,18 +218,16 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return token  # the refresh token, if any, is added by the grant (RefreshTokensOfRoam)
 
     def save_token(self, token: dict[str, Any], request: HttpRequest) -> None:
-        """A code's first redemption writes the grant record: what access tokens are checked
-        against and what names the current refresh token (a refresh swapped it already)."""
+        """A code's first redemption issues the grant: the record access tokens are checked
+        against, naming the current refresh token (a refresh swapped it already). Written
+        over the pending record by ``_write_grant`` before the answer leaves."""
         if request.authorization_code is None:
             return
-        ttl = self.ttl.refresh_token_ttl
         grant: Grant = request.user
-        grant = Grant(**{**grant.__dict__, "expires_at": int(time.time()) + ttl})
+        grant = replace(grant, expires_at=int(time.time()) + self.ttl.refresh_token_ttl)
         request.user = grant
         refresh_token = token.get("refresh_token")
-        version = token_digest(refresh_token) if refresh_token else ""
-        request.work.then.append(partial(self.store.upsert, Kind.GRANT, grant.grant_id,
-                                         grant.to_dict(), ttl, version=version))
+        request.work.issued = grant, token_digest(refresh_token) if refresh_token else ""
 
 
 def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:

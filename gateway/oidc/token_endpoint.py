@@ -7,7 +7,13 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.oidc.bridge import HttpRequest, form_params, json_reply, published_url
+from gateway.oidc.bridge import (
+    HttpRequest,
+    check_basic_credentials,
+    form_params,
+    json_reply,
+    published_url,
+)
 from gateway.oidc.server import RoamAuthorizationServer
 
 __all__ = ["TokenEndpoint"]
@@ -21,6 +27,7 @@ class TokenEndpoint:
         self.issuer = issuer
 
     async def handle(self, request: Request) -> Response:
+        check_basic_credentials(request.headers)
         pairs = await form_params(request)
         oauth_request = HttpRequest("POST", published_url(self.issuer, request), request.headers,
                                     form=pairs)

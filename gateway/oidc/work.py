@@ -31,5 +31,8 @@ class StoreWork:
     # a refresh: the token that replaces the presented one, and the grant the swap proved
     next_refresh_token: str | None = None
     refreshed: Grant | None = None
+    # a code's redemption: the grant record (and its version) that replaces the pending
+    # one, written before anything is sent and only if no revocation removed it
+    issued: tuple[Grant, str] | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

@@ -150,6 +150,15 @@ class Store(Protocol):
         changes anything, and never the payload or the TTL.
         """
 
+    async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                      version: str = "") -> bool:
+        """As ``upsert``, but only over a live record, atomically: False, and nothing
+        written, if the record is absent or expired (destroyed or revoked meanwhile).
+
+        A record made in advance and replaced later can thus never be brought back by a
+        writer that lost a race with its removal (a code's grant: ``gateway.oidc.server``).
+        """
+
     async def destroy(self, kind: str, id: str) -> None:
         """Remove a record; absent is fine."""
 

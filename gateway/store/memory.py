@@ -65,10 +65,15 @@ class MemoryStore:
 
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                      version: str = "") -> None:
-        key = _key(kind, id)
+        self._write(_key(kind, id), payload, ttl, version, only_over_live=False)
+
+    def _write(self, key: tuple[str, str], payload: Mapping[str, Any], ttl: int,
+               version: str, *, only_over_live: bool) -> bool:
         check_ttl(ttl)
         check_version(version, empty_ok=True)
         text = dump_payload(payload)
+        if only_over_live and self._live(key) is None:
+            return False
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep()
@@ -77,6 +82,7 @@ class MemoryStore:
         self._records[key] = _Record(text, now + ttl, grant_id, version=version)
         if grant_id is not None:
             self._grants.setdefault(grant_id, set()).add(key)
+        return True
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         record = self._live(_key(kind, id))
@@ -112,6 +118,10 @@ class MemoryStore:
         record.previous = (expected, *record.previous)[:VERSION_HISTORY]
         record.version = new
         return _load(record.text), "advanced"
+
+    async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                      version: str = "") -> bool:
+        return self._write(_key(kind, id), payload, ttl, version, only_over_live=True)
 
     async def destroy(self, kind: str, id: str) -> None:
         self._drop(_key(kind, id))

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
@@ -86,6 +87,14 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'h', history)
 return {fields[1], 1}
 """
 
+# Upsert only over a live record: the check and the write in one script, so a record
+# removed (revoked) before it cannot be brought back. 0: absent, nothing written.
+_REPLACE = """
+if redis.call('HEXISTS', KEYS[1], 'p') == 0 then
+  return 0
+end
+""" + _UPSERT
+
 _OUTCOMES: dict[int, Advance] = {0: "unknown", 1: "advanced", 2: "retired"}
 
 # PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
@@ -131,6 +140,7 @@ class RedisStore:
         self._consume = client.register_script(_CONSUME)
         self._revoke_one = client.register_script(_REVOKE_ONE)
         self._advance = client.register_script(_ADVANCE)
+        self._replace = client.register_script(_REPLACE)
         self._pipeliner = Pipeliner(client)
 
     @classmethod
@@ -150,12 +160,16 @@ class RedisStore:
 
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                      version: str = "") -> None:
+        await self._write(self._upsert, "upsert", kind, id, payload, ttl, version)
+
+    async def _write(self, script: AsyncScript, action: str, kind: str, id: str,
+                     payload: Mapping[str, Any], ttl: int, version: str) -> object:
         key = self._record_key(kind, id)
         check_ttl(ttl)
         check_version(version, empty_ok=True)
         text = dump_payload(payload)
         grant_id = grant_of(payload)
-        with self._converted("upsert"):
+        with self._converted(action):
             if grant_id is not None:
                 # Index before writing: a failure in between leaves a dangling index entry
                 # (harmless), never a record that revocation cannot reach.
@@ -163,8 +177,8 @@ class RedisStore:
                 # one the record could outlive the set by the milliseconds between the two.
                 await self._pipeliner.script(self._index, [self._grant_key(grant_id)],
                                              [key, ttl * 1000 + _INDEX_MARGIN_MS])
-            await self._pipeliner.script(self._upsert, [key],
-                                         [text, ttl, grant_id or "", version])
+            return await self._pipeliner.script(script, [key],
+                                                [text, ttl, grant_id or "", version])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         raw = await self.find_text(kind, id)
@@ -211,6 +225,10 @@ class RedisStore:
         if not isinstance(reply, list) or len(reply) != 2 or reply[1] not in _OUTCOMES:
             raise StoreError("redis advance returned an unexpected reply")
         return _load(reply[0]), _OUTCOMES[reply[1]]
+
+    async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                      version: str = "") -> bool:
+        return await self._write(self._replace, "replace", kind, id, payload, ttl, version) == 1
 
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)

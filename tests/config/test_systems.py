@@ -11,6 +11,7 @@ from connectors.oidc import OidcConfig
 from gateway.config import ServiceItem, SystemConfig, Systems, load_systems
 from gateway.regions import RegionDirectory
 from tests.support.gateway import REPO
+from tests.test_cli import roam, with_shipped_files
 
 SHIPPED = REPO / "config" / "systems.toml"
 
@@ -236,3 +237,64 @@ def test_registry_refuses_inconsistent_input() -> None:
         Systems([system], [])
     with pytest.raises(ValueError, match="twice"):
         Systems([system, system], [ServiceItem(code="A-1", name="甲")])
+
+
+PROXIED = """
+[[item]]
+code = "A-1"
+name = "甲"
+
+[[system]]
+id = "{id}"
+name = "旧系统"
+region = "430100"
+level = "prefecture"
+instances = ["http://127.0.0.1:9"]
+connector = "{connector}"
+connector_settings = {settings}
+items = ["A-1"]
+"""
+
+
+@pytest.mark.parametrize("connector", ["jwt-assertion", "signed-header", "cas", "ticket"])
+def test_a_system_id_never_names_a_client(tmp_path: Path, regions: RegionDirectory,
+                                          connector: str) -> None:
+    """A system's id is the ``aud`` of what the gateway signs for it: as a client's id, a
+    jwt-assertion captured by that system would pass for the client's ID token."""
+    path = tmp_path / "systems.toml"
+    path.write_text(PROXIED.format(id="city-app", connector=connector, settings="{}"),
+                    encoding="utf-8")
+    systems, problems = load_systems(path, regions=regions, client_ids={"city-app", "x-1"})
+    assert f"{path}: system[0].id: 'city-app' is also a registered client's id; a system id " \
+           "must never name a client (only an oidc system may carry its own client's id)" \
+        in problems
+    assert systems.get("city-app") is None
+
+
+def test_only_a_relying_party_carries_its_own_clients_id(tmp_path: Path,
+                                                         regions: RegionDirectory) -> None:
+    path = tmp_path / "systems.toml"
+    path.write_text(PROXIED.format(id="city-rp", connector="oidc",
+                                   settings='{ client_id = "city-rp" }'), encoding="utf-8")
+    assert load_systems(path, regions=regions, client_ids={"city-rp"})[1] == []
+    path.write_text(PROXIED.format(id="city-rp", connector="oidc",
+                                   settings='{ client_id = "other-rp" }'), encoding="utf-8")
+    _, problems = load_systems(path, regions=regions, client_ids={"city-rp", "other-rp"})
+    assert problems == [f"{path}: system[0].id: 'city-rp' is also a registered client's id; "
+                        "a system id must never name a client (only an oidc system may "
+                        "carry its own client's id)"]
+
+
+def test_config_check_refuses_a_system_named_like_a_client(tmp_path: Path) -> None:
+    main = with_shipped_files((REPO / "config" / "roam.toml").read_text("utf-8"))
+    main = main.replace(f'systems_file = "{REPO / "config" / "systems"}.toml"',
+                        'systems_file = "systems.toml"')
+    (tmp_path / "roam.toml").write_text(main, "utf-8")
+    systems = tmp_path / "systems.toml"
+    systems.write_text(PROXIED.format(id="hunan-data-api", connector="jwt-assertion",
+                                      settings="{}"), encoding="utf-8")
+    result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{systems}: system[0].id: 'hunan-data-api' is also a registered client's id" \
+        in result.stderr

@@ -222,6 +222,7 @@ def test_signed_header_secret_exactly_one(monkeypatch: pytest.MonkeyPatch) -> No
         ({"claim_map": {"name": "xm", "gender": "xm"}}, "claim_map: "),
         ({"claim_map": {"nickname": "nc"}}, "claim_map: "),
         ({"claim_map": {"name": "phone_number"}}, "claim_map: "),
+        ({"claim_map": {"name": "azp"}}, "claim_map: "),  # never an ID token look-alike
     ],
 )
 def test_jwt_assertion_settings_are_checked(settings: dict[str, Any], fragment: str) -> None:

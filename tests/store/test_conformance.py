@@ -389,3 +389,67 @@ async def test_bad_versions_are_refused(store: Store, version: str) -> None:
         with pytest.raises(ValueError, match="version"):
             await store.upsert("grant", "new", PAYLOAD, 60, version=version)
         assert await store.find("grant", "new") is None
+
+
+# replace: a write that never brings back a removed record ---------------------------------
+
+
+async def test_replace_writes_only_over_a_live_record(store: Store, elapse: Elapse) -> None:
+    assert await store.replace("grant", "never", PAYLOAD, 60) is False
+    assert await store.find("grant", "never") is None
+    await store.upsert("grant", "g", {"grant_id": "g1", "pending": True}, 1)
+    await store.consume("grant", "g")
+    assert await store.replace("grant", "g", {"grant_id": "g1"}, 60, version="v1") is True
+    assert await store.find_versioned("grant", "g") == ({"grant_id": "g1"}, "v1", ())
+    assert await store.consume("grant", "g") == ({"grant_id": "g1"}, True), "a fresh record"
+    await elapse(1.2)
+    assert await store.find("grant", "g") == {"grant_id": "g1"}, "the new TTL holds"
+    await store.upsert("grant", "short", PAYLOAD, 1)
+    await elapse(1.2)
+    assert await store.replace("grant", "short", PAYLOAD, 60) is False
+    assert await store.find("grant", "short") is None
+
+
+async def test_replace_cannot_bring_back_a_destroyed_or_revoked_record(store: Store) -> None:
+    await store.upsert("grant", "d", {"grant_id": "gd"}, 60)
+    await store.destroy("grant", "d")
+    assert await store.replace("grant", "d", {"grant_id": "gd"}, 60) is False
+    await store.upsert("grant", "r", {"grant_id": "gr"}, 60)
+    assert await store.revoke_by_grant("gr") == 1
+    assert await store.replace("grant", "r", {"grant_id": "gr"}, 60, version="v") is False
+    assert await store.find("grant", "r") is None
+    assert await store.find_by_grant("gr") == []
+
+
+async def test_replace_joins_the_grant_of_its_payload(store: Store) -> None:
+    await store.upsert("grant", "g", {"grant_id": "g1"}, 60)
+    assert await store.replace("grant", "g", {"grant_id": "g1", "n": 2}, 3600)
+    assert [i for _, i, _ in await store.find_by_grant("g1")] == ["g"]
+    assert await store.revoke_by_grant("g1") == 1
+    assert await store.find("grant", "g") is None
+
+
+async def test_replace_racing_a_revocation_never_survives_it(store: Store) -> None:
+    """Whichever runs first, once both are done the record is gone (a code's grant
+    written by the winner of a redemption while a replay revokes it)."""
+    for n in range(40):
+        grant = f"g{n}"
+        await store.upsert("grant", grant, {"grant_id": grant, "pending": True}, 60)
+        write = store.replace("grant", grant, {"grant_id": grant}, 3600, version="v")
+        revoke = store.revoke_by_grant(grant)
+        pair = (write, revoke) if n % 2 else (revoke, write)
+        await asyncio.gather(*pair)
+        assert await store.find("grant", grant) is None, n
+        assert await store.advance("grant", grant, "v", "w") is None
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 1.5, True, None, "60"])
+async def test_replace_refuses_a_bad_ttl_and_changes_nothing(store: Store, ttl: Any) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    with pytest.raises(ValueError, match="ttl"):
+        await store.replace("grant", "g", {"other": True}, ttl)
+    with pytest.raises(TypeError):
+        await store.replace("grant", "g", {"bad": object()}, 60)
+    with pytest.raises(ValueError, match="version"):
+        await store.replace("grant", "g", {"other": True}, 60, version="a\nb")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v1", ())
