@@ -72,7 +72,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory, keys: KeyRing) -> Iterator[str]
         port = free_port()
         config = config_on_port(port)
         routing = config.settings.routing.model_copy(update={"systems_file": str(systems)})
-        config = config.revised(settings=config.settings.model_copy(update={"routing": routing}))
+        proxy = config.settings.proxy.model_copy(update={"path_mode": True})  # /s/legacy-bdc/
+        config = config.revised(settings=config.settings.model_copy(
+            update={"routing": routing, "proxy": proxy}))
         with serve(create_app(config, store=MemoryStore(), keys=keys), port) as url:
             yield url
 
