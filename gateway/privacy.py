@@ -11,7 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["mask_birthdate", "mask_claims", "mask_id_number", "mask_name", "mask_phone"]
+from gateway.identifiers import (
+    normalise_resident_id,
+    validate_mobile_number,
+    validate_resident_id,
+)
+
+__all__ = [
+    "UNRECOGNISED",
+    "mask_birthdate",
+    "mask_claims",
+    "mask_id_number",
+    "mask_name",
+    "mask_phone",
+    "mask_username",
+]
 
 STAR = "*"
 
@@ -49,6 +63,25 @@ def mask_birthdate(value: str) -> str:
     value = value.strip()
     return value[:4] + "".join("*" if ch.isdigit() else ch for ch in value[4:])
 
+
+def mask_username(value: str) -> str:
+    """What a log may say about a user name someone typed: a mobile or resident ID number,
+    masked; anything else — a password typed into the wrong field, say — is not
+    repeated at all, only :data:`UNRECOGNISED`."""
+    value = value.strip()
+    try:
+        validate_mobile_number(value)
+        return mask_phone(value)
+    except ValueError:
+        pass
+    try:
+        validate_resident_id(value)
+    except ValueError:
+        return UNRECOGNISED
+    return mask_id_number(normalise_resident_id(value))
+
+
+UNRECOGNISED = "unrecognised"
 
 _MASKERS = {
     "id_number": mask_id_number,

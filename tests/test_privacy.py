@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from gateway.privacy import mask_claims, mask_id_number, mask_name, mask_phone
+from gateway.privacy import (
+    UNRECOGNISED,
+    mask_claims,
+    mask_id_number,
+    mask_name,
+    mask_phone,
+    mask_username,
+)
 
 ID = "430102199001011234"
 
@@ -128,3 +135,19 @@ def test_identity_repr_never_shows_personal_data() -> None:
     assert "430102199001011237" not in text
     assert "张三" not in text
     assert "138****1234" in text
+
+
+@pytest.mark.parametrize(("typed", "logged"), [
+    ("13812341234", "138****1234"),
+    (" 13812341234 ", "138****1234"),
+    ("430102199001011238", "430***********1238"),
+    ("43010219900107006x", "430***********006X"),  # a lowercase check X
+    ("430102199001011234", UNRECOGNISED),  # wrong check digit
+    ("12812341234", UNRECOGNISED),
+    ("1381234123", UNRECOGNISED),
+    ("Roam@2026", UNRECOGNISED),
+    ("", UNRECOGNISED),
+])
+def test_a_typed_user_name_is_logged_only_as_a_masked_phone_or_id(typed: str,
+                                                                   logged: str) -> None:
+    assert mask_username(typed) == logged
