@@ -16,7 +16,9 @@ config classes.
 Two rules hold for every connector:
 
 - ``released_claims`` is the one place an identity is projected for a system: only the
-  claims registered for it, ID and phone numbers masked unless it is privileged.
+  claims registered for it, ID and phone numbers masked unless it is privileged, and
+  nothing that would complete a masked one (``gateway.privacy.release_claims``, which
+  ``/userinfo`` uses too).
 - ``strip_client_identity`` runs before any connector: a client cannot send ``X-Roam-*``
   or ``Authorization`` headers of its own to a system. The proxy calls it, and every
   built-in ``present()`` calls it again (defence in depth, one cheap pass) and replaces
@@ -27,13 +29,11 @@ Two rules hold for every connector:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.identity import Identity
 from gateway.keys import KeyRing
-from gateway.privacy import mask_id_number, mask_phone
 
 __all__ = [
     "CLIENT_IDENTITY_PREFIX",
@@ -52,10 +52,6 @@ __all__ = [
 
 #: Header prefix that only the gateway may set towards a system.
 CLIENT_IDENTITY_PREFIX = "x-roam-"
-
-#: Claims a non-privileged system gets masked, with their masking function.
-_MASKED = {"id_number": mask_id_number, "phone_number": mask_phone}
-
 
 @dataclass(frozen=True)
 class Route:
@@ -132,33 +128,14 @@ def released_claims(identity: Identity, route: Route) -> dict[str, Any]:
     """The identity as ``route``'s system may see it: ``sub``, ``acr`` and its claims.
 
     Only claims registered for the system (``route.claims``) that the identity has are
-    released (``region`` and, for a legal person, ``agent`` included). ``id_number`` and
-    ``phone_number`` are masked — in ``agent`` too — unless the system is privileged.
+    released (``region`` and, for a legal person, ``agent`` included), by the gateway's
+    one release rule (``Identity.release``): ``id_number`` and ``phone_number`` masked —
+    in ``agent`` too — unless the system is privileged, and no birth date beside a masked
+    ID number (it would give the hidden digits back).
     """
     out: dict[str, Any] = {"sub": identity.subject, "acr": identity.acr}
-    available: dict[str, Any] = dict(identity.claims)
-    available["region"] = identity.region
-    if identity.agent is not None:
-        available["agent"] = identity.agent
-    for name in sorted(route.claims):
-        if name in out:
-            continue
-        value = available.get(name)
-        if value is None:
-            continue
-        if not route.privileged:
-            value = _mask(name, value)
-        out[name] = value
+    out.update(identity.release(route.claims - out.keys(), privileged=route.privileged))
     return out
-
-
-def _mask(name: str, value: Any) -> Any:
-    masker = _MASKED.get(name)
-    if masker is not None:
-        return masker(value if isinstance(value, str) else str(value))
-    if name == "agent" and isinstance(value, Mapping):
-        return {key: _mask(key, item) for key, item in value.items() if item is not None}
-    return value
 
 
 def drop_headers(headers: list[tuple[str, str]], *, prefix: str | tuple[str, ...] = "",

@@ -14,6 +14,7 @@ import sys
 from demo.run import run_demo
 from gateway.config import load_config
 from gateway.errors import ConfigError
+from gateway.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=os.environ.get("ROAM_CONFIG", "config/roam.toml"),
                         help="main config file (default: $ROAM_CONFIG or config/roam.toml)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO)  # the gateway's JSON lines, as `roam serve` writes them
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -158,14 +158,15 @@ def gateway_app(gateway: Gateway) -> Starlette:
 
     async def store_error(request: Request, exc: Exception) -> Response:
         ref = new_reference()
-        log.error("store failure ref=%s path=%s: %s", ref, request.url.path, exc)
+        log.error("store failure", extra={"ref": ref, "path": request.url.path,
+                                          "cause": str(exc)})
         return failure(request, ref, 503, "temporarily_unavailable", "Storage unavailable",
                        "服务暂时不可用", "认证服务的存储暂时不可用，请稍后再试。",
                        headers={"Retry-After": "5"})
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         ref = new_reference()
-        log.exception("unhandled error ref=%s path=%s", ref, request.url.path)
+        log.exception("unhandled error", extra={"ref": ref, "path": request.url.path})
         return failure(request, ref, 500, "server_error", "Internal error",
                        "系统错误", "认证服务出现内部错误，请稍后再试。")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, KeyError_
+from gateway.logs import configure_logging
 from gateway.oidc.clients import secret_digest
 from gateway.store.memory import MemoryStore
 
@@ -188,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO)  # JSON lines on stderr, for every command and serving
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,4 +1,5 @@
-"""Validators for the identifiers people type: resident ID (GB 11643) and USCC (GB 32100).
+"""Validators for the identifiers people type: resident ID (GB 11643), USCC (GB 32100) and
+mainland mobile numbers.
 
 Every validator returns None or raises ``ValueError`` whose message is bilingual
 (``中文 / English``) and never repeats the value itself, so it can go into logs and
@@ -15,6 +16,7 @@ __all__ = [
     "normalise_uscc",
     "resident_id_check_char",
     "uscc_check_char",
+    "validate_mobile_number",
     "validate_resident_id",
     "validate_uscc",
 ]
@@ -109,6 +111,17 @@ def validate_resident_id(
 
     if resident_id_check_char(first17) != check:
         raise ValueError("校验码错误 / check digit is wrong")
+
+
+# --- mainland mobile number (手机号码) -------------------------------------------------
+
+
+def validate_mobile_number(value: str) -> None:
+    """Eleven digits starting 13-19 (surrounding whitespace ignored)."""
+    v = value.strip()
+    if not (len(v) == 11 and v.isascii() and v.isdigit() and v[0] == "1" and v[1] in "3456789"):
+        raise ValueError("手机号码必须是11位、以13-19开头 / a mobile number has 11 digits "
+                         "starting 13-19")
 
 
 # --- unified social credit code (统一社会信用代码, GB 32100-2015) -------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from gateway.privacy import mask_claims, release_claims
 
 __all__ = ["KNOWN_CLAIMS", "LEVELS", "SCOPE_CLAIMS", "Identity", "PersonKind", "level_rank"]
 
@@ -59,14 +62,21 @@ class Identity:
 
     def __repr__(self) -> str:
         # Identities end up in logs and tracebacks: never print personal data unmasked.
-        from gateway.privacy import mask_claims
-
         return (f"Identity(subject={self.subject!r}, kind={self.kind.value!r}, acr={self.acr!r}, "
                 f"region={self.region!r}, claims={mask_claims(self.claims)!r})")
 
     @property
     def level(self) -> int:
         return level_rank(self.acr)
+
+    def release(self, names: Iterable[str], *, privileged: bool) -> dict[str, Any]:
+        """The claims ``names`` (``region`` and ``agent`` among them) as a system or client
+        may receive them: :func:`gateway.privacy.release_claims`, the one rule for every
+        release path (masking, and no claim that would complete a masked identifier)."""
+        available = {**self.claims, "region": self.region}
+        if self.agent is not None:
+            available["agent"] = self.agent
+        return release_claims(available, names, privileged=privileged)
 
     def with_auth(self, *, acr: str, amr: tuple[str, ...], auth_time: int) -> Identity:
         return replace(self, acr=acr, amr=amr, auth_time=auth_time)

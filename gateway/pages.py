@@ -36,7 +36,8 @@ class Pages:
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
     def error(self, exc: PageError) -> HTMLResponse:
-        log.warning("page error ref=%s status=%s: %s", exc.ref, exc.status, exc.detail)
+        log.warning("page error", extra={"ref": exc.ref, "status": exc.status,
+                                         "detail": exc.detail})
         return self.render(
             "error.html",
             {"title": exc.title, "detail": exc.detail, "ref": exc.ref},

@@ -24,6 +24,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.logs import RequestIds
+
 __all__ = ["HTTP", "LOOP", "HoldingTransport", "TurnWritesHttpToolsProtocol", "uvicorn_config"]
 
 # Both are dependencies (uvloop not on Windows): the fastest loop and HTTP parser measured.
@@ -96,7 +98,12 @@ def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = Tru
     """uvloop, httptools with writes sent per loop turn, the app's own lifespan.
     ``X-Forwarded-*`` from clients are not trusted (``proxy_headers=False``): the proxy
     sets its own. No ``Server: uvicorn`` header: the gateway does not advertise its
-    software, and a proxied answer keeps the system's own ``Server``."""
-    return uvicorn.Config(app, host=host, port=port, loop=LOOP, http=HTTP, lifespan="on",
-                          proxy_headers=False, server_header=False, access_log=access_log,
-                          log_level=log_level)
+    software, and a proxied answer keeps the system's own ``Server``.
+
+    Every request gets an id for the logs (:class:`gateway.logs.RequestIds`). uvicorn
+    installs no log handlers of its own (``log_config=None``): its loggers hand their
+    records up to the root logger, which :func:`gateway.logs.configure_logging` (called
+    once by ``roam`` and the demo) gives the JSON handler, so its lines are JSON too."""
+    return uvicorn.Config(RequestIds(app), host=host, port=port, loop=LOOP, http=HTTP,
+                          lifespan="on", proxy_headers=False, server_header=False,
+                          access_log=access_log, log_level=log_level, log_config=None)

@@ -62,11 +62,11 @@ class Handover:
         taken = await self.hosts.take(params.get("code", ""), system=system.id, host=host,
                                       cookies=request.headers.get("cookie", ""))
         if taken is None:
-            log.warning("hand-over refused system=%s host=%s", system.id, host)
+            log.warning("hand-over refused", extra={"system": system.id, "host": host})
             raise PageError("登录已失效",
                             "进入该系统的登录凭据无效或已使用，请返回重新打开该系统。",
                             status=400)
-        log.info("hand-over system=%s sid=%s", system.id, taken.session.sid)
+        log.info("hand-over", extra={"system": system.id, "sid": taken.session.sid})
         response = RedirectResponse(local_path(params.get("next")) or "/", status_code=303,
                                     headers=NO_STORE)
         self.hosts.set_cookie(response, taken.cookie)

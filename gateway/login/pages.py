@@ -19,21 +19,15 @@ from gateway.login.source import PasswordSource
 from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
-from gateway.privacy import mask_id_number, mask_phone
+from gateway.privacy import mask_username
 from gateway.sessions import SessionManager
 from gateway.store.base import Kind
 
-__all__ = ["LoginPages", "masked_username"]
+__all__ = ["LoginPages"]
 
 audit = logging.getLogger("roam.audit")
 
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
-
-
-def masked_username(username: str) -> str:
-    """What the audit log may say about who tried to log in."""
-    username = username.strip()
-    return mask_id_number(username) if len(username) >= 15 else mask_phone(username)
 
 
 class LoginPages:
@@ -76,13 +70,15 @@ class LoginPages:
         try:
             identity = await self.source.authenticate(username, password)
         except LockedOut as exc:
-            audit.warning("login locked user=%s client=%s retry_after=%s",
-                          masked_username(username), client_id, exc.retry_after)
+            audit.warning("login locked", extra={"user": mask_username(username),
+                                                 "client": client_id,
+                                                 "retry_after": exc.retry_after})
             minutes = max(1, (exc.retry_after + 59) // 60)
             message = f"登录失败次数过多，账户已临时锁定，请 {minutes} 分钟后再试。"
             return self._render(request, pending.id, pending.pairs, status=429, error=message)
         except LoginError as exc:
-            audit.info("login failed user=%s client=%s", masked_username(username), client_id)
+            audit.info("login failed", extra={"user": mask_username(username),
+                                              "client": client_id})
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
         if pending.next is not None:
             await self.authorizer.store.destroy(Kind.PARKED_REQUEST, pending.id)
@@ -94,8 +90,8 @@ class LoginPages:
             await self.logout.end(current, reason="another person logged in")
             current = None
         session = await self.sessions.start(identity, response, current=current)
-        audit.info("login ok sub=%s acr=%s client=%s sid=%s", identity.subject, identity.acr,
-                   client_id, session.sid)
+        audit.info("login ok", extra={"sub": identity.subject, "acr": identity.acr,
+                                      "client": client_id, "sid": session.sid})
         return response
 
     def _render(self, request: Request, pending_id: str, pairs: list[tuple[str, str]], *,

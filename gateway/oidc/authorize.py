@@ -183,7 +183,7 @@ class Authorizer:
         if state:
             params["state"] = state
         params["iss"] = self.issuer
-        log.info("authorize error %s: %s", error, description)
+        log.info("authorize error", extra={"error": error, "description": description})
         return RedirectResponse(add_query(redirect_uri, params), status_code=302)
 
     async def _process(
@@ -216,7 +216,8 @@ class Authorizer:
         if session is not None and grant is not None:
             await self.sessions.link(session, client.client_id, grant.grant_id,
                                      offline=grant.offline)
-        log.info("authorize ok client=%s sid=%s", client.client_id, session and session.sid)
+        log.info("authorize ok", extra={"client": client.client_id,
+                                        "sid": session and session.sid})
         return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
 
     async def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,
@@ -254,6 +255,7 @@ class Authorizer:
         if error.redirect_uri:
             _status, _, headers = error()
             location = dict(headers)["Location"]
-            log.info("authorize error %s: %s", error.error, error.description)
+            log.info("authorize error", extra={"error": error.error,
+                                               "description": error.description})
             return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
         raise PageError("登录请求有误", f"{error.error}: {error.description or ''}".strip())

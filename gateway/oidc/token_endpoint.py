@@ -33,6 +33,7 @@ class TokenEndpoint:
                                     form=pairs)
         reply = await self.server.token_response(oauth_request)
         if reply.status != 200:
-            log.info("token error status=%s error=%s grant_type=%s", reply.status,
-                     reply.body.get("error"), oauth_request.form.get("grant_type"))
+            log.info("token error", extra={"status": reply.status,
+                                           "error": reply.body.get("error"),
+                                           "grant_type": oauth_request.form.get("grant_type")})
         return json_reply(reply)

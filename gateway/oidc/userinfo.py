@@ -62,8 +62,9 @@ class UserinfoEndpoint:
         if "openid" not in scopes:
             raise _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
         body: dict[str, Any] = {"sub": grant.identity.subject}
-        available = {**grant.identity.claims, "region": grant.identity.region}
-        for claim in sorted(client.released_claims(scopes)):
-            if claim in available:
-                body[claim] = available[claim]
+        # A client's approval is its clearance: what it is approved for comes in full, an
+        # identifier it is not approved for only masked inside ``agent`` (and then no birth
+        # date), by the same rule as every connector's release.
+        body.update(grant.identity.release(client.released_claims(scopes) - {"sub"},
+                                           privileged=True))
         return JSONResponse(body, headers={"Cache-Control": "no-store"})

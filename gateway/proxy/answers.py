@@ -85,8 +85,9 @@ class ProxyAnswers:
             page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
                              status=502)
             code = "bad_gateway"
-        log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
-                    system.id, instance, type(exc).__name__, exc)
+        log.warning("proxy upstream failed", extra={
+            "error": code, "ref": page.ref, "system": system.id, "instance": instance,
+            "cause": f"{type(exc).__name__}: {exc}"})
         return self._answer(request, page, code)
 
     def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:
@@ -98,7 +99,8 @@ class ProxyAnswers:
     def unavailable(self, request: Request, exc: StoreError) -> Response:
         """The store failed (e.g. Redis down): 503, try again shortly."""
         page = PageError("服务暂时不可用", "认证服务的存储暂时不可用，请稍后再试。", status=503)
-        log.error("proxy store failure ref=%s path=%s: %s", page.ref, request.url.path, exc)
+        log.error("proxy store failure", extra={"ref": page.ref, "path": request.url.path,
+                                                "cause": str(exc)})
         answer = self._answer(request, page, "temporarily_unavailable")
         answer.headers["Retry-After"] = "5"
         return answer
@@ -106,7 +108,8 @@ class ProxyAnswers:
     def internal_error(self, request: Request) -> Response:
         """For an exception nothing expected: logged with its traceback and the ref."""
         page = PageError("系统错误", "认证服务出现内部错误，请稍后再试。", status=500)
-        log.exception("proxy internal error ref=%s path=%s", page.ref, request.url.path)
+        log.exception("proxy internal error", extra={"ref": page.ref,
+                                                     "path": request.url.path})
         return self._answer(request, page, "server_error")
 
     def fail(self, request: Request, status: int, code: str, title: str,

@@ -69,8 +69,9 @@ class GoPages:
             target = origin_on(self.issuer, system.hosts[0]) + "/"
         else:
             target = f"{self.proxy_prefix}{system.id}/"
-        audit.info("go item=%s region=%s system=%s via=%s fallback=%s sid=%s", item, region,
-                   system.id, found.region, found.fallback, session.sid)
+        audit.info("go", extra={"item": item, "region": region, "system": system.id,
+                                "via": found.region, "fallback": found.fallback,
+                                "sid": session.sid})
         return RedirectResponse(target, status_code=303)
 
     async def items(self, request: Request) -> Response:
@@ -104,7 +105,8 @@ class GoPages:
                      for r, s in exc.nearby]
         else:  # pragma: no cover - the three above are every RouteError
             raise exc
-        audit.info("go not found ref=%s item=%s region=%s: %s", ref, item, region, exc)
+        audit.info("go not found", extra={"ref": ref, "item": item, "region": region,
+                                          "error": str(exc)})
         return self.pages.render("go_error.html", {
             "title": title, "detail": detail, "links_title": links_title, "links": links,
             "ref": ref}, status=404)

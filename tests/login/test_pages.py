@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.logs import JsonFormatter
 from gateway.store.memory import MemoryStore
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
 from tests.support.servers import free_port, serve
@@ -50,6 +53,33 @@ def test_a_failed_attempt_keeps_the_deep_link(browser: httpx.Client) -> None:
     assert failed.status_code == 401
     done = browser.post("/login", data={**form, "password": DEMO_PASSWORD})
     assert done.headers["location"] == "/my/logins"
+
+
+@pytest.mark.parametrize(("typed", "logged"), [
+    ("S3cr3t-Pa55w0rd!", "unrecognised"),  # a password typed into the user name field
+    ("Qz7!kVp#2xLm", "unrecognised"),
+    ("13900000002", "139****0002"),  # 李四's phone
+    ("430602197811300056", "430***********0056"),  # 王五's ID number
+    ("430602197811300057", "unrecognised"),  # wrong check digit: not an ID number
+])
+def test_a_failed_login_logs_only_a_masked_phone_or_id_number(
+        browser: httpx.Client, caplog: pytest.LogCaptureFixture, typed: str,
+        logged: str) -> None:
+    caplog.set_level(logging.INFO)
+    caplog.handler.setFormatter(JsonFormatter())
+    page = browser.get(browser.get("/login", params={"next": "/my/logins"}).headers["location"])
+    failed = browser.post("/login", data={
+        "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+        "username": typed, "password": "wrong"})
+    assert failed.status_code == 401
+    [line] = [json.loads(text) for text in caplog.text.splitlines() if "login failed" in text]
+    assert line["user"] == logged
+    everything = caplog.text + repr([r.__dict__ for r in caplog.records])
+    assert typed not in everything
+    if logged == "unrecognised":  # not even a piece of it
+        assert all(typed[i:i + 4] not in everything for i in range(len(typed) - 3))
+    else:
+        assert logged in everything
 
 
 @pytest.mark.parametrize("target", [

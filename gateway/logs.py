@@ -1,0 +1,191 @@
+"""Structured logs: one JSON object per line, with the id of the request being served.
+
+A value a client sent (a path, a form field, a header) can hold a line break, an ANSI
+escape or a quote. Formatted into a text line it could end that line and write a forged
+one (``/go/x%0a…`` did, into ``roam.audit``). :class:`JsonFormatter` renders each record
+as one JSON object instead — the message and every field passed as ``extra={…}``, each
+a JSON string escaped by the encoder — so whatever a value holds, a record is one line
+and a value never becomes a field. Characters that JSON allows raw but that terminals or
+line readers treat as control (C1 controls such as the 8-bit CSI, U+2028/U+2029, bidi
+overrides) are escaped as well.
+
+:class:`RequestIds` (pure ASGI) gives every HTTP request an id, kept in a context variable
+the formatter reads, so each line written while the request is served carries it, and
+answers it in ``X-Request-Id``. An incoming ``X-Request-Id`` (from a load balancer in
+front) is kept only if it is a short token of safe characters; anything else is replaced.
+
+:func:`configure_logging` is called once when a process starts serving (``roam``, the
+demo): the stdlib ``logging`` stays the API everywhere, and importing this module changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import secrets
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "JsonFormatter",
+    "RequestIds",
+    "configure_logging",
+    "current_request_id",
+    "new_request_id",
+]
+
+REQUEST_ID_HEADER = "x-request-id"
+_HEADER = REQUEST_ID_HEADER.encode("ascii")
+
+#: What an incoming X-Request-Id must look like to be kept (a UUID, nginx's $request_id).
+_SAFE_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+#: Longest string field written; the rest is cut (a 16 KiB header is no log line).
+MAX_FIELD = 2048
+
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "roam_request_id", default=None)
+
+# Attributes every LogRecord has: everything else on a record came in through ``extra``.
+# ``color_message`` is uvicorn's copy of its message with ANSI colours: never written.
+_RECORD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName", "color_message"}
+
+# Valid raw in JSON, but not harmless to a terminal or to a reader splitting lines.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def new_request_id() -> str:
+    """16 random hex digits."""
+    return secrets.token_hex(8)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served in this context, if any."""
+    return _REQUEST_ID.get()
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    try:
+        text = orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except TypeError:  # lone surrogates, integers past 64 bits: the slower encoder takes all
+        text = json.dumps(obj, default=str, ensure_ascii=True)
+    return _UNSAFE.sub(_escape, text)
+
+
+def _field(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD:
+        return value[:MAX_FIELD] + "…"
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: ``time`` (local, with offset), ``level``, ``logger``,
+    ``request_id`` (while a request is served), ``msg``, every ``extra`` field, and
+    ``exc`` (the traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return _dumps(self._fields(record))
+        except Exception:  # a log call must never fail, nor print a traceback
+            return _dumps({"time": self._time(record), "level": record.levelname,
+                           "logger": record.name, "msg": "unformattable log record"})
+
+    def _time(self, record: logging.LogRecord) -> str:
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(
+            timespec="milliseconds")
+
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {"time": self._time(record), "level": record.levelname,
+                               "logger": record.name}
+        request_id = record.__dict__.get("request_id") or _REQUEST_ID.get()
+        if request_id:
+            out["request_id"] = request_id
+        try:
+            out["msg"] = _field(record.getMessage())
+        except Exception:  # arguments that do not fit the message
+            out["msg"] = _field(f"{record.msg!r} % {record.args!r}")
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in out:
+                out[key] = _field(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return out
+
+
+def configure_logging(level: int | str = logging.INFO, *, stream: TextIO | None = None
+                      ) -> logging.Handler:
+    """Every record, uvicorn's and Python warnings included, to ``stream`` (stderr) as
+    JSON lines: the root logger gets one handler, uvicorn's loggers hand theirs up to it.
+    Returns the handler."""
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.propagate = True
+    logging.captureWarnings(True)
+    return handler
+
+
+def _incoming(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == _HEADER:
+            return value.decode("ascii") if _SAFE_ID.fullmatch(value) else None
+    return None
+
+
+class RequestIds:
+    """Pure ASGI middleware: a request id for each HTTP request, set for the logs of
+    everything that serves it and sent back in ``X-Request-Id`` (unless a proxied system
+    answered with one of its own)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming(scope["headers"]) or new_request_id()
+        echo = (_HEADER, request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                for name, _ in headers:
+                    if name.lower() == _HEADER:
+                        break
+                else:
+                    message = {**message, "headers": [*headers, echo]}
+            await send(message)
+
+        token = _REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _REQUEST_ID.reset(token)
