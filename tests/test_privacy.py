@@ -32,7 +32,13 @@ from gateway.privacy import (
 )
 from gateway.regions import RegionDirectory
 from gateway.store.memory import MemoryStore
-from tests.support.gateway import DEMO_PASSWORD, config_on_port, form_field, log_in
+from tests.support.gateway import (
+    DEMO_PASSWORD,
+    config_on_port,
+    form_field,
+    log_in,
+    with_systems,
+)
 from tests.support.rp import authorize_url, rp_client
 from tests.support.servers import free_port, serve
 
@@ -317,8 +323,7 @@ claims = ["name", "id_number", "birthdate", "gender", "region", "phone_number"]
     config = config_on_port(port, clients={"changsha-gov": {
         "scopes": ("openid", "profile", "phone", "region", "legal_person"),
         "claims": tuple(CHANGSHA_CLAIMS)}})
-    routing = config.settings.routing.model_copy(update={"systems_file": str(systems)})
-    config = config.revised(settings=config.settings.model_copy(update={"routing": routing}))
+    config = with_systems(config, systems, path_mode=True)  # /s/records/
     with serve(recorder(), upstream_port), \
             serve(create_app(config, store=MemoryStore()), port) as gateway:
         yield Stack(gateway)

@@ -28,7 +28,7 @@ from gateway.keys import KeyRing
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.id_token_hint import IdTokenHints
 from gateway.store.memory import MemoryStore
-from tests.support.gateway import config_on_port, form_field, query
+from tests.support.gateway import config_on_port, form_field, query, with_systems
 from tests.support.rp import authorize_url, full_login, rp_client
 from tests.support.servers import free_port, serve
 
@@ -71,10 +71,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, keys: KeyRing) -> Iterator[str]
         systems.write_text(SYSTEMS.format(upstream=upstream), "utf-8")
         port = free_port()
         config = config_on_port(port)
-        routing = config.settings.routing.model_copy(update={"systems_file": str(systems)})
-        proxy = config.settings.proxy.model_copy(update={"path_mode": True})  # /s/legacy-bdc/
-        config = config.revised(settings=config.settings.model_copy(
-            update={"routing": routing, "proxy": proxy}))
+        config = with_systems(config, systems, path_mode=True)  # /s/legacy-bdc/
         with serve(create_app(config, store=MemoryStore(), keys=keys), port) as url:
             yield url
 

@@ -16,7 +16,13 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.store.memory import MemoryStore
-from tests.support.gateway import CITIZEN, DEMO_PASSWORD, config_on_port, form_field
+from tests.support.gateway import (
+    CITIZEN,
+    DEMO_PASSWORD,
+    config_on_port,
+    form_field,
+    with_systems,
+)
 from tests.support.servers import free_port, serve
 
 GJJ, SB, BDC = "430000-GJJ-001", "430000-SB-001", "430000-BDC-001"
@@ -110,12 +116,7 @@ items = ["{BDC}"]
 claims = ["name"]
 """, "utf-8")
         port = free_port()
-        config = config_on_port(port)
-        routing = config.settings.routing.model_copy(
-            update={"systems_file": str(tmp_path / "systems.toml")})
-        proxy = config.settings.proxy.model_copy(update={"path_mode": True})
-        config = config.revised(settings=config.settings.model_copy(
-            update={"routing": routing, "proxy": proxy}))
+        config = with_systems(config_on_port(port), tmp_path / "systems.toml", path_mode=True)
         with serve(create_app(config, store=MemoryStore()), port) as gw, \
                 httpx.Client(base_url=gw) as browser:
             back = log_in_via(browser, browser.get(f"/go/{BDC}?region=430702"))

@@ -38,6 +38,16 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
     return base.revised(settings=settings, clients=updated)
 
 
+def with_systems(config: Config, systems: Path, *, path_mode: bool = False) -> Config:
+    """``config`` with another systems file; ``path_mode``: its proxied systems without
+    hosts served under ``/s/<id>/`` (the opt-in), as tests that reach them so do."""
+    settings = config.settings
+    return config.revised(settings=settings.model_copy(update={
+        "routing": settings.routing.model_copy(update={"systems_file": str(systems)}),
+        "proxy": settings.proxy.model_copy(update={"path_mode": path_mode}),
+    }))
+
+
 def form_field(html: str, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert match, f"no {name} field on the page"
