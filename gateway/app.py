@@ -82,7 +82,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
                  connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX)
     cas = CasServer(systems=gateway.config.systems, connectors=gateway.connectors,
                     gate=gateway.gate, store=gateway.store, pages=pages,
-                    ticket_ttl=settings.legacy.cas_ticket_ttl)
+                    ticket_ttl=settings.legacy.cas_ticket_ttl,
+                    login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
     discovery = Discovery(issuer, keys)

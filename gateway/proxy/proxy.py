@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, StreamingResponse
@@ -63,6 +63,7 @@ from gateway.proxy.upstream import (
 )
 from gateway.routing.resolve import Chooser, RoundRobin
 from gateway.sessions import cookie_value
+from gateway.urls import has_dot_segment
 
 __all__ = ["IDEMPOTENT", "METHODS", "PREFIX", "Proxy"]
 
@@ -157,12 +158,6 @@ class _Facts(NamedTuple):
         return cls(host, cookie, length, chunked)
 
 
-def _has_dot_segment(path: str) -> bool:
-    if "." not in path and "%" not in path:  # most paths: no dot, plain or encoded
-        return False
-    return any(seg in (".", "..") for seg in unquote(path).replace("\\", "/").split("/"))
-
-
 class Proxy:
     """The ``/s/{system}/{path:path}`` endpoint; see the module docstring."""
 
@@ -239,7 +234,7 @@ class Proxy:
         identity = session.identity
 
         rest = self._rest(raw_path, system_id, request)
-        if rest is None or _has_dot_segment(rest):
+        if rest is None or has_dot_segment(rest):
             return self.answers.fail(request, 400, "invalid_request", "地址无效",
                               "请求的地址格式不正确。")
         declared = facts.length
