@@ -29,7 +29,7 @@ from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
-from gateway.proxy.dispatch import ProxyFirst
+from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages
 from gateway.store import Store
@@ -173,6 +173,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         proxy=gateway.proxy,
         prefix=PROXY_PREFIX,
         hosts=gateway.config.systems.by_host(),
+        limits=HeadLimits.of(settings.gateway),
+        pages=pages,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

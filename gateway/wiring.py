@@ -186,7 +186,8 @@ def build_gateway(
                            cooldown=settings.health.passive_cooldown)
     resolver = Resolver(config.systems, config.regions, health=health)
     gate = Gate(sessions)
-    upstream = upstream or H1Upstream()  # one connection pool per process
+    upstream = upstream or H1Upstream(  # one connection pool per process
+        max_connections=settings.proxy.max_connections_per_instance)
     proxy = Proxy(upstream, systems=config.systems, health=health, gate=gate, pages=pages,
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},

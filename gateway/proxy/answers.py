@@ -81,13 +81,20 @@ class ProxyAnswers:
             page = PageError("业务系统响应超时", f"{system.name}暂时没有响应，请稍后再试。",
                              status=504)
             code = "gateway_timeout"
+        elif status == 503:  # every connection the instance may have stayed busy
+            page = PageError("业务系统繁忙", f"{system.name}当前访问人数较多，请稍后再试。",
+                             status=503)
+            code = "temporarily_unavailable"
         else:
             page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
                              status=502)
             code = "bad_gateway"
         log.warning("proxy %s ref=%s system=%s instance=%s: %s: %s", code, page.ref,
                     system.id, instance, type(exc).__name__, exc)
-        return self._answer(request, page, code)
+        answer = self._answer(request, page, code)
+        if status == 503:
+            answer.headers["Retry-After"] = "5"
+        return answer
 
     def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:
         answer = self.fail(request, 405, "method_not_allowed", "请求方式不受支持",

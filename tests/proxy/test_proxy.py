@@ -30,6 +30,7 @@ from gateway.proxy.forwarding import (
     without_cookies,
     without_hop_by_hop,
     without_set_cookies,
+    without_underscores,
 )
 from gateway.proxy.h1 import H1Upstream
 from gateway.proxy.health import PassiveHealth
@@ -84,6 +85,13 @@ def upstream(name: str) -> Starlette:
         await asyncio.sleep(2)
         return JSONResponse({"late": True})
 
+    async def drip(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(15):  # 1.5 s, a chunk each 0.1 s: never a stall
+                await asyncio.sleep(0.1)
+                yield b"drop;"
+        return StreamingResponse(chunks(), media_type="text/plain")
+
     async def moved(request: Request) -> Response:
         base = f"{request.url.scheme}://{request.url.netloc}"
         return Response(status_code=302, headers={"Location": f"{base}/landing?x=1"})
@@ -91,6 +99,7 @@ def upstream(name: str) -> Starlette:
     return Starlette(routes=[
         Route("/big", big, methods=["GET"]),
         Route("/slow", slow, methods=["GET"]),
+        Route("/drip", drip, methods=["GET"]),
         Route("/moved", moved, methods=["GET"]),
         Route("/{path:path}", echo, methods=ALL),
     ])
@@ -114,13 +123,16 @@ def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1",
     })
 
 
-def gateway_app(systems: Systems, transport: str = "aiohttp",
+def gateway_app(systems: Systems, transport: str = "aiohttp", *,
+                hosts: dict[str, str] | None = None, max_connections: int = 64,
                 **proxy_options: Any) -> ProxyFirst:
-    """The proxy on ``transport``: ``aiohttp`` (AiohttpUpstream) or ``h1`` (H1Upstream)."""
+    """The proxy on ``transport``: ``aiohttp`` (AiohttpUpstream) or ``h1`` (H1Upstream,
+    at most ``max_connections`` per instance)."""
     sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
     proxy_options.setdefault("health", PassiveHealth(failures=1000))
-    upstream: Upstream = H1Upstream() if transport == "h1" else AiohttpUpstream()
+    upstream: Upstream = (H1Upstream(max_connections=max_connections) if transport == "h1"
+                          else AiohttpUpstream())
     proxy = Proxy(upstream, systems=systems, connectors=connectors, gate=Gate(sessions),
                   cookie_names={"roam_csrf"}, **proxy_options)
 
@@ -139,7 +151,7 @@ def gateway_app(systems: Systems, transport: str = "aiohttp",
         await sessions.start(identity, response)
         return response
 
-    return ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={}, lifespan=lifespan,
+    return ProxyFirst(proxy=proxy, prefix=PREFIX, hosts=hosts or {}, lifespan=lifespan,
                       routes=[Route("/test/login", login, methods=["GET"])])
 
 
@@ -168,8 +180,10 @@ def gateway(upstreams: tuple[str, str, str], request: pytest.FixtureRequest) -> 
             return instances[0]  # always the dead one first
         return round_robin(system_id, instances)
 
-    app = gateway_app(systems, request.param, max_body=6 * MiB, choose=choose)
-    with serve(app) as url:
+    port = free_port()
+    app = gateway_app(systems, request.param, hosts={"echo.roam.test": "echo"},
+                      max_body=6 * MiB, choose=choose, issuer=f"http://127.0.0.1:{port}")
+    with serve(app, port=port, proxy_headers=False) as url:  # as roam serve runs
         yield url
 
 
@@ -230,7 +244,9 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
             headers={"X-Roam-Sub": "forged", "X-Roam-Acr": "L4",
                      "Authorization": "Bearer meant-for-the-gateway",
                      "X-Forwarded-Host": "evil.example", "X-Forwarded-Prefix": "/evil",
-                     "Connection": "x-private", "X-Private": "hop", "Accept": "*/*"})
+                     "X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https",
+                     "X_Roam_Sub": "underscored", "Connection": "x-private",
+                     "X-Private": "hop", "Accept": "*/*"})
     assert response.status_code == 200
     seen = response.json()
     assert seen["method"] == "GET"
@@ -240,12 +256,12 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
         assert name not in headers, f"{name} sent twice"
         headers[name] = value
     host = gateway.removeprefix("http://")
-    # (uvicorn trusts X-Forwarded-For/-Proto from loopback by default and rewrites the
-    # client address and scheme, so those are checked without a server, further down)
+    # the gateway's own, whatever the client claimed
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == host
     assert headers["x-forwarded-prefix"] == "/s/echo"
+    assert not any("_" in name for name in headers)  # X_Roam_Sub dropped, as nginx does
     assert "authorization" not in headers
     assert "x-private" not in headers  # named by Connection: hop-by-hop
     # the gateway's cookies never reach a system; the system's own cookie does
@@ -261,6 +277,21 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
     set_cookies = response.headers.get_list("set-cookie")
     assert any(c.startswith("app_sid=") for c in set_cookies)
     assert not any(c.startswith("roam_session=") for c in set_cookies)
+
+
+async def test_forwarded_host_is_where_the_gateway_serves_the_system(gateway: str) -> None:
+    """X-Forwarded-Host is the system's own host (with the issuer's port) on its host, the
+    issuer's host in path mode: never the Host a client sent."""
+    port = gateway.rpartition(":")[2]
+    async with client(gateway) as http:
+        on_host = (await http.get(f"{gateway}/page", headers={
+            "Host": "ECHO.roam.test:9999", "X-Forwarded-Host": "evil.example"})).json()
+        in_path = (await http.get("/s/echo/page", headers={"Host": "evil.example"})).json()
+    headers = dict(on_host["headers"])
+    assert on_host["path"] == "/page"
+    assert headers["x-forwarded-host"] == f"echo.roam.test:{port}"
+    assert "x-forwarded-prefix" not in headers
+    assert dict(in_path["headers"])["x-forwarded-host"] == f"127.0.0.1:{port}"
 
 
 async def test_upstream_sees_its_own_host(gateway: str, upstreams: tuple[str, str, str]) -> None:
@@ -448,6 +479,28 @@ async def test_slow_upstream_is_504_with_a_reference(gateway: str) -> None:
     assert "超时" in page.text
 
 
+async def test_every_connection_busy_is_503_with_retry_after(
+        upstreams: tuple[str, str, str]) -> None:
+    """One connection allowed, held by a long answer: the next request waits the system's
+    timeout for it, then gets 503 with Retry-After; once it is free, requests pass again."""
+    systems = Systems([system("one", [upstreams[0]], timeout=0.5)],
+                      [ServiceItem(code=ITEM, name="住房公积金提取")])
+    with serve(gateway_app(systems, "h1", max_connections=1)) as url:
+        async with client(url) as http:
+            async with http.stream("GET", "/s/one/drip") as held:
+                assert held.status_code == 200
+                busy = await http.get("/s/one/x", headers=JSON)
+                page = await http.get("/s/one/x", headers=NAV)
+                assert (await held.aread()) == b"drop;" * 15  # untouched by the others
+            after = await http.get("/s/one/x", headers=JSON)
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "5"
+    assert busy.json()["error"] == "temporarily_unavailable"
+    assert page.status_code == 503
+    assert "繁忙" in page.text
+    assert after.status_code == 200
+
+
 async def test_dead_upstream_is_502_with_a_reference(gateway: str) -> None:
     async with client(gateway) as http:
         response = await http.get("/s/dead/x", headers=JSON)
@@ -563,18 +616,26 @@ def test_cookie_rules() -> None:
 
 def test_forwarded_headers_replace_what_a_client_claims() -> None:
     out = forwarded_headers([("X-Forwarded-Proto", "https"), ("X-Forwarded-Prefix", "/x"),
-                             ("X-Forwarded-For", "10.0.0.9")],
+                             ("X-Forwarded-For", "10.0.0.9"), ("x-forwarded-host", "evil")],
                             client="127.0.0.1", proto="http", host="gw.example",
                             prefix="/s/echo")
-    assert out == [("X-Forwarded-For", "10.0.0.9, 127.0.0.1"), ("X-Forwarded-Proto", "http"),
+    assert out == [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-Proto", "http"),
                    ("X-Forwarded-Host", "gw.example"), ("X-Forwarded-Prefix", "/s/echo")]
+    assert forwarded_headers([("X-Forwarded-For", "10.0.0.9")], client=None, proto="https",
+                             host="", prefix="") == [("X-Forwarded-Proto", "https")]
+
+
+def test_underscored_header_names_are_dropped() -> None:
+    assert without_underscores([("X_Roam_Sub", "forged"), ("X-Roam-Sub", "x"),
+                                ("accept_language", "zh"), ("Accept", "*/*")]) == [
+        ("X-Roam-Sub", "x"), ("Accept", "*/*")]
 
 
 def _composed(headers: list[tuple[str, str]], *, client: str | None,
               prefix: str) -> list[tuple[str, str]]:
     """The request-side rules one by one: what upstream_request_headers must equal."""
     pairs = [(k, v) for k, v in without_hop_by_hop(headers) if k not in ("host", "expect")]
-    pairs = without_cookies(pairs, {"roam_session", "roam_csrf"})
+    pairs = without_cookies(without_underscores(pairs), {"roam_session", "roam_csrf"})
     return forwarded_headers(pairs, client=client, proto="https", host="gw.example",
                              prefix=prefix)
 
@@ -589,6 +650,7 @@ def _composed(headers: list[tuple[str, str]], *, client: str | None,
      ("x-forwarded-for", " 10.0.0.9 "), ("x-forwarded-for", ""), ("x-forwarded-proto", "http"),
      ("x-forwarded-host", "evil"), ("x-forwarded-prefix", "/x"), ("cookie", "roam_csrf=z"),
      ("cookie", "app=2;  other=3"), ("content-type", "text/plain"), ("transfer-encoding", "c")],
+    [("x_roam_sub", "forged"), ("x-roam_acr", "L4"), ("accept", "a"), ("x_forwarded_for", "1")],
 ])
 @pytest.mark.parametrize(("client", "prefix"), [("127.0.0.1", "/s/echo"), (None, "")])
 def test_one_pass_request_headers_equal_the_rules_composed(
