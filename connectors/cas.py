@@ -7,51 +7,36 @@ URL and validates it server-to-server at ``/cas/p3/serviceValidate``. Settings::
     connector = "cas"
     connector_settings = { services = ["https://gjj.xiangtan.gov.cn/app/"] }
 
-``services`` are the service URL prefixes the system may ask tickets for. A prefix matches
-only at a boundary (the whole URL, or followed by ``/``, ``?`` or ``#``, or the prefix ends
-in ``/``), so ``https://a.gov.cn`` does not match ``https://a.gov.cn.evil.example``.
+``services`` are the service URL prefixes the system may ask tickets for. A service matches
+by :func:`gateway.urls.url_under`: both normalised, on a path-segment boundary, and never
+with a dot segment (``/app/../other``, ``%2e%2e``), so ``https://a.gov.cn/app`` covers
+neither ``https://a.gov.cn/appx`` nor ``https://a.gov.cn.evil.example``.
 The connector keeps no state: tickets live in the gateway's store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.base import ConnectorContext, Route
 from gateway.identity import Identity
-from gateway.urls import is_loopback_http
+from gateway.urls import normalized_url, url_under
 
 __all__ = ["Cas", "CasConfig", "service_allowed", "valid_service_url"]
 
 
 def valid_service_url(value: str) -> bool:
-    """An absolute https URL (plain http only on loopback), no user info, no control chars."""
-    if any(ord(c) < 33 or ord(c) == 127 for c in value) or "\\" in value:
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
-        return False
-    return parts.scheme == "https" or is_loopback_http(value)
+    """An absolute https URL (plain http only on loopback), no user info, no control chars,
+    no dot segment (:func:`gateway.urls.normalized_url`)."""
+    return normalized_url(value) is not None
 
 
 def service_allowed(service: str, prefixes: tuple[str, ...]) -> bool:
-    """Whether ``service`` starts with one of ``prefixes`` at a URL boundary."""
-    if not valid_service_url(service):
-        return False
-    for prefix in prefixes:
-        if not service.startswith(prefix):
-            continue
-        rest = service[len(prefix):]
-        if not rest or prefix.endswith("/") or rest[0] in "/?#":
-            return True
-    return False
+    """Whether ``service`` lies under one of ``prefixes`` (:func:`gateway.urls.url_under`)."""
+    return any(url_under(service, prefix) for prefix in prefixes)
 
 
 class CasConfig(BaseModel):
@@ -67,7 +52,8 @@ class CasConfig(BaseModel):
         for url in value:
             if not valid_service_url(url):
                 raise ValueError(f"{url!r} is not an absolute https URL "
-                                 "(plain http only on loopback), without user info")
+                                 "(plain http only on loopback), without user info "
+                                 "or dot segments")
         return value
 
     def open(self, ctx: ConnectorContext) -> Cas:

@@ -27,6 +27,7 @@ from pydantic import Field
 from connectors.base import ConnectorContext, Route
 from connectors.secret import MIN_SECRET_LENGTH, SharedSecretSettings
 from gateway.identity import Identity
+from gateway.urls import url_under
 
 __all__ = ["MIN_SECRET_LENGTH", "Ticket", "TicketConfig"]
 
@@ -63,6 +64,9 @@ class Ticket:
         return hmac.compare_digest(digest, self.secret_sha256)
 
     async def login_url(self, identity: Identity, route: Route, target: str) -> str:
-        """``RedirectsLogin``: the gateway issues the ticket and continues to ``target``."""
+        """``RedirectsLogin``: the gateway issues the ticket and continues to ``target``,
+        which must lie under the route's instance (as ``/ticket/issue`` checks again)."""
+        if not url_under(target, route.base_url):
+            raise ValueError(f"{target!r} is not under {route.system_id}'s instance")
         query = urlencode({"system": route.system_id, "target": target})
         return f"{self.issuer}/ticket/issue?{query}"

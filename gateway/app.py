@@ -30,7 +30,7 @@ from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
-from gateway.proxy.dispatch import ProxyFirst
+from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages
 from gateway.store import Store
@@ -83,7 +83,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
                  issuer=issuer)
     cas = CasServer(systems=gateway.config.systems, connectors=gateway.connectors,
                     gate=gateway.gate, store=gateway.store, pages=pages,
-                    ticket_ttl=settings.legacy.cas_ticket_ttl)
+                    ticket_ttl=settings.legacy.cas_ticket_ttl,
+                    login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
     discovery = Discovery(issuer, keys)
@@ -175,6 +176,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         proxy=gateway.proxy,
         prefix=PROXY_PREFIX,
         hosts=gateway.config.systems.by_host(),
+        limits=HeadLimits.of(settings.gateway),
+        pages=pages,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

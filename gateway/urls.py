@@ -2,22 +2,33 @@
 
 Plain http is acceptable only on loopback (the demo and tests); every other URL the
 gateway is told about is https. Host names are compared lower case and without a port.
+
+A URL that must lie under a registered one (a CAS ``service``, a ticket ``target``) is
+compared by :func:`url_under`: both normalised (:func:`normalized_url`: scheme and host
+lower case, no default port, percent-encoding normalised as RFC 3986 §6.2.2 says), on a
+path-segment boundary, and never with a dot segment (:func:`has_dot_segment`: ``.`` or
+``..``, literal, percent-encoded once or twice, with ``\\`` for ``/`` or with ``;params``
+as Tomcat, Jetty and Spring read ``..;``), which would let it climb out of the prefix.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 __all__ = [
     "HOST_NAME",
     "append_query",
     "check_url",
+    "has_dot_segment",
     "host_name",
     "is_loopback_http",
     "local_path",
+    "normalized_url",
     "origin_on",
+    "url_under",
     "within_domain",
 ]
 
@@ -85,3 +96,86 @@ def host_name(host_header: str) -> str:
     if host.startswith("["):
         return host.partition("]")[0] + "]"
     return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+_DECODINGS = 3
+"""How many times a path is percent-decoded looking for dot segments (``%25252e`` → ``.``):
+a path still changing after that is refused as well."""
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether ``path`` (as sent, percent-encoded) holds a ``.`` or ``..`` segment once
+    decoded, up to :data:`_DECODINGS` times: ``..``, ``%2e%2E``, ``%252e%252e``, ``..;x``
+    (a path parameter), ``.%3b``, ``..\\``, ``%2f..%2f``. ``...`` and ``a.b`` are names."""
+    if "." not in path and "%" not in path:  # most paths: no dot, plain or encoded
+        return False
+    decoded = path
+    for _ in range(_DECODINGS):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    else:
+        if unquote(decoded) != decoded:
+            return True  # encoded deeper than anyone decodes in good faith
+    for segment in decoded.replace("\\", "/").split("/"):
+        if segment.partition(";")[0] in (".", ".."):
+            return True
+    return False
+
+
+_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_KEPT = "!$&'()*+,;=:@/?%"  # reserved characters and escapes stay as they are
+
+
+def _normal_encoding(text: str) -> str:
+    """Percent-encodings of unreserved characters decoded, the others upper case; any
+    other character outside US-ASCII encoded as UTF-8 (RFC 3986 §6.2.2.1-2, RFC 3987)."""
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return _ENCODED.sub(one, quote(text, safe=_KEPT + "[]"))
+
+
+def normalized_url(value: str) -> str | None:
+    """``value`` as ``scheme://host[:port]/path[?query]`` in normal form (no fragment), or
+    None unless it is an absolute https URL (plain http only on loopback) without user
+    info, control characters, backslashes, stray ``%`` or dot segments."""
+    if any(ord(c) < 33 or ord(c) == 127 for c in value) or "\\" in value:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if (parts.scheme.lower() not in ("https", "http") or not host or "@" in parts.netloc
+            or (parts.scheme.lower() == "http" and not is_loopback_http(value))):
+        return None
+    if "%" in _ENCODED.sub("", parts.path + parts.query) or has_dot_segment(parts.path):
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != (443 if scheme == "https" else 80):
+        netloc += f":{port}"
+    path = _normal_encoding(parts.path) or "/"
+    query = f"?{_normal_encoding(parts.query)}" if parts.query else ""
+    return f"{scheme}://{netloc}{path}{query}"
+
+
+def url_under(url: str, prefix: str) -> bool:
+    """Whether ``url`` lies under the registered ``prefix``, both normalised: the same
+    origin, and the prefix's path whole or up to a ``/`` (``/gjj`` covers ``/gjj``,
+    ``/gjj/x`` and ``/gjj?y``, never ``/gjjx``); a prefix with a query covers only that
+    path with that query, possibly followed by ``&…``."""
+    target, base = normalized_url(url), normalized_url(prefix)
+    if target is None or base is None:
+        return False
+    base_path, has_query, base_query = base.partition("?")
+    path, _, query = target.partition("?")
+    if has_query:
+        return path == base_path and (query == base_query or query.startswith(base_query + "&"))
+    return (path == base_path or path.startswith(base_path if base_path.endswith("/")
+                                                 else base_path + "/"))

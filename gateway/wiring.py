@@ -211,7 +211,8 @@ def build_gateway(
     handover = Handover(systems=config.systems, gate=gate, issuer=issuer,
                         hosts=HostSessions(store, sessions,
                                            handover_ttl=settings.proxy.handover_ttl))
-    upstream = upstream or H1Upstream()  # one connection pool per process
+    upstream = upstream or H1Upstream(  # one connection pool per process
+        max_connections=settings.proxy.max_connections_per_instance)
     proxy = Proxy(upstream, systems=config.systems, health=health, gate=gate, pages=pages,
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},

@@ -6,7 +6,16 @@ import re
 
 import pytest
 
-from gateway.urls import HOST_NAME, append_query, check_url, is_loopback_http, within_domain
+from gateway.urls import (
+    HOST_NAME,
+    append_query,
+    check_url,
+    has_dot_segment,
+    is_loopback_http,
+    normalized_url,
+    url_under,
+    within_domain,
+)
 
 
 @pytest.mark.parametrize(("url", "loopback"), [
@@ -56,3 +65,65 @@ def test_append_query_keeps_the_rest_of_the_url_as_it_was() -> None:
     assert append_query("https://a.cn/app/", {"ticket": "ST-1"}) == "https://a.cn/app/?ticket=ST-1"
     assert append_query("https://a.cn/x?b=%2f&c#frag", {"ticket": "t"}) == (
         "https://a.cn/x?b=%2f&c&ticket=t#frag")
+
+
+@pytest.mark.parametrize(("path", "dot"), [
+    ("a/b", False), ("a.b/c.d", False), ("a/.../b", False), ("a%20b", False),
+    ("a/..b/c", False), ("a/b..;/c", False), ("a;x/b", False), ("%E5%85%AC", False),
+    ("..", True), ("a/../b", True), ("a/./b", True), ("a/%2e%2e/b", True), ("a/%2E/b", True),
+    ("a/.%2e", True), ("a%2f..%2fb", True), ("a\\..\\b", True), ("a/%5c..%5cb", True),
+    # path parameters on dot segments: Tomcat, Jetty and Spring read ..; as ..
+    ("a/..;/b", True), ("a/..;x=1/b", True), ("a/%2e%2e;/b", True), ("a/.;/..;/b", True),
+    ("a/..%3b/b", True), ("a/.%3Bjsessionid=1/b", True),
+    # encoded twice or more, for a server or app that decodes again
+    ("a/%252e%252e/b", True), ("a/%252E%252e;/b", True), ("a/%25252e%25252e/b", True),
+    ("a/%2525252e%2525252e/b", True),  # deeper than anyone decodes in good faith
+])
+def test_dot_segments_are_found_however_they_are_written(path: str, dot: bool) -> None:
+    assert has_dot_segment(path) is dot
+
+
+@pytest.mark.parametrize(("url", "normal"), [
+    ("https://a.gov.cn", "https://a.gov.cn/"),
+    ("HTTPS://A.Gov.CN:443/x", "https://a.gov.cn/x"),
+    ("https://a.gov.cn:8443/x", "https://a.gov.cn:8443/x"),
+    ("http://127.0.0.1:80/x?y=1#frag", "http://127.0.0.1/x?y=1"),
+    ("http://[::1]:8000/x", "http://[::1]:8000/x"),
+    ("https://a.gov.cn/%61%7e%2D/%2f%3f?q=%e5%85%ac", "https://a.gov.cn/a~-/%2F%3F?q=%E5%85%AC"),
+    ("https://a.gov.cn/公积金", "https://a.gov.cn/%E5%85%AC%E7%A7%AF%E9%87%91"),
+])
+def test_urls_in_normal_form(url: str, normal: str) -> None:
+    assert normalized_url(url) == normal
+
+
+@pytest.mark.parametrize("url", [
+    "http://a.gov.cn/", "ftp://a.gov.cn/", "/relative", "https://u@a.gov.cn/",
+    "https://a.gov.cn/x y", "https://a.gov.cn/\nx", "https://a.gov.cn\\x", "https://a.gov.cn:x/",
+    "https://a.gov.cn/a/../b", "https://a.gov.cn/a/%2E%2E/b", "https://a.gov.cn/a/..;/b",
+    "https://a.gov.cn/100%", "https://a.gov.cn/x?q=%zz",
+])
+def test_urls_without_a_normal_form(url: str) -> None:
+    assert normalized_url(url) is None
+
+
+@pytest.mark.parametrize(("url", "prefix", "under"), [
+    ("https://a.gov.cn/gjj", "https://a.gov.cn/gjj", True),
+    ("https://a.gov.cn/gjj/x", "https://a.gov.cn/gjj", True),
+    ("https://a.gov.cn/gjj?x=1", "https://a.gov.cn/gjj", True),
+    ("https://a.gov.cn/gjj#x", "https://a.gov.cn/gjj", True),
+    ("https://a.gov.cn/gjjx", "https://a.gov.cn/gjj", False),  # a segment boundary
+    ("https://a.gov.cn/gjj", "https://a.gov.cn/gjj/", False),
+    ("https://a.gov.cn/gjj/", "https://a.gov.cn/gjj/", True),
+    ("https://A.GOV.CN:443/%67jj/x", "https://a.gov.cn/gjj", True),  # normalised
+    ("https://a.gov.cn/gjj%2Fx", "https://a.gov.cn/gjj/", False),  # %2F is no separator
+    ("https://a.gov.cn/gjj/../other", "https://a.gov.cn/gjj", False),
+    ("https://a.gov.cn/gjj/%2e%2e/other", "https://a.gov.cn/gjj", False),
+    ("https://a.gov.cn.evil.example/", "https://a.gov.cn", False),
+    ("https://a.gov.cn:8443/gjj", "https://a.gov.cn/gjj", False),
+    ("https://a.gov.cn/x", "https://a.gov.cn", True),
+    ("https://a.gov.cn/app?id=1&x=2", "https://a.gov.cn/app?id=1", True),
+    ("https://a.gov.cn/app?id=10", "https://a.gov.cn/app?id=1", False),
+    ("https://a.gov.cn/app/x?id=1", "https://a.gov.cn/app?id=1", False),
+])
+def test_a_url_under_a_prefix(url: str, prefix: str, under: bool) -> None:
+    assert url_under(url, prefix) is under

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config.files import Strict
 from gateway.urls import HOST_NAME, check_url, within_domain
@@ -40,6 +40,19 @@ class GatewaySection(Strict):
     port: int = Field(default=8000, ge=1, le=65535)
     key_dir: str = ""  # empty: ephemeral in-memory keys (demo and tests only)
     clients_file: str = "clients.toml"
+    # Request heads, as nginx's large_client_header_buffers 4 8k: past them 431 (414 for
+    # the request line), read no further, never forwarded.
+    max_header_line: int = Field(default=8192, ge=1024, le=65536)  # one line, bytes
+    max_header_size: int = Field(default=32768, ge=1024, le=MiB)  # all header lines
+    max_headers: int = Field(default=100, ge=16, le=1000)  # header lines
+
+    @field_validator("max_header_size")
+    @classmethod
+    def _holds_a_line(cls, value: int, info: ValidationInfo) -> int:
+        line = info.data.get("max_header_line")
+        if line is not None and value < line:
+            raise ValueError(f"{value} is smaller than max_header_line ({line})")
+        return value
 
     @field_validator("issuer")
     @classmethod
@@ -110,6 +123,9 @@ class ProxySection(Strict):
     # origin (they then share it: demo and explicit opt-in only).
     path_mode: bool = False
     handover_ttl: int = Field(default=60, ge=5, le=300)  # a hand-over code, seconds
+    # Open connections to one instance (scheme, host, port), busy and idle: a request
+    # finding all busy waits up to the system's timeout, then gets 503 with Retry-After.
+    max_connections_per_instance: int = Field(default=64, ge=1, le=4096)
 
 
 class HealthSection(Strict):

@@ -6,8 +6,9 @@ Endpoints (mount them as in the wiring below)::
     POST /ticket/redeem   (HTTP Basic system_id:secret, form ticket=…) -> JSON claims
 
 ``/ticket/issue`` takes only a ``system`` whose connector is ``ticket`` and a ``target``
-under one of that system's instances (at a URL boundary); anything else is a Chinese
-error page, never a redirect. Without a session the browser goes to ``/login?next=…``,
+under one of that system's instances (:func:`gateway.urls.url_under`: normalised, on a
+path-segment boundary, no dot segments); anything else is a Chinese error page with a
+reference id, never a redirect. Without a session the browser goes to ``/login?next=…``,
 below the system's ``min_acr`` to ``/stepup?next=…&acr=…``
 (:class:`~gateway.legacy.access.Gate`). The ticket is a store record
 ``sys_ticket/<random>`` living the system's ``ttl`` (≤ 60 s), holding the system id and
@@ -32,14 +33,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from connectors.base import Connector, released_claims
-from connectors.cas import service_allowed
 from connectors.ticket import Ticket
 from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.pages import Pages
 from gateway.store.base import Kind, Store
-from gateway.urls import append_query
+from gateway.urls import append_query, url_under
 
 __all__ = ["TicketEndpoints"]
 
@@ -62,7 +62,7 @@ class TicketEndpoints:
                 "未知的业务系统", "要前往的业务系统不存在或未以票据方式接入统一身份认证平台。"))
         system, connector = found
         target = request.query_params.get("target", "")
-        if not service_allowed(target, system.instances):
+        if not any(url_under(target, instance) for instance in system.instances):
             return self.pages.error(PageError(
                 "跳转地址无效",
                 f"要前往的地址不属于业务系统“{system.name}”，为保护您的账户，已停止跳转。"))

@@ -81,6 +81,10 @@ class ProxyAnswers:
             page = PageError("业务系统响应超时", f"{system.name}暂时没有响应，请稍后再试。",
                              status=504)
             code = "gateway_timeout"
+        elif status == 503:  # every connection the instance may have stayed busy
+            page = PageError("业务系统繁忙", f"{system.name}当前访问人数较多，请稍后再试。",
+                             status=503)
+            code = "temporarily_unavailable"
         else:
             page = PageError("业务系统暂时无法访问", f"暂时无法连接{system.name}，请稍后再试。",
                              status=502)
@@ -88,7 +92,10 @@ class ProxyAnswers:
         log.warning("proxy upstream failed", extra={
             "error": code, "ref": page.ref, "system": system.id, "instance": instance,
             "cause": f"{type(exc).__name__}: {exc}"})
-        return self._answer(request, page, code)
+        answer = self._answer(request, page, code)
+        if status == 503:
+            answer.headers["Retry-After"] = "5"
+        return answer
 
     def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:
         answer = self.fail(request, 405, "method_not_allowed", "请求方式不受支持",

@@ -10,8 +10,12 @@ tested without a server:
   (its session must never reach a city system);
 - :func:`without_set_cookies` drops an upstream's ``Set-Cookie`` for those names (a system
   cannot overwrite or delete the gateway's session);
-- :func:`forwarded_headers` replaces any client-sent ``X-Forwarded-Proto/Host/Prefix`` and
-  appends the client's address to ``X-Forwarded-For``;
+- :func:`without_underscores` drops headers with ``_`` in the name, as nginx does by
+  default (``underscores_in_headers off``): ``X_Roam_Sub`` is ``X-Roam-Sub`` to many CGI
+  and Java stacks, so it could pass for a header the gateway vouches for;
+- :func:`forwarded_headers` replaces any client-sent ``X-Forwarded-For/Proto/Host/Prefix``
+  with the gateway's own: the client's address, the scheme and host the gateway serves the
+  system on (never the client's ``Host``), the path prefix;
 - :func:`scoped_set_cookie` keeps an upstream's cookie to its own system: never a
   ``Domain`` (host-only, so a system cannot set cookies for its siblings or the issuer),
   and in path mode (``/s/<system>/`` on the issuer's origin, where every system shares one
@@ -43,6 +47,7 @@ __all__ = [
     "without_cookies",
     "without_hop_by_hop",
     "without_set_cookies",
+    "without_underscores",
 ]
 
 Headers = list[tuple[str, str]]
@@ -104,22 +109,23 @@ def without_set_cookies(headers: Iterable[tuple[str, str]], names: Collection[st
     ]
 
 
+def without_underscores(headers: Iterable[tuple[str, str]]) -> Headers:
+    """``headers`` without those whose name holds ``_``."""
+    return [(name, value) for name, value in headers if "_" not in name]
+
+
 def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None, proto: str,
                       host: str, prefix: str) -> Headers:
     """``headers`` with the ``X-Forwarded-*`` set the gateway vouches for.
 
-    The client's own ``X-Forwarded-For`` chain is kept and ``client`` appended (the
-    upstream trusts only the last hop, which the gateway adds); ``Proto``, ``Host`` and
-    ``Prefix`` sent by a client are replaced, never kept beside the gateway's.
+    Whatever a client sent as ``X-Forwarded-For/Proto/Host/Prefix`` is dropped, never kept
+    beside the gateway's: the gateway is where the request entered (its server does not
+    trust them either), so ``For`` is the address it saw and ``Host`` is the host it
+    serves the system on.
     """
-    pairs = list(headers)
-    chain = [value.strip() for name, value in pairs
-             if name.lower() == "x-forwarded-for" and value.strip()]
+    out = [(name, value) for name, value in headers if name.lower() not in _FORWARDED]
     if client:
-        chain.append(client)
-    out = [(name, value) for name, value in pairs if name.lower() not in _FORWARDED]
-    if chain:
-        out.append(("X-Forwarded-For", ", ".join(chain)))
+        out.append(("X-Forwarded-For", client))
     out.append(("X-Forwarded-Proto", proto))
     if host:
         out.append(("X-Forwarded-Host", host))
@@ -137,18 +143,18 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
                              cookie_name_prefixes: tuple[str, ...] = ()) -> Headers:
     """The client's ASGI headers as an upstream may see them, in one pass.
 
-    Equal to ``forwarded_headers(without_cookies(drop host/expect(without_hop_by_hop(
-    headers))))``; ``raw`` names must be lower case, as ASGI gives them. With a
-    ``cookie_prefix`` (path mode) only the cookies named with it go up, without it.
+    Equal to ``forwarded_headers(without_cookies(without_underscores(drop host/expect(
+    without_hop_by_hop(headers)))))``; ``raw`` names must be lower case, as ASGI gives them.
+    The gateway's cookies are ``cookie_names`` and any name starting with one of
+    ``cookie_name_prefixes``. With a ``cookie_prefix`` (path mode) only the cookies named
+    with it go up, without it.
     """
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
     named = _named_by_connection(pairs)
     out: Headers = []
-    chain: list[str] = []
     for name, value in pairs:
-        if name in _NOT_FORWARDED or name in named or name.startswith("proxy-"):
-            if name == "x-forwarded-for" and name not in named and value.strip():
-                chain.append(value.strip())
+        if (name in _NOT_FORWARDED or name in named or name.startswith("proxy-")
+                or "_" in name):
             continue
         if name == "cookie":
             if cookie_prefix:
@@ -163,9 +169,7 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
             continue
         out.append((name, value))
     if client:
-        chain.append(client)
-    if chain:
-        out.append(("X-Forwarded-For", ", ".join(chain)))
+        out.append(("X-Forwarded-For", client))
     out.append(("X-Forwarded-Proto", proto))
     if host:
         out.append(("X-Forwarded-Host", host))

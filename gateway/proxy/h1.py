@@ -11,15 +11,22 @@ parser (the parser uvicorn uses); this is that, made safe for the proxy:
   its ``Content-Length`` if the client gave one, else chunked;
 * connections are kept per (scheme, host, port) and reused only after a complete response
   that allows it; a reused connection the upstream had already closed is retried once on
-  a new one, and only when no body was sent;
+  a new one, and only when no body was sent; at most ``max_connections`` are open per
+  origin, a request finding them all busy waits (:mod:`gateway.proxy.pool`);
+* an answer ends where its ``Content-Length`` or chunking says, or — with neither — when
+  the upstream closes the connection (HTTP/1.0, ``Connection: close``); a byte the
+  upstream sends after an answer (garbage, a second answer nobody asked for) closes the
+  connection: it is never read as part of that answer or as the next request's
+  (:mod:`gateway.proxy.h1_connection`, one connection's protocol);
 * ``wait`` bounds the connect and every wait for data, never the whole transfer;
 * informational (1xx) answers are skipped; an answer to ``HEAD`` ends with its head (the
   connection is then not reused);
 * reading pauses while more than 256 KiB of body wait unread, writing waits for drain.
 
 Errors come out as :mod:`gateway.proxy.upstream`'s: no connection →
-``UpstreamConnectError`` (another instance may be tried), silence → ``UpstreamTimeout``,
-anything else → ``UpstreamFailed``.
+``UpstreamConnectError`` (another instance may be tried), every allowed connection busy
+for the whole wait → ``UpstreamBusy``, silence → ``UpstreamTimeout``, anything else →
+``UpstreamFailed``.
 """
 
 from __future__ import annotations
@@ -27,14 +34,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import cast
 from urllib.parse import urlsplit
 
-import httptools
-
 from gateway.proxy.forwarding import Headers
+from gateway.proxy.h1_connection import HIGH_WATER, Stale, UpstreamConnection
+from gateway.proxy.pool import Pool
 from gateway.proxy.upstream import (
     UpstreamConnectError,
     UpstreamFailed,
@@ -44,137 +49,19 @@ from gateway.proxy.upstream import (
 
 __all__ = ["HIGH_WATER", "H1Upstream"]
 
-HIGH_WATER = 256 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class _Stale(Exception):
-    """A reused connection turned out closed before any answer: safe to try a new one."""
-
-
-class _Connection(asyncio.Protocol):
-    def __init__(self, key: tuple[str, str, int]) -> None:
-        self.key = key
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.error: BaseException | None = None
-        self._can_write: asyncio.Future[None] | None = None
-        self._reset(head_only=False)
-
-    def _reset(self, *, head_only: bool) -> None:
-        self.head_only = head_only
-        self.status = 0
-        self.headers: Headers = []
-        self.head: asyncio.Future[None] | None = None
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.complete = False
-        self.keep_alive = False
-        self.received = False
-
-    def begin(self, method: str) -> asyncio.Future[None]:
-        self._reset(head_only=method == "HEAD")
-        self.head = asyncio.get_running_loop().create_future()
-        return self.head
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UpstreamFailed("the upstream switched protocols"))
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamFailed(f"not an HTTP answer: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete:
-            stale = not self.received and self.head is not None and not self.head.done()
-            self._fail(_Stale() if stale else UpstreamFailed("the upstream closed the connection"))
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_exception(UpstreamFailed("the upstream closed the connection"))
-
-    def pause_writing(self) -> None:
-        self._can_write = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_result(None)
-        self._can_write = None
-
-    async def drain(self) -> None:
-        if self._can_write is not None:
-            await self._can_write
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.headers = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:
-            return  # informational: the real answer follows
-        self.status = status
-        if self.head_only:
-            self.complete, self.keep_alive = True, False
-        if self.head is not None and not self.head.done():
-            self.head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        if self.status == 0 or self.head_only:
-            return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > HIGH_WATER and self.transport is not None:
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.status == 0:
-            return  # the end of a 1xx answer
-        if not self.head_only:
-            self.complete = True
-            self.keep_alive = self.parser.should_keep_alive()
-        self._wake()
-
-    # helpers
-    def take(self) -> bytes:
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
-        if self.buffered <= HIGH_WATER and self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-        return chunk
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def _fail(self, error: BaseException) -> None:
-        self.error = error
-        if self.head is not None and not self.head.done():
-            self.head.set_exception(error)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
-
-
 class H1Upstream:
-    """:class:`~gateway.proxy.upstream.Upstream` over kept-alive HTTP/1.1 connections."""
+    """:class:`~gateway.proxy.upstream.Upstream` over kept-alive HTTP/1.1 connections, at
+    most ``max_connections`` per origin (``max_idle`` of them kept idle)."""
 
-    def __init__(self, *, max_idle: int = 32, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, max_idle: int = 32, max_connections: int = 64,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.max_idle = max_idle
+        self.max_connections = max_connections
         self.tls = tls or ssl.create_default_context()
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._pool: Pool[UpstreamConnection] = Pool(max_open=max_connections, max_idle=max_idle)
         self._pending: list[tuple[asyncio.Transport, bytes]] = []
 
     async def send(self, method: str, url: str, headers: Headers,
@@ -182,19 +69,17 @@ class H1Upstream:
         origin, target = _split(url)
         key, netloc = _origin(origin)
         head = _request_head(method, target, netloc, headers, body is not None)
-        connection = self._reuse(key)
-        if connection is not None and body is None:
+        reuse = body is None  # a body is never retried: it goes on a new connection
+        while True:
+            connection = (self._pool.take(key) if reuse else None) or await self._pool.acquire(
+                key, functools.partial(self._connect, key, wait), wait=wait, reuse=reuse)
+            reused = connection.uses > 0
             try:
-                return await self._exchange(connection, method, head, None, wait)
-            except _Stale:
-                pass  # closed by the upstream while idle: a new connection, once
-        elif connection is not None:
-            self._give_back(connection)  # a body is never retried: use a new connection
-        connection = await self._connect(key, wait)
-        try:
-            return await self._exchange(connection, method, head, body, wait)
-        except _Stale:
-            raise UpstreamFailed("the upstream closed the connection") from None
+                return await self._exchange(connection, method, head, body, wait)
+            except Stale:
+                if not reused:
+                    raise UpstreamFailed("the upstream closed the connection") from None
+                reuse = False  # closed by the upstream while idle: a new connection, once
 
     def _write_soon(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` at the end of this loop turn, with the turn's other requests (a
@@ -210,47 +95,43 @@ class H1Upstream:
                 transport.write(data)
 
     async def aclose(self) -> None:
-        for connections in self._idle.values():
-            for connection in connections:
-                if connection.transport is not None:
-                    connection.transport.close()
-        self._idle.clear()
+        self._pool.close_idle()
 
-    def _give_back(self, connection: _Connection) -> None:
-        idle = self._idle.setdefault(connection.key, [])
-        if len(idle) < self.max_idle and not connection.closed:
-            idle.append(connection)
-        elif connection.transport is not None:
-            connection.transport.close()
+    def open_connections(self, origin: str) -> int:
+        """How many connections to ``origin`` (``scheme://host:port``) are open now."""
+        return self._pool.open_count(_origin(origin)[0])
 
-    def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
-        idle = self._idle.get(key)
-        while idle:
-            connection = idle.pop()
-            if not connection.closed:
-                return connection
-        return None
-
-    async def _connect(self, key: tuple[str, str, int], wait: float) -> _Connection:
+    async def _connect(self, key: tuple[str, str, int], wait: float) -> UpstreamConnection:
+        """A new connection, counted by the pool (which frees its slot on failure)."""
         scheme, host, port = key
         loop = asyncio.get_running_loop()
+        made: list[UpstreamConnection] = []
+
+        def factory() -> UpstreamConnection:
+            made.append(UpstreamConnection(key, functools.partial(self._pool.lost, key)))
+            return made[-1]
+
         try:
             async with asyncio.timeout(wait):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(key), host, port,
-                    ssl=self.tls if scheme == "https" else None,
+                    factory, host, port, ssl=self.tls if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None)
-        except TimeoutError as exc:
-            raise UpstreamConnectError(f"no connection within {wait:g} s") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise UpstreamConnectError(str(exc) or type(exc).__name__) from exc
+        except BaseException as exc:
+            for late in made:  # the pool frees the slot: its close must not again
+                late.on_lost = _nothing
+                late.close()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamConnectError(f"no connection within {wait:g} s") from exc
+            if isinstance(exc, (OSError, ssl.SSLError)):
+                raise UpstreamConnectError(str(exc) or type(exc).__name__) from exc
+            raise
         return connection
 
-    async def _exchange(self, connection: _Connection, method: str, head: bytes,
+    async def _exchange(self, connection: UpstreamConnection, method: str, head: bytes,
                         body: AsyncIterable[bytes] | None, wait: float) -> UpstreamResponse:
         transport = connection.transport
         if transport is None or connection.closed:
-            raise _Stale()
+            raise Stale()
         answered = connection.begin(method)
         try:
             if body is None:
@@ -262,14 +143,14 @@ class H1Upstream:
                                  not in head.lower())
             await _within(answered, wait)
         except TimeoutError as exc:
-            transport.close()
+            connection.close()
             raise UpstreamTimeout("no answer in time") from exc
         except BaseException:
-            transport.close()
+            connection.close()
             raise
         return self._response(connection, wait)
 
-    def _response(self, connection: _Connection, wait: float) -> UpstreamResponse:
+    def _response(self, connection: UpstreamConnection, wait: float) -> UpstreamResponse:
         released = False
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -286,7 +167,7 @@ class H1Upstream:
                     await _within(connection.waiter, wait)
                 except TimeoutError as exc:
                     raise UpstreamTimeout("stalled while sending the body") from exc
-                except _Stale as exc:
+                except Stale as exc:
                     raise UpstreamFailed("the upstream closed the connection") from exc
 
         async def read() -> bytes:
@@ -303,12 +184,16 @@ class H1Upstream:
                 return
             released = True
             if connection.complete and connection.keep_alive and not connection.closed:
-                self._give_back(connection)
-            elif connection.transport is not None:
-                connection.transport.close()
+                self._pool.give_back(connection.key, connection)
+            else:
+                connection.close()
 
         # (the header list is this answer's own: on_message_begin starts a new one)
         return UpstreamResponse(connection.status, connection.headers, chunks(), close, read)
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _within(future: asyncio.Future[None], wait: float) -> None:
@@ -348,7 +233,7 @@ def _origin(origin: str) -> tuple[tuple[str, str, int], str]:
 
 
 def _public(error: BaseException) -> BaseException:
-    return UpstreamFailed("the upstream closed the connection") if isinstance(error, _Stale) \
+    return UpstreamFailed("the upstream closed the connection") if isinstance(error, Stale) \
         else error
 
 
@@ -375,7 +260,7 @@ def _request_head(method: str, target: str, netloc: str, headers: Headers,
     return (text + "\r\n\r\n").encode("latin-1")
 
 
-async def _send_body(connection: _Connection, transport: asyncio.Transport,
+async def _send_body(connection: UpstreamConnection, transport: asyncio.Transport,
                      body: AsyncIterable[bytes], *, chunked: bool) -> None:
     async for chunk in body:
         if not chunk:

@@ -8,10 +8,13 @@ One request, in order:
    browser sends no ``Sec-Fetch-Mode``, ``Accept: text/html`` without ``X-Requested-With``)
    of a GET/HEAD is sent to ``/login?next=<path+query>`` or ``/stepup?next=…&acr=…``;
    anything else (XHR/fetch, API clients) gets ``401`` or ``403`` JSON, never a redirect;
-3. the request headers lose hop-by-hop headers, ``Host``, ``Expect``, client-sent identity
-   headers (``X-Roam-*``, ``Authorization``: :func:`connectors.base.strip_client_identity`)
-   and the gateway's own cookies; ``X-Forwarded-*`` are set
-   (:mod:`gateway.proxy.forwarding`); then the connector adds the identity;
+3. a path with a dot segment (``..``, ``%2e%2e``, ``..;``:
+   :func:`gateway.urls.has_dot_segment`) is refused with ``400``, never forwarded; the
+   request headers lose hop-by-hop headers, ``Host``, ``Expect``, names with ``_``,
+   client-sent identity headers (``X-Roam-*``, ``Authorization``:
+   :func:`connectors.base.strip_client_identity`) and the gateway's own cookies;
+   ``X-Forwarded-*`` are the gateway's own (:mod:`gateway.proxy.forwarding`); then the
+   connector adds the identity;
 4. an instance is chosen round-robin among those :class:`PassiveHealth` calls healthy (all
    of them if none is); the body is streamed up, refused with ``413`` past ``max_body``
    (``Content-Length`` is checked before any upstream is contacted);
@@ -21,9 +24,10 @@ One request, in order:
    the gateway's cookies; a ``Location`` into the instance is rewritten under ``/s/<system>``.
 
 Upstream timeout → ``504``, connect failure on every instance or a broken upstream →
-``502``: a Chinese page with a reference id for navigations, else
-``{"error": "gateway_timeout"|"bad_gateway", "ref": ...}``. Logs carry the ref, the system
-and the instance, never headers or bodies.
+``502``, every connection the instance may have busy for the whole timeout → ``503`` with
+``Retry-After``: a Chinese page with a reference id for navigations, else
+``{"error": "gateway_timeout"|"bad_gateway"|"temporarily_unavailable", "ref": ...}``.
+Logs carry the ref, the system and the instance, never headers or bodies.
 
 The upstream client is the small :class:`~gateway.proxy.upstream.Upstream` interface,
 handed in by the wiring: :class:`~gateway.proxy.h1.H1Upstream` (httptools' parser over
@@ -38,7 +42,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, StreamingResponse
@@ -64,6 +68,7 @@ from gateway.proxy.health import PassiveHealth
 from gateway.proxy.hosts import HOST_ROUTED
 from gateway.proxy.upstream import (
     Upstream,
+    UpstreamBusy,
     UpstreamConnectError,
     UpstreamError,
     UpstreamResponse,
@@ -71,7 +76,7 @@ from gateway.proxy.upstream import (
 )
 from gateway.routing.resolve import Chooser, RoundRobin
 from gateway.sessions import Session
-from gateway.urls import host_name, origin_on
+from gateway.urls import has_dot_segment, host_name, origin_on
 
 __all__ = ["IDEMPOTENT", "METHODS", "PREFIX", "Proxy"]
 
@@ -174,12 +179,6 @@ class _Facts(NamedTuple):
         return cls(host, cookie, length, chunked, foreign)
 
 
-def _has_dot_segment(path: str) -> bool:
-    if "." not in path and "%" not in path:  # most paths: no dot, plain or encoded
-        return False
-    return any(seg in (".", "..") for seg in unquote(path).replace("\\", "/").split("/"))
-
-
 class Proxy:
     """The ``/s/{system}/{path:path}`` endpoint; see the module docstring."""
 
@@ -217,6 +216,12 @@ class Proxy:
         self.choose: Chooser = choose or RoundRobin()
         self.issuer = issuer  # host-routed systems are sent to its login
         self._targets: dict[tuple[str, str], tuple[Route, str, str]] = {}
+        public = urlsplit(issuer.lower())
+        # X-Forwarded-Host/-Proto: where the gateway serves a system, never what a client
+        # sent: the issuer's host in path mode, a system's own host with the issuer's port
+        self._issuer_host = public.netloc
+        self._issuer_port = f":{public.port}" if public.port else ""
+        self._forwarded_proto = public.scheme
         self.clock = clock
 
     # -- entry point ----------------------------------------------------------------------
@@ -273,7 +278,7 @@ class Proxy:
         identity = session.identity
 
         rest = self._rest(raw_path, system_id, request)
-        if rest is None or _has_dot_segment(rest):
+        if rest is None or has_dot_segment(rest):
             return self.answers.fail(request, 400, "invalid_request", "地址无效",
                               "请求的地址格式不正确。")
         declared = facts.length
@@ -285,7 +290,8 @@ class Proxy:
                 return self.answers.too_large(request)
         has_body = (declared is not None and int(declared) > 0) or facts.chunked
         body = _Body(request, self.max_body) if has_body else None
-        headers = self._request_headers(request, prefix, facts.host)
+        headers = self._request_headers(
+            request, prefix, host_name(host) + self._issuer_port if host else self._issuer_host)
         return await self._forward(request, system, connector, identity, rest, query,
                                    headers, body, prefix)
 
@@ -362,6 +368,8 @@ class Proxy:
             except UpstreamError as exc:
                 if body is not None and body.too_large:
                     return self.answers.too_large(request)
+                if isinstance(exc, UpstreamBusy):
+                    return self.answers.upstream_error(request, 503, system, instance, exc)
                 if isinstance(exc, UpstreamTimeout):
                     return self.answers.upstream_error(request, 504, system, instance, exc)
                 return self.answers.upstream_error(request, 502, system, instance, exc)
@@ -403,12 +411,14 @@ class Proxy:
         return pool[first:] + pool[:first]
 
     def _request_headers(self, request: Request, prefix: str, host: str) -> Headers:
+        """``host``: the one the gateway serves the system on (``X-Forwarded-Host``)."""
         client = request.scope.get("client")
         return strip_client_identity(upstream_request_headers(
             request.scope["headers"], cookie_names=self.cookie_names,
             cookie_name_prefixes=self.cookie_name_prefixes,
-            client=client[0] if client else None, proto=str(request.scope["scheme"]),
-            host=host, prefix=prefix, cookie_prefix=self._cookie_prefix(prefix)))
+            client=client[0] if client else None,
+            proto=self._forwarded_proto or str(request.scope["scheme"]), host=host,
+            prefix=prefix, cookie_prefix=self._cookie_prefix(prefix)))
 
     def _response_headers(self, resp: UpstreamResponse, instance: str,
                           prefix: str) -> list[tuple[bytes, bytes]]:

@@ -16,6 +16,7 @@ from gateway.proxy.forwarding import Headers
 
 __all__ = [
     "Upstream",
+    "UpstreamBusy",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamFailed",
@@ -30,6 +31,11 @@ class UpstreamError(Exception):
 
 class UpstreamConnectError(UpstreamError):
     """No connection was made: nothing was sent, so another instance may be tried."""
+
+
+class UpstreamBusy(UpstreamError):
+    """Every connection the origin may have stayed busy for the whole wait: nothing was
+    sent (the proxy answers 503 with ``Retry-After``)."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -58,6 +58,7 @@ class Kind(StrEnum):
     STEPUP_SMS_OUTBOX = "stepup_sms_outbox"  # the simulated phone of the demo SMS factor
     STEPUP_FACE = "stepup_face"  # a simulated face check's one-time challenge
     CAS_TICKET = "cas_st"  # a CAS service ticket (ST-…)
+    CAS_LOGIN = "cas_login"  # a /cas/login sent to the login page (renew: a primary login)
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
     HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
     HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host

@@ -203,3 +203,22 @@ def test_the_systems_file_is_checked_with_the_rest(tmp_path: Path) -> None:
         "'soap'; known types: cas, jwt-assertion, oidc, signed-header, ticket" in problems
     assert any("system[0].items.0: 'A-1' is not in the [[item]] catalogue" in p
                for p in problems)
+
+
+def test_request_limits_are_checked(tmp_path: Path) -> None:
+    """[gateway] max_header_* and [proxy] max_connections_per_instance: defaults as
+    nginx's large_client_header_buffers 4 8k, bounds checked, and named when wrong."""
+    config = load_config(write(tmp_path, "", GOOD_CLIENT), env={})
+    gateway = config.settings.gateway
+    assert (gateway.max_header_line, gateway.max_header_size, gateway.max_headers) == (
+        8192, 32768, 100)
+    assert config.settings.proxy.max_connections_per_instance == 64
+    main = ("[gateway]\nmax_header_line = 16384\nmax_header_size = 8192\nmax_headers = 5\n"
+            "[proxy]\nmax_connections_per_instance = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main, GOOD_CLIENT), env={})
+    text = "\n".join(caught.value.problems)
+    for key in ("gateway.max_header_size", "gateway.max_headers",
+                "proxy.max_connections_per_instance"):
+        assert f"{tmp_path / 'roam.toml'}: {key}" in text, text
+    assert "smaller than max_header_line (16384)" in text

@@ -7,6 +7,7 @@ validates the ticket server-to-server at ``/cas/p3/serviceValidate`` and parses 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -81,8 +82,20 @@ def gateway_app(systems: Systems, store: MemoryStore) -> Starlette:
         await sessions.start(identity, response)
         return response
 
+    async def stepup(request: Request) -> Response:
+        """Test-only: raise the current session's level, as a step-up factor does."""
+        session = await sessions.load(request)
+        assert session is not None
+        identity = session.identity.with_auth(acr=request.query_params["acr"],
+                                              amr=(*session.identity.amr, "sms"),
+                                              auth_time=int(time.time()))
+        response = Response("ok")
+        await sessions.elevate(session, identity, response)
+        return response
+
     return Starlette(routes=[
         Route("/test/login", login, methods=["GET"]),
+        Route("/test/stepup", stepup, methods=["GET"]),
         Route("/cas/login", cas.login, methods=["GET"]),
         Route("/cas/serviceValidate", cas.service_validate, methods=["GET"]),
         Route("/cas/p3/serviceValidate", cas.p3_service_validate, methods=["GET"]),
@@ -248,6 +261,21 @@ def test_bad_validation_requests(env: Env, params: dict[str, str], code: str) ->
     "{client}/app/plainer",  # a prefix matches only at a boundary
     "{client}/app",
     "",
+    # dot segments climb out of the prefix: literal, encoded (any case), twice encoded,
+    # with a path parameter (Tomcat, Jetty and Spring read ..; as ..), with a backslash
+    "{client}/app/plain/../priv",
+    "{client}/app/plain/./../priv",
+    "{client}/app/plain/%2e%2e/priv",
+    "{client}/app/plain/%2E%2e/priv",
+    "{client}/app/plain/.%2E/priv",
+    "{client}/app/plain/%252e%252e/priv",
+    "{client}/app/plain/%2e%2e%2fpriv",
+    "{client}/app/plain/..;/priv",
+    "{client}/app/plain/..;x=1/priv",
+    "{client}/app/plain/%2e%2e;/priv",
+    "{client}/app/plain/.;/..;/priv",
+    "{client}/app/plain/..%5cpriv",
+    "{client}/app/plain/%zz",  # not percent-encoding
 ])
 def test_unknown_service_gets_a_page_not_a_redirect(env: Env, service: str) -> None:
     before = env.store.snapshot()
@@ -259,6 +287,7 @@ def test_unknown_service_gets_a_page_not_a_redirect(env: Env, service: str) -> N
     assert "location" not in response.headers
     assert "text/html" in response.headers["content-type"]
     assert "服务地址" in response.text
+    assert re.search(r'<code id="ref">[^<]+</code>', response.text)  # a reference id
     assert not any(k[0] == Kind.CAS_TICKET for k in set(env.store.snapshot()) - set(after_login))
     assert len(before) <= len(after_login)
 
@@ -270,16 +299,109 @@ def test_no_session_goes_to_login_with_next(env: Env) -> None:
     assert response.status_code == 303
     location = urlsplit(response.headers["location"])
     assert location.path == "/login"
-    next_url = parse_qs(location.query)["next"][0]
-    assert next_url == f"/cas/login?service={quote(service, safe='')}"
+    next_url = urlsplit(parse_qs(location.query)["next"][0])
+    assert next_url.path == "/cas/login"
+    back = parse_qs(next_url.query)
+    assert back["service"] == [service]
+    assert "renew" not in back
+    assert len(back["fresh"][0]) >= 32  # the trip to the login page, one-time
 
 
-def test_renew_forces_login(env: Env) -> None:
+def login_trip(http: httpx.Client, env: Env, params: dict[str, str]) -> str:
+    """``/cas/login`` with ``params`` must send the browser to log in; returns where it
+    comes back to afterwards (``next``), absolute."""
+    response = http.get(f"{env.gateway}/cas/login", params=params)
+    assert response.status_code == 303, response.text
+    location = urlsplit(response.headers["location"])
+    assert location.path == "/login"
+    return env.gateway + parse_qs(location.query)["next"][0]
+
+
+def validate(env: Env, service: str, location: str, **extra: str) -> dict[str, Any]:
+    reply = httpx.get(f"{env.gateway}/cas/p3/serviceValidate",
+                      params={"service": service, "ticket": ticket_of(location), **extra})
+    return parse_cas(reply.text)
+
+
+def test_renew_forces_a_fresh_primary_login(env: Env) -> None:
+    """CAS 3.0 §2.1.1: with renew the SSO session is never used; the way back from the
+    login page issues a ticket only once a primary login was made after the request."""
+    service = f"{env.client}/app/plain"
     with browser(env) as http:
-        response = http.get(f"{env.gateway}/cas/login",
-                            params={"service": f"{env.client}/app/plain", "renew": "true"})
-    assert response.status_code == 303
-    assert response.headers["location"].startswith("/login?next=")
+        back = login_trip(http, env, {"service": service, "renew": "true"})
+        assert parse_qs(urlsplit(back).query)["renew"] == ["true"]
+        # coming back without logging in again: to the login page again, no ticket
+        again = http.get(back)
+        assert again.status_code == 303
+        assert urlsplit(again.headers["location"]).path == "/login"
+        # a fresh login, then back: the ticket, good for a renew validation
+        assert http.get(f"{env.gateway}/test/login").status_code == 200
+        issued = http.get(back)
+        assert issued.status_code == 302, issued.text
+        location = issued.headers["location"]
+        assert location.startswith(f"{service}?ticket=ST-")
+        assert validate(env, service, location, renew="true")["user"] == "c-0001"
+        # the trip is one-time: back once more is a login again, not a second ticket
+        assert urlsplit(http.get(back).headers["location"]).path == "/login"
+
+
+def test_renew_is_not_met_by_a_step_up(env: Env) -> None:
+    """A step-up is no primary login: it keeps the session's start."""
+    service = f"{env.client}/app/strict"
+    with browser(env, acr="L2") as http:
+        back = login_trip(http, env, {"service": service, "renew": "true"})
+        assert http.get(f"{env.gateway}/test/stepup", params={"acr": "L3"}).status_code == 200
+        again = http.get(back)
+        assert again.status_code == 303
+        assert urlsplit(again.headers["location"]).path == "/login"
+
+
+def test_renew_validation_refuses_a_ticket_from_the_sso_session(env: Env) -> None:
+    """CAS 3.0 §2.5.1: serviceValidate with renew fails for a ticket the SSO session got."""
+    service = f"{env.client}/app/plain"
+    with browser(env) as http:
+        location = ticket_url(http, env, "/app/plain")
+        assert validate(env, service, location, renew="true") == {"failure": "INVALID_TICKET"}
+        assert validate(env, service, location) == {"failure": "INVALID_TICKET"}  # spent
+        location = ticket_url(http, env, "/app/plain")
+        assert validate(env, service, location)["user"] == "c-0001"  # without renew: fine
+
+
+def test_a_ticket_right_after_a_login_is_from_a_primary_login(env: Env) -> None:
+    service = f"{env.client}/app/plain"
+    with browser(env, acr=None) as http:
+        back = login_trip(http, env, {"service": service})
+        assert http.get(f"{env.gateway}/test/login").status_code == 200
+        issued = http.get(back)
+        assert issued.status_code == 302
+        assert validate(env, service, issued.headers["location"],
+                        renew="true")["user"] == "c-0001"
+
+
+def test_a_service_url_is_compared_normalised(env: Env) -> None:
+    """Percent-encoded unreserved characters, scheme case and the default port are the
+    same URL; the ticket goes back to the URL exactly as sent."""
+    service = f"{env.client}/%61pp/plain/x%7E1"
+    with browser(env) as http:
+        issued = http.get(f"{env.gateway}/cas/login", params={"service": service})
+        assert issued.status_code == 302, issued.text
+        location = issued.headers["location"]
+        assert location.startswith(f"{service}?ticket=ST-")
+        assert validate(env, service, location)["user"] == "c-0001"
+
+
+async def test_validation_refuses_a_service_outside_every_prefix(env: Env) -> None:
+    """A ticket that names a service above its prefix (made before the rule, or planted)
+    validates for nobody: INVALID_SERVICE, and it is spent."""
+    service = f"{env.client}/app/plain/%2e%2e/priv"
+    await env.store.upsert(Kind.CAS_TICKET, "ST-planted", {
+        "service": service, "system_id": "legacy-cas", "sub": "c-0001",
+        "claims": {"name": "张三"}, "primary": True}, 60)
+    async with httpx.AsyncClient() as http:
+        for failure in ("INVALID_SERVICE", "INVALID_TICKET"):
+            reply = await http.get(f"{env.gateway}/cas/p3/serviceValidate",
+                                   params={"service": service, "ticket": "ST-planted"})
+            assert parse_cas(reply.text) == {"failure": failure}
 
 
 def test_low_level_session_is_stepped_up(env: Env) -> None:
@@ -316,6 +438,11 @@ def test_config_and_prefix_rules() -> None:
     assert service_allowed("https://a.gov.cn/x?y=1", prefixes)
     assert not service_allowed("https://a.gov.cn.evil.example/", prefixes)
     assert not service_allowed("https://a.gov.cn/\nx", prefixes)
+    assert not service_allowed("https://a.gov.cn/x/../y", prefixes)
+    assert service_allowed("HTTPS://A.gov.cn:443/x/y", ("https://a.gov.cn/x/",))
+    assert not service_allowed("https://a.gov.cn/xy", ("https://a.gov.cn/x",))
+    with pytest.raises(ValidationError, match="dot segments"):
+        CasConfig.model_validate({"services": ["https://gjj.example.cn/app/../"]})
 
 
 async def test_connector_login_url() -> None:

@@ -181,6 +181,14 @@ def test_redeem_needs_system_credentials(env: Env, auth: tuple[str, str] | None)
     ("sys-a", "{up}/sys-b/x"),
     ("sys-a", "{up}/sys-abc"),
     ("sys-a", ""),
+    # dot segments climb out of the instance, however they are written
+    ("sys-a", "{up}/sys-a/../sys-b/x"),
+    ("sys-a", "{up}/sys-a/%2e%2e/sys-b/x"),
+    ("sys-a", "{up}/sys-a/%2E%2E/sys-b/x"),
+    ("sys-a", "{up}/sys-a/%252e%252e/sys-b/x"),
+    ("sys-a", "{up}/sys-a/..;/sys-b/x"),
+    ("sys-a", "{up}/sys-a/.;/..;/sys-b/x"),
+    ("sys-a", "{up}/sys-a/%2e%2e%2fsys-b/x"),
 ])
 def test_bad_issue_gets_a_page_not_a_redirect(env: Env, system: str, target: str) -> None:
     with browser(env) as http:
@@ -189,6 +197,13 @@ def test_bad_issue_gets_a_page_not_a_redirect(env: Env, system: str, target: str
     assert response.status_code == 400
     assert "location" not in response.headers
     assert "text/html" in response.headers["content-type"]
+    assert '<code id="ref">' in response.text  # a reference id
+
+
+def test_a_target_is_compared_normalised(env: Env) -> None:
+    with browser(env) as http:
+        location = issue(http, env, path="/%78?a=1")  # %78 is x
+        assert http.get(location).json()["status"] == 200
 
 
 def test_no_session_and_step_up(env: Env) -> None:
@@ -229,3 +244,6 @@ async def test_config_and_connector() -> None:
     route = SystemRoute(system_id="gjj", system_name="公积金", base_url="https://gjj.example.cn")
     assert await ticket.login_url(identity, route, "https://gjj.example.cn/a") == (
         "https://sso.hunan.gov.cn/ticket/issue?system=gjj&target=https%3A%2F%2Fgjj.example.cn%2Fa")
+    for outside in ("https://gjj.example.cn.evil.example/", "https://gjj.example.cn/a/../../x"):
+        with pytest.raises(ValueError, match="not under gjj's instance"):
+            await ticket.login_url(identity, route, outside)

@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.proxy.h1 import H1Upstream, _origin, _split
 from gateway.proxy.upstream import (
+    UpstreamBusy,
     UpstreamConnectError,
     UpstreamFailed,
     UpstreamTimeout,
@@ -209,16 +210,21 @@ async def test_errors_come_out_as_upstream_errors(upstream: H1Upstream) -> None:
         with pytest.raises(UpstreamTimeout):
             await upstream.send("GET", base + "/", [], None, wait=0.3)
 
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-        await writer.drain()
+    # an answer with a length, or chunked, that the close cuts short is broken (only one
+    # with neither ends at the close)
+    for answer in (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part",
+                   b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n"):
+        async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      answer: bytes = answer) -> None:
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
 
-    async with Server(cut) as base:
-        resp = await upstream.send("GET", base + "/", [], None, wait=2.0)
-        with pytest.raises(UpstreamFailed):
-            await resp.read()
-        await resp.close()
+        async with Server(cut) as base:
+            resp = await upstream.send("GET", base + "/", [], None, wait=2.0)
+            with pytest.raises(UpstreamFailed):
+                await resp.read()
+            await resp.close()
 
 
 @pytest.mark.parametrize("header", [
@@ -341,3 +347,137 @@ async def test_a_cancelled_request_leaves_the_pool_usable(upstream: H1Upstream) 
     assert heads[0] == b"GET /first HTTP/1.1"
     assert heads[-1] == b"GET /after HTTP/1.1"
     assert server.connections == 2  # the cancelled one's connection was not reused
+
+
+# -- answers delimited by the close; bytes nobody asked for; connections per origin --------
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+])
+async def test_an_answer_delimited_by_the_close_is_whole(upstream: H1Upstream,
+                                                        head: bytes) -> None:
+    """No Content-Length, not chunked: the body is everything until the upstream closes
+    (RFC 9112 §6.3), read whole or streamed, and the connection is not reused."""
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head + b"first part, ")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"second part")
+        await writer.drain()  # then the server closes: the end of the body
+
+    server = Server(until_close)
+    async with server as base:
+        assert await get(upstream, base + "/") == (200, b"first part, second part")
+        resp = await upstream.send("GET", base + "/", [], None, wait=2.0)
+        assert b"".join([chunk async for chunk in resp.body]) == b"first part, second part"
+        await resp.close()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("extra", [
+    b"GARBAGE",  # not HTTP
+    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",  # an answer nobody asked for
+])
+async def test_bytes_after_an_answer_close_the_connection(upstream: H1Upstream,
+                                                          extra: bytes) -> None:
+    """They belong neither to that answer nor to the next request's."""
+    async def extra_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + extra)
+            await writer.drain()
+
+    server = Server(extra_bytes)
+    async with server as base:
+        assert await get(upstream, base + "/") == (200, b"ok")  # nothing appended
+        assert await get(upstream, base + "/") == (200, b"ok")  # on a new connection
+    assert server.connections == 2
+
+
+async def test_an_answer_arriving_while_idle_closes_the_connection(upstream: H1Upstream) -> None:
+    """A second answer sent later, while the connection waits in the pool, is never handed
+    to the next request: the connection is closed when it arrives."""
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        while True:
+            await read_request(reader)
+            n += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nreal%d" % n)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!")
+            await writer.drain()
+
+    server = Server(twice)
+    async with server as base:
+        assert await get(upstream, base + "/") == (200, b"real1")
+        await asyncio.sleep(0.05)  # the unasked answer reaches the idle connection
+        assert await get(upstream, base + "/") == (200, b"real1")  # a new connection's first
+    assert server.connections == 2
+
+
+async def test_no_more_connections_than_the_cap_under_load() -> None:
+    """N allowed, 3 N at once: every request is answered, over no more than N
+    connections, the others waiting their turn."""
+    cap = 4
+    open_now = 0
+    most = 0
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            while True:
+                await read_request(reader)
+                await asyncio.sleep(0.02)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        finally:
+            open_now -= 1
+
+    client = H1Upstream(max_connections=cap)
+    server = Server(slow)
+    try:
+        async with server as base:
+            for _ in range(2):
+                answers = await asyncio.gather(*(get(client, f"{base}/{n}")
+                                                 for n in range(3 * cap)))
+                assert answers == [(200, b"ok")] * (3 * cap)
+                posts = await asyncio.gather(*(get(client, f"{base}/{n}", "POST", body=[b"x"])
+                                               for n in range(3 * cap)))
+                assert posts == [(200, b"ok")] * (3 * cap)
+                assert client.open_connections(base) <= cap
+    finally:
+        await client.aclose()
+    assert most <= cap
+    assert server.connections >= cap  # they were used (posts take new ones)
+
+
+async def test_all_connections_busy_past_the_wait_is_busy() -> None:
+    release = asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    client = H1Upstream(max_connections=1)
+    server = Server(held)
+    try:
+        async with server as base:
+            first = asyncio.create_task(client.send("GET", base + "/", [], None, wait=5.0))
+            await asyncio.sleep(0.05)  # the first holds the only connection
+            with pytest.raises(UpstreamBusy):
+                await client.send("GET", base + "/", [], None, wait=0.2)
+            release.set()
+            resp = await first
+            assert (resp.status, await resp.read()) == (200, b"ok")
+            await resp.close()
+    finally:
+        await client.aclose()
+    assert server.connections == 1

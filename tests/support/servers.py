@@ -52,3 +52,113 @@ def serve_config(config: uvicorn.Config) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class RecordingUpstream:
+    """A raw-socket HTTP/1.1 upstream that keeps every byte it receives.
+
+    Each request (a head, then a ``Content-Length`` body) gets ``answer``, keep-alive.
+    ``received`` holds everything read, per connection in order; ``connections`` counts
+    those accepted. Nothing in between normalises what arrives: a test sees exactly
+    what the gateway sent. Use as a context manager; yields the base URL.
+    """
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") -> None:
+        self.answer = answer
+        self.received: list[bytearray] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
+
+    @property
+    def heads(self) -> list[bytes]:
+        """Every request head received (all connections), each up to its blank line."""
+        return [head + b"\r\n\r\n" for data in self.received
+                for head in bytes(data).split(b"\r\n\r\n")[:-1] if head]
+
+    def __enter__(self) -> str:
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+        self._threads.append(accept)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                buffer = bytearray()
+                self.received.append(buffer)
+            thread = threading.Thread(target=self._serve, args=(conn, buffer), daemon=True)
+            thread.start()
+
+    def _serve(self, conn: socket.socket, buffer: bytearray) -> None:
+        pending = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, _, rest = pending.partition(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value.strip() or b"0")
+                    if len(rest) < length:
+                        break
+                    pending = rest[length:]
+                    conn.sendall(self.answer)
+
+
+def raw_exchange(url: str, request: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send ``request`` as it is over a new connection to ``url``'s host and port; return
+    all the server answers until it closes (or ``timeout`` passes quietly)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # the server stopped reading: read its answer
+            sock.sendall(request)
+        answer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+            if _whole(answer):
+                break
+    return answer
+
+
+def _whole(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False
