@@ -10,7 +10,8 @@ import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
-__all__ = ["HOST_NAME", "append_query", "check_url", "is_loopback_http", "within_domain"]
+__all__ = ["HOST_NAME", "append_query", "check_url", "is_loopback_host", "is_loopback_http",
+           "within_domain"]
 
 HOST_NAME = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
 """A lower-case DNS host name with at least two labels (no port, no IP address)."""
@@ -25,6 +26,18 @@ def is_loopback_http(url: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_host(url: str) -> bool:
+    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1, localhost, *.localhost),
+    whatever the scheme: where only a developer can be the user."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

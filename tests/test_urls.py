@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from gateway.urls import HOST_NAME, append_query, check_url, is_loopback_http, within_domain
+from gateway.urls import (
+    HOST_NAME,
+    append_query,
+    check_url,
+    is_loopback_host,
+    is_loopback_http,
+    within_domain,
+)
 
 
 @pytest.mark.parametrize(("url", "loopback"), [
@@ -56,3 +63,15 @@ def test_append_query_keeps_the_rest_of_the_url_as_it_was() -> None:
     assert append_query("https://a.cn/app/", {"ticket": "ST-1"}) == "https://a.cn/app/?ticket=ST-1"
     assert append_query("https://a.cn/x?b=%2f&c#frag", {"ticket": "t"}) == (
         "https://a.cn/x?b=%2f&c&ticket=t#frag")
+
+
+@pytest.mark.parametrize(("url", "loopback"), [
+    ("http://127.0.0.1:8000", True), ("https://127.200.0.1", True), ("http://[::1]:8000", True),
+    ("https://localhost:8443", True), ("https://sso.localhost", True),
+    ("https://SSO.LOCALHOST.", True),
+    ("https://localhost.example", False), ("https://127.0.0.1.nip.example", False),
+    ("https://sso.hunan.gov.cn", False), ("http://10.0.0.1", False), ("http://[::2]", False),
+    ("not a url", False),
+])
+def test_is_loopback_host(url: str, loopback: bool) -> None:
+    assert is_loopback_host(url) is loopback

@@ -56,6 +56,7 @@ class Kind(StrEnum):
     SESSION = "session"  # a browser session (gateway.sessions)
     SESSION_LINK = "session_rp"  # one RP authorization made in a session, for logout
     PARKED_REQUEST = "authz_request"  # an /authorize request or deep link waiting for a login
+    PARKED_LOGIN = "authz_login"  # the login (sid, auth_time) made for a parked request
     CODE = "code"  # an authorization code
     GRANT = "grant"  # one authorization; its version is the current refresh token's digest
     REVOKED_ACCESS_TOKEN = "revoked_at"  # a revoked access token's jti, until it expires

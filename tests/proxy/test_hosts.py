@@ -86,7 +86,8 @@ def host_config(port: int, systems: Path, *, cookie_domain: str | None = "roam.t
         "gateway": settings.gateway.model_copy(update={"issuer": issuer,
                                                         "key_dir": str(keys)}),
         "session": settings.session.model_copy(update={"cookie_domain": cookie_domain}),
-        "login": settings.login.model_copy(update={"source": "toml-directory"}),
+        "login": settings.login.model_copy(update={"source": "toml-directory",
+                                                   "simulated_step_up": False}),
         "routing": settings.routing.model_copy(update={"systems_file": str(systems)}),
     }))
 
