@@ -167,9 +167,10 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
     entries = load_entries(config.path(config.settings.login.directory_file))
     by_level: dict[str, list[str]] = {}
     for entry in entries:
-        if entry.kind.value == "natural" and entry.acr not in by_level:
+        level = entry.verified_level  # how far the account was verified
+        if entry.kind.value == "natural" and level not in by_level:
             name = mask_name(str(entry.claims.get("name", "")))
-            by_level[entry.acr] = [entry.phone, entry.acr, LEVEL_NAMES.get(entry.acr, ""), name]
+            by_level[level] = [entry.phone, level, LEVEL_NAMES.get(level, ""), name]
     shown = [by_level[level] for level in sorted(by_level)][:accounts]
     lines = ["", "Roam 演示 / demo", "=" * 40, "打开 / open:"]
     for index, client in enumerate(_demo_clients(config)):

@@ -20,10 +20,12 @@ from gateway.keys import KeyRing
 from gateway.legacy.cas import CasServer
 from gateway.legacy.handover import HANDOVER_PATH
 from gateway.legacy.ticket import TicketEndpoints
+from gateway.login.factors import simulated_factors
 from gateway.login.my_logins import MyLogins
 from gateway.login.pages import LoginPages
 from gateway.login.source import PasswordSource
-from gateway.login.stepup import StepUpPages, simulated_factors
+from gateway.login.stepup import StepUpPages
+from gateway.login.throttle import SourceThrottle
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
@@ -66,11 +68,16 @@ def gateway_app(gateway: Gateway) -> Starlette:
     authorizer = Authorizer(server=gateway.server, clients=gateway.clients, sessions=sessions,
                             store=gateway.store, issuer=issuer,
                             request_ttl=login.request_ttl)
+    throttle = SourceThrottle(gateway.store, limit=login.source_max_failures,
+                              window=login.source_window,
+                              trusted_proxies=settings.gateway.trusted_proxies)
     login_pages = LoginPages(source=gateway.source, authorizer=authorizer, sessions=sessions,
-                             logout=gateway.logout, pages=pages, csrf=csrf)
+                             logout=gateway.logout, pages=pages, csrf=csrf, throttle=throttle)
     factors = (simulated_factors(gateway.store, ttl=login.stepup_ttl,
                                  max_failures=login.stepup_max_failures,
-                                 lock_seconds=login.stepup_lock_seconds)
+                                 lock_seconds=login.stepup_lock_seconds,
+                                 max_sends=login.stepup_max_sends,
+                                 send_window=login.stepup_send_window)
                if login.simulated_step_up else [])
     stepup = StepUpPages(authorizer=authorizer, sessions=sessions, pages=pages, csrf=csrf,
                          factors=factors)

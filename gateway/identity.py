@@ -23,7 +23,7 @@ LEVELS = ("L1", "L2", "L3", "L4")
 
 #: Scopes Roam knows, and the claims each one may release (then cut to the client's list).
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
-    "openid": (),
+    "openid": ("verified_level",),  # how far the account was proofed (gateway.assurance)
     "profile": ("name", "gender", "birthdate"),
     "phone": ("phone_number", "phone_number_verified"),
     "id_card": ("id_number",),
@@ -53,12 +53,15 @@ class Identity:
 
     subject: str
     kind: PersonKind
-    acr: str  # "L1".."L4"
+    acr: str  # "L1".."L4": what this authentication reached, "" for none
     amr: tuple[str, ...]  # RFC 8176 method references, e.g. ("pwd",)
     auth_time: int  # epoch seconds of the authentication
     region: str  # GB/T 2260 six-digit code
     claims: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] | None = None  # 经办人 claims when kind is LEGAL
+
+    # ``acr`` is the level of this authentication (gateway.assurance.level_of); the level
+    # the account itself was verified to is the ``verified_level`` claim.
 
     def __repr__(self) -> str:
         # Identities end up in logs and tracebacks: never print personal data unmasked.
@@ -77,6 +80,12 @@ class Identity:
         if self.agent is not None:
             available["agent"] = self.agent
         return release_claims(available, names, privileged=privileged)
+
+    @property
+    def verified_level(self) -> str:
+        """How far the account was proofed ("L1".."L4"); "" if the source did not say."""
+        value = self.claims.get("verified_level")
+        return value if isinstance(value, str) and level_rank(value) else ""
 
     def with_auth(self, *, acr: str, amr: tuple[str, ...], auth_time: int) -> Identity:
         return replace(self, acr=acr, amr=amr, auth_time=auth_time)

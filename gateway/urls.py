@@ -24,6 +24,7 @@ __all__ = [
     "check_url",
     "has_dot_segment",
     "host_name",
+    "is_loopback_host",
     "is_loopback_http",
     "local_path",
     "normalized_url",
@@ -45,6 +46,18 @@ def is_loopback_http(url: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_host(url: str) -> bool:
+    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1, localhost, *.localhost),
+    whatever the scheme: where only a developer can be the user."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

@@ -228,3 +228,15 @@ def test_roam_has_no_demo_command() -> None:
     result = roam("demo")
     assert result.returncode == 2
     assert "invalid choice: 'demo'" in result.stderr
+
+
+def test_simulated_step_up_on_a_public_issuer_exits_2(tmp_path: Path) -> None:
+    """The shipped demo config turned public by the environment: refused at start-up."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    path = config_with_keys(tmp_path, keys)
+    result = roam("--config", str(path), "config", "check",
+                  env={"ROAM_GATEWAY_ISSUER": "https://sso.hunan.example"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{path}: login.simulated_step_up" in result.stderr

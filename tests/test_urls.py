@@ -11,6 +11,7 @@ from gateway.urls import (
     append_query,
     check_url,
     has_dot_segment,
+    is_loopback_host,
     is_loopback_http,
     normalized_url,
     url_under,
@@ -127,3 +128,15 @@ def test_urls_without_a_normal_form(url: str) -> None:
 ])
 def test_a_url_under_a_prefix(url: str, prefix: str, under: bool) -> None:
     assert url_under(url, prefix) is under
+
+
+@pytest.mark.parametrize(("url", "loopback"), [
+    ("http://127.0.0.1:8000", True), ("https://127.200.0.1", True), ("http://[::1]:8000", True),
+    ("https://localhost:8443", True), ("https://sso.localhost", True),
+    ("https://SSO.LOCALHOST.", True),
+    ("https://localhost.example", False), ("https://127.0.0.1.nip.example", False),
+    ("https://sso.hunan.gov.cn", False), ("http://10.0.0.1", False), ("http://[::2]", False),
+    ("not a url", False),
+])
+def test_is_loopback_host(url: str, loopback: bool) -> None:
+    assert is_loopback_host(url) is loopback

@@ -78,6 +78,7 @@ hosts = ["cas.roam.test"]
     settings = base.settings.model_copy(update={
         "gateway": base.settings.gateway.model_copy(update={
             "issuer": "https://sso.roam.test", "key_dir": str(tmp_path / "keys")}),
+        "login": base.settings.login.model_copy(update={"simulated_step_up": False}),
         "routing": base.settings.routing.model_copy(
             update={"systems_file": str(tmp_path / "systems.toml")})})
     config = base.revised(settings=settings)  # the loader cannot tell: it opens nothing

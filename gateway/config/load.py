@@ -23,7 +23,7 @@ from gateway.config.settings import Settings, apply_env
 from gateway.config.systems import Systems, load_systems
 from gateway.errors import ConfigError
 from gateway.regions import RegionDirectory
-from gateway.urls import is_loopback_http
+from gateway.urls import is_loopback_host, is_loopback_http
 
 __all__ = ["Config", "load_config"]
 
@@ -122,6 +122,11 @@ def _assemble(settings: Settings, clients: tuple[ClientConfig, ...], base_dir: P
         problems.append(
             f"{source}: login.source: name the identity source (e.g. \"{DEFAULT_SOURCE}\"); "
             "only a plain-http loopback issuer (the demo) gets one by default")
+    if settings.login.simulated_step_up and not is_loopback_host(settings.gateway.issuer):
+        problems.append(
+            f"{source}: login.simulated_step_up: the demo's factors (an SMS code shown on the "
+            "page, a face check that is a button) prove nothing; only a loopback issuer "
+            "(127.0.0.0/8, ::1, localhost, *.localhost) may use them")
     if config.identity_source == "toml-directory":
         directory = config.path(settings.login.directory_file)
         if not directory.is_file():

@@ -34,6 +34,13 @@ __all__ = [
 MiB = 1024 * 1024
 
 
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    """CIDR networks; ``ValueError`` names the first bad one."""
+    for network in value:
+        ipaddress.ip_network(network, strict=False)
+    return value
+
+
 class GatewaySection(Strict):
     issuer: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -54,6 +61,10 @@ class GatewaySection(Strict):
             raise ValueError(f"{value} is smaller than max_header_line ({line})")
         return value
 
+    # Load balancers / reverse proxies in front (CIDR) whose X-Forwarded-For is believed
+    # when the gateway needs the client's address (the failed-login throttle).
+    trusted_proxies: tuple[str, ...] = ()
+
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
@@ -61,6 +72,11 @@ class GatewaySection(Strict):
         if urlsplit(value).query or value.endswith("/"):
             raise ValueError("issuer must have no query and no trailing slash")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _networks(value)
 
 
 class SessionSection(Strict):
@@ -89,13 +105,17 @@ class LoginSection(Strict):
     # leave it out, and then gets the TOML directory (load_config enforces this).
     source: Literal["toml-directory"] | None = None
     directory_file: str = "directory.toml"  # the people of source "toml-directory"
-    max_failures: int = Field(default=5, ge=1)
-    lockout_seconds: int = Field(default=900, ge=1)
+    max_failures: int = Field(default=5, ge=1)  # password checks per account per window
+    lockout_seconds: int = Field(default=900, ge=1)  # that window
+    source_max_failures: int = Field(default=100, ge=1)  # failed logins per client address
+    source_window: int = Field(default=900, ge=1)  # that window
     request_ttl: int = Field(default=1800, ge=60, le=86400)  # how long a login page may stay open
     simulated_step_up: bool = False  # demo factors (SMS code shown on the page, face check)
     stepup_ttl: int = Field(default=300, ge=30, le=3600)  # a step-up code or challenge
-    stepup_max_failures: int = Field(default=5, ge=1, le=20)  # wrong codes before a lock
-    stepup_lock_seconds: int = Field(default=60, ge=1, le=86400)  # no new code meanwhile
+    stepup_max_failures: int = Field(default=5, ge=1, le=20)  # SMS codes per person per window
+    stepup_lock_seconds: int = Field(default=60, ge=1, le=86400)  # that window
+    stepup_max_sends: int = Field(default=10, ge=1, le=100)  # SMS codes sent to a person
+    stepup_send_window: int = Field(default=3600, ge=60, le=86400)  # per this many seconds
 
 
 class OutboundSection(Strict):
@@ -107,10 +127,8 @@ class OutboundSection(Strict):
 
     @field_validator("allowed_networks")
     @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
-        return value
+    def _allowed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _networks(value)
 
 
 class RoutingSection(Strict):

@@ -36,8 +36,9 @@ from gateway.login.directory_file import (
     load_entries,
     parse_entries,
 )
-from gateway.login.lockout import Failures, FailureStore, LocalFailures, locked_out
+from gateway.login.lockout import Attempts, account_locked
 from gateway.store.base import Kind, Store
+from gateway.store.memory import MemoryStore
 
 __all__ = [
     "DirectoryEntry",
@@ -68,17 +69,15 @@ class TomlDirectory:
         lockout_seconds: int = 900,
         max_concurrent_hashes: int | None = None,
     ) -> None:
-        """``store`` is a ``gateway.store.Store``; without one, counters live in memory."""
-        if max_failures < 1 or lockout_seconds < 1:
-            raise ValueError("max_failures and lockout_seconds must be positive")
+        """``store`` is a ``gateway.store.Store``; without one, counters live in this process."""
         self._entries = tuple(entries)
         self._by_subject = {e.subject: e for e in self._entries}
         self._by_phone = {e.phone: e for e in self._entries}
         self._by_id_number = {e.id_number: e for e in self._entries}
         self._clock = clock
-        self._failures: FailureStore = store if store is not None else LocalFailures(clock)
-        self._max_failures = max_failures
-        self._window = lockout_seconds
+        self._attempts = Attempts(store if store is not None else MemoryStore(clock=clock),
+                                  Kind.LOGIN_FAILURES, limit=max_failures,
+                                  window=lockout_seconds)
         self._hasher = PasswordHasher()
         # argon2 holds its memory cost (64 MiB by default) per running hash: bound how many
         # run at once so a burst of logins cannot exhaust memory or the thread pool.
@@ -132,29 +131,18 @@ class TomlDirectory:
         entry = self._find(username)
         key = entry.subject if entry else hashlib.sha256(username.encode()).hexdigest()
 
-        now = self._clock()
-        found = await self._failures.find(Kind.LOGIN_FAILURES, key)
-        state = Failures.current(found, now, self._window)
-        if state.locked_until:
-            raise locked_out(state.locked_until, now)
-        if state.count >= self._max_failures:
-            # The quota is taken by attempts still being verified; wait for the window.
-            raise locked_out(state.first + self._window, now)
-        # Count the attempt before verifying, so parallel guesses cannot all slip past the
-        # check above while their hashes run; a success removes the record again.
-        state = Failures(state.count + 1, state.first or now)
-        await self._failures.upsert(Kind.LOGIN_FAILURES, key, state.to_payload(), self._window)
-
+        # The attempt takes its slot before the hash runs: of any number of parallel guesses,
+        # in any number of processes, only ``max_failures`` per window are ever verified,
+        # and once they are spent even the right password waits for the window to end.
+        slot = await self._attempts.reserve(key)
+        if slot.refused:
+            raise account_locked(slot.retry_after)
         ok = await self._verify(entry.password_hash if entry else self._dummy_hash, password)
         if ok and entry is not None:
-            await self._failures.destroy(Kind.LOGIN_FAILURES, key)
+            await self._attempts.reset(key)  # the owner is back: a new window
             return entry.identity(amr=("pwd",), auth_time=int(self._clock()))
-
-        if state.count >= self._max_failures:
-            now = self._clock()
-            locked = Failures(state.count, state.first, now + self._window)
-            await self._failures.upsert(Kind.LOGIN_FAILURES, key, locked.to_payload(), self._window)
-            raise locked_out(locked.locked_until, now)
+        if slot.last:
+            raise account_locked(slot.retry_after)
         raise LoginError(WRONG_CREDENTIALS)
 
     async def lookup(self, subject: str) -> Identity | None:

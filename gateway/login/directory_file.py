@@ -16,6 +16,7 @@ from typing import Any
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError
 
+from gateway.assurance import level_of
 from gateway.errors import ConfigError
 from gateway.identifiers import (
     normalise_resident_id,
@@ -28,7 +29,7 @@ from gateway.regions import RegionDirectory
 
 __all__ = ["DirectoryEntry", "hash_password", "load_entries", "parse_entries"]
 
-_PERSON_KEYS = ("subject", "name", "phone", "id_number", "region", "acr", "kind")
+_PERSON_KEYS = ("subject", "name", "phone", "id_number", "region", "verified_level", "kind")
 _REQUIRED = (*_PERSON_KEYS, "password_hash")
 _LEGAL_ONLY = ("uscc", "org_name")
 _PHONE = re.compile(r"1[3-9][0-9]{9}")
@@ -47,7 +48,7 @@ class DirectoryEntry:
 
     subject: str
     kind: PersonKind
-    acr: str
+    verified_level: str  # how far the person was proofed; each login's acr is capped by it
     region: str
     phone: str = field(repr=False)
     id_number: str = field(repr=False)
@@ -56,15 +57,16 @@ class DirectoryEntry:
     agent: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def identity(self, *, amr: tuple[str, ...], auth_time: int) -> Identity:
-        """A fresh Identity; claims are deep copies so callers cannot change the entry."""
+        """A fresh Identity of an authentication that did ``amr`` (its acr follows from
+        them and the verified level); claims are deep copies the caller may change."""
         return Identity(
             subject=self.subject,
             kind=self.kind,
-            acr=self.acr,
+            acr=level_of(amr, self.verified_level),
             amr=amr,
             auth_time=auth_time,
             region=self.region,
-            claims=copy.deepcopy(dict(self.claims)),
+            claims={**copy.deepcopy(dict(self.claims)), "verified_level": self.verified_level},
             agent=copy.deepcopy(dict(self.agent)) if self.agent is not None else None,
         )
 
@@ -136,7 +138,10 @@ def _parse_entry(
     legal = kind_value == PersonKind.LEGAL.value
     allowed = (*_REQUIRED, *_LEGAL_ONLY)
     for key in raw:
-        if key not in allowed:
+        if key == "acr":
+            problems.append(f"{where}.acr: renamed verified_level (how far the person was "
+                            "verified; each login's acr now says what that login did)")
+        elif key not in allowed:
             problems.append(f"{where}.{key}: unknown key")
         elif key in _LEGAL_ONLY and kind_value == PersonKind.NATURAL.value:
             problems.append(f'{where}.{key}: only allowed when kind = "legal"')
@@ -170,7 +175,7 @@ def _parse_entry(
     entry = DirectoryEntry(
         subject=values["subject"],
         kind=PersonKind(values["kind"]),
-        acr=values["acr"],
+        verified_level=values["verified_level"],
         region=values["region"],
         phone=values["phone"],
         id_number=person["id_number"],
@@ -210,7 +215,8 @@ _FIELD_CHECKS: dict[str, Callable[[str, date | None], str | None]] = {
         bool(_REGION.fullmatch(v)) and _current_region(v),
         "must be a current six-digit Hunan GB/T 2260 code (gateway/data/hunan_regions.json)",
     ),
-    "acr": lambda v, _: _problem_if(v in LEVELS, f"must be one of {', '.join(LEVELS)}"),
+    "verified_level": lambda v, _: _problem_if(v in LEVELS,
+                                               f"must be one of {', '.join(LEVELS)}"),
     "kind": lambda v, _: _problem_if(
         v in {k.value for k in PersonKind}, 'must be "natural" or "legal"'
     ),

@@ -1,81 +1,86 @@
-"""Login failure counting and lockout (等保 2.0 登录失败处理), kept in the store when given."""
+"""Attempt limits (等保 2.0 登录失败处理): password checks per account, failed logins per
+client address, SMS codes per person.
+
+An attempt takes a numbered slot from the store's atomic counter *before* the work it
+guards (a password verification, a code check), and the work is done only for slots
+within the limit. However many requests race, in however many gateway processes sharing
+the store, at most ``limit`` slots are handed out per window: the window is fixed by the
+first attempt (``Store.incr``), and once its slots are spent every attempt is refused,
+unchecked, until it ends. A success may end the window early (``reset``) or hand its
+slot back (``give_back``), as the caller's rule says.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from gateway.errors import LockedOut
+from gateway.store.base import Kind, Store
 
-__all__ = ["FailureStore", "Failures", "LocalFailures", "locked_out"]
-
-
-class FailureStore(Protocol):
-    """The part of ``gateway.store.Store`` the failure counter needs."""
-
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None: ...
-
-    async def find(self, kind: str, id: str) -> dict[str, Any] | None: ...
-
-    async def destroy(self, kind: str, id: str) -> None: ...
-
-
-class LocalFailures:
-    """In-process failure records, expiring on the injected clock (one process only)."""
-
-    _PRUNE_AT = 10_000
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._records: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
-        now = self._clock()
-        if len(self._records) >= self._PRUNE_AT:  # sprayed usernames must not pile up
-            self._records = {k: r for k, r in self._records.items() if r[0] > now}
-        self._records[(kind, id)] = (now + ttl, dict(payload))
-
-    async def find(self, kind: str, id: str) -> dict[str, Any] | None:
-        record = self._records.get((kind, id))
-        if record is None or record[0] <= self._clock():
-            return None
-        return dict(record[1])
-
-    async def destroy(self, kind: str, id: str) -> None:
-        self._records.pop((kind, id), None)
+__all__ = ["Attempts", "Slot", "account_locked", "minutes"]
 
 
 @dataclass(frozen=True)
-class Failures:
-    count: int = 0
-    first: float = 0.0  # when the counting window opened
-    locked_until: float = 0.0
+class Slot:
+    """One attempt's place in its window."""
 
-    @classmethod
-    def current(cls, payload: Mapping[str, Any] | None, now: float, window: int) -> Failures:
-        """The record as of ``now``; an elapsed window or lock counts as no record."""
-        if payload is None:
-            return cls()
-        try:
-            state = cls(
-                int(payload["count"]), float(payload["first"]), float(payload["locked_until"])
-            )
-        except (KeyError, TypeError, ValueError):
-            return cls()
-        if state.locked_until:
-            return state if now < state.locked_until else cls()
-        return state if now < state.first + window else cls()
+    number: int  # 1 for the window's first attempt
+    limit: int
+    retry_after: int  # seconds until the window ends
 
-    def to_payload(self) -> dict[str, Any]:
-        return {"count": self.count, "first": self.first, "locked_until": self.locked_until}
+    @property
+    def refused(self) -> bool:
+        """The window's slots were spent before this attempt: do not do the work."""
+        return self.number > self.limit
 
+    @property
+    def last(self) -> bool:
+        """This is the window's last slot: a failure now locks until the window ends."""
+        return self.number >= self.limit
 
-def locked_out(until: float, now: float) -> LockedOut:
-    seconds = max(1, math.ceil(until - now))
-    minutes = max(1, math.ceil(seconds / 60))
-    return LockedOut(f"登录失败次数过多，账户已临时锁定，请{minutes}分钟后再试", seconds)
+    @property
+    def left(self) -> int:
+        """Attempts still allowed in this window after this one."""
+        return max(0, self.limit - self.number)
 
 
-# --- the source ----------------------------------------------------------------------
+class Attempts:
+    """At most ``limit`` attempts per key per ``window`` seconds, counted in ``store``."""
+
+    def __init__(self, store: Store, kind: Kind, *, limit: int, window: int) -> None:
+        if limit < 1 or window < 1:
+            raise ValueError("limit and window must be positive")
+        self.store = store
+        self.kind = kind
+        self.limit = limit
+        self.window = window
+
+    async def reserve(self, key: str) -> Slot:
+        """Take the next slot; check ``Slot.refused`` before doing the work."""
+        counted = await self.store.incr(self.kind, key, self.window)
+        return Slot(counted.value, self.limit, max(1, counted.expires_in))
+
+    async def current(self, key: str) -> Slot:
+        """Where the window stands, taking nothing (``number`` is the slots taken so far)."""
+        counted = await self.store.incr(self.kind, key, self.window, by=0)
+        return Slot(counted.value, self.limit, counted.expires_in)
+
+    async def reset(self, key: str) -> None:
+        """End the window: the next attempt opens a new one (a success of the account's
+        owner). Attempts already holding a slot keep it."""
+        await self.store.destroy(self.kind, key)
+
+    async def give_back(self, key: str) -> None:
+        """Return a slot taken by an attempt that should not count (a success)."""
+        await self.store.incr(self.kind, key, self.window, by=-1)
+
+
+def minutes(seconds: int) -> int:
+    """Whole minutes to tell a person to wait (never 0)."""
+    return max(1, math.ceil(seconds / 60))
+
+
+def account_locked(retry_after: int) -> LockedOut:
+    return LockedOut(f"登录失败次数过多，账户已临时锁定，请{minutes(retry_after)}分钟后再试",
+                     max(1, retry_after))

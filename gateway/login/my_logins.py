@@ -1,4 +1,8 @@
-"""我的登录: the citizen's own view of their session, and "log out of every system"."""
+"""我的登录: the citizen's own view of their session, and "log out of every system".
+
+It shows both levels: what this login did (``acr``, with the methods) and how far the
+account was verified (``verified_level``), so a person sees why a service asks for more.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.assurance import LEVEL_NAMES
 from gateway.csrf import FIELD, Csrf
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.logout import SessionLogout
@@ -49,7 +54,11 @@ class MyLogins:
         csrf = self.csrf.token(request)
         response = self.pages.render("my_logins.html", {
             "who": mask_name(str(identity.claims.get("name", ""))) or identity.subject,
-            "acr": identity.acr,
+            "acr": identity.acr or "-",
+            "acr_name": LEVEL_NAMES.get(identity.acr, ""),
+            "amr": " ".join(identity.amr),
+            "verified_level": identity.verified_level or "-",
+            "verified_name": LEVEL_NAMES.get(identity.verified_level, ""),
             "since": _when(identity.auth_time),
             "systems": systems,
             "csrf_token": csrf,

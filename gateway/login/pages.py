@@ -2,7 +2,9 @@
 
 A failed attempt re-renders the page with the same ``r`` so the deep link is not lost. A
 login by a different person in a browser that still holds a session logs that session
-out everywhere first: RPs must not keep the previous person logged in.
+out everywhere first: RPs must not keep the previous person logged in. Every attempt
+first takes a slot of its client address's failed-login window (``login.throttle``): a
+client that has used it up is answered 429 before any password is checked.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError
+from gateway.login.lockout import minutes
 from gateway.login.source import PasswordSource
+from gateway.login.throttle import SourceThrottle
 from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
@@ -40,8 +44,10 @@ class LoginPages:
         logout: SessionLogout,
         pages: Pages,
         csrf: Csrf,
+        throttle: SourceThrottle,
     ) -> None:
         self.source = source
+        self.throttle = throttle
         self.authorizer = authorizer
         self.sessions = sessions
         self.logout = logout
@@ -67,19 +73,31 @@ class LoginPages:
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
         client_id = first_param(pending.pairs, "client_id") or "-"
+        address = self.throttle.address(request.scope)
+        if username and password:  # an empty form checks nothing and costs nothing
+            slot = await self.throttle.reserve(address)
+            if slot.refused:
+                audit.warning("login throttled", extra={"source": address, "client": client_id,
+                                                        "retry_after": slot.retry_after})
+                message = (f"当前网络登录失败次数过多，已暂停登录，请 {minutes(slot.retry_after)} "
+                           "分钟后再试。")
+                return self._render(request, pending.id, pending.pairs, status=429,
+                                    error=message, retry_after=slot.retry_after)
         try:
             identity = await self.source.authenticate(username, password)
         except LockedOut as exc:
             audit.warning("login locked", extra={"user": mask_username(username),
-                                                 "client": client_id,
+                                                 "client": client_id, "source": address,
                                                  "retry_after": exc.retry_after})
-            minutes = max(1, (exc.retry_after + 59) // 60)
-            message = f"登录失败次数过多，账户已临时锁定，请 {minutes} 分钟后再试。"
-            return self._render(request, pending.id, pending.pairs, status=429, error=message)
+            message = (f"登录失败次数过多，账户已临时锁定，请 {minutes(exc.retry_after)} "
+                       "分钟后再试。")
+            return self._render(request, pending.id, pending.pairs, status=429, error=message,
+                                retry_after=exc.retry_after)
         except LoginError as exc:
             audit.info("login failed", extra={"user": mask_username(username),
-                                              "client": client_id})
+                                              "client": client_id, "source": address})
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
+        await self.throttle.succeeded(address)
         if pending.next is not None:
             await self.authorizer.store.destroy(Kind.PARKED_REQUEST, pending.id)
             response = RedirectResponse(pending.next, status_code=303)
@@ -90,12 +108,15 @@ class LoginPages:
             await self.logout.end(current, reason="another person logged in")
             current = None
         session = await self.sessions.start(identity, response, current=current)
+        if pending.next is None:
+            await self.authorizer.note_login(pending, session)  # its prompt=login, max_age
         audit.info("login ok", extra={"sub": identity.subject, "acr": identity.acr,
                                       "client": client_id, "sid": session.sid})
         return response
 
     def _render(self, request: Request, pending_id: str, pairs: list[tuple[str, str]], *,
-                username: str = "", error: str = "", status: int = 200) -> Response:
+                username: str = "", error: str = "", status: int = 200,
+                retry_after: int = 0) -> Response:
         client = self.authorizer.clients.get(first_param(pairs, "client_id"))
         csrf = self.csrf.token(request)
         response = self.pages.render(
@@ -111,4 +132,6 @@ class LoginPages:
             status=status,
         )
         self.csrf.set_cookie(response, csrf)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
         return response

@@ -5,6 +5,11 @@ redirect; every other error goes back to the client with ``error``, ``error_desc
 ``state`` and ``iss`` (RFC 9207). A request that needs a login is parked in the store and
 the person is sent to ``/login?r=…``; after login ``/authorize/resume?r=…`` picks it up
 again, so the deep link survives failed attempts.
+
+``prompt=login`` and ``max_age`` are met only by the primary factor (the password) done
+for this very request: the login page notes, beside the parked request, which session
+logged in for it at which ``auth_time`` (:meth:`Authorizer.note_login`). A step-up factor
+never moves ``auth_time`` and never counts as that login.
 """
 
 from __future__ import annotations
@@ -64,6 +69,21 @@ def requested_level(pairs: Sequence[tuple[str, str]]) -> int:
     values = [v for k, v in pairs if k == "acr_values" for v in v.split()]
     ranks = [level_rank(v) for v in values if level_rank(v)]
     return min(ranks) if ranks else 0
+
+
+def _login_asked(session: Session, pairs: Sequence[tuple[str, str]]) -> bool:
+    """Whether the request asks for the password again: ``prompt=login``, or a ``max_age``
+    (unparsable: 0) that the session's last password entry is older than."""
+    if "login" in (first_param(pairs, "prompt") or "").split():
+        return True
+    max_age = first_param(pairs, "max_age")
+    if max_age is None:
+        return False
+    try:
+        limit = int(max_age)
+    except ValueError:
+        limit = -1
+    return limit < 0 or time.time() - session.identity.auth_time > limit
 
 
 def first_param(pairs: Sequence[tuple[str, str]], key: str) -> str | None:
@@ -149,28 +169,43 @@ class Authorizer:
         floor = min((level_rank(v) for v in client.config.default_acr_values), default=0)
         return max(requested_level(pairs), floor)
 
-    def _satisfies(self, session: Session, client: Client, pairs: Sequence[tuple[str, str]],
-                   fresh: bool) -> str:
+    async def blocker(self, session: Session | None, client: Client,
+                      pairs: Sequence[tuple[str, str]], pending: Pending | None) -> str:
+        """'' if the session may answer this request silently, else why not: "nosession",
+        "login" (the password again, for this request) or "level" (a step-up)."""
+        if session is None:
+            return "nosession"
+        return await self._satisfies(session, client, pairs, pending)
+
+    async def _satisfies(self, session: Session, client: Client,
+                         pairs: Sequence[tuple[str, str]], pending: Pending | None) -> str:
         """'' if the session may answer this request silently, else why not.
 
-        A login made for this very request (``fresh``) satisfies ``prompt=login`` and
-        ``max_age``, but never a level: a level is reached by stepping up.
+        The login made for this very request satisfies ``prompt=login`` and ``max_age``
+        (``auth_time`` is the password's: a step-up leaves it), but never a level: a
+        level is reached by stepping up.
         """
-        if not fresh:
-            prompts = (first_param(pairs, "prompt") or "").split()
-            if "login" in prompts:
-                return "login"
-            max_age = first_param(pairs, "max_age")
-            if max_age is not None:
-                try:
-                    limit = int(max_age)
-                except ValueError:
-                    limit = -1
-                if limit < 0 or time.time() - session.identity.auth_time > limit:
-                    return "login"
+        if _login_asked(session, pairs) and not await self._logged_in_for(pending, session):
+            return "login"
         if session.identity.level < self.required_level(client, pairs):
             return "level"
         return ""
+
+    async def note_login(self, pending: Pending, session: Session) -> None:
+        """Remember that ``session`` just logged in (the primary factor) for this request:
+        that, and nothing else, meets its ``prompt=login`` and ``max_age``. A record of its
+        own, so a request already answered is never written back."""
+        left = pending.created + self.request_ttl - int(time.time())
+        await self.store.upsert(Kind.PARKED_LOGIN, pending.id,
+                                {"sid": session.sid, "auth_time": session.identity.auth_time},
+                                max(1, left))
+
+    async def _logged_in_for(self, pending: Pending | None, session: Session) -> bool:
+        """Whether the session's current authentication is the login made for ``pending``."""
+        if pending is None:
+            return False
+        noted = await self.store.find(Kind.PARKED_LOGIN, pending.id)
+        return noted == {"sid": session.sid, "auth_time": session.identity.auth_time}
 
     async def fail(self, pending: Pending, error: str, description: str) -> Response:
         """Send an error back to the client of a parked (already validated) request."""
@@ -191,9 +226,7 @@ class Authorizer:
     ) -> Response:
         client = self.client_for(pairs)
         session = await self.sessions.load(request)
-        fresh = bool(session and pending and session.identity.auth_time >= pending.created)
-        blocker = ("nosession" if session is None
-                   else self._satisfies(session, client, pairs, fresh))
+        blocker = await self.blocker(session, client, pairs, pending)
         end_user = None
         if session is not None and not blocker:
             end_user = pending_grant(session.identity, client.client_id, session.sid)

@@ -8,6 +8,11 @@ A record may also carry a *version*: an opaque string that ``advance`` replaces 
 compare-and-swap, remembering the last ``VERSION_HISTORY`` versions it replaced. Rotating
 refresh tokens is that: the grant's version is its current token's digest, so one atomic
 call on one key both checks a token and retires it, and a retired one is recognised.
+
+A kind may instead hold *counters* (``incr``): an integer per ``(kind, id)`` that lives
+for a fixed window from its first increment. Lockouts and throttles count with it, so any
+number of concurrent requests and gateway processes see one exact count. A kind holds
+records or counters, never both; ``find`` of a counter is None, ``destroy`` removes it.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from gateway.errors import StoreError
 __all__ = [
     "VERSION_HISTORY",
     "Advance",
+    "Counted",
     "Kind",
     "Store",
     "Versioned",
+    "check_delta",
     "check_kind",
     "check_ttl",
     "check_version",
@@ -49,12 +56,16 @@ class Kind(StrEnum):
     SESSION = "session"  # a browser session (gateway.sessions)
     SESSION_LINK = "session_rp"  # one RP authorization made in a session, for logout
     PARKED_REQUEST = "authz_request"  # an /authorize request or deep link waiting for a login
+    PARKED_LOGIN = "authz_login"  # the login (sid, auth_time) made for a parked request
     CODE = "code"  # an authorization code
     GRANT = "grant"  # one authorization; its version is the current refresh token's digest
     REVOKED_ACCESS_TOKEN = "revoked_at"  # a revoked access token's jti, until it expires
     BACKCHANNEL_DELIVERY = "bcl_delivery"  # a back-channel logout delivery and its outcome
-    LOGIN_FAILURES = "login_failures"  # failed password attempts of an account
-    STEPUP_CODE = "stepup_otp"  # a step-up SMS code's digest and tries
+    LOGIN_FAILURES = "login_failures"  # counter: password attempts on an account, per window
+    LOGIN_SOURCE_FAILURES = "login_source"  # counter: failed logins from one client address
+    STEPUP_CODE = "stepup_otp"  # a step-up SMS code's digest, for one session
+    STEPUP_TRIES = "stepup_tries"  # counter: SMS codes a person submitted, per window
+    STEPUP_SENDS = "stepup_sends"  # counter: SMS codes sent to a person, per window
     STEPUP_SMS_OUTBOX = "stepup_sms_outbox"  # the simulated phone of the demo SMS factor
     STEPUP_FACE = "stepup_face"  # a simulated face check's one-time challenge
     CAS_TICKET = "cas_st"  # a CAS service ticket (ST-…)
@@ -69,6 +80,13 @@ def check_ttl(ttl: object) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
         raise ValueError(f"ttl must be a positive int (seconds), got {ttl!r}")
     return ttl
+
+
+def check_delta(by: object) -> int:
+    """An increment is a plain int (``True`` is not 1 here)."""
+    if isinstance(by, bool) or not isinstance(by, int):
+        raise ValueError(f"by must be an int, got {by!r}")
+    return by
 
 
 def check_kind(kind: str) -> str:
@@ -107,6 +125,13 @@ def load_payload(text: str | bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise StoreError("the store returned a record that is not a JSON object")
     return payload
+
+
+class Counted(NamedTuple):
+    """A counter after ``incr``: its value and the whole seconds until its window ends."""
+
+    value: int
+    expires_in: int  # 0 when there is no counter (``incr`` with ``by`` <= 0 of a missing one)
 
 
 class Versioned(NamedTuple):
@@ -160,8 +185,18 @@ class Store(Protocol):
         writer that lost a race with its removal (a code's grant: ``gateway.oidc.server``).
         """
 
+    async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
+        """Add ``by`` to a counter, atomically, and return it with the seconds it has left.
+
+        The first increment creates the counter (from 0) with ``ttl``; later ones never
+        extend it, so a counter counts over one fixed window and then starts again. However
+        many callers race, in however many processes, each sees a distinct value. A ``by``
+        of 0 or less never creates a counter: on a missing one it returns ``(0, 0)``, so
+        ``by=0`` reads a counter and a negative ``by`` gives back what an earlier call took.
+        """
+
     async def destroy(self, kind: str, id: str) -> None:
-        """Remove a record; absent is fine."""
+        """Remove a record or a counter; absent is fine."""
 
     async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """``(kind, id, payload)`` of every live record of this grant, in no set order.

@@ -9,6 +9,7 @@ hand back identical shapes (tuples become lists, keys become strings).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import orjson
 from gateway.store.base import (
     VERSION_HISTORY,
     Advance,
+    Counted,
     Versioned,
+    check_delta,
     check_kind,
     check_ttl,
     check_version,
@@ -43,6 +46,12 @@ class _Record:
     previous: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class _Counter:
+    value: int
+    expires_at: float
+
+
 class MemoryStore:
     """The default store for a single gateway process (tests, demo, small installs)."""
 
@@ -50,18 +59,23 @@ class MemoryStore:
         self._clock = clock
         self._records: dict[tuple[str, str], _Record] = {}
         self._grants: dict[str, set[tuple[str, str]]] = {}
+        self._counters: dict[tuple[str, str], _Counter] = {}
         self._next_sweep = clock() + _SWEEP_INTERVAL
 
     def __len__(self) -> int:
         """Entries held, expired-but-not-yet-purged ones included (what memory pays for)."""
-        return len(self._records)
+        return len(self._records) + len(self._counters)
 
     def snapshot(self) -> dict[tuple[str, str], tuple[str, bool, str]]:
-        """Every live record's payload text, consumed flag and version: lets tests prove
-        that a refused request changed nothing."""
+        """Every live record's payload text, consumed flag and version, and every live
+        counter's value (as ``count=<n>``): lets tests prove that a refused request changed
+        nothing."""
         now = self._clock()
-        return {key: (r.text, r.consumed, r.version) for key, r in self._records.items()
+        held = {key: (r.text, r.consumed, r.version) for key, r in self._records.items()
                 if r.expires_at > now}
+        held.update({key: (f"count={c.value}", False, "") for key, c in self._counters.items()
+                     if c.expires_at > now})
+        return held
 
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                      version: str = "") -> None:
@@ -78,6 +92,7 @@ class MemoryStore:
         if now >= self._next_sweep:
             self.sweep()
         self._drop(key)  # a replaced record may have belonged to another grant
+        self._counters.pop(key, None)
         grant_id = grant_of(payload)
         self._records[key] = _Record(text, now + ttl, grant_id, version=version)
         if grant_id is not None:
@@ -123,8 +138,29 @@ class MemoryStore:
                       version: str = "") -> bool:
         return self._write(_key(kind, id), payload, ttl, version, only_over_live=True)
 
+    async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
+        # No await in here: under asyncio the read and the write cannot be interleaved.
+        key = _key(kind, id)
+        check_ttl(ttl)
+        check_delta(by)
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep()
+        counter = self._counters.get(key)
+        if counter is not None and counter.expires_at <= now:
+            del self._counters[key]
+            counter = None
+        if counter is None:
+            if by <= 0:
+                return Counted(0, 0)
+            counter = self._counters[key] = _Counter(0, now + ttl)
+        counter.value += by
+        return Counted(counter.value, math.ceil(counter.expires_at - now))
+
     async def destroy(self, kind: str, id: str) -> None:
-        self._drop(_key(kind, id))
+        key = _key(kind, id)
+        self._drop(key)
+        self._counters.pop(key, None)
 
     async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         found = []
@@ -147,6 +183,7 @@ class MemoryStore:
     async def close(self) -> None:
         self._records.clear()
         self._grants.clear()
+        self._counters.clear()
 
     def sweep(self) -> int:
         """Purge every expired record; returns how many. Runs by itself once a minute."""
@@ -155,7 +192,10 @@ class MemoryStore:
         expired = [key for key, record in self._records.items() if record.expires_at <= now]
         for key in expired:
             self._drop(key)
-        return len(expired)
+        counters = [key for key, c in self._counters.items() if c.expires_at <= now]
+        for key in counters:
+            del self._counters[key]
+        return len(expired) + len(counters)
 
     def _live(self, key: tuple[str, str]) -> _Record | None:
         record = self._records.get(key)

@@ -5,6 +5,8 @@ Layout, chosen so every command and script touches exactly one key (Redis Cluste
 * a record is a hash at ``{prefix}{{kind:id}}`` with fields ``p`` (payload JSON),
   ``g`` (its grant id, if any), ``c`` (set once consumed), ``v`` (its version, if any) and
   ``h`` (replaced versions, newest first, newline-separated); it always carries a TTL;
+* a counter (``incr``) is a hash at the same key as a record would be, with field ``n``
+  and the TTL its first increment set;
 * a grant index is a set at ``{prefix}grant:{{grant_id}}`` of record keys; its TTL is
   raised, never lowered, to cover its longest-lived member.
 
@@ -15,6 +17,7 @@ names them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +30,9 @@ from gateway.errors import StoreError
 from gateway.store.base import (
     VERSION_HISTORY,
     Advance,
+    Counted,
     Versioned,
+    check_delta,
     check_kind,
     check_ttl,
     check_version,
@@ -119,6 +124,22 @@ end
 return {payload, redis.call('HSETNX', KEYS[1], 'c', '1')}
 """
 
+# A counter in a fixed window: the increment that creates the key sets its TTL (ms), later
+# ones leave it; a delta of 0 or less never creates one. {value, ms left}.
+_INCR = """
+local by = tonumber(ARGV[1])
+if by <= 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 0}
+end
+local value = redis.call('HINCRBY', KEYS[1], 'n', by)
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  left = tonumber(ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], left)
+end
+return {value, left}
+"""
+
 # Delete only if the record still belongs to the grant: it may have been re-upserted
 # under another grant (or none) since it was indexed.
 _REVOKE_ONE = """
@@ -141,6 +162,7 @@ class RedisStore:
         self._revoke_one = client.register_script(_REVOKE_ONE)
         self._advance = client.register_script(_ADVANCE)
         self._replace = client.register_script(_REPLACE)
+        self._incr = client.register_script(_INCR)
         self._pipeliner = Pipeliner(client)
 
     @classmethod
@@ -229,6 +251,18 @@ class RedisStore:
     async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                       version: str = "") -> bool:
         return await self._write(self._replace, "replace", kind, id, payload, ttl, version) == 1
+
+    async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
+        key = self._record_key(kind, id)
+        check_ttl(ttl)
+        check_delta(by)
+        with self._converted("incr"):
+            reply = await self._pipeliner.script(self._incr, [key], [by, ttl * 1000])
+        if not isinstance(reply, list) or len(reply) != 2 or not all(
+                isinstance(n, int) for n in reply):
+            raise StoreError("redis incr returned an unexpected reply")
+        value, left_ms = reply
+        return Counted(value, math.ceil(left_ms / 1000))
 
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)

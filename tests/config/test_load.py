@@ -222,3 +222,33 @@ def test_request_limits_are_checked(tmp_path: Path) -> None:
                 "proxy.max_connections_per_instance"):
         assert f"{tmp_path / 'roam.toml'}: {key}" in text, text
     assert "smaller than max_header_line (16384)" in text
+
+
+@pytest.mark.parametrize(("issuer", "allowed"), [
+    ("https://sso.hunan.example", False),
+    ("https://127.0.0.1.example", False),
+    ("https://localhost.example", False),
+    ("http://127.0.0.1:8000", True),
+    ("http://127.9.9.9:8000", True),
+    ("http://[::1]:8000", True),
+    ("https://localhost:8443", True),
+    ("https://sso.localhost", True),
+])
+def test_simulated_step_up_only_on_a_loopback_issuer(tmp_path: Path, issuer: str,
+                                                     allowed: bool) -> None:
+    """The demo factors prove nothing (the code is on the page, the face check a button)."""
+    (tmp_path / "keys").mkdir()
+    main = (f'[gateway]\nissuer = "{issuer}"\nkey_dir = "keys"\n'
+            '[login]\nsource = "toml-directory"\nsimulated_step_up = true\n')
+    path = write(tmp_path, main, GOOD_CLIENT)
+    if allowed:
+        assert load_config(path, env={}).settings.login.simulated_step_up
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert [p for p in caught.value.problems if "simulated_step_up" in p] == [
+        f"{path}: login.simulated_step_up: the demo's factors (an SMS code shown on the page, "
+        "a face check that is a button) prove nothing; only a loopback issuer (127.0.0.0/8, "
+        "::1, localhost, *.localhost) may use them"]
+    off = write(tmp_path, main.replace("true", "false"), GOOD_CLIENT)
+    assert not load_config(off, env={}).settings.login.simulated_step_up

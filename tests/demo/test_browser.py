@@ -33,8 +33,8 @@ from tests.support.browser import at
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO
 from tests.support.servers import free_port, serve
 
-L3_CITIZEN = "13900000002"  # c-0002 李四, level L3
-L1_CITIZEN = "15000000003"  # c-0003 王五, level L1
+L3_CITIZEN = "13900000002"  # c-0002 李四, verified L3
+L1_CITIZEN = "15000000003"  # c-0003 王五, verified L1
 L3_ID_NUMBER = "430104198506150039"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -153,7 +153,7 @@ def test_wrong_password_keeps_the_request_for_the_right_rp(stack: Stack, page: P
     assert not any(urlsplit(u).netloc == urlsplit(stack.rp_a).netloc for u in chain), chain
     expect(page.locator("#system")).to_have_text("岳阳市政务服务")
     expect(page.locator("#who")).to_have_text("李*")
-    expect(page.locator("#acr")).to_have_text("L3")
+    expect(page.locator("#acr")).to_have_text("L2")  # a password alone, on an L3 account
     # RP A was not logged in along the way (it has seen nothing of this flow).
     page.goto(f"{stack.rp_a}/")
     expect(page.locator("#status")).to_have_text("未登录")
@@ -250,7 +250,7 @@ def _verify_logout_token(stack: Stack, token: str, client_id: str, sid: str) -> 
 
 
 def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Page) -> None:
-    # 1. A password login at RP A (长沙): L2, as the account is.
+    # 1. A password login at RP A (长沙): L2, what a password alone reaches.
     _log_in_at(page, stack, stack.rp_a, "长沙市政务服务", CITIZEN)
     page.wait_for_url(f"{stack.rp_a}/")
     expect(page.locator("#acr")).to_have_text("L2")
@@ -337,19 +337,11 @@ def test_sso_step_up_and_logout_that_reaches_every_system(stack: Stack, page: Pa
     expect(page.locator("#username")).to_be_visible()
 
 
-def test_l1_account_steps_up_twice_at_the_l3_rp(stack: Stack, page: Page) -> None:
-    """No session yet: password first, then the SMS code (to L2), then the face check."""
+def test_an_account_verified_to_l1_cannot_reach_the_l3_rp(stack: Stack, page: Page) -> None:
+    """No factor stands in for proofing: the RP hears the level is out of reach."""
     _log_in_at(page, stack, stack.rp_c, "湘潭市住房公积金（演示）", L1_CITIZEN)
-    page.wait_for_url(lambda url: at(url, stack.gateway, "/stepup"))
-    expect(page.locator("h1")).to_have_text("短信验证码核验")
-    expect(page.locator("#stepup-reason")).to_contain_text("还需完成 2 项核验")
-    code = page.locator("#demo-code").inner_text()  # the simulated phone, 演示环境 box
-    assert re.fullmatch(r"[0-9]{6}", code), code
-    page.fill("#otp", code)
-    page.click("#stepup-submit")
-    expect(page.locator("h1")).to_have_text("人脸核验")
-    page.click("#face-start")
-    page.wait_for_url(f"{stack.rp_c}/")
-    expect(page.locator("#who")).to_have_text("王*")
-    expect(page.locator("#acr")).to_have_text("L3")
-    expect(page.locator("#amr")).to_have_text("pwd sms face")
+    page.wait_for_url(lambda url: at(url, stack.rp_c, "/callback"))
+    expect(page.locator("#error-code")).to_have_text("unmet_authentication_requirements")
+    expect(page.locator("#error-detail")).to_have_text(
+        "The account is verified only to L1; the request needs L3.")
+    expect(page.locator("#otp")).to_have_count(0)

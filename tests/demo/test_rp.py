@@ -491,7 +491,7 @@ def test_banner_names_urls_accounts_and_password(shipped: Config) -> None:
         "http://127.0.0.1:8000/my/logins", "退出登录", "back channel",
         "http://127.0.0.1:8000/.well-known/openid-configuration",
         "长沙市政务服务", "岳阳市政务服务",
-        "15000000003  L1", "13800000001  L2", "13900000002  L3", "Roam@2026",
+        "15000000003  L1", "13800000004  L2", "13800000001  L3", "Roam@2026",
         "no second login", "无需再次登录",
     ):
         assert expected in text, expected

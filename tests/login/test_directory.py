@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from gateway.identifiers import validate_resident_id, validate_uscc
 from gateway.identity import Identity, PersonKind
 from gateway.login.directory import TomlDirectory, hash_password, load_entries
 from gateway.login.source import PasswordSource
+from gateway.store import MemoryStore, RedisStore
+from tests.support.counting import CountingDirectory
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "config" / "directory.toml"
 DEMO_PASSWORD = "Roam@2026"
@@ -36,34 +38,6 @@ class Clock:
         return self.now
 
 
-class RecordingStore:
-    """A Store double recording what the counter writes; expiry is not modelled."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], dict[str, Any]] = {}
-        self.ttls: list[int] = []
-
-    async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int) -> None:
-        self.records[(kind, id)] = dict(payload)
-        self.ttls.append(ttl)
-
-    async def find(self, kind: str, id: str) -> dict[str, Any] | None:
-        record = self.records.get((kind, id))
-        return dict(record) if record is not None else None
-
-    async def destroy(self, kind: str, id: str) -> None:
-        self.records.pop((kind, id), None)
-
-    async def consume(self, kind: str, id: str) -> tuple[dict[str, Any], bool] | None:
-        raise AssertionError("not used by the failure counter")
-
-    async def revoke_by_grant(self, grant_id: str) -> int:
-        raise AssertionError("not used by the failure counter")
-
-    async def close(self) -> None:
-        pass
-
-
 def citizen_toml(**fields: str) -> str:
     base = {
         "subject": "t-0001",
@@ -72,7 +46,7 @@ def citizen_toml(**fields: str) -> str:
         "phone": "13800009991",
         "id_number": "43011119820307006X",
         "region": "430111",
-        "acr": "L2",
+        "verified_level": "L2",
         "password_hash": hash_password("secret-1", hasher=CHEAP),
     }
     base.update(fields)
@@ -106,7 +80,7 @@ def by_subject(directory: TomlDirectory, subject: str) -> directory_module.Direc
 def test_demo_file_entries_are_all_valid_and_varied(demo: TomlDirectory) -> None:
     entries = demo.entries
     assert len(entries) >= 5
-    assert {e.acr for e in entries} >= {"L1", "L2", "L3"}
+    assert {e.verified_level for e in entries} >= {"L1", "L2", "L3"}
     assert len({e.region for e in entries}) >= 5
     assert any(e.kind is PersonKind.LEGAL for e in entries)
     for e in entries:
@@ -138,7 +112,7 @@ async def test_login_by_phone(demo: TomlDirectory, clock: Clock) -> None:
     assert identity == Identity(
         subject="c-0001",
         kind=PersonKind.NATURAL,
-        acr="L2",
+        acr="L2",  # a password alone, on an account verified to L3
         amr=("pwd",),
         auth_time=int(START),
         region="430102",
@@ -149,8 +123,10 @@ async def test_login_by_phone(demo: TomlDirectory, clock: Clock) -> None:
             "id_number": "430102199001010016",
             "birthdate": "1990-01-01",
             "gender": "male",
+            "verified_level": "L3",
         },
     )
+    assert identity.verified_level == "L3"
 
 
 async def test_login_by_id_number_with_spaces(demo: TomlDirectory) -> None:
@@ -289,22 +265,50 @@ async def test_parallel_guesses_cannot_outrun_the_lockout(
 
 
 async def test_counters_go_to_the_injected_store(tmp_path: Path, clock: Clock) -> None:
-    store = RecordingStore()
+    store = MemoryStore(clock=clock)
     directory = cheap_directory(tmp_path, clock, store=store)
 
     with pytest.raises(LoginError):
         await directory.authenticate("13800009991", "wrong")
-    assert store.records[("login_failures", "t-0001")]["count"] == 1
+    assert store.snapshot()[("login_failures", "t-0001")][0] == "count=1"
 
     with pytest.raises(LoginError):
         await directory.authenticate(" 13899990000 ", "wrong")
     hashed = hashlib.sha256(b"13899990000").hexdigest()
-    assert store.records[("login_failures", hashed)]["count"] == 1
-    assert "13899990000" not in repr(store.records)
-    assert set(store.ttls) == {900}
+    assert store.snapshot()[("login_failures", hashed)][0] == "count=1"
+    assert "13899990000" not in repr(store.snapshot())
+    assert await store.incr("login_failures", hashed, 1, by=0) == (1, 900)
 
     await directory.authenticate("13800009991", "secret-1")
-    assert ("login_failures", "t-0001") not in store.records
+    assert ("login_failures", "t-0001") not in store.snapshot()
+
+
+async def test_bursts_across_processes_check_at_most_max_failures_passwords(
+        tmp_path: Path, clock: Clock, redis_url: str, redis_prefix: str) -> None:
+    """Two gateway processes (a directory and a Redis client each) share one Redis; three
+    bursts of 25 wrong passwords at once: five are checked, and then the right one waits."""
+    path = tmp_path / "directory.toml"
+    path.write_text(citizen_toml(), encoding="utf-8")
+    stores = [RedisStore.from_url(redis_url, prefix=redis_prefix) for _ in range(2)]
+    processes = [CountingDirectory.from_file(path, clock=clock, store=store) for store in stores]
+    CountingDirectory.verified = 0
+    try:
+        async def burst() -> list[BaseException | Identity]:
+            return await asyncio.gather(
+                *(processes[n % 2].authenticate("13800009991", f"guess-{n}") for n in range(25)),
+                return_exceptions=True)
+
+        results = [r for rs in await asyncio.gather(burst(), burst(), burst()) for r in rs]
+        assert CountingDirectory.verified == 5
+        assert all(isinstance(r, LoginError) for r in results)
+        assert sum(isinstance(r, LockedOut) for r in results) == 75 - 4
+        with pytest.raises(LockedOut, match="账户已临时锁定") as locked:
+            await processes[0].authenticate("43011119820307006X", "secret-1")
+        assert 0 < locked.value.retry_after <= 900
+        assert CountingDirectory.verified == 5, "a locked account checks no password"
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_empty_and_overlong_input(
@@ -327,7 +331,8 @@ async def test_empty_and_overlong_input(
 async def test_lookup(demo: TomlDirectory) -> None:
     identity = await demo.lookup("c-0005")
     assert identity is not None
-    assert (identity.acr, identity.auth_time, identity.region) == ("L3", 0, "430202")
+    assert (identity.acr, identity.auth_time, identity.region) == ("", 0, "430202")
+    assert identity.verified_level == "L3"  # the account's; no authentication, no acr
     assert identity.claims["name"] == "刘洋"
     assert await demo.lookup("c-9999") is None
 
@@ -374,7 +379,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
                     phone="12345",
                     id_number="430102199002300010",
                     region="440101",
-                    acr="L9",
+                    verified_level="L9",
                     kind="person",
                     password_hash="plaintext",
                 ),
@@ -411,7 +416,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "citizen[3].phone",
         "citizen[3].id_number",
         "citizen[3].region",
-        "citizen[3].acr",
+        "citizen[3].verified_level",
         "citizen[3].kind",
         "citizen[3].password_hash",
         "citizen[4].uscc",
@@ -422,7 +427,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "citizen[6].name",
         "citizen[6].id_number",
         "citizen[6].region",
-        "citizen[6].acr",
+        "citizen[6].verified_level",
         "citizen[6].kind",
         "citizen[6].password_hash",
     }
@@ -435,6 +440,23 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     # Personal data is not echoed into the report.
     assert "13800009991" not in joined
     assert "43011119820307006X" not in joined
+
+
+def test_the_old_acr_key_is_refused_with_its_new_name(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(citizen_toml().replace("verified_level", "acr"), encoding="utf-8")
+    problems = problems_of(lambda: load_entries(path))
+    assert f"{path}: citizen[0].acr: renamed verified_level" in problems[0]
+    assert problems[1] == f"{path}: citizen[0].verified_level: missing"
+
+
+@pytest.mark.parametrize(("verified", "acr"), [("L1", "L1"), ("L2", "L2"), ("L3", "L2"),
+                                                 ("L4", "L2")])
+async def test_a_password_reaches_l2_at_most_and_never_above_the_account(
+        tmp_path: Path, clock: Clock, verified: str, acr: str) -> None:
+    directory = cheap_directory(tmp_path, clock, citizen_toml(verified_level=verified))
+    identity = await directory.authenticate("13800009991", "secret-1")
+    assert (identity.acr, identity.amr, identity.verified_level) == (acr, ("pwd",), verified)
 
 
 def test_config_error_is_raised_by_from_file(tmp_path: Path) -> None:

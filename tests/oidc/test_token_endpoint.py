@@ -24,7 +24,8 @@ def test_behind_a_proxy_that_ends_tls_oauth_endpoints_still_work(tmp_path: Path)
     config = config.revised(settings=settings.model_copy(update={
         "gateway": settings.gateway.model_copy(update={
             "issuer": "https://sso.example.test", "key_dir": str(tmp_path / "keys")}),
-        "login": settings.login.model_copy(update={"source": "toml-directory"})}))
+        "login": settings.login.model_copy(update={"source": "toml-directory",
+                                                   "simulated_step_up": False})}))
     with serve(create_app(config), port) as url:
         answer = httpx.post(f"{url}/token", auth=("changsha-gov", SECRETS["changsha-gov"]),
                             headers={"Host": "gateway.internal"},

@@ -164,15 +164,16 @@ def test_below_the_systems_level_go_steps_up_first_and_comes_back(
     assert 'id="face-start"' in page.text  # the missing factor, not an error page
 
 
-def test_a_proxied_system_below_its_level_reaches_a_working_step_up(
+def test_a_proxied_system_below_its_level_reaches_the_step_up_for_that_level(
         browser: httpx.Client) -> None:
     """The step-up on the way into a proxied system names the level (it once left ``acr``
-    out, and the step-up page could only answer with an error)."""
+    out, and the step-up page could only answer with an error). An account verified only
+    to L1 cannot be raised to L2 by any factor, and the page says exactly that."""
     login = browser.get("/go/430000-BDC-001?region=430702")  # the province's L2 system
     page = browser.get(browser.get(login.headers["location"]).headers["location"])
     browser.post("/login", data={
         "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
-        "username": "15000000003", "password": DEMO_PASSWORD})  # c-0003, an L1 account
+        "username": "15000000003", "password": DEMO_PASSWORD})  # c-0003, verified L1
     host = f"hunan-province.localhost:{browser.base_url.port}"
     proxied = browser.get("/a?b=1", headers={"Accept": "text/html", "Host": host})
     assert proxied.status_code == 303  # to the issuer for a session on the system's host
@@ -183,6 +184,6 @@ def test_a_proxied_system_below_its_level_reaches_a_working_step_up(
     step_up = stepped.headers["location"]
     assert step_up.startswith("/stepup?next=%2Fsso%2Fhandover%3F")
     assert step_up.endswith("&acr=L2")
-    sms = browser.get(browser.get(step_up).headers["location"])
-    assert sms.status_code == 200
-    assert 'id="otp"' in sms.text
+    page = browser.get(browser.get(step_up).headers["location"])
+    assert page.status_code == 403
+    assert "该业务需要 L2 实名认证，您的账户目前核验到 L1 账户认证" in page.text

@@ -69,7 +69,8 @@ def expiries(request: pytest.FixtureRequest, store: Store, clock: FakeClock) -> 
         # The grant index has no TTL of its own: it must never outlive its records.
         for keys in store._grants.values():
             assert keys <= records.keys()
-        return [record.expires_at - clock.now for record in records.values()]
+        counters = [c.expires_at - clock.now for c in store._counters.values()]
+        return [record.expires_at - clock.now for record in records.values()] + counters
 
     async def in_redis() -> list[float]:
         url: str = request.getfixturevalue("redis_url")
@@ -79,6 +80,21 @@ def expiries(request: pytest.FixtureRequest, store: Store, clock: FakeClock) -> 
         return [math.inf if ms == -1 else ms / 1000 for ms in left]
 
     return memory if isinstance(store, MemoryStore) else in_redis
+
+
+@pytest.fixture
+async def peers(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[list[Store]]:
+    """Five stores sharing ``store``'s data, standing in for five gateway processes: the
+    same MemoryStore (one process is all it serves), or five separate Redis clients."""
+    if isinstance(store, MemoryStore):
+        yield [store] * 5
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    opened: list[Store] = [RedisStore.from_url(url, prefix=prefix) for _ in range(5)]
+    yield opened
+    for peer in opened:
+        await peer.close()
 
 
 PAYLOAD: dict[str, Any] = {
@@ -287,6 +303,7 @@ async def test_nothing_survives_without_a_ttl(store: Store, expiries: Expiries) 
         await store.upsert("code", f"c{n}", {"grant_id": f"g{n % 2}"}, 30 + n)
         await store.upsert("refresh", f"r{n}", {"grant_id": f"g{n % 2}"}, 3600)
         await store.upsert("session", f"s{n}", {"sub": n}, 600)
+        await store.incr("login_failures", f"f{n}", 900)
     await store.consume("code", "c0")
     await store.consume("code", "c1")
     await store.upsert("code", "c0", {"grant_id": "g9"}, 5)
@@ -453,3 +470,68 @@ async def test_replace_refuses_a_bad_ttl_and_changes_nothing(store: Store, ttl: 
     with pytest.raises(ValueError, match="version"):
         await store.replace("grant", "g", {"other": True}, 60, version="a\nb")
     assert await store.find_versioned("grant", "g") == (PAYLOAD, "v1", ())
+
+
+async def test_incr_counts_from_one_in_a_window(store: Store) -> None:
+    assert await store.incr("login_failures", "a", 60) == (1, 60)
+    assert await store.incr("login_failures", "a", 60) == (2, 60)
+    assert await store.incr("login_failures", "a", 60, by=3) == (5, 60)
+    assert await store.incr("login_failures", "b", 60) == (1, 60), "ids count apart"
+    assert await store.incr("login_source", "a", 60) == (1, 60), "kinds count apart"
+
+
+async def test_incr_window_is_fixed_by_the_first_increment(store: Store,
+                                                          elapse: Elapse) -> None:
+    await store.incr("login_failures", "a", 1)
+    await elapse(0.6)
+    counted = await store.incr("login_failures", "a", 30)  # a later ttl changes nothing
+    assert counted.value == 2
+    assert counted.expires_in == 1
+    await elapse(0.6)
+    assert await store.incr("login_failures", "a", 1) == (1, 1), "a new window"
+
+
+async def test_incr_by_zero_reads_and_negative_gives_back(store: Store) -> None:
+    assert await store.incr("login_failures", "a", 60, by=0) == (0, 0)
+    assert await store.incr("login_failures", "a", 60, by=-1) == (0, 0)
+    assert await store.incr("login_failures", "a", 60, by=0) == (0, 0), "nothing created"
+    await store.incr("login_failures", "a", 60, by=2)
+    assert await store.incr("login_failures", "a", 60, by=-1) == (1, 60)
+    assert await store.incr("login_failures", "a", 60, by=0) == (1, 60)
+
+
+async def test_a_counter_is_no_record_and_destroy_or_upsert_ends_it(store: Store) -> None:
+    await store.incr("login_failures", "a", 60)
+    assert await store.find("login_failures", "a") is None
+    assert await store.consume("login_failures", "a") is None
+    await store.destroy("login_failures", "a")
+    assert await store.incr("login_failures", "a", 60) == (1, 60)
+    await store.upsert("login_failures", "a", {"replaced": True}, 60)
+    assert await store.find("login_failures", "a") == {"replaced": True}
+    await store.destroy("login_failures", "a")
+    assert await store.incr("login_failures", "a", 60, by=0) == (0, 0)
+
+
+async def test_incr_is_exact_under_concurrency(store: Store) -> None:
+    results = await asyncio.gather(*(store.incr("login_failures", "race", 60)
+                                     for _ in range(50)))
+    assert sorted(value for value, _ in results) == list(range(1, 51))
+    assert await store.incr("login_failures", "race", 60, by=0) == (50, 60)
+
+
+async def test_incr_is_exact_across_processes(peers: list[Store]) -> None:
+    """50 increments spread over separate clients (separate connections and pipelines)."""
+    results = await asyncio.gather(*(peers[n % len(peers)].incr("login_failures", "race", 60)
+                                     for n in range(50)))
+    assert sorted(value for value, _ in results) == list(range(1, 51))
+    gave_back = await asyncio.gather(*(peer.incr("login_failures", "race", 60, by=-1)
+                                       for peer in peers))
+    assert sorted(value for value, _ in gave_back) == list(range(45, 50))
+
+
+@pytest.mark.parametrize(("ttl", "by"), [(0, 1), (-1, 1), (1.5, 1), (True, 1), (60, True),
+                                         (60, 1.5), (60, "1")])
+async def test_bad_incr_is_refused_and_counts_nothing(store: Store, ttl: Any, by: Any) -> None:
+    with pytest.raises(ValueError, match=r"ttl|by"):
+        await store.incr("login_failures", "a", ttl, by=by)
+    assert await store.incr("login_failures", "a", 60, by=0) == (0, 0)

@@ -39,6 +39,7 @@ async def test_dead_server_raises_store_error_without_secrets() -> None:
             store.upsert("code", "abc", {"grant_id": "g"}, 60),
             store.consume("code", "abc"),
             store.destroy("code", "abc"),
+            store.incr("login_failures", "abc", 60),
             store.revoke_by_grant("g"),
         ):
             with pytest.raises(StoreError) as caught:
