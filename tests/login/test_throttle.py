@@ -103,9 +103,9 @@ def test_a_spray_over_many_accounts_is_stopped_before_any_password_is_checked(
         assert 0 < int(refused.headers["retry-after"]) <= 900
         assert form_field(refused.text, "r") == browser.form["r"]  # the deep link is kept
     assert directory.verified == LIMIT, "a throttled attempt checks no password"
-    throttled = [r.getMessage() for r in caplog.records if "login throttled" in r.getMessage()]
+    throttled = [r for r in caplog.records if r.getMessage() == "login throttled"]
     assert len(throttled) == len(ACCOUNTS) - LIMIT
-    assert all("source=127.0.0.1" in line for line in throttled)
+    assert all(getattr(r, "source", None) == "127.0.0.1" for r in throttled)
     assert PASSWORD not in caplog.text
     assert "Spray@2026" not in caplog.text
 

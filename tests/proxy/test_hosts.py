@@ -438,3 +438,18 @@ def test_the_gateways_cookies_on_a_system_host_never_reach_the_system(gateway: s
     browser.cookies(SYSTEM_HOST)["app"] = "1"
     seen = browser.get(f"https://{SYSTEM_HOST}/x", Accept="application/json").json()
     assert seen["headers"]["cookie"] == "app=1"
+
+
+def test_forwarded_host_is_the_systems_own_never_what_the_client_sent(gateway: str) -> None:
+    browser, _ = signed_in(gateway)
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies(SYSTEM_HOST).items())
+    seen = httpx.get(f"{gateway}/page", headers={
+        "Host": "GJJ.roam.test:9999", "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "http", "X-Forwarded-For": "10.9.9.9", "Cookie": cookie,
+        "Accept": "application/json"}).json()
+    assert seen["path"] == "/page"
+    headers = seen["headers"]
+    assert headers["x-forwarded-host"] == SYSTEM_HOST  # the issuer's port: none (https)
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert "x-forwarded-prefix" not in headers

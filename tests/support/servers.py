@@ -30,6 +30,7 @@ def serve(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
     """
     port = port or free_port()
     settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "http": HTTP,
+                                "proxy_headers": False,  # as `roam serve`: trusts no client
                                 **options}
     with serve_config(uvicorn.Config(app, host="127.0.0.1", port=port, **settings)) as url:
         yield url
