@@ -130,8 +130,8 @@ def open_connectors(systems: Systems, context: ConnectorContext, *,
 
     ``ConfigError`` if a system is served on hosts of its own but its connector gives the
     proxy nothing to present (only the proxy answers on a system's hosts), or if a system
-    the proxy serves has no host of its own and ``path_mode`` (``[proxy] path_mode``, the
-    demo's and an explicit opt-in) is off: it would share the issuer's origin."""
+    the proxy serves has no host of its own and ``path_mode`` (``[proxy] path_mode``, an
+    explicit opt-in) is off: it would share the issuer's origin."""
     opened = {system.id: systems.connector_config(system.id).open(context)
               for system in systems}
     problems = [f"systems file: system {system.id!r}: hosts: only for systems the proxy "
@@ -142,7 +142,7 @@ def open_connectors(systems: Systems, context: ConnectorContext, *,
         problems.extend(
             f"systems file: system {system.id!r}: hosts: a proxied system needs a host of "
             "its own (or [proxy] path_mode = true to serve it under /s/<id>/ on the "
-            "issuer's origin: demo and explicit opt-in only)"
+            "issuer's origin: an explicit opt-in only)"
             for system in systems
             if not system.hosts and isinstance(opened[system.id], PresentsIdentity))
     if problems:

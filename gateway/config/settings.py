@@ -138,7 +138,7 @@ class RoutingSection(Strict):
 class ProxySection(Strict):
     max_body: int = Field(default=10 * MiB, ge=1024, le=1024 * MiB)  # request bodies, bytes
     # Serve proxied systems without hosts of their own under /s/<id>/ on the issuer's
-    # origin (they then share it: demo and explicit opt-in only).
+    # origin (they then share it: an explicit opt-in only; docs/security.md).
     path_mode: bool = False
     handover_ttl: int = Field(default=60, ge=5, le=300)  # a hand-over code, seconds
     # Open connections to one instance (scheme, host, port), busy and idle: a request
