@@ -200,6 +200,20 @@ def test_a_systems_page_cannot_act_on_another_system_as_the_person(hosted: Stack
     assert acted == [], "beta received a request made by alpha's page in the person's name"
 
 
+def test_a_systems_page_cannot_use_the_issuer_as_the_person(hosted: Stack,
+                                                            page: Page) -> None:
+    open_both(page, hosted)
+    # forced logouts, with the person's cookies: refused without the page's CSRF token
+    for path in ("/my/logins/logout", "/logout"):
+        page.evaluate(POST, f"{hosted.gateway}{path}")
+    hosted.beta.seen.clear()
+    page.context.clear_cookies(domain="beta.localhost")  # beta must ask the issuer again
+    page.goto(hosted.url("beta", "/page"))
+    assert page.locator("#system").inner_text() == "beta", "still logged in at the issuer"
+    page_requests = [s for s in hosted.beta.seen if s["path"] == "/page"]
+    assert [s["sub"] for s in page_requests] == ["c-0001"]
+
+
 def test_a_system_only_ever_receives_its_own_cookies(either: Stack, page: Page) -> None:
     open_both(page, either)
     # alpha's script plants a cookie for the whole origin it is on
