@@ -34,9 +34,9 @@ def test_every_system_gets_its_connector_opened_once() -> None:
     gateway = build_gateway(config_on_port(8000), store=MemoryStore())
     systems = {system.id for system in gateway.config.systems}
     assert set(gateway.connectors) == systems
-    assert isinstance(gateway.connectors["xiangtan-gov"], OidcRelyingParty)
+    assert isinstance(gateway.connectors["xiangtan-gjj"], OidcRelyingParty)
     assert isinstance(gateway.connectors["yuelu-bdc"], Cas)
-    assert isinstance(gateway.connectors["xiangtan-gov"], RedirectsLogin)
+    assert isinstance(gateway.connectors["xiangtan-gjj"], RedirectsLogin)
     assert set(gateway.proxy.connectors) == {
         sid for sid, c in gateway.connectors.items() if isinstance(c, PresentsIdentity)}
     assert set(gateway.proxy.connectors) == {"hunan-province"}

@@ -287,7 +287,7 @@ def load_systems(
                     found.append(f"{path}: {where}.connector: {msg.removeprefix('type: ')}")
                 else:
                     found.append(f"{path}: {where}.connector_settings: {msg}")
-        found.extend(_id_clash(system, connector, f"{path}: {where}.id", client_ids))
+        found.extend(_id_clash(system, f"{path}: {where}.id", client_ids))
         if isinstance(connector, RelyingParty):
             if client_ids is not None and connector.client_id not in client_ids:
                 found.append(f"{path}: {where}.connector_settings.client_id: "
@@ -308,18 +308,15 @@ def load_systems(
     return Systems(systems, items.values(), connectors), problems
 
 
-def _id_clash(system: SystemConfig, connector: ConnectorConfig | None, where: str,
+def _id_clash(system: SystemConfig, where: str,
               client_ids: Collection[str] | None) -> list[str]:
     """A system's id is the audience of what the gateway signs for it (a jwt-assertion's
     ``aud``): were it a client's id, such a token would pass for that client's ID token
-    (a logout hint). Only a relying party may share the id of its own client: the gateway
-    signs nothing for it but that client's own tokens."""
+    (a logout hint). So no system id names a client, not even its own relying party's."""
     if client_ids is None or system.id not in client_ids:
         return []
-    if isinstance(connector, RelyingParty) and connector.client_id == system.id:
-        return []
     return [f"{where}: {system.id!r} is also a registered client's id; a system id must "
-            "never name a client (only an oidc system may carry its own client's id)"]
+            "never name a client"]
 
 
 def _host_problems(system: SystemConfig, where: str, taken: Mapping[str, str],

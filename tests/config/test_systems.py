@@ -24,12 +24,12 @@ def regions() -> RegionDirectory:
 def test_shipped_file_loads_without_problems(regions: RegionDirectory) -> None:
     systems, problems = load_systems(SHIPPED, regions=regions)
     assert problems == []
-    assert {s.id for s in systems} >= {"hunan-province", "changsha-gov", "xiangtan-gov"}
-    xiangtan = systems.get("xiangtan-gov")
+    assert {s.id for s in systems} >= {"hunan-province", "changsha-zwfw", "xiangtan-gjj"}
+    xiangtan = systems.get("xiangtan-gjj")
     assert xiangtan is not None
     assert (xiangtan.region, xiangtan.min_acr) == ("430300", "L3")
-    assert isinstance(systems.connector_config("xiangtan-gov"), OidcConfig)
-    assert systems.connector_config("xiangtan-gov").client_id == "xiangtan-gov"  # type: ignore[attr-defined]
+    assert isinstance(systems.connector_config("xiangtan-gjj"), OidcConfig)
+    assert systems.connector_config("xiangtan-gjj").client_id == "xiangtan-gov"  # type: ignore[attr-defined]
     province = systems.get("hunan-province")
     assert province is not None
     assert {item.code for item in systems.items()} == set(province.items)
@@ -47,7 +47,7 @@ def test_shipped_oidc_systems_are_registered_clients(regions: RegionDirectory) -
 def test_lookups(regions: RegionDirectory) -> None:
     systems, _ = load_systems(SHIPPED, regions=regions)
     assert [s.id for s in systems.handling("430000-GJJ-001")] == ["hunan-province",
-                                                                  "xiangtan-gov"]
+                                                                  "xiangtan-gjj"]
     assert [s.id for s in systems.at("430104", "430000-BDC-001")] == ["yuelu-bdc"]
     assert systems.handling("NOPE") == []
     assert systems.get("nope") is None
@@ -186,7 +186,7 @@ code = "A-1"
 name = "甲"
 
 [[system]]
-id = "city-rp"
+id = "city-portal"
 name = "市系统"
 region = "430100"
 level = "prefecture"
@@ -205,8 +205,8 @@ def test_a_relying_party_is_a_registered_client_on_its_own_host(
     path = tmp_path / "systems.toml"
     path.write_text(RELYING_PARTY.format(client="city-rp", hosts=""), encoding="utf-8")
     systems, problems = load_systems(path, regions=regions, client_ids={"city-rp"})
-    assert (problems, [s.id for s in systems]) == ([], ["city-rp"])
-    assert isinstance(systems.connector_config("city-rp"), RelyingParty)
+    assert (problems, [s.id for s in systems]) == ([], ["city-portal"])
+    assert isinstance(systems.connector_config("city-portal"), RelyingParty)
 
     _, problems = load_systems(path, regions=regions, client_ids={"another"})
     assert problems == [f"{path}: system[0].connector_settings.client_id: 'city-rp' is not "
@@ -256,33 +256,33 @@ items = ["A-1"]
 """
 
 
-@pytest.mark.parametrize("connector", ["jwt-assertion", "signed-header", "cas", "ticket"])
+@pytest.mark.parametrize("connector", ["jwt-assertion", "signed-header", "cas", "ticket",
+                                       "oidc"])
 def test_a_system_id_never_names_a_client(tmp_path: Path, regions: RegionDirectory,
                                           connector: str) -> None:
     """A system's id is the ``aud`` of what the gateway signs for it: as a client's id, a
     jwt-assertion captured by that system would pass for the client's ID token."""
     path = tmp_path / "systems.toml"
-    path.write_text(PROXIED.format(id="city-app", connector=connector, settings="{}"),
+    settings = '{ client_id = "x-1" }' if connector == "oidc" else "{}"
+    path.write_text(PROXIED.format(id="city-app", connector=connector, settings=settings),
                     encoding="utf-8")
     systems, problems = load_systems(path, regions=regions, client_ids={"city-app", "x-1"})
     assert f"{path}: system[0].id: 'city-app' is also a registered client's id; a system id " \
-           "must never name a client (only an oidc system may carry its own client's id)" \
-        in problems
+           "must never name a client" in problems
     assert systems.get("city-app") is None
 
 
-def test_only_a_relying_party_carries_its_own_clients_id(tmp_path: Path,
-                                                         regions: RegionDirectory) -> None:
+def test_not_even_a_relying_party_carries_its_own_clients_id(tmp_path: Path,
+                                                             regions: RegionDirectory) -> None:
     path = tmp_path / "systems.toml"
     path.write_text(PROXIED.format(id="city-rp", connector="oidc",
                                    settings='{ client_id = "city-rp" }'), encoding="utf-8")
-    assert load_systems(path, regions=regions, client_ids={"city-rp"})[1] == []
-    path.write_text(PROXIED.format(id="city-rp", connector="oidc",
-                                   settings='{ client_id = "other-rp" }'), encoding="utf-8")
-    _, problems = load_systems(path, regions=regions, client_ids={"city-rp", "other-rp"})
+    _, problems = load_systems(path, regions=regions, client_ids={"city-rp"})
     assert problems == [f"{path}: system[0].id: 'city-rp' is also a registered client's id; "
-                        "a system id must never name a client (only an oidc system may "
-                        "carry its own client's id)"]
+                        "a system id must never name a client"]
+    path.write_text(PROXIED.format(id="city-portal", connector="oidc",
+                                   settings='{ client_id = "city-rp" }'), encoding="utf-8")
+    assert load_systems(path, regions=regions, client_ids={"city-rp"})[1] == []
 
 
 def test_config_check_refuses_a_system_named_like_a_client(tmp_path: Path) -> None:

@@ -58,11 +58,11 @@ def test_county_without_falls_back_to_its_prefecture(
     demo: Systems, regions: RegionDirectory
 ) -> None:
     found = Resolver(demo, regions).resolve(BDC, "430102")  # 芙蓉区 → 长沙市
-    assert found.system.id == "changsha-gov"
+    assert found.system.id == "changsha-zwfw"
     assert (found.region, found.walked, found.fallback) == ("430100", ("430102", "430100"),
                                                             True)
     found = Resolver(demo, regions).resolve(GJJ, "430321")  # 湘潭县 → 湘潭市, L3
-    assert (found.system.id, found.system.min_acr) == ("xiangtan-gov", "L3")
+    assert (found.system.id, found.system.min_acr) == ("xiangtan-gjj", "L3")
 
 
 def test_prefecture_itself_without_a_system_goes_to_the_province(
@@ -177,7 +177,7 @@ def test_historical_code_resolves_through_its_current_ancestor(
 ) -> None:
     resolver = Resolver(demo, regions)
     found = resolver.resolve(SB, "430122")  # 望城县 (to 2010) under 长沙市
-    assert (found.system.id, found.walked) == ("changsha-gov", ("430100",))
+    assert (found.system.id, found.walked) == ("changsha-zwfw", ("430100",))
     found = resolver.resolve(GJJ, "432121")  # 湘潭县 of 湘潭地区 (to 1982): no current parent
     assert (found.system.id, found.walked) == ("hunan-province", ("430000",))
 
@@ -187,7 +187,7 @@ def test_historical_code_resolves_through_a_known_successor(
 ) -> None:
     resolver = Resolver(demo, regions, successors={"432121": "430321"})  # → today's 湘潭县
     found = resolver.resolve(GJJ, "432121")
-    assert (found.system.id, found.walked) == ("xiangtan-gov", ("430321", "430300"))
+    assert (found.system.id, found.walked) == ("xiangtan-gjj", ("430321", "430300"))
 
 
 def test_routing_table_covers_every_item_without_gaps(
