@@ -84,7 +84,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
     end_session = EndSession(server=gateway.server, keys=keys, issuer=issuer,
                              sessions=sessions, logout=gateway.logout, pages=pages, csrf=csrf)
     my_logins = MyLogins(sessions=sessions, logout=gateway.logout, clients=gateway.clients,
-                         pages=pages, csrf=csrf)
+                         pages=pages, csrf=csrf, hosts=gateway.handover.hosts,
+                         proxied=gateway.config.systems)
     go = GoPages(resolver=gateway.resolver, sessions=sessions, gate=gateway.gate,
                  connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX,
                  issuer=issuer)

@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from starlette.responses import Response
@@ -76,18 +76,21 @@ class HostSession:
     created: int  # the issuer session's start: the absolute timeout runs from it
     last_seen: int
     secret_sha256: str
+    made: int = 0  # when the hand-over made it
 
     def to_dict(self) -> dict[str, Any]:
         return {"sid": self.sid, "system": self.system, "identity": self.identity.to_dict(),
                 "created": self.created, "last_seen": self.last_seen,
-                "secret_sha256": self.secret_sha256, "grant_id": session_group(self.sid)}
+                "secret_sha256": self.secret_sha256, "made": self.made,
+                "grant_id": session_group(self.sid)}
 
     @classmethod
     def from_dict(cls, id: str, data: dict[str, Any]) -> HostSession:
         return cls(id=id, sid=str(data["sid"]), system=str(data["system"]),
                    identity=Identity.from_dict(data["identity"]),
                    created=int(data["created"]), last_seen=int(data["last_seen"]),
-                   secret_sha256=str(data["secret_sha256"]))
+                   secret_sha256=str(data["secret_sha256"]),
+                   made=int(data.get("made", data["created"])))
 
     def as_session(self) -> Session:
         """The view the gate and the connectors take of any session."""
@@ -172,7 +175,7 @@ class HostSessions:
         secret = new_id(32)
         made = HostSession(id=new_id(16), sid=session.sid, system=system,
                            identity=session.identity, created=session.created, last_seen=now,
-                           secret_sha256=_digest(secret))
+                           secret_sha256=_digest(secret), made=now)
         ttl = self._ttl(made, now)
         if ttl <= 0:
             return None
@@ -199,11 +202,20 @@ class HostSessions:
             await self.store.destroy(Kind.HOST_SESSION, hsid)
             return None
         if now - found.last_seen >= 5:  # as the issuer session: no write per request
-            found = HostSession(id=found.id, sid=found.sid, system=found.system,
-                                identity=found.identity, created=found.created, last_seen=now,
-                                secret_sha256=found.secret_sha256)
+            found = replace(found, last_seen=now)
             await self.store.upsert(Kind.HOST_SESSION, hsid, found.to_dict(),
                                     self._ttl(found, now))
+        return found
+
+    async def entered(self, sid: str) -> dict[str, int]:
+        """The systems the issuer session ``sid`` has a live host session on: system id →
+        when the first of them was made (我的登录 lists them)."""
+        found: dict[str, int] = {}
+        for kind, _, payload in await self.store.find_by_grant(session_group(sid)):
+            if kind == Kind.HOST_SESSION:
+                system = str(payload.get("system", ""))
+                made = int(payload.get("made", payload.get("created", 0)))
+                found[system] = min(made, found.get(system, made))
         return found
 
     async def end(self, value: str) -> None:

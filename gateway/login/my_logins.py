@@ -1,6 +1,8 @@
 """我的登录: the citizen's own view of their session, and "log out of every system".
 
-It shows both levels: what this login did (``acr``, with the methods) and how far the
+It lists the relying parties the session logged into and the proxied systems it entered
+(their own hosts' sessions), which "log out of every system" all ends. It shows both
+levels: what this login did (``acr``, with the methods) and how far the
 account was verified (``verified_level``), so a person sees why a service asks for more.
 """
 
@@ -12,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.assurance import LEVEL_NAMES
+from gateway.config import Systems
 from gateway.csrf import FIELD, Csrf
+from gateway.host_sessions import HostSessions
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
@@ -28,12 +32,15 @@ def _when(epoch: int) -> str:
 
 class MyLogins:
     def __init__(self, *, sessions: SessionManager, logout: SessionLogout,
-                 clients: ClientRegistry, pages: Pages, csrf: Csrf) -> None:
+                 clients: ClientRegistry, pages: Pages, csrf: Csrf,
+                 hosts: HostSessions | None = None, proxied: Systems | None = None) -> None:
         self.sessions = sessions
         self.logout = logout
         self.clients = clients
         self.pages = pages
         self.csrf = csrf
+        self.hosts = hosts  # sessions on proxied systems' own hosts, listed too
+        self.proxied = proxied
 
     async def show(self, request: Request) -> Response:
         session = await self.sessions.load(request)
@@ -50,6 +57,13 @@ class MyLogins:
             name = client.config.client_name if client else link.client_id
             systems.append({"client_id": link.client_id, "name": name,
                             "since": _when(link.created)})
+        if self.hosts is not None:
+            for system_id, made in sorted((await self.hosts.entered(session.sid)).items(),
+                                          key=lambda item: item[1]):
+                system = self.proxied.get(system_id) if self.proxied is not None else None
+                systems.append({"system_id": system_id,
+                                "name": system.name if system else system_id,
+                                "since": _when(made)})
         identity = session.identity
         csrf = self.csrf.token(request)
         response = self.pages.render("my_logins.html", {

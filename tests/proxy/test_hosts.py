@@ -308,6 +308,9 @@ def test_logging_out_at_the_issuer_ends_every_host_session(gateway: str) -> None
     browser, _ = signed_in(gateway)
     assert browser.follow(f"https://{OTHER_HOST}/x").status_code == 200
     page = browser.get(f"https://{GATEWAY_HOST}/my/logins")
+    # 我的登录 lists the systems entered on their own hosts, which the logout ends too
+    assert 'data-system="gjj">公积金（独立域名）' in page.text
+    assert 'data-system="shebao">社保（独立域名）' in page.text
     csrf = form_field(page.text, "csrf_token")
     cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies(GATEWAY_HOST).items())
     out = httpx.post(f"{gateway}/my/logins/logout", data={"csrf_token": csrf},
