@@ -2,7 +2,8 @@
 gateway/legacy/handover.py, gateway/host_sessions.py).
 
 The gateway's issuer is ``https://sso.roam.test`` with no cookie domain; the systems ``gjj``
-and ``sb`` are served on ``gjj.roam.test`` and ``sb.roam.test``. All are reached on one
+and ``shebao`` are served on ``gjj.roam.test`` and, on an unrelated domain,
+``shebao.changde.example``. All are reached on one
 loopback port with the ``Host`` header a browser would send, as behind a proxy ending TLS;
 :class:`Browser` keeps cookies per host as a browser does (they are ``Secure`` and the
 wire here is plain http, so an HTTP library's own jar would not send them).
@@ -36,7 +37,7 @@ from tests.support.servers import free_port, serve
 
 SECRET = "host-routing-test-secret-0123456789abcdef"
 SYSTEM_HOST = "gjj.roam.test"
-OTHER_HOST = "sb.roam.test"
+OTHER_HOST = "shebao.changde.example"  # another domain: no cookie is shared
 GATEWAY_HOST = "sso.roam.test"
 
 SYSTEMS = """
@@ -66,7 +67,7 @@ connector = "signed-header"
 connector_settings = {{ secret = "{secret}" }}
 items = ["430000-SB-001"]
 claims = ["name"]
-hosts = ["sb.roam.test"]
+hosts = ["shebao.changde.example"]
 
 [[item]]
 code = "430000-SB-001"
