@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gw = config.settings.gateway
     access_log.install()  # query strings can hold tickets: never logged
     uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port,
-                                  limits=HeadLimits.of(gw))).run()
+                                  limits=HeadLimits.of(gw),
+                                  trusted_proxies=gw.trusted_proxies)).run()
     return 0
 
 

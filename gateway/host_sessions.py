@@ -41,7 +41,15 @@ from gateway.memo import remember
 from gateway.sessions import Session, SessionManager, session_group
 from gateway.store.base import Kind, Store, load_payload
 
-__all__ = ["CALLBACK_PATH", "LOGOUT_PATH", "HostSession", "HostSessions", "Taken", "is_state"]
+__all__ = [
+    "CALLBACK_PATH",
+    "LOGOUT_PATH",
+    "TOUCH_EVERY",
+    "HostSession",
+    "HostSessions",
+    "Taken",
+    "is_state",
+]
 
 CALLBACK_PATH = "/.roam/callback"
 """On a system's host: where the issuer's hand-over code arrives (never proxied)."""
@@ -53,6 +61,10 @@ STATE_COOKIE = "roam_state"
 STATE_TTL = 600  # seconds a browser may spend logging in between the two hops
 
 _DECODED_KEPT = 4096
+TOUCH_EVERY = 5
+"""Seconds between writes of a host session's idle clock, and between its looks at the
+issuer session: at most this long does a host session outlive an issuer session that ran
+out (a logout ends it at once)."""
 
 
 def is_state(value: str) -> bool:
@@ -119,6 +131,8 @@ class HostSessions:
         self.cookie_name = host_cookie_name(HOST_COOKIE, secure=self.secure)
         self.state_cookie_name = host_cookie_name(STATE_COOKIE, secure=self.secure)
         self._decoded: dict[str | bytes, HostSession] = {}
+        # how stale the issuer session's idle clock may get: a small part of its timeout
+        self._issuer_touch_every = max(TOUCH_EVERY, self.settings.idle_timeout // 10)
 
     @property
     def cookie_names(self) -> frozenset[str]:
@@ -180,6 +194,12 @@ class HostSessions:
         if ttl <= 0:
             return None
         await self.store.upsert(Kind.HOST_SESSION, made.id, made.to_dict(), ttl)
+        # A logout that ran between the look-up and the write revoked the group before
+        # this record joined it: look again now that it is in the group (a logout after
+        # this look finds it there).
+        if await self.sessions.find(session.sid) is None:
+            await self.store.destroy(Kind.HOST_SESSION, made.id)
+            return None
         return Taken(made, f"{made.id}.{secret}", expected)
 
     async def load(self, value: str, *, system: str) -> HostSession | None:
@@ -201,7 +221,15 @@ class HostSessions:
         if self._expired(found, now):
             await self.store.destroy(Kind.HOST_SESSION, hsid)
             return None
-        if now - found.last_seen >= 5:  # as the issuer session: no write per request
+        if now - found.last_seen >= TOUCH_EVERY:
+            # One idle clock for both: the issuer session must still be live (it may have
+            # run out, or been ended by a path that reaches no group), and activity here
+            # is activity there, so it does not idle out while the person works here.
+            issuer = await self.sessions.find(found.sid)
+            if issuer is None:
+                await self.store.destroy(Kind.HOST_SESSION, hsid)
+                return None
+            await self.sessions.touch(issuer, every=self._issuer_touch_every)
             found = replace(found, last_seen=now)
             await self.store.upsert(Kind.HOST_SESSION, hsid, found.to_dict(),
                                     self._ttl(found, now))
@@ -218,11 +246,12 @@ class HostSessions:
                 found[system] = min(made, found.get(system, made))
         return found
 
-    async def end(self, value: str) -> None:
-        """Forget the host session of this cookie value (its issuer session stays)."""
-        hsid = value.partition(".")[0]
-        if hsid:
-            await self.store.destroy(Kind.HOST_SESSION, hsid)
+    async def end(self, value: str, *, system: str) -> None:
+        """Forget the host session of this cookie value (its issuer session stays); only
+        with its secret, so knowing a session's id ends nothing."""
+        found = await self.load(value, system=system)
+        if found is not None:
+            await self.store.destroy(Kind.HOST_SESSION, found.id)
 
     # -- cookies --------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ overrides) are escaped as well.
 
 :class:`RequestIds` (pure ASGI) gives every HTTP request an id, kept in a context variable
 the formatter reads, so each line written while the request is served carries it, and
-answers it in ``X-Request-Id``. An incoming ``X-Request-Id`` (from a load balancer in
-front) is kept only if it is a short token of safe characters; anything else is replaced.
+answers it in ``X-Request-Id``. An incoming ``X-Request-Id`` is kept only from a load
+balancer in front (``[gateway] trusted_proxies``) and only if it is a short token of safe
+characters; anything else is replaced.
 
 :func:`configure_logging` is called once when a process starts serving (``roam``, the
 demo): the stdlib ``logging`` stays the API everywhere, and importing this module changes
@@ -22,12 +23,14 @@ nothing.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import itertools
 import json
 import logging
 import re
 import secrets
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -170,14 +173,28 @@ class RequestIds:
     everything that serves it and sent back in ``X-Request-Id`` (unless a proxied system
     answered with one of its own)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, trusted: Iterable[str] = ()) -> None:
         self.app = app
+        # Only a load balancer in front (``[gateway] trusted_proxies``) names a request: a
+        # client could otherwise put its lines under another request's id.
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+
+    def _from_trusted(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not self.trusted or not client:
+            return False
+        try:
+            peer = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(peer in network for network in self.trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming(scope["headers"]) or new_request_id()
+        request_id = ((_incoming(scope["headers"]) if self._from_trusted(scope) else None)
+                      or new_request_id())
         echo = (_HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:

@@ -195,18 +195,21 @@ HTTP = TurnWritesHttpToolsProtocol
 
 
 def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = True,
-                   log_level: str = "info", limits: HeadLimits | None = None) -> uvicorn.Config:
+                   log_level: str = "info", limits: HeadLimits | None = None,
+                   trusted_proxies: tuple[str, ...] = ()) -> uvicorn.Config:
     """uvloop, httptools with writes sent per loop turn and request heads within
     ``limits``, the app's own lifespan. ``X-Forwarded-*`` from clients are not trusted
     (``proxy_headers=False``): the proxy sets its own. No ``Server: uvicorn`` header: the
     gateway does not advertise its software, and a proxied answer keeps the system's own
     ``Server``.
 
-    Every request gets an id for the logs (:class:`gateway.logs.RequestIds`). uvicorn
+    Every request gets an id for the logs (:class:`gateway.logs.RequestIds`; one sent in
+    ``X-Request-Id`` is kept only from ``trusted_proxies``). uvicorn
     installs no log handlers of its own (``log_config=None``): its loggers hand their
     records up to the root logger, which :func:`gateway.logs.configure_logging` (called
     once by ``roam`` and the demo) gives the JSON handler, so its lines are JSON too."""
     http = limited_protocol(limits or HeadLimits())
-    return uvicorn.Config(RequestIds(app), host=host, port=port, loop=LOOP, http=http,
+    return uvicorn.Config(RequestIds(app, trusted=trusted_proxies), host=host, port=port,
+                          loop=LOOP, http=http,
                           lifespan="on", proxy_headers=False, server_header=False,
                           access_log=access_log, log_level=log_level, log_config=None)

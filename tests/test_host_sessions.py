@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from starlette.responses import Response
 
 from gateway.config import SessionSection
-from gateway.host_sessions import HostSessions, Taken
+from gateway.host_sessions import TOUCH_EVERY, HostSessions, Taken
 from gateway.identity import Identity, PersonKind
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
@@ -170,3 +171,62 @@ async def test_a_code_is_taken_once_across_processes(two_processes: tuple[Store,
         assert sum(r is not None for r in results) == 1
     found = await first.find_by_grant(f"sid:{session.sid}")
     assert sum(kind == Kind.HOST_SESSION for kind, _, _ in found) == 20
+
+
+async def test_work_on_a_systems_host_keeps_the_issuer_session_alive() -> None:
+    clock = Clock()
+    sessions, hosts = parts(MemoryStore(), clock)  # idle_timeout 600
+    session = await issuer_session(sessions)
+    value = await host_cookie(hosts, session)
+    for _ in range(8):  # 40 minutes of work on the system's host only
+        clock.now += 300
+        assert await hosts.load(value, system="gjj") is not None
+    assert await sessions.find(session.sid) is not None, "one idle clock for both"
+
+
+async def test_a_host_session_ends_when_its_issuer_session_ran_out() -> None:
+    """An issuer session that ran out is removed alone (no group revoke reaches its host
+    sessions): the host session must notice, not serve the next person at that kiosk."""
+    clock = Clock()
+    store = MemoryStore()
+    sessions, hosts = parts(store, clock)
+    session = await issuer_session(sessions)
+    value = await host_cookie(hosts, session)
+    await store.destroy(Kind.SESSION, session.sid)  # what an idle expiry does
+    clock.now += TOUCH_EVERY
+    assert await hosts.load(value, system="gjj") is None
+    assert [k for k, _, _ in await store.find_by_grant(f"sid:{session.sid}")] == []
+
+
+class LogoutDuringHandOver(MemoryStore):
+    """The interleaving a race can produce: the logout's group revoke runs after the
+    hand-over looked the issuer session up and before it wrote the host session."""
+
+    sessions: SessionManager | None = None
+
+    async def upsert(self, kind: str, id: str, payload: Any, ttl: int, *,
+                     version: str = "") -> None:
+        if kind == Kind.HOST_SESSION and self.sessions is not None:
+            sessions, self.sessions = self.sessions, None
+            await sessions.destroy(str(payload["sid"]))
+        await super().upsert(kind, id, payload, ttl, version=version)
+
+
+async def test_a_logout_racing_a_hand_over_leaves_no_host_session() -> None:
+    store = LogoutDuringHandOver()
+    sessions, hosts = parts(store, Clock())
+    session = await issuer_session(sessions)
+    code = await hosts.hand_over(session, system="gjj", host="gjj.roam.test", state=STATE)
+    store.sessions = sessions
+    assert await take(hosts, code, STATE) is None
+    assert await store.find_by_grant(f"sid:{session.sid}") == []
+
+
+async def test_a_host_session_ends_only_with_its_secret() -> None:
+    sessions, hosts = parts(MemoryStore(), Clock())
+    value = await host_cookie(hosts, await issuer_session(sessions))
+    await hosts.end(value.partition(".")[0] + ".guessed", system="gjj")
+    await hosts.end(value, system="shebao")
+    assert await hosts.load(value, system="gjj") is not None
+    await hosts.end(value, system="gjj")
+    assert await hosts.load(value, system="gjj") is None

@@ -131,7 +131,9 @@ async def test_an_incoming_request_id_is_kept_only_when_it_is_safe(
         sent: str, kept: bool, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     caplog.handler.setFormatter(JsonFormatter())
-    transport = httpx.ASGITransport(app=RequestIds(echo_app()))
+    # httpx's ASGI transport comes from 127.0.0.1: here, the load balancer in front
+    app = RequestIds(echo_app(), trusted=("127.0.0.0/8",))
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
         response = await http.get("/", headers={b"X-Request-Id": sent.encode("utf-8")})
     request_id = response.headers["x-request-id"]
@@ -143,6 +145,14 @@ async def test_an_incoming_request_id_is_kept_only_when_it_is_safe(
     [line] = [o for o in lines_of(caplog.text) if o["logger"] == "roam.test"]
     assert line["request_id"] == line["seen"] == request_id
     assert current_request_id() is None  # nothing leaks past the request
+
+
+async def test_a_request_id_from_anyone_but_a_trusted_proxy_is_replaced() -> None:
+    for trusted in ((), ("10.0.0.0/8",)):
+        transport = httpx.ASGITransport(app=RequestIds(echo_app(), trusted=trusted))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            response = await http.get("/", headers={"X-Request-Id": "someone-elses-id"})
+        assert HEX_ID.fullmatch(response.headers["x-request-id"]), trusted
 
 
 async def test_each_request_gets_its_own_id_and_a_systems_own_is_kept() -> None:
@@ -249,7 +259,9 @@ def test_roam_serve_writes_only_json_lines(
         assert back.status_code == 303
         not_found = browser.get(FORGED_PATH, headers={"X-Request-Id": "lb-7f3a:0001"})
         assert not_found.status_code == 404
-        assert not_found.headers["x-request-id"] == "lb-7f3a:0001"
+        # no [gateway] trusted_proxies: a client cannot name its request
+        rid = not_found.headers["x-request-id"]
+        assert HEX_ID.fullmatch(rid)
     # What a real parser lets through: 8-bit bytes, U+2028 and a C1 CSI in UTF-8 …
     odd = raw_request(url, b"GET /healthz?ticket=ST-secret42 HTTP/1.1\r\nHost: x\r\n"
                            b"User-Agent: caf\xc3\xa9 \xe2\x80\xa8 \xc2\x9b31m\r\n"
@@ -270,11 +282,10 @@ def test_roam_serve_writes_only_json_lines(
     assert {"uvicorn.error", "uvicorn.access", "roam.audit"} <= loggers
     [go] = [o for o in objects if o["msg"] == "go not found"]
     assert go["item"] == FORGED_ITEM
-    assert go["request_id"] == "lb-7f3a:0001"
+    assert go["request_id"] == rid
     access = [o for o in objects if o["logger"] == "uvicorn.access"]
-    assert all(HEX_ID.fullmatch(o["request_id"]) or o["request_id"] == "lb-7f3a:0001"
-               for o in access)
-    [forged_access] = [o for o in access if o["request_id"] == "lb-7f3a:0001"]
+    assert all(HEX_ID.fullmatch(o["request_id"]) for o in access)
+    [forged_access] = [o for o in access if o["request_id"] == rid]
     assert forged_access["status"] == 404
     assert forged_access["path"].startswith("/go/x%0a")
     assert any(o["path"] == "/healthz?…" for o in access)

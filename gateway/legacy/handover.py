@@ -26,12 +26,16 @@ from gateway.ids import new_id
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.urls import host_name, local_path, origin_on
 
-__all__ = ["HANDOVER_PATH", "Handover"]
+__all__ = ["HANDOVER_PATH", "HOP", "Handover"]
 
 log = logging.getLogger("roam.handover")
 
 HANDOVER_PATH = "/sso/handover"
 """On the issuer: where a system's host sends a browser that has no host session."""
+
+HOP = {**NO_STORE, "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+"""Every answer of the hop: never cached, never followed inside a frame (a page of another
+system must not run the hop in a hidden frame and then act in it as the person)."""
 
 
 class Handover:
@@ -51,7 +55,7 @@ class Handover:
         query = urlencode({"system": system.id, "state": state,
                            "next": origin_on(self.issuer, host) + back_to})
         response = RedirectResponse(f"{self.issuer}{HANDOVER_PATH}?{query}", status_code=303,
-                                    headers=NO_STORE)
+                                    headers=HOP)
         self.hosts.set_state(response, state)
         return response
 
@@ -68,15 +72,15 @@ class Handover:
                             status=400)
         log.info("hand-over", extra={"system": system.id, "sid": taken.session.sid})
         response = RedirectResponse(local_path(params.get("next")) or "/", status_code=303,
-                                    headers=NO_STORE)
+                                    headers=HOP)
         self.hosts.set_cookie(response, taken.cookie)
         self.hosts.clear_state(response, taken.state)
         return response
 
-    async def end(self, request: Request) -> Response:
+    async def end(self, request: Request, system: SystemConfig) -> Response:
         """``/.roam/logout``: this host's session ends, then the issuer's logout page."""
         await self.hosts.end(cookie_value(request.headers.get("cookie", ""),
-                                          self.hosts.cookie_name))
+                                          self.hosts.cookie_name), system=system.id)
         response = RedirectResponse(f"{self.issuer}/logout", status_code=303, headers=NO_STORE)
         self.hosts.clear_cookie(response)
         return response
@@ -103,7 +107,7 @@ class Handover:
         code = await self.hosts.hand_over(admitted, system=system.id, host=host, state=state)
         query = urlencode({"code": code, "next": back_to})
         return RedirectResponse(f"{origin_on(self.issuer, host)}{CALLBACK_PATH}?{query}",
-                                status_code=303, headers=NO_STORE)
+                                status_code=303, headers=HOP)
 
     def _target(self, url: str, system: SystemConfig) -> tuple[str | None, str]:
         """The host of ``url`` when it is a page of ``system`` (one of its hosts, the

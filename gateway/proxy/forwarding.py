@@ -7,7 +7,7 @@ tested without a server:
   ``Connection`` and every header it names, ``Keep-Alive``, ``Proxy-*``, ``TE``,
   ``Trailer``, ``Transfer-Encoding``, ``Upgrade``;
 - :func:`without_cookies` rewrites ``Cookie`` headers without the gateway's own cookies
-  (its session must never reach a city system);
+  (its session must never reach a city system) and without any name sent twice;
 - :func:`without_set_cookies` drops an upstream's ``Set-Cookie`` for those names (a system
   cannot overwrite or delete the gateway's session);
 - :func:`without_underscores` drops headers with ``_`` in the name, as nginx does by
@@ -21,8 +21,9 @@ tested without a server:
   and in path mode (``/s/<system>/`` on the issuer's origin, where every system shares one
   host) a name of its own, ``s.<system>.<name>``, and a ``Path`` under ``/s/<system>/``.
   The request side forwards only the cookies carrying that system's name prefix, the
-  prefix removed: a system only ever receives its own cookies, never another system's
-  nor the gateway's.
+  prefix removed: a system never receives another system's cookies (from their
+  ``Set-Cookie``) nor the gateway's; and :func:`without_doubled_cookies` drops a name sent
+  twice, so a cookie a sibling's script planted cannot shadow the system's own.
 
 :func:`upstream_request_headers` is what the proxy runs per request: all of the request
 side (plus ``Host`` and ``Expect`` dropped) in one pass over the ASGI header list, whose
@@ -45,6 +46,7 @@ __all__ = [
     "scoped_set_cookie",
     "upstream_request_headers",
     "without_cookies",
+    "without_doubled_cookies",
     "without_hop_by_hop",
     "without_set_cookies",
     "without_underscores",
@@ -59,6 +61,16 @@ HOP_BY_HOP = frozenset({
 
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                         "x-forwarded-prefix"})
+# What a client could claim about where a request came from or what it asked for, in the
+# forms other proxies and frameworks read (RFC 7239 Forwarded, which Spring prefers over
+# X-Forwarded-*; nginx's X-Real-IP; IIS's X-Original-URL/X-Rewrite-URL; method
+# overrides): only the gateway speaks for that, and it speaks in X-Forwarded-* alone.
+_CLAIMED = frozenset({
+    "forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-ssl", "x-forwarded-scheme",
+    "x-forwarded-server", "x-forwarded-uri", "x-original-url", "x-rewrite-url",
+    "x-original-host", "x-host", "x-client-ip", "true-client-ip", "client-ip",
+    "x-cluster-client-ip", "x-http-method-override", "x-http-method", "x-method-override",
+})
 
 
 def _named_by_connection(pairs: Iterable[tuple[str, str]]) -> set[str]:
@@ -94,8 +106,8 @@ def without_cookies(headers: Iterable[tuple[str, str]], names: Collection[str]) 
         if name.lower() != "cookie":
             out.append((name, value))
             continue
-        kept = [p.strip() for p in value.split(";")
-                if p.strip() and _cookie_name(p) not in names]
+        kept = without_doubled_cookies([p.strip() for p in value.split(";")
+                                        if p.strip() and _cookie_name(p) not in names])
         if kept:
             out.append((name, "; ".join(kept)))
     return out
@@ -118,12 +130,14 @@ def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None,
                       host: str, prefix: str) -> Headers:
     """``headers`` with the ``X-Forwarded-*`` set the gateway vouches for.
 
-    Whatever a client sent as ``X-Forwarded-For/Proto/Host/Prefix`` is dropped, never kept
-    beside the gateway's: the gateway is where the request entered (its server does not
-    trust them either), so ``For`` is the address it saw and ``Host`` is the host it
-    serves the system on.
+    Whatever a client sent as ``X-Forwarded-For/Proto/Host/Prefix`` — or in any other form
+    a proxy or framework reads (``Forwarded``, ``X-Real-IP``, ``X-Original-URL``, a method
+    override, …) — is dropped, never kept beside the gateway's: the gateway is where the
+    request entered (its server does not trust them either), so ``For`` is the address it
+    saw and ``Host`` is the host it serves the system on.
     """
-    out = [(name, value) for name, value in headers if name.lower() not in _FORWARDED]
+    out = [(name, value) for name, value in headers
+           if name.lower() not in _FORWARDED and name.lower() not in _CLAIMED]
     if client:
         out.append(("X-Forwarded-For", client))
     out.append(("X-Forwarded-Proto", proto))
@@ -134,7 +148,7 @@ def forwarded_headers(headers: Iterable[tuple[str, str]], *, client: str | None,
     return out
 
 
-_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"host", "expect"}
+_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | _CLAIMED | {"host", "expect"}
 
 
 def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
@@ -164,6 +178,7 @@ def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]], *,
                 kept = [p.strip() for p in value.split(";")
                         if p.strip() and (cookie := _cookie_name(p)) not in cookie_names
                         and not cookie.startswith(cookie_name_prefixes)]
+            kept = without_doubled_cookies(kept)
             if kept:
                 out.append((name, "; ".join(kept)))
             continue
@@ -211,6 +226,20 @@ def client_response_headers(headers: Iterable[tuple[str, str]], *,
         out.append((name.encode("latin-1"), value.encode("latin-1")))
     return out
 
+
+
+def without_doubled_cookies(pairs: list[str]) -> list[str]:
+    """``name=value`` pairs without any name sent twice: a second cookie of a name is one
+    that another host of the same site (or a script) planted for a parent domain or a
+    longer path, and which of the two is the system's own cannot be told, so neither goes
+    up (as the gateway reads its own doubled cookies as none)."""
+    if len(pairs) < 2:
+        return pairs
+    names = [_cookie_name(pair) for pair in pairs]
+    if len(set(names)) == len(names):
+        return pairs
+    doubled = {n for n in names if names.count(n) > 1}
+    return [pair for pair, n in zip(pairs, names, strict=True) if n not in doubled]
 
 
 def path_cookie_prefix(system_id: str) -> str:

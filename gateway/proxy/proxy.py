@@ -154,13 +154,14 @@ class _Facts(NamedTuple):
     length: str | None  # Content-Length as sent
     chunked: bool  # a Transfer-Encoding was sent
     foreign: bool  # sent by another site's page, not as a top-level GET navigation
+    # (Fetch Metadata: a frame's navigation is Sec-Fetch-Dest: iframe, not document)
 
     @classmethod
     def of(cls, raw: list[tuple[bytes, bytes]], method: str) -> _Facts:
         host = cookie = ""
         length: str | None = None
         chunked = False
-        site = mode = b""
+        site = mode = dest = b""
         for name, value in raw:
             if name == b"host":
                 host = value.decode("latin-1")
@@ -174,8 +175,10 @@ class _Facts(NamedTuple):
                 site = value.lower()
             elif name == b"sec-fetch-mode":
                 mode = value.lower()
+            elif name == b"sec-fetch-dest":
+                dest = value.lower()
         foreign = site in (b"same-site", b"cross-site") and not (
-            mode == b"navigate" and method in ("GET", "HEAD"))
+            mode == b"navigate" and dest == b"document" and method in ("GET", "HEAD"))
         return cls(host, cookie, length, chunked, foreign)
 
 
@@ -253,7 +256,7 @@ class Proxy:
             return self.answers.not_allowed(request, METHODS)
         host = request.scope.get(HOST_ROUTED)
         if host is None and system.hosts:  # never served on the issuer's origin
-            return self._to_own_host(system, raw_path, query)
+            return self._to_own_host(request, system, raw_path, query)
         facts = _Facts.of(request.scope["headers"], request.method)
         if facts.foreign:  # another site's page may not act here as the person
             return self.answers.fail(request, 403, "cross_site_request", "请求被拒绝",
@@ -297,12 +300,16 @@ class Proxy:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def _to_own_host(self, system: SystemConfig, raw_path: str, query: str) -> ASGIApp:
+    def _to_own_host(self, request: Request, system: SystemConfig, raw_path: str,
+                     query: str) -> ASGIApp:
         """A system with hosts of its own is never served on the issuer's origin: the same
-        page on its first host (308 keeps the method and body)."""
-        rest = raw_path.removeprefix(f"{PREFIX}{system.id}") or "/"
-        url = origin_on(self.issuer, system.hosts[0]) + rest + (f"?{query}" if query else "")
-        return RedirectResponse(url, status_code=308, headers=NO_STORE)
+        page on its first host (308 keeps the method and body). The page is what follows
+        ``/s/<id>/`` and always starts a path (``/s/<id>%2F@evil`` is not a way to put
+        text between the host and the path)."""
+        rest = self._rest(raw_path, system.id, request) or ""
+        url = origin_on(self.issuer, system.hosts[0]) + "/" + rest.lstrip("/")
+        return RedirectResponse(url + (f"?{query}" if query else ""), status_code=308,
+                                headers=NO_STORE)
 
     async def _own_host_page(self, request: Request, system: SystemConfig, host: str,
                              raw_path: str) -> ASGIApp | None:
@@ -314,7 +321,7 @@ class Proxy:
         if path == CALLBACK_PATH and request.method == "GET":  # a HEAD must not use it up
             return await self.handover.finish(request, system, host_name(host))
         if path == LOGOUT_PATH and request.method in ("GET", "HEAD"):
-            return await self.handover.end(request)
+            return await self.handover.end(request, system)
         return None
 
     async def _host_session(self, cookie: str, system: SystemConfig) -> Session | Refusal:

@@ -352,7 +352,8 @@ def test_a_sibling_sites_page_cannot_act_on_the_system_as_the_person(gateway: st
             assert answer.json()["error"] == "cross_site_request"
     link = httpx.get(f"{gateway}/transfer", headers={
         "Host": SYSTEM_HOST, "Cookie": f"__Host-roam_host={value}",
-        "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate"})
+        "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document"})
     assert link.status_code == 200, "a link from a sibling is still followed"
 
 
@@ -457,3 +458,40 @@ def test_forwarded_host_is_the_systems_own_never_what_the_client_sent(gateway: s
     assert headers["x-forwarded-proto"] == "https"
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert "x-forwarded-prefix" not in headers
+
+
+@pytest.mark.parametrize(("path", "target"), [
+    ("/s/gjj%2F@evil.test/x", f"https://{SYSTEM_HOST}/%40evil.test/x"),
+    ("/s/gjj%2f%2F@evil.test", f"https://{SYSTEM_HOST}/%40evil.test"),
+    ("/s/gjj//evil.test/x?y=1", f"https://{SYSTEM_HOST}/evil.test/x?y=1"),
+    ("/s/gjj/a%2F..%2Fb", f"https://{SYSTEM_HOST}/a%2F..%2Fb"),
+])
+def test_the_way_to_a_systems_host_never_leaves_it(gateway: str, path: str,
+                                                    target: str) -> None:
+    """/s/<id>%2F@evil once became https://<host>%2F@evil/, which browsers read as user
+    info and a host of the attacker's."""
+    answer = httpx.get(f"{gateway}{path}", headers=on(GATEWAY_HOST))
+    assert answer.status_code == 308
+    location = answer.headers["location"]
+    assert location == target
+    assert urlsplit(location).hostname == SYSTEM_HOST
+
+
+def test_a_sibling_cannot_frame_a_system_even_by_navigating_the_frame(gateway: str) -> None:
+    browser, _ = signed_in(gateway)
+    value = browser.cookies(SYSTEM_HOST)["__Host-roam_host"]
+    for dest in ("iframe", "frame", "embed", "object", ""):
+        framed = httpx.get(f"{gateway}/page", headers={
+            "Host": SYSTEM_HOST, "Cookie": f"__Host-roam_host={value}",
+            "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": dest})
+        assert framed.status_code == 403, dest
+    # nor start the hop in a frame, and no answer of the hop may be framed
+    bare = Browser(gateway)
+    started = bare.get(f"https://{SYSTEM_HOST}/page", **{
+        "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"})
+    assert started.status_code == 403
+    begun = Browser(gateway).get(f"https://{SYSTEM_HOST}/page")
+    assert begun.status_code == 303
+    assert begun.headers["x-frame-options"] == "DENY"
+    assert begun.headers["content-security-policy"] == "frame-ancestors 'none'"

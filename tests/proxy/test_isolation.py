@@ -200,6 +200,19 @@ def test_a_systems_page_cannot_act_on_another_system_as_the_person(hosted: Stack
     assert acted == [], "beta received a request made by alpha's page in the person's name"
 
 
+def test_a_systems_page_cannot_frame_another_system(hosted: Stack, page: Page) -> None:
+    """A hidden frame of beta on alpha's page would run the hand-over in the frame and let
+    a click there act on beta as the person. (Chromium counts two ``*.localhost`` hosts as
+    different sites; the same-site case, sibling hosts of one domain, is checked with the
+    Fetch Metadata a frame sends in tests/proxy/test_hosts.py.)"""
+    open_both(page, hosted)
+    hosted.beta.seen.clear()
+    page.context.clear_cookies(domain="beta.localhost")  # even a fresh hop is refused
+    page.evaluate(FRAME, hosted.url("beta", "/page"))
+    page.evaluate(FRAME, hosted.url("beta", "/account"))
+    assert [s for s in hosted.beta.seen if s["sub"]] == []
+
+
 def test_a_systems_page_cannot_use_the_issuer_as_the_person(hosted: Stack,
                                                             page: Page) -> None:
     open_both(page, hosted)

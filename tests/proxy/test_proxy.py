@@ -633,6 +633,20 @@ def test_a_systems_set_cookie_is_kept_to_that_system(sent: str, path_mode: str,
     assert scoped_set_cookie(sent) == host_mode  # its own host: only the Domain goes
 
 
+@pytest.mark.parametrize(("sent", "kept"), [
+    ("JSESSIONID=planted; a=1; JSESSIONID=own", "a=1"),  # which one is the system's?
+    ("a=1; b=2", "a=1; b=2"),
+    ("x=1; x=1", None),
+])
+def test_a_cookie_name_sent_twice_reaches_no_system(sent: str, kept: str | None) -> None:
+    for prefix in ("", "s.gjj."):  # host mode, path mode
+        raw = [(b"cookie", "; ".join(f"{prefix}{p}" for p in sent.split("; ")).encode())]
+        out = upstream_request_headers(raw, cookie_names=set(), client=None, proto="https",
+                                       host="gw", prefix="/s/gjj" if prefix else "",
+                                       cookie_prefix=prefix)
+        assert [v for k, v in out if k == "cookie"] == ([kept] if kept else [])
+
+
 def test_path_mode_forwards_only_the_systems_own_cookies() -> None:
     raw = [(b"cookie", b"roam_session=a.b; s.gjj.JSESSIONID=1; s.sb.JSESSIONID=2; theme=x"),
            (b"cookie", b"s.gjj.lang=zh")]
@@ -640,6 +654,21 @@ def test_path_mode_forwards_only_the_systems_own_cookies() -> None:
                                    proto="https", host="gw", prefix="/s/gjj",
                                    cookie_prefix=path_cookie_prefix("gjj"))
     assert [v for k, v in out if k == "cookie"] == ["JSESSIONID=1", "lang=zh"]
+
+
+def test_what_a_client_claims_in_other_forms_never_reaches_a_system() -> None:
+    claimed = [("Forwarded", "for=6.6.6.6;host=evil;proto=http"), ("X-Real-IP", "6.6.6.6"),
+               ("X-Forwarded-Port", "1"), ("X-Original-URL", "/admin"),
+               ("X-Rewrite-URL", "/admin"), ("X-HTTP-Method-Override", "DELETE"),
+               ("True-Client-IP", "6.6.6.6"), ("Accept", "*/*")]
+    raw = [(k.lower().encode(), v.encode()) for k, v in claimed]
+    out = upstream_request_headers(raw, cookie_names=set(), client="127.0.0.1",
+                                   proto="https", host="gw", prefix="")
+    assert [k for k, _ in out] == ["accept", "X-Forwarded-For", "X-Forwarded-Proto",
+                                   "X-Forwarded-Host"]
+    assert [k for k, _ in forwarded_headers(claimed, client=None, proto="https", host="gw",
+                                            prefix="")] == ["Accept", "X-Forwarded-Proto",
+                                                            "X-Forwarded-Host"]
 
 
 def test_forwarded_headers_replace_what_a_client_claims() -> None:
