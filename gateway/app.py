@@ -86,7 +86,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
                              sessions=sessions, logout=gateway.logout, pages=pages, csrf=csrf)
     my_logins = MyLogins(sessions=sessions, logout=gateway.logout, clients=gateway.clients,
                          pages=pages, csrf=csrf, hosts=gateway.handover.hosts,
-                         proxied=gateway.config.systems)
+                         proxied=gateway.config.systems, bindings=gateway.bindings)
     go = GoPages(resolver=gateway.resolver, sessions=sessions, gate=gateway.gate,
                  connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX,
                  issuer=issuer)
@@ -141,6 +141,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/logout", end_session.handle, methods=["GET", "POST"]),
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
+        Route("/my/logins/bindings/remove", my_logins.unbind, methods=["POST"]),
         Route(HANDOVER_PATH, gateway.handover.start, methods=["GET"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/items", go.items, methods=["GET"]),

@@ -19,7 +19,7 @@ ALIPAY = ChannelIdentity("alipay", "2021", "2088-1")
 async def bindings(redis_url: str, redis_prefix: str) -> AsyncIterator[Bindings]:
     store = RedisStore.from_url(redis_url, prefix=redis_prefix)
     try:
-        yield Bindings(store, ttl=3600, citizen_of={}.get)
+        yield Bindings(store, ttl=3600, citizen_of=lambda _: None)
     finally:
         await store.close()
 
