@@ -20,7 +20,7 @@ from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway.background import Background
 from gateway.binding.bindings import Bindings
 from gateway.binding.http_verifier import HttpVerifier
-from gateway.binding.verifier import DemoVerifier, Verifier
+from gateway.binding.verifier import DemoVerifier, NoVerifier, Verifier
 from gateway.config import Config, Systems
 from gateway.csrf import Csrf
 from gateway.errors import ConfigError
@@ -46,6 +46,7 @@ from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.urls import is_loopback_host
 
 __all__ = [
     "Gateway",
@@ -175,7 +176,9 @@ def open_binding(config: Config, store: Store, http: httpx.AsyncClient,
     entries = source.entries if isinstance(source, TomlDirectory) else ()
     by_number = {entry.id_number: entry.subject for entry in entries}
     bindings = Bindings(store, ttl=section.record_ttl, citizen_of=by_number.get)
-    if section.verifier == "demo":
+    if section.verifier is None and not is_loopback_host(config.issuer):
+        return bindings, NoVerifier()
+    if section.verifier in ("demo", None):  # load_config allows demo on loopback only
         return bindings, DemoVerifier((str(e.claims.get("name", "")), e.id_number)
                                       for e in entries)
     credential = os.environ.get(section.credential_env, "")

@@ -15,7 +15,15 @@ from typing import Literal, Protocol
 
 from gateway.identifiers import normalise_resident_id
 
-__all__ = ["DemoVerifier", "FaceResult", "FaceStatus", "Refusal", "VerifiedPerson", "Verifier"]
+__all__ = [
+    "DemoVerifier",
+    "FaceResult",
+    "FaceStatus",
+    "NoVerifier",
+    "Refusal",
+    "VerifiedPerson",
+    "Verifier",
+]
 
 FaceStatus = Literal["passed", "failed", "pending", "unknown"]
 
@@ -76,3 +84,17 @@ class DemoVerifier:
     async def face_result(self, verification_id: str) -> FaceResult:
         number = self._started.get(verification_id)
         return FaceResult("passed", number) if number else FaceResult("unknown")
+
+
+class NoVerifier:
+    """No verifier configured (a non-loopback issuer without ``[binding] verifier``):
+    every binding is refused as unavailable, nothing is ever verified."""
+
+    async def verify_real_name(self, name: str, id_number: str) -> VerifiedPerson | Refusal:
+        return Refusal("unavailable")
+
+    async def start_face(self, person: VerifiedPerson) -> str | Refusal:
+        return Refusal("unavailable")
+
+    async def face_result(self, verification_id: str) -> FaceResult:
+        return FaceResult("unknown")

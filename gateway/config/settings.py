@@ -122,7 +122,9 @@ class LoginSection(Strict):
 class BindingSection(Strict):
     """Binding mini-program identities to citizens: real name (L2), face check (L3)."""
 
-    verifier: Literal["demo", "http"] = "demo"  # demo: the demo directory's people only
+    # demo: the directory's people, face checks that always pass (loopback issuers only);
+    # None: demo on a loopback issuer, otherwise binding is refused (503) until named.
+    verifier: Literal["demo", "http"] | None = None
     base_url: str = ""  # the verification service (verifier "http")
     credential_env: str = "ROAM_VERIFICATION_CREDENTIAL"  # its bearer credential, or:
     credential_file: str = ""  # a file holding it (relative to the config file)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.binding.verifier import DemoVerifier, FaceResult, Refusal, VerifiedPerson
+from gateway.binding.verifier import (
+    DemoVerifier,
+    FaceResult,
+    NoVerifier,
+    Refusal,
+    VerifiedPerson,
+)
 from tests.binding.conftest import LI, ZHANG
 
 
@@ -16,3 +22,11 @@ async def test_the_demo_verifier_knows_the_directorys_people() -> None:
     assert isinstance(started, str)
     assert await verifier.face_result(started) == FaceResult("passed", ZHANG[1])
     assert await verifier.face_result("never-started") == FaceResult("unknown")
+
+
+async def test_without_a_verifier_nothing_is_ever_verified() -> None:
+    verifier = NoVerifier()
+    assert await verifier.verify_real_name(*ZHANG) == Refusal("unavailable")
+    assert await verifier.start_face(VerifiedPerson(ZHANG[1], ZHANG[0])) == Refusal(
+        "unavailable")
+    assert await verifier.face_result("x") == FaceResult("unknown")
