@@ -3,6 +3,7 @@ the real mock verification service."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -144,3 +145,23 @@ async def test_attempts_are_limited_per_id_number_across_identities(running: Run
         statuses.append((await post(running, "/channel/bind", token, name=LI[0],
                                     id_number=ZHANG[1])).status_code)
     assert statuses == [403, 403, 403, 429]  # max_id_attempts = 3 in the fixture
+
+
+async def test_concurrent_attempts_get_no_more_than_the_limit(running: Running) -> None:
+    token = await running.channel_token(WECHAT)
+    answers = await asyncio.gather(*(
+        post(running, "/channel/bind", token, name="王二", id_number=(ZHANG, LI)[n % 2][1])
+        for n in range(8)))
+    assert sorted(a.status_code for a in answers) == [403] * 4 + [429] * 4
+
+
+async def test_a_face_result_raises_the_level_once_however_many_race(
+        running: Running, verification_url: str) -> None:
+    token = await running.channel_token(WECHAT)
+    bound = (await post(running, "/channel/bind", token, name=ZHANG[0],
+                        id_number=ZHANG[1])).json()
+    await scan(verification_url, bound["verification_id"], "passed")
+    answers = await asyncio.gather(*(
+        post(running, "/channel/bind/face", token, verification_id=bound["verification_id"])
+        for _ in range(3)))
+    assert sorted(a.status_code for a in answers) == [200, 400, 400]
