@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.binding.api import BindEndpoints, BindLimits
 from gateway.config import Config
 from gateway.csrf import Csrf
 from gateway.errors import PageError, ProtocolError, StoreError, new_reference
@@ -43,7 +44,7 @@ __all__ = ["API_PATHS", "create_app", "gateway_app"]
 log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
-API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect",
+API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke", "/introspect",
              "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem")
 
 
@@ -85,7 +86,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
                              sessions=sessions, logout=gateway.logout, pages=pages, csrf=csrf)
     my_logins = MyLogins(sessions=sessions, logout=gateway.logout, clients=gateway.clients,
                          pages=pages, csrf=csrf, hosts=gateway.handover.hosts,
-                         proxied=gateway.config.systems)
+                         proxied=gateway.config.systems, bindings=gateway.bindings)
     go = GoPages(resolver=gateway.resolver, sessions=sessions, gate=gateway.gate,
                  connectors=gateway.connectors, pages=pages, proxy_prefix=PROXY_PREFIX,
                  issuer=issuer)
@@ -95,6 +96,14 @@ def gateway_app(gateway: Gateway) -> Starlette:
                     login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
+    binding = settings.binding
+    bind = BindEndpoints(bindings=gateway.bindings, verifier=gateway.verifier,
+                         store=gateway.store, keys=keys, active=gateway.active, issuer=issuer,
+                         limits=BindLimits(max_attempts=binding.max_attempts,
+                                           window=binding.attempt_window,
+                                           max_id_attempts=binding.max_id_attempts,
+                                           id_window=binding.id_attempt_window,
+                                           face_ttl=binding.face_ttl))
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
@@ -123,6 +132,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/userinfo", userinfo.handle, methods=["GET", "POST"]),
         Route("/revoke", lifecycle.revoke, methods=["POST"]),
         Route("/introspect", lifecycle.introspect, methods=["POST"]),
+        Route("/channel/bind", bind.bind, methods=["POST"]),
+        Route("/channel/bind/face", bind.face, methods=["POST"]),
         Route("/login", login_pages.show, methods=["GET"]),
         Route("/login", login_pages.submit, methods=["POST"]),
         Route("/stepup", stepup.show, methods=["GET"]),
@@ -130,6 +141,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/logout", end_session.handle, methods=["GET", "POST"]),
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
+        Route("/my/logins/bindings/remove", my_logins.unbind, methods=["POST"]),
         Route(HANDOVER_PATH, gateway.handover.start, methods=["GET"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/items", go.items, methods=["GET"]),

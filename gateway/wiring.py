@@ -10,6 +10,7 @@ Tests pass their own store, HTTP client, keys or identity source.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,9 @@ import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway.background import Background
+from gateway.binding.bindings import Bindings
+from gateway.binding.http_verifier import HttpVerifier
+from gateway.binding.verifier import DemoVerifier, NoVerifier, Verifier
 from gateway.config import Config, Systems
 from gateway.csrf import Csrf
 from gateway.errors import ConfigError
@@ -42,6 +46,7 @@ from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.urls import is_loopback_host
 
 __all__ = [
     "Gateway",
@@ -49,6 +54,7 @@ __all__ = [
     "gateway_cookie_names",
     "key_problems",
     "load_keys",
+    "open_binding",
     "open_connectors",
     "open_source",
 ]
@@ -80,6 +86,8 @@ class Gateway:
     handover: Handover
     upstream: Upstream
     proxy: Proxy
+    bindings: Bindings  # channel identity → citizen (the channel login's resolve)
+    verifier: Verifier  # real name and face checks for binding
     owns_store: bool = True
     owns_http: bool = True
 
@@ -160,6 +168,28 @@ def open_source(config: Config, store: Store) -> PasswordSource:
     raise ConfigError([f"{config.source}: login.source: unknown {config.identity_source!r}"])
 
 
+def open_binding(config: Config, store: Store, http: httpx.AsyncClient,
+                 source: PasswordSource) -> tuple[Bindings, Verifier]:
+    """The binding records and the verifier ``[binding] verifier`` names. A citizen's
+    ``sub`` is the identity source's for that ID number (the TOML directory's entries)."""
+    section = config.settings.binding
+    entries = source.entries if isinstance(source, TomlDirectory) else ()
+    by_number = {entry.id_number: entry.subject for entry in entries}
+    bindings = Bindings(store, ttl=section.record_ttl, citizen_of=by_number.get)
+    if section.verifier is None and not is_loopback_host(config.issuer):
+        return bindings, NoVerifier()
+    if section.verifier in ("demo", None):  # load_config allows demo on loopback only
+        return bindings, DemoVerifier((str(e.claims.get("name", "")), e.id_number)
+                                      for e in entries)
+    credential = os.environ.get(section.credential_env, "")
+    if section.credential_file:
+        credential = config.path(section.credential_file).read_text("utf-8").strip()
+    if not credential:
+        raise ConfigError([f"{config.source}: binding: verifier \"http\" needs a credential "
+                           f"(${section.credential_env} or binding.credential_file)"])
+    return bindings, HttpVerifier(http, base_url=section.base_url, credential=credential)
+
+
 def build_gateway(
     config: Config,
     *,
@@ -218,10 +248,12 @@ def build_gateway(
                               if isinstance(c, PresentsIdentity)},
                   handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
                   max_body=settings.proxy.max_body, issuer=issuer)
+    source = source or open_source(config, store)
+    bindings, verifier = open_binding(config, store, http, source)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
-        source=source or open_source(config, store), resolver=resolver, health=health,
+        source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
-        owns_store=owns_store, owns_http=owns_http)
+        bindings=bindings, verifier=verifier, owns_store=owns_store, owns_http=owns_http)

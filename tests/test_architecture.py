@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("gateway.sessions", "gateway.host_sessions", "gateway.cookies",
                   "gateway.csrf", "gateway.pages", "gateway.background", "gateway.outbound")),
     ("features", ("gateway.oidc", "gateway.login", "gateway.legacy", "gateway.routing",
-                  "gateway.proxy")),
+                  "gateway.proxy", "gateway.binding")),
     ("assembly", ("gateway.wiring", "gateway.app", "gateway.cli", "gateway.server",
                   "gateway.access_log")),
     ("demo", ("demo",)),
@@ -36,7 +36,8 @@ RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
 # Within a layer, which packages may import which (anything not listed: itself only).
 NEIGHBOURS: dict[str, set[str]] = {
-    "gateway.login": {"gateway.oidc"},
+    "gateway.login": {"gateway.oidc", "gateway.binding"},
+    "gateway.binding": {"gateway.oidc"},
     "gateway.routing": {"gateway.legacy"},
     "gateway.proxy": {"gateway.legacy", "gateway.routing"},
     "gateway.app": {"gateway.wiring"},

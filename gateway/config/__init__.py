@@ -9,6 +9,7 @@ from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
+    BindingSection,
     GatewaySection,
     HealthSection,
     LegacySection,
@@ -35,6 +36,7 @@ __all__ = [
     "Acr",
     "Alg",
     "AuthMethod",
+    "BindingSection",
     "ClaimNames",
     "ClientConfig",
     "Config",

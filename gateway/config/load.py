@@ -127,6 +127,10 @@ def _assemble(settings: Settings, clients: tuple[ClientConfig, ...], base_dir: P
             f"{source}: login.simulated_step_up: the demo's factors (an SMS code shown on the "
             "page, a face check that is a button) prove nothing; only a loopback issuer "
             "(127.0.0.0/8, ::1, localhost, *.localhost) may use them")
+    if settings.binding.verifier == "demo" and not is_loopback_host(settings.gateway.issuer):
+        problems.append(
+            f"{source}: binding.verifier: the demo verifier (the directory's people, face "
+            "checks that always pass) proves nothing; only a loopback issuer may use it")
     if config.identity_source == "toml-directory":
         directory = config.path(settings.login.directory_file)
         if not directory.is_file():

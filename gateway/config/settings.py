@@ -17,6 +17,7 @@ from gateway.config.files import Strict
 from gateway.urls import HOST_NAME, check_url, within_domain
 
 __all__ = [
+    "BindingSection",
     "GatewaySection",
     "HealthSection",
     "LegacySection",
@@ -118,6 +119,31 @@ class LoginSection(Strict):
     stepup_send_window: int = Field(default=3600, ge=60, le=86400)  # per this many seconds
 
 
+class BindingSection(Strict):
+    """Binding mini-program identities to citizens: real name (L2), face check (L3)."""
+
+    # demo: the directory's people, face checks that always pass (loopback issuers only);
+    # None: demo on a loopback issuer, otherwise binding is refused (503) until named.
+    verifier: Literal["demo", "http"] | None = None
+    base_url: str = ""  # the verification service (verifier "http")
+    credential_env: str = "ROAM_VERIFICATION_CREDENTIAL"  # its bearer credential, or:
+    credential_file: str = ""  # a file holding it (relative to the config file)
+    record_ttl: int = Field(default=10 * 365 * 86400, ge=86400)  # a binding, seconds
+    max_attempts: int = Field(default=5, ge=1, le=100)  # per channel identity per window
+    attempt_window: int = Field(default=3600, ge=60, le=86400)
+    max_id_attempts: int = Field(default=5, ge=1, le=100)  # naming one ID number
+    id_attempt_window: int = Field(default=86400, ge=60, le=7 * 86400)
+    face_ttl: int = Field(default=600, ge=60, le=3600)  # a started face check
+
+    @model_validator(mode="after")
+    def _http_needs_a_url(self) -> BindingSection:
+        if self.verifier == "http":
+            if not self.base_url:
+                raise ValueError("binding.base_url is required for verifier \"http\"")
+            check_url(self.base_url)
+        return self
+
+
 class OutboundSection(Strict):
     """Calls to URLs that clients register (back-channel logout) are an SSRF channel."""
 
@@ -168,6 +194,7 @@ class Settings(Strict):
     proxy: ProxySection = ProxySection()
     health: HealthSection = HealthSection()
     legacy: LegacySection = LegacySection()
+    binding: BindingSection = BindingSection()
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:

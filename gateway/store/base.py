@@ -73,6 +73,12 @@ class Kind(StrEnum):
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
     HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
     HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host
+    CHANNEL_BINDING = "channel_binding"  # a channel identity bound to a citizen, group bind:<sub>
+    CHANNEL_UNION = "channel_union"  # the same, under a WeChat unionid (every app of it)
+    CHANNEL_SUBJECT = "channel_subject"  # an unbound channel's own sub → its identity
+    BIND_TRIES = "bind_tries"  # counter: binding attempts of one channel identity, per window
+    BIND_ID_TRIES = "bind_id_tries"  # counter: binding attempts naming one ID number
+    BIND_FACE = "bind_face"  # a face check started for a binding, by its verification id
 
 
 def check_ttl(ttl: object) -> int:

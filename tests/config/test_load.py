@@ -252,3 +252,32 @@ def test_simulated_step_up_only_on_a_loopback_issuer(tmp_path: Path, issuer: str
         "::1, localhost, *.localhost) may use them"]
     off = write(tmp_path, main.replace("true", "false"), GOOD_CLIENT)
     assert not load_config(off, env={}).settings.login.simulated_step_up
+
+
+@pytest.mark.parametrize(("issuer", "allowed"), [
+    ("https://sso.hunan.example", False),
+    ("http://127.0.0.1:8000", True),
+    ("https://sso.localhost", True),
+])
+def test_the_demo_verifier_only_on_a_loopback_issuer(tmp_path: Path, issuer: str,
+                                                     allowed: bool) -> None:
+    """The demo verifier passes every face check it starts: it proves nothing."""
+    (tmp_path / "keys").mkdir()
+    main = (f'[gateway]\nissuer = "{issuer}"\nkey_dir = "keys"\n'
+            '[login]\nsource = "toml-directory"\n[binding]\nverifier = "demo"\n')
+    path = write(tmp_path, main, GOOD_CLIENT)
+    if allowed:
+        assert load_config(path, env={}).settings.binding.verifier == "demo"
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert [p for p in caught.value.problems if "binding.verifier" in p] == [
+        f"{path}: binding.verifier: the demo verifier (the directory's people, face checks "
+        "that always pass) proves nothing; only a loopback issuer may use it"]
+
+
+def test_the_http_verifier_needs_a_base_url(tmp_path: Path) -> None:
+    path = write(tmp_path, '[binding]\nverifier = "http"\n', GOOD_CLIENT)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert any("binding.base_url is required" in p for p in caught.value.problems)

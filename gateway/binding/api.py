@@ -1,0 +1,192 @@
+"""``POST /channel/bind`` (real name → L2) and ``POST /channel/bind/face`` (face → L3).
+
+The caller is the mini-program with the access token of its channel login (bearer): the
+token's ``sub`` is the channel's own subject, which names the channel identity. Errors
+are RFC 6750/6749 JSON with Chinese descriptions. Attempts are counted per channel
+identity and per ID number before the verifier is asked (the store's atomic ``incr``),
+and audited on ``roam.audit`` without the name or the unmasked ID number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.binding.bindings import Bindings
+from gateway.binding.identity import ChannelIdentity
+from gateway.binding.verifier import Refusal, Verifier
+from gateway.errors import ProtocolError, TokenError
+from gateway.identifiers import normalise_resident_id, validate_resident_id
+from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
+from gateway.privacy import mask_id_number
+from gateway.store.base import Kind, Store
+
+__all__ = ["BindEndpoints", "BindLimits"]
+
+audit = logging.getLogger("roam.audit")
+MAX_NAME = 64
+
+
+@dataclass(frozen=True)
+class BindLimits:
+    max_attempts: int = 5  # per channel identity per window
+    window: int = 3600
+    max_id_attempts: int = 5  # naming one ID number, from any channel, per window
+    id_window: int = 86400
+    face_ttl: int = 600  # a started face check, seconds
+
+
+def _error(error: str, description: str, status: int = 400,
+           headers: dict[str, str] | None = None) -> ProtocolError:
+    return ProtocolError(error, description, status=status, headers=headers or {})
+
+
+def _bearer(error: str, description: str, status: int = 401) -> ProtocolError:
+    return _error(error, description, status,
+                  {"WWW-Authenticate": f'Bearer realm="roam", error="{error}"'})
+
+
+def _id_digest(number: str) -> str:
+    return hashlib.sha256(("roam-bind\x1f" + number).encode()).hexdigest()
+
+
+class BindEndpoints:
+    def __init__(self, *, bindings: Bindings, verifier: Verifier, store: Store, keys: KeyRing,
+                 active: ActiveTokens, issuer: str, limits: BindLimits) -> None:
+        self.bindings = bindings
+        self.verifier = verifier
+        self.store = store
+        self.keys = keys
+        self.active = active
+        self.issuer = issuer
+        self.limits = limits
+        self._tries = (Kind.BIND_TRIES, limits.max_attempts, limits.window)
+        self._id_tries = (Kind.BIND_ID_TRIES, limits.max_id_attempts, limits.id_window)
+
+    async def _identity(self, request: Request) -> ChannelIdentity:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _error("invalid_request", "需要小程序登录后的访问令牌", 401,
+                         {"WWW-Authenticate": 'Bearer realm="roam"'})
+        try:
+            _, claims = self.keys.verify(token.strip(), typ=ACCESS_TOKEN_TYP)
+            validate_claims(claims, issuer=self.issuer, audience=None,
+                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
+        except TokenError:
+            raise _bearer("invalid_token", "访问令牌无效或已过期，请重新登录") from None
+        if await self.active.grant_of_access_token(claims) is None:
+            raise _bearer("invalid_token", "访问令牌已失效，请重新登录")
+        identity = await self.bindings.identity_of(str(claims["sub"]))
+        if identity is None:
+            raise _bearer("insufficient_scope", "该令牌不是小程序渠道登录的令牌", 403)
+        return identity
+
+    async def _fields(self, request: Request) -> dict[str, Any]:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                data = await request.json()
+            except ValueError:
+                raise _error("invalid_request", "请求体不是有效的 JSON") from None
+            if not isinstance(data, dict):
+                raise _error("invalid_request", "请求体必须是 JSON 对象")
+            return data
+        return dict(await request.form())
+
+    async def _slot(self, limit: tuple[Kind, int, int], key: str, what: str,
+                    identity: ChannelIdentity) -> None:
+        """Take a numbered slot before the work (gateway/login/lockout.py's rule)."""
+        kind, allowed, window = limit
+        counted = await self.store.incr(kind, key, window)
+        if counted.value > allowed:
+            audit.warning("binding refused: too many attempts",
+                          extra={"channel": identity.channel, "channel_sub": identity.subject,
+                                 "limit": what})
+            raise _error("temporarily_unavailable", "实名核验尝试次数过多，请稍后再试", 429,
+                         {"Retry-After": str(max(1, counted.expires_in))})
+
+    async def bind(self, request: Request) -> Response:
+        """Name and ID number → the verifier → an L2 binding, and a face check started
+        (its ``verification_id`` is returned for the client's face scan)."""
+        identity = await self._identity(request)
+        fields = await self._fields(request)
+        name, number = fields.get("name"), fields.get("id_number")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            raise _error("invalid_request", "请填写姓名")
+        if not isinstance(number, str):
+            raise _error("invalid_request", "请填写身份证号码")
+        try:
+            validate_resident_id(number)
+        except ValueError as exc:
+            raise _error("invalid_request", "身份证号码无效：" + str(exc).split(" / ")[0]) from None
+        number, name = normalise_resident_id(number), name.strip()
+        await self._slot(self._tries, identity.key, "channel", identity)
+        await self._slot(self._id_tries, _id_digest(number), "id_number", identity)
+        masked = mask_id_number(number)
+        result = await self.verifier.verify_real_name(name, number)
+        if isinstance(result, Refusal):
+            audit.warning("binding refused by the verifier",
+                          extra={"channel": identity.channel, "channel_sub": identity.subject,
+                                 "id_number": masked, "reason": result.reason})
+            if result.reason == "unavailable":
+                raise _error("temporarily_unavailable", "实名核验服务暂时不可用，请稍后再试", 503,
+                             {"Retry-After": "30"})
+            raise _error("access_denied", "姓名与身份证号码不一致，实名核验未通过", 403)
+        subject = self.bindings.citizen_of(number)
+        if subject is None:
+            audit.warning("binding refused: no citizen account",
+                          extra={"channel": identity.channel, "channel_sub": identity.subject,
+                                 "id_number": masked})
+            raise _error("access_denied", "未找到该居民的统一身份账户", 403)
+        binding = await self.bindings.bind(identity, subject, "L2")
+        body: dict[str, Any] = {"sub": subject, "verified_level": binding.level}
+        started = await self.verifier.start_face(result)
+        if isinstance(started, str):
+            await self.store.upsert(Kind.BIND_FACE, started, {
+                "key": identity.key, "subject": subject, "id": _id_digest(number)},
+                self.limits.face_ttl)
+            body["verification_id"] = started
+        audit.info("channel identity bound", extra={
+            "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
+            "id_number": masked, "level": binding.level})
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def face(self, request: Request) -> Response:
+        """A face check's result, fetched from the verifier by its id → L3."""
+        identity = await self._identity(request)
+        verification_id = (await self._fields(request)).get("verification_id")
+        if not isinstance(verification_id, str) or not verification_id:
+            raise _error("invalid_request", "缺少 verification_id")
+        pending = await self.store.find(Kind.BIND_FACE, verification_id)
+        if pending is None or pending.get("key") != identity.key:
+            raise _error("invalid_grant", "人脸核验不存在或已过期，请重新核验")
+        await self._slot(self._tries, identity.key, "channel", identity)
+        result = await self.verifier.face_result(verification_id)
+        if result.status == "pending":
+            raise _error("authorization_pending", "人脸核验尚未完成")
+        if result.status == "unknown":
+            raise _error("temporarily_unavailable", "人脸核验服务暂时不可用，请稍后再试", 503,
+                         {"Retry-After": "30"})
+        used = await self.store.consume(Kind.BIND_FACE, verification_id)
+        if used is None or not used[1]:  # single use, however many race
+            raise _error("invalid_grant", "人脸核验结果已使用，请重新核验")
+        passed = (result.status == "passed"
+                  and _id_digest(normalise_resident_id(result.id_number)) == pending.get("id"))
+        subject = str(pending["subject"])
+        if not passed:
+            audit.warning("face check refused", extra={
+                "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
+                "status": result.status})
+            raise _error("access_denied", "人脸核验未通过", 403)
+        binding = await self.bindings.bind(identity, subject, "L3")
+        audit.info("channel identity bound", extra={
+            "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
+            "level": binding.level})
+        return JSONResponse({"sub": subject, "verified_level": binding.level},
+                            headers={"Cache-Control": "no-store"})
