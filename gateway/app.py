@@ -26,6 +26,8 @@ from gateway.login.pages import LoginPages
 from gateway.login.source import PasswordSource
 from gateway.login.stepup import StepUpPages
 from gateway.login.throttle import SourceThrottle
+from gateway.login.transfer import TICKET_PATH, TRANSFER_PATH, Transfer
+from gateway.login.transfer_tickets import TransferTickets
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
@@ -44,7 +46,7 @@ log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/jwks", "/.well-known/", "/revoke", "/introspect",
-             "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem")
+             "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem", TICKET_PATH)
 
 
 def create_app(
@@ -95,6 +97,10 @@ def gateway_app(gateway: Gateway) -> Starlette:
                     login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
+    transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
+                        keys=keys, clients=gateway.clients, active=gateway.active,
+                        sessions=sessions, logout=gateway.logout,
+                        systems=gateway.config.systems, issuer=issuer)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
@@ -131,6 +137,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/my/logins", my_logins.show, methods=["GET"]),
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route(HANDOVER_PATH, gateway.handover.start, methods=["GET"]),
+        Route(TICKET_PATH, transfer.mint, methods=["POST"]),
+        Route(TRANSFER_PATH, transfer.enter, methods=["GET"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/items", go.items, methods=["GET"]),
         Route("/cas/login", cas.login, methods=["GET"]),

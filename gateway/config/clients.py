@@ -43,8 +43,14 @@ class ClientConfig(Strict):
     backchannel_logout_session_required: bool = True
     default_acr_values: tuple[Literal["L1", "L2", "L3", "L4"], ...] = ()
     resource_server: bool = False  # an API that may introspect any client's tokens
+    # OIDC Registration's initiate_login_uri: the RP's page that starts its own login. A
+    # one-time transfer URL (/sso/transfer) may lead to it or to a page under it.
+    initiate_login_uri: str | None = None
+    # May ask /sso/transfer-ticket for one-time URLs into a browser (无感切换): the
+    # mini-program's client, never an RP by default.
+    transfer_tickets: bool = False
 
-    @field_validator("backchannel_logout_uri")
+    @field_validator("backchannel_logout_uri", "initiate_login_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)

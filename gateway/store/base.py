@@ -73,6 +73,7 @@ class Kind(StrEnum):
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
     HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
     HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host
+    TRANSFER_TICKET = "sso_transfer"  # a one-time ticket into a web-view (无感切换)
 
 
 def check_ttl(ttl: object) -> int:
