@@ -9,8 +9,11 @@ test moves forward (the Redis side of tickets is in test_transfer_tickets.py).
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -22,10 +25,11 @@ from playwright.sync_api import Browser, Page, Response, expect
 from demo.run import demo_config, demo_rp_apps
 from gateway.app import create_app
 from gateway.config import load_config
+from gateway.keys import KeyRing
 from gateway.store.memory import MemoryStore
 from tests.support.browser import at, fresh_page
-from tests.support.gateway import REPO, log_in
-from tests.support.rp import authorize_url, rp_client
+from tests.support.gateway import REPO, config_on_port, log_in
+from tests.support.rp import authorize_url, full_login, rp_client
 from tests.support.servers import free_port, serve
 
 ITEM = "430000-GJJ-001"  # handled by the proxied hunan-province system (config/systems.toml)
@@ -233,3 +237,51 @@ def test_a_ticket_whose_grant_was_revoked_makes_no_session(stack: Stack,
     page.goto(url)
     expect(page.locator("h1")).to_have_text("链接已失效")
     assert not page.context.cookies(stack.gateway)
+
+
+def test_a_ticket_is_used_once_across_gateway_processes_on_redis(redis_url: str,
+                                                                  redis_prefix: str) -> None:
+    """Two gateways sharing one Redis and one key ring (two processes of a deployment):
+    sixteen browsers race one transfer URL over both; exactly one gets a session."""
+    port, other_port = free_port(), free_port()
+    config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix)
+    keys = KeyRing.ephemeral()
+    with (serve(create_app(config, keys=keys), port) as gateway,
+          serve(create_app(config, keys=keys), other_port) as other):
+        with httpx.Client(base_url=gateway) as browser:
+            _, token, _ = full_login(gateway, browser, "hunan-miniapp")
+        target = "http://127.0.0.1:8002/login"  # yueyang-gov's initiate_login_uri
+        minted = httpx.post(f"{gateway}/sso/transfer-ticket", data={"target": target},
+                            headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert minted.status_code == 200, minted.text
+        url = str(minted.json()["transfer_url"])
+        urls = [url, url.replace(gateway, other)] * 8
+
+        def enter(address: str) -> httpx.Response:
+            with httpx.Client() as web_view:
+                return web_view.get(address)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(enter, urls))
+    arrived = [a for a in answers if a.status_code == 303]
+    assert len(arrived) == 1
+    assert arrived[0].headers["location"] == target
+    assert "set-cookie" in arrived[0].headers
+    refused = [a for a in answers if a.status_code == 400]
+    assert len(refused) == 15
+    assert all("链接已失效" in a.text and "set-cookie" not in a.headers for a in refused)
+
+
+def test_no_ticket_or_token_reaches_a_log(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    token = _token(stack)
+    caplog.set_level(logging.DEBUG)
+    url = _transfer_url(stack, f"{stack.rp_b}/login", token)
+    ticket = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["ticket"]
+    with httpx.Client() as web_view:
+        assert web_view.get(url).status_code == 303
+        assert web_view.get(url).status_code == 400  # the replay is logged too
+    lines = [json.dumps(record.__dict__, default=str) for record in caplog.records
+             if record.name.startswith(("roam", "uvicorn"))]  # the gateway's, not the test's
+    assert any("transfer refused" in line for line in lines)
+    assert any('"msg": "transfer"' in line for line in lines)
+    assert not [line for line in lines if ticket in line or token in line]
