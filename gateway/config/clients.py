@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -81,6 +82,10 @@ class ClientConfig(Strict):
         if self.resource_server and self.public:
             problems.append("a resource server must be confidential: it authenticates to "
                             "introspect")
+        if self.initiate_login_uri and _origin(self.initiate_login_uri) not in {
+                _origin(uri) for uri in self.redirect_uris}:
+            problems.append("initiate_login_uri: must be on the origin of one of the "
+                            "client's redirect_uris (a transfer may lead only to the RP)")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")
@@ -92,6 +97,11 @@ class ClientConfig(Strict):
             if not self.client_secret_sha256:
                 problems.append("confidential clients need client_secret_sha256")
         return problems
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
 def load_clients(path: Path, problems: list[str]) -> tuple[ClientConfig, ...]:
