@@ -99,8 +99,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
                               gate=gateway.gate, store=gateway.store, pages=pages)
     transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
                         keys=keys, clients=gateway.clients, active=gateway.active,
-                        sessions=sessions, logout=gateway.logout,
-                        systems=gateway.config.systems, issuer=issuer)
+                        sessions=sessions, systems=gateway.config.systems, issuer=issuer)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,

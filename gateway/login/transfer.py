@@ -21,7 +21,10 @@ refused.
 The session copies the identity of the token's grant — ``acr`` and ``auth_time`` as the
 original authentication made them (never higher), ``amr`` with ``transfer`` appended so
 RPs can tell — and the token it was minted with must still be good (its grant and the
-token itself not revoked, the session it was issued in not ended).
+token itself not revoked, the session it was issued in not ended). A browser that already
+has a session of another person is refused and keeps it: a URL someone sent must not
+change whom the browser acts as (login CSRF); one of the same person at that level or
+above is kept as it is.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from gateway.login.transfer_tickets import Ticket, TransferTickets
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.clients import ClientRegistry
-from gateway.oidc.logout import SessionLogout
 from gateway.sessions import SessionManager
 from gateway.urls import normalized_url, origin_on, url_under
 
@@ -129,14 +131,13 @@ def _refused(reason: str, **fields: str) -> PageError:
 
 class Transfer:
     def __init__(self, *, tickets: TransferTickets, keys: KeyRing, clients: ClientRegistry,
-                 active: ActiveTokens, sessions: SessionManager, logout: SessionLogout,
+                 active: ActiveTokens, sessions: SessionManager,
                  systems: Systems, issuer: str) -> None:
         self.tickets = tickets
         self.bearer = BearerTokens(keys=keys, clients=clients, active=active, issuer=issuer)
         self.clients = clients
         self.active = active
         self.sessions = sessions
-        self.logout = logout
         self.systems = systems
         self.issuer = issuer
 
@@ -198,8 +199,10 @@ class Transfer:
         response = RedirectResponse(target, status_code=303, headers=_NO_STORE)
         current = await self.sessions.load(request)
         if current is not None and current.identity.subject != identity.subject:
-            await self.logout.end(current, reason="another person arrived by transfer")
-            current = None
+            # Someone else is logged in here: a URL someone sent must not swap the person
+            # this browser acts as (login CSRF). Nothing changes; they log out first.
+            raise _refused("browser has another person's session", client=ticket.client_id,
+                           sid=current.sid)
         if current is not None and current.identity.level >= identity.level:
             session = current  # already here at this level or above: keep it as it is
         else:

@@ -32,6 +32,7 @@ from tests.support.gateway import REPO, config_on_port, log_in
 from tests.support.rp import authorize_url, full_login, rp_client
 from tests.support.servers import free_port, serve
 
+OTHER_CITIZEN = "13900000002"  # c-0002 李四 in config/directory.toml
 ITEM = "430000-GJJ-001"  # handled by the proxied hunan-province system (config/systems.toml)
 
 
@@ -285,3 +286,21 @@ def test_no_ticket_or_token_reaches_a_log(stack: Stack, caplog: pytest.LogCaptur
     assert any("transfer refused" in line for line in lines)
     assert any('"msg": "transfer"' in line for line in lines)
     assert not [line for line in lines if ticket in line or token in line]
+
+
+def test_a_browser_with_another_persons_session_keeps_it(stack: Stack) -> None:
+    """A transfer URL sent to someone logged in as someone else changes nothing (login
+    CSRF); the same person's browser keeps its session too."""
+    url = _transfer_url(stack, f"{stack.rp_b}/login", _token(stack))  # for c-0001
+    client = rp_client("changsha-gov", stack.gateway, redirect_uri=f"{stack.rp_a}/callback")
+    with httpx.Client(base_url=stack.gateway) as browser:
+        log_in(browser, authorize_url(client, stack.gateway)[0], username=OTHER_CITIZEN)
+        before = dict(browser.cookies)
+        refused = browser.get(url)
+        assert refused.status_code == 400
+        assert "链接已失效" in refused.text
+        assert "set-cookie" not in refused.headers
+        assert dict(browser.cookies) == before
+        page = browser.get(f"{stack.gateway}/my/logins")
+        assert page.status_code == 200  # still logged in, as the other person
+        assert '<span id="who">李*</span>' in page.text
