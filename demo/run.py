@@ -84,6 +84,9 @@ def demo_config(config: Config, *, gateway_port: int, rp_ports: Mapping[str, int
             "backchannel_logout_uri": (
                 _with_port(client.backchannel_logout_uri, port)
                 if client.backchannel_logout_uri else None),
+            "initiate_login_uri": (
+                _with_port(client.initiate_login_uri, port)
+                if client.initiate_login_uri else None),
         })
 
     return config.revised(settings=settings, clients=tuple(moved(c) for c in config.clients))

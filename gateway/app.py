@@ -27,6 +27,8 @@ from gateway.login.pages import LoginPages
 from gateway.login.source import PasswordSource
 from gateway.login.stepup import StepUpPages
 from gateway.login.throttle import SourceThrottle
+from gateway.login.transfer import TICKET_PATH, TRANSFER_PATH, Transfer
+from gateway.login.transfer_tickets import TransferTickets
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
@@ -44,8 +46,9 @@ __all__ = ["API_PATHS", "create_app", "gateway_app"]
 log = logging.getLogger("roam.app")
 
 # Paths whose errors are for programs (JSON), not for people (a page).
-API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke", "/introspect",
-             "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem")
+API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke",
+             "/introspect", "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem",
+             TICKET_PATH)
 
 
 def create_app(
@@ -104,6 +107,9 @@ def gateway_app(gateway: Gateway) -> Starlette:
                                            max_id_attempts=binding.max_id_attempts,
                                            id_window=binding.id_attempt_window,
                                            face_ttl=binding.face_ttl))
+    transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
+                        keys=keys, clients=gateway.clients, active=gateway.active,
+                        sessions=sessions, systems=gateway.config.systems, issuer=issuer)
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
@@ -143,6 +149,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/my/logins/logout", my_logins.logout_all, methods=["POST"]),
         Route("/my/logins/bindings/remove", my_logins.unbind, methods=["POST"]),
         Route(HANDOVER_PATH, gateway.handover.start, methods=["GET"]),
+        Route(TICKET_PATH, transfer.mint, methods=["POST"]),
+        Route(TRANSFER_PATH, transfer.enter, methods=["GET"]),
         Route("/go/{item}", go.handle, methods=["GET"]),
         Route("/items", go.items, methods=["GET"]),
         Route("/cas/login", cas.login, methods=["GET"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -43,8 +44,14 @@ class ClientConfig(Strict):
     backchannel_logout_session_required: bool = True
     default_acr_values: tuple[Literal["L1", "L2", "L3", "L4"], ...] = ()
     resource_server: bool = False  # an API that may introspect any client's tokens
+    # OIDC Registration's initiate_login_uri: the RP's page that starts its own login. A
+    # one-time transfer URL (/sso/transfer) may lead to it or to a page under it.
+    initiate_login_uri: str | None = None
+    # May ask /sso/transfer-ticket for one-time URLs into a browser (无感切换): the
+    # mini-program's client, never an RP by default.
+    transfer_tickets: bool = False
 
-    @field_validator("backchannel_logout_uri")
+    @field_validator("backchannel_logout_uri", "initiate_login_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
@@ -75,6 +82,10 @@ class ClientConfig(Strict):
         if self.resource_server and self.public:
             problems.append("a resource server must be confidential: it authenticates to "
                             "introspect")
+        if self.initiate_login_uri and _origin(self.initiate_login_uri) not in {
+                _origin(uri) for uri in self.redirect_uris}:
+            problems.append("initiate_login_uri: must be on the origin of one of the "
+                            "client's redirect_uris (a transfer may lead only to the RP)")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")
@@ -86,6 +97,11 @@ class ClientConfig(Strict):
             if not self.client_secret_sha256:
                 problems.append("confidential clients need client_secret_sha256")
         return problems
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
 def load_clients(path: Path, problems: list[str]) -> tuple[ClientConfig, ...]:

@@ -117,6 +117,7 @@ class LoginSection(Strict):
     stepup_lock_seconds: int = Field(default=60, ge=1, le=86400)  # that window
     stepup_max_sends: int = Field(default=10, ge=1, le=100)  # SMS codes sent to a person
     stepup_send_window: int = Field(default=3600, ge=60, le=86400)  # per this many seconds
+    transfer_ttl: int = Field(default=60, ge=5, le=60)  # a one-time transfer ticket, seconds
 
 
 class BindingSection(Strict):

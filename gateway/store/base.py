@@ -79,6 +79,7 @@ class Kind(StrEnum):
     BIND_TRIES = "bind_tries"  # counter: binding attempts of one channel identity, per window
     BIND_ID_TRIES = "bind_id_tries"  # counter: binding attempts naming one ID number
     BIND_FACE = "bind_face"  # a face check started for a binding, by its verification id
+    TRANSFER_TICKET = "sso_transfer"  # a one-time ticket into a web-view (无感切换)
 
 
 def check_ttl(ttl: object) -> int:

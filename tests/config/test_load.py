@@ -109,7 +109,14 @@ client_id = "conf-app"
 client_name = "C2"
 client_secret_sha256 = "{}"
 redirect_uris = ["https://c.example/cb"]
-""".format("a" * 64, "b" * 64)
+
+[[client]]
+client_id = "elsewhere"
+client_name = "E"
+client_secret_sha256 = "{}"
+redirect_uris = ["https://e.example/cb"]
+initiate_login_uri = "https://other.example/login"
+""".format("a" * 64, "b" * 64, "c" * 64)
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, "", clients), env={})
     text = "\n".join(caught.value.problems)
@@ -117,6 +124,8 @@ redirect_uris = ["https://c.example/cb"]
     assert "public clients must not have client_secret_sha256" in text
     assert "confidential clients need client_secret_sha256" in text
     assert "duplicate 'conf-app'" in text
+    assert ("elsewhere: initiate_login_uri: must be on the origin of one of the client's "
+            "redirect_uris") in text
 
 
 def test_environment_overrides_and_names_the_variable(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ def test_demo_config_moves_issuer_and_demo_clients(shipped: Config) -> None:
     assert yueyang.post_logout_redirect_uris == ("http://127.0.0.1:18002/",)
     assert changsha.backchannel_logout_uri == "http://127.0.0.1:18001/backchannel-logout"
     assert yueyang.backchannel_logout_uri == "http://127.0.0.1:18002/backchannel-logout"
+    assert changsha.initiate_login_uri == "http://127.0.0.1:18001/login"
     # Everything else is as shipped: other clients, other client fields, other settings.
     assert moved.client("hunan-miniapp") == shipped.client("hunan-miniapp")
     original = shipped.client("changsha-gov")
@@ -70,6 +71,7 @@ def test_demo_config_moves_issuer_and_demo_clients(shipped: Config) -> None:
         "redirect_uris": original.redirect_uris,
         "post_logout_redirect_uris": original.post_logout_redirect_uris,
         "backchannel_logout_uri": original.backchannel_logout_uri,
+        "initiate_login_uri": original.initiate_login_uri,
     }) == original
     assert moved.settings.session == shipped.settings.session
     assert moved.base_dir == shipped.base_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,15 +29,22 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context: no cookies at the gateway or at any RP."""
+@contextlib.contextmanager
+def fresh_page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh context: no cookies at the gateway or at any RP."""
     context = browser.new_context(locale="zh-CN")
     context.set_default_timeout(10_000)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh context: no cookies at the gateway or at any RP."""
+    with fresh_page(browser) as fresh:
+        yield fresh
 
 
 def at(url: str, base: str, path: str) -> bool:

@@ -1,0 +1,60 @@
+"""Checking a bearer access token of the gateway (RFC 6750), for every endpoint that takes one.
+
+``/userinfo`` and ``/sso/transfer-ticket`` ask the same questions in the same order — our
+signature and ``typ`` ``at+jwt``, this ``iss``, a registered client that is the token's
+``aud``, and a grant, token and session still live (:class:`ActiveTokens`) — so they
+can never disagree on which tokens are good. Errors carry RFC 6750's challenge.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from gateway.errors import ProtocolError, TokenError
+from gateway.keys import KeyRing, validate_claims
+from gateway.oidc.active import ActiveTokens
+from gateway.oidc.clients import Client, ClientRegistry
+from gateway.oidc.grant import Grant
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
+
+__all__ = ["BearerTokens", "Presented", "bearer_error"]
+
+
+def bearer_error(error: str, description: str, status: int = 401) -> ProtocolError:
+    """RFC 6750 §3: the error in ``WWW-Authenticate`` as well as in the JSON body."""
+    challenge = f'Bearer error="{error}", error_description="{description}"'
+    return ProtocolError(error, description, status=status,
+                         headers={"WWW-Authenticate": challenge})
+
+
+class Presented(NamedTuple):
+    """A good access token: its claims, its client and the grant behind it."""
+
+    claims: dict[str, Any]
+    client: Client
+    grant: Grant
+
+
+class BearerTokens:
+    def __init__(self, *, keys: KeyRing, clients: ClientRegistry, active: ActiveTokens,
+                 issuer: str) -> None:
+        self.keys = keys
+        self.clients = clients
+        self.active = active
+        self.issuer = issuer
+
+    async def check(self, token: str) -> Presented:
+        """The token's claims, client and grant; ``invalid_token`` if it is not good."""
+        try:
+            _, claims = self.keys.verify(token, typ=ACCESS_TOKEN_TYP)
+            validate_claims(claims, issuer=self.issuer, audience=None,
+                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
+        except TokenError as exc:
+            raise bearer_error("invalid_token", str(exc)) from None
+        client = self.clients.get(str(claims.get("client_id")))
+        if client is None or claims.get("aud") != client.client_id:
+            raise bearer_error("invalid_token", "The token was not issued to a known client.")
+        grant = await self.active.grant_of_access_token(claims)
+        if grant is None:
+            raise bearer_error("invalid_token", "The token has been revoked.")
+        return Presented(claims, client, grant)
