@@ -95,7 +95,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
                     login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
-    discovery = Discovery(issuer, keys)
+    discovery = Discovery(issuer, keys, gateway.server.grant_types)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
                                 issuer=issuer)

@@ -17,6 +17,7 @@ import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway.background import Background
+from gateway.channels.setup import open_channels
 from gateway.config import Config, Systems
 from gateway.csrf import Csrf
 from gateway.errors import ConfigError
@@ -196,8 +197,10 @@ def build_gateway(
     refresh = RefreshTokens(active)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
+    channels = open_channels(settings.channels, http=http, store=store, path=config.path,
+                             account_ttl=settings.tokens.refresh_token_ttl)
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     refresh=refresh, ttl=settings.tokens)
+                                     refresh=refresh, ttl=settings.tokens, channels=channels)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),

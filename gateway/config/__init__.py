@@ -9,6 +9,8 @@ from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
+    AlipayChannel,
+    ChannelsSection,
     GatewaySection,
     HealthSection,
     LegacySection,
@@ -20,6 +22,7 @@ from gateway.config.settings import (
     Settings,
     StoreSection,
     TokensSection,
+    WeChatChannel,
     apply_env,
 )
 from gateway.config.systems import (
@@ -34,7 +37,9 @@ from gateway.config.systems import (
 __all__ = [
     "Acr",
     "Alg",
+    "AlipayChannel",
     "AuthMethod",
+    "ChannelsSection",
     "ClaimNames",
     "ClientConfig",
     "Config",
@@ -53,6 +58,7 @@ __all__ = [
     "SystemConfig",
     "Systems",
     "TokensSection",
+    "WeChatChannel",
     "apply_env",
     "load_clients",
     "load_config",

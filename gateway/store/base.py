@@ -73,6 +73,10 @@ class Kind(StrEnum):
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
     HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
     HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host
+    CHANNEL_CODE = "channel_code"  # counter: uses of a mini-program platform code (digest)
+    CHANNEL_ACCOUNT = "channel_account"  # a channel identity's subject and its keys
+    CHANNEL_TOKEN = "channel_token"  # a platform app access token (stable_token), shared
+    CHANNEL_TOKEN_LEASE = "channel_token_lease"  # counter: who refreshes that token now
 
 
 def check_ttl(ttl: object) -> int:
