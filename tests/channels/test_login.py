@@ -207,7 +207,7 @@ def test_phone_code_gives_a_verified_phone_number(gateway_url: str,
     assert again.json()["error"] == "invalid_grant"
 
 
-def test_the_access_token_is_shared_by_two_gateways(
+def test_two_gateways_share_the_access_token_and_a_code_logs_in_once(
         platforms: Platforms, redis_url: str, redis_prefix: str) -> None:
     calls = platforms.wechat.stable_token_calls
     with channel_gateway(platforms, backend="redis", redis_url=redis_url,
@@ -218,6 +218,12 @@ def test_the_access_token_is_shared_by_two_gateways(
             response = wechat_login(url, platforms,
                                     phone_code=platforms.wechat.phone_code("o-alice"))
             assert response.status_code == 200, response.text
+        # one code sent to both processes at once logs in once
+        form = channel_form("wechat", platforms.wechat.login_code("o-bob"))
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda u: httpx.post(f"{u}/token", data=form),
+                                    [one, two] * 4))
+        assert sorted(a.status_code for a in answers) == [200] + [400] * 7
     assert platforms.wechat.stable_token_calls == calls + 1
 
 
