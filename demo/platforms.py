@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,8 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.channels import rsa2
+from gateway.config import AlipayChannel, ChannelsSection, Config, WeChatChannel
 
-__all__ = ["AlipayPlatform", "WeChatPlatform", "WeChatUser"]
+__all__ = ["DEMO_WECHAT", "AlipayPlatform", "WeChatPlatform", "WeChatUser", "demo_platforms"]
 
 CODE_TTL = 300  # seconds a wx.login / getAuthCode code lives on the platforms
 
@@ -201,3 +205,46 @@ class AlipayPlatform:
             content = content.replace('"user_id":"', '"user_id":"2088')
         text = f'{{"{name}":{content},"sign":"{signature}"}}'
         return Response(text, media_type="application/json;charset=utf-8")
+
+
+DEMO_WECHAT = WeChatPlatform(
+    "wx5f2e0c1d9a7b3c41", "demo-wechat-appsecret-not-a-real-one",  # fictional, printed
+    users={"o-demo-zhang": WeChatUser("o-demo-zhang", unionid="u-demo-zhang",
+                                      phone="13800000091"),
+           "o-demo-li": WeChatUser("o-demo-li")})
+"""The demo's WeChat (fictional users); ``demo_platforms`` serves it."""
+
+WECHAT_SECRET_ENV = "ROAM_WECHAT_SECRET"  # the demo's roam.toml example names it
+
+
+def demo_platforms(config: Config, key_dir: Path) -> tuple[Config, dict[str, str],
+                                                         list[tuple[Starlette, int]]]:
+    """``config`` with both channels pointing at mock platforms on free loopback ports
+    (the banner prints them), the environment the gateway then needs (the AppSecret's
+    variable), and the mock apps with their ports. Alipay's key pairs are made afresh in
+    ``key_dir``."""
+    wechat_port, alipay_port = _free_port(), _free_port()
+    app_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_file, public_file = key_dir / "alipay-app-private.pem", key_dir / "alipay-public.pem"
+    private_file.write_bytes(app_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    public_file.write_bytes(platform_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    alipay = AlipayPlatform("2021004112345678", app_key.public_key(), platform_key)
+    channels = ChannelsSection(
+        wechat=WeChatChannel(appid=DEMO_WECHAT.appid, secret_env=WECHAT_SECRET_ENV,
+                             base_url=f"http://127.0.0.1:{wechat_port}"),
+        alipay=AlipayChannel(app_id=alipay.app_id, private_key_file=str(private_file),
+                             platform_public_key_file=str(public_file),
+                             gateway_url=f"http://127.0.0.1:{alipay_port}/gateway.do"))
+    revised = config.revised(settings=config.settings.model_copy(update={"channels": channels}))
+    return (revised, {WECHAT_SECRET_ENV: DEMO_WECHAT.secret},
+            [(DEMO_WECHAT.app(), wechat_port), (alipay.app(), alipay_port)])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
