@@ -43,7 +43,7 @@ class ChannelCodeGrant(RefreshTokensOfRoam, BaseGrant, TokenEndpointMixin):  # t
                 f"The client is not allowed to use grant_type {self.GRANT_TYPE!r}.")
         self.request.client = client
         identity = self.request.work.channel_identity
-        if identity is None:  # no platform call was made (client named in a header only)
+        if identity is None:  # no platform call was made for this request
             raise InvalidGrantError("请重新登录。")
         self.validate_requested_scope()
         scope = client.get_allowed_scope(self.request.payload.scope or "openid")

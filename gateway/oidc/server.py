@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Error,
     UnsupportedGrantTypeError,
 )
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from gateway.channels import ChannelError, ChannelLogin
 from gateway.config import TokensSection
@@ -147,9 +148,14 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if touch is not None:  # an RP refreshing counts as activity, once it succeeds
                 work.then.append(touch)
         elif grant_type == CHANNEL_GRANT and self.channels is not None:
-            client = self.clients.get(form.get("client_id"))
-            if client is None or not client.check_grant_type(CHANNEL_GRANT):
-                return None  # authlib answers invalid_client / unauthorized_client
+            # Only a client that authenticates and may use the grant gets a code redeemed;
+            # for any other, authlib answers invalid_client / unauthorized_client.
+            basic_id, basic_secret = extract_basic_authorization(request.headers)
+            client = self.clients.get(form.get("client_id") or basic_id)
+            secret = form.get("client_secret") or basic_secret or ""
+            if client is None or not client.check_grant_type(CHANNEL_GRANT) or (
+                    not client.public and not client.check_client_secret(secret)):
+                return None
             try:
                 work.channel_identity = await self.channels.log_in(
                     form.get("channel") or "", form.get("code") or "",

@@ -63,8 +63,9 @@ def platforms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platforms]:
         yield Platforms(wechat, wechat_url, alipay, alipay_url, key_dir)
 
 
-def channel_config(port: int, platforms: Platforms, **store: str) -> Config:
-    config = config_on_port(port, clients=None, **store)
+def channel_config(port: int, platforms: Platforms,
+                   clients: dict[str, dict[str, Any]] | None = None, **store: str) -> Config:
+    config = config_on_port(port, clients=clients, **store)
     channels = ChannelsSection(
         wechat=WeChatChannel(appid=APPID, secret_env=SECRET_ENV, base_url=platforms.wechat_url),
         alipay=AlipayChannel(app_id=ALIPAY_APP,
@@ -75,12 +76,13 @@ def channel_config(port: int, platforms: Platforms, **store: str) -> Config:
 
 
 @contextlib.contextmanager
-def channel_gateway(platforms: Platforms, **store: str) -> Iterator[str]:
+def channel_gateway(platforms: Platforms, clients: dict[str, dict[str, Any]] | None = None,
+                    **store: str) -> Iterator[str]:
     """A real gateway (app served over HTTP) whose channels are the mock platforms."""
     port = free_port()
     with pytest.MonkeyPatch.context() as env:
         env.setenv(SECRET_ENV, SECRET)
-        app = create_app(channel_config(port, platforms, **store))
+        app = create_app(channel_config(port, platforms, clients, **store))
     with serve(app, port) as url:
         yield url
 

@@ -21,6 +21,7 @@ from tests.channels.conftest import (
     channel_form,
     channel_gateway,
 )
+from tests.support.gateway import SECRETS
 
 RELOGIN = "请重新登录"
 
@@ -184,11 +185,36 @@ def test_a_client_not_allowed_the_grant_is_refused_before_the_platform(
         gateway_url: str, platforms: Platforms) -> None:
     code = platforms.wechat.login_code("o-bob")
     sent = len(platforms.wechat.session_keys_sent)
-    response = httpx.post(f"{gateway_url}/token", auth=("changsha-gov", "x" * 8),
-                          data={**channel_form("wechat", code), "client_id": "changsha-gov"})
-    assert response.status_code in (400, 401)
-    assert response.json()["error"] in ("unauthorized_client", "invalid_client")
+    form = channel_form("wechat", code)
+    form.update(client_id="yueyang-gov", client_secret=SECRETS["yueyang-gov"])  # post auth
+    response = httpx.post(f"{gateway_url}/token", data=form)
+    assert response.status_code == 400
+    assert response.json()["error"] == "unauthorized_client"
+    unknown = httpx.post(f"{gateway_url}/token", data={**channel_form("wechat", code),
+                                                         "client_id": "nobody"})
+    assert unknown.json()["error"] == "invalid_client"
     assert len(platforms.wechat.session_keys_sent) == sent
+    # the code was never spent: its citizen can still log in with it
+    assert httpx.post(f"{gateway_url}/token",
+                      data=channel_form("wechat", code)).status_code == 200
+
+
+def test_a_confidential_client_authenticates_before_the_platform_is_asked(
+        platforms: Platforms) -> None:
+    allowed = {"changsha-gov": {"grant_types": ("authorization_code", CHANNEL_GRANT)}}
+    with channel_gateway(platforms, allowed) as url:
+        code = platforms.wechat.login_code("o-bob")
+        form = {**channel_form("wechat", code), "scope": "openid"}
+        del form["client_id"]
+        sent = len(platforms.wechat.session_keys_sent)
+        wrong = httpx.post(f"{url}/token", data=form, auth=("changsha-gov", "wrong-secret"))
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "invalid_client"
+        assert len(platforms.wechat.session_keys_sent) == sent
+        right = httpx.post(f"{url}/token", data=form,
+                           auth=("changsha-gov", SECRETS["changsha-gov"]))
+        assert right.status_code == 200, right.text
+        assert claims_of(url, right.json()["id_token"])["aud"] == "changsha-gov"
 
 
 def test_phone_code_gives_a_verified_phone_number(gateway_url: str,
