@@ -156,6 +156,7 @@ class AlipayPlatform:
     app_public_key: rsa.RSAPublicKey  # checks the app's requests
     private_key: rsa.RSAPrivateKey  # signs the platform's answers
     tamper: bool = False  # answer with a signature that does not match the body
+    busy: bool = False  # answer 20000 isp.unknow-error (the gateway's "try again later")
     _codes: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def auth_code(self, user_id: str) -> str:
@@ -177,6 +178,9 @@ class AlipayPlatform:
         if params.get("sign_type") != "RSA2" or not rsa2.verify(
                 self.app_public_key, rsa2.signing_string(params), params.get("sign", "")):
             return self._error("40002", "isv.invalid-signature", "验签出错")
+        if self.busy:
+            return self._error("20000", "isp.unknow-error", "系统繁忙",
+                               msg="Service Currently Unavailable")
         if params.get("method") != "alipay.system.oauth.token":
             return self._error("40002", "isv.invalid-method", "不存在的方法名")
         found = self._codes.pop(params.get("code", ""), None)
@@ -194,8 +198,9 @@ class AlipayPlatform:
         body = await request.json()
         return JSONResponse({"auth_code": self.auth_code(str(body["user_id"]))})
 
-    def _error(self, code: str, sub_code: str, sub_msg: str) -> Response:
-        return self._signed("error_response", {"code": code, "msg": "Invalid Arguments",
+    def _error(self, code: str, sub_code: str, sub_msg: str,
+               msg: str = "Invalid Arguments") -> Response:
+        return self._signed("error_response", {"code": code, "msg": msg,
                                                "sub_code": sub_code, "sub_msg": sub_msg})
 
     def _signed(self, name: str, body: dict[str, Any]) -> Response:

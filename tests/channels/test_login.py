@@ -106,6 +106,18 @@ def test_alipay_answer_with_a_bad_signature_is_refused_and_logged(
     assert refused[0].levelno == logging.WARNING
 
 
+def test_alipay_busy_is_503_with_retry_after(gateway_url: str, platforms: Platforms) -> None:
+    code = platforms.alipay.auth_code("2088102150477654")
+    platforms.alipay.busy = True
+    try:
+        response = httpx.post(f"{gateway_url}/token", data=channel_form("alipay", code))
+    finally:
+        platforms.alipay.busy = False
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert int(response.headers["retry-after"]) > 0
+
+
 def test_alipay_invalid_code(gateway_url: str) -> None:
     response = httpx.post(f"{gateway_url}/token", data=channel_form("alipay", "no-such-code"))
     assert response.status_code == 400
