@@ -9,9 +9,12 @@ server to stop together (a second Ctrl+C forces it).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -22,6 +25,7 @@ from connectors.cas import CasConfig
 from connectors.signed_header import SignedHeaderConfig
 from demo import DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
 from demo.legacy import create_cas_app, create_signed_header_app
+from demo.platforms import demo_platforms
 from demo.rp import LEVEL_NAMES, create_rp_app
 from gateway.config import ClientConfig, Config
 from gateway.login.directory import load_entries
@@ -197,6 +201,14 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
         lines.append(f"  {phone}  {level} {meaning}  {name}")
     lines.append(f"  密码 / password: {DEMO_PASSWORD}")
     lines.append(f"  我的登录 / my logins: {config.issuer}/my/logins")
+    wechat = config.settings.channels.wechat
+    if wechat is not None:
+        lines.append("小程序登录（模拟微信）/ mini-program login (mock WeChat):")
+        lines.append(f"  code=$(curl -s -XPOST {wechat.base_url}/mock/login "
+                     "-d '{\"openid\":\"o-demo-zhang\"}' | jq -r .code)")
+        lines.append(f"  curl -s {config.issuer}/token -d client_id=hunan-miniapp "
+                     "-d grant_type=urn:roam:params:oauth:grant-type:channel-code "
+                     "-d channel=wechat -d \"code=$code\"")
     lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录；")
     lines.append("      打开 RP C 时只需做一次人脸核验（演示），无需重新登录；")
     lines.append("      在 RP B 点“退出登录”，再刷新 RP A：它已通过后台通道得知退出。")
@@ -221,7 +233,14 @@ async def run_demo(config: Config, *, host: str = "127.0.0.1",
     """Serve the gateway, demo RPs and legacy systems until Ctrl+C, SIGTERM or ``stop``."""
     from gateway.app import create_app  # the app factory pulls in the whole gateway
 
-    apps: list[tuple[Starlette, int]] = [(create_app(config), _port_of(config.issuer))]
+    # The mini-program's platforms (mock WeChat and Alipay) and the channels that use them.
+    with tempfile.TemporaryDirectory(prefix="roam-demo-alipay-") as key_dir:
+        config, env, platforms = demo_platforms(config, Path(key_dir))
+        for name, value in env.items():
+            os.environ.setdefault(name, value)  # the demo's own process: its fictional secret
+        gateway = create_app(config)  # the channels read their keys here
+    apps: list[tuple[Starlette, int]] = [(gateway, _port_of(config.issuer))]
+    apps += platforms
     apps += [(app, _port_of(base)) for base, app in demo_rp_apps(config).values()]
     apps += [(app, _port_of(base)) for base, app in demo_legacy_apps(config).values()]
     servers = [

@@ -110,7 +110,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
     transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
                         keys=keys, clients=gateway.clients, active=gateway.active,
                         sessions=sessions, systems=gateway.config.systems, issuer=issuer)
-    discovery = Discovery(issuer, keys)
+    discovery = Discovery(issuer, keys, gateway.server.grant_types)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
                                 issuer=issuer)

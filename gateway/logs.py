@@ -44,6 +44,7 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "new_request_id",
+    "quiet_outbound_logs",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -158,7 +159,15 @@ def configure_logging(level: int | str = logging.INFO, *, stream: TextIO | None 
             logger.removeHandler(old)
         logger.propagate = True
     logging.captureWarnings(True)
+    quiet_outbound_logs()
     return handler
+
+
+def quiet_outbound_logs() -> None:
+    """httpx logs every request's full URL at INFO, and some platforms take secrets in
+    the query (WeChat's AppSecret and access token): its loggers keep only warnings."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _incoming(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -21,6 +21,7 @@ from gateway.background import Background
 from gateway.binding.bindings import Bindings
 from gateway.binding.http_verifier import HttpVerifier
 from gateway.binding.verifier import DemoVerifier, NoVerifier, Verifier
+from gateway.channels.setup import open_channels
 from gateway.config import Config, Systems
 from gateway.csrf import Csrf
 from gateway.errors import ConfigError
@@ -226,8 +227,10 @@ def build_gateway(
     refresh = RefreshTokens(active)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
+    channels = open_channels(settings.channels, http=http, store=store, path=config.path,
+                             account_ttl=settings.tokens.refresh_token_ttl)
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     refresh=refresh, ttl=settings.tokens)
+                                     refresh=refresh, ttl=settings.tokens, channels=channels)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),

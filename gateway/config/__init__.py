@@ -9,7 +9,9 @@ from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
+    AlipayChannel,
     BindingSection,
+    ChannelsSection,
     GatewaySection,
     HealthSection,
     LegacySection,
@@ -21,6 +23,7 @@ from gateway.config.settings import (
     Settings,
     StoreSection,
     TokensSection,
+    WeChatChannel,
     apply_env,
 )
 from gateway.config.systems import (
@@ -35,8 +38,10 @@ from gateway.config.systems import (
 __all__ = [
     "Acr",
     "Alg",
+    "AlipayChannel",
     "AuthMethod",
     "BindingSection",
+    "ChannelsSection",
     "ClaimNames",
     "ClientConfig",
     "Config",
@@ -55,6 +60,7 @@ __all__ = [
     "SystemConfig",
     "Systems",
     "TokensSection",
+    "WeChatChannel",
     "apply_env",
     "load_clients",
     "load_config",

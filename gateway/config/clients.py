@@ -36,7 +36,9 @@ class ClientConfig(Strict):
     claims: ClaimNames = ()
     token_endpoint_auth_method: AuthMethod = "client_secret_basic"
     id_token_signed_response_alg: Alg = "RS256"
-    grant_types: tuple[Literal["authorization_code", "refresh_token"], ...] = (
+    # The mini-program's login (gateway/oidc/channel_grant.py) is an extension grant.
+    grant_types: tuple[Literal["authorization_code", "refresh_token",
+                               "urn:roam:params:oauth:grant-type:channel-code"], ...] = (
         "authorization_code",
         "refresh_token",
     )
@@ -77,7 +79,7 @@ class ClientConfig(Strict):
     def consistency_problems(self) -> list[str]:
         """Cross-field rules pydantic field validators cannot see one at a time."""
         problems = []
-        if self.grant_types and not self.redirect_uris:
+        if "authorization_code" in self.grant_types and not self.redirect_uris:
             problems.append("redirect_uris: at least one is needed for the authorization code flow")
         if self.resource_server and self.public:
             problems.append("a resource server must be confidential: it authenticates to "

@@ -17,7 +17,9 @@ from gateway.config.files import Strict
 from gateway.urls import HOST_NAME, check_url, within_domain
 
 __all__ = [
+    "AlipayChannel",
     "BindingSection",
+    "ChannelsSection",
     "GatewaySection",
     "HealthSection",
     "LegacySection",
@@ -29,6 +31,7 @@ __all__ = [
     "Settings",
     "StoreSection",
     "TokensSection",
+    "WeChatChannel",
     "apply_env",
 ]
 
@@ -184,6 +187,44 @@ class LegacySection(Strict):
     cas_ticket_ttl: int = Field(default=60, ge=5, le=300)  # a CAS service ticket, seconds
 
 
+class WeChatChannel(Strict):
+    """A WeChat mini-program: its appid, its AppSecret (from the environment, never the
+    file) and the platform's base URL (the demo's mock in config/roam.toml)."""
+
+    appid: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    secret_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")  # variable holding the AppSecret
+    base_url: str = "https://api.weixin.qq.com"
+    token_margin: int = Field(default=300, ge=30, le=3600)  # refresh the access token this early
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value).rstrip("/")
+
+
+class AlipayChannel(Strict):
+    """An Alipay mini-program: its app_id, its RSA2 private key and the platform's public
+    key (PEM files, relative to the config directory) and the gateway URL."""
+
+    app_id: str = Field(pattern=r"^[0-9A-Za-z_\-]{1,64}$")
+    private_key_file: str  # the app's private key (PKCS#8 or PKCS#1 PEM)
+    platform_public_key_file: str  # Alipay's public key, to verify its answers
+    gateway_url: str = "https://openapi.alipay.com/gateway.do"
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value)
+
+
+class ChannelsSection(Strict):
+    """Mini-program login channels; a channel left out is refused at /token."""
+
+    wechat: WeChatChannel | None = None
+    alipay: AlipayChannel | None = None
+    code_ttl: int = Field(default=600, ge=60, le=86400)  # remember a used platform code
+
+
 class Settings(Strict):
     gateway: GatewaySection = GatewaySection()
     session: SessionSection = SessionSection()
@@ -196,6 +237,7 @@ class Settings(Strict):
     health: HealthSection = HealthSection()
     legacy: LegacySection = LegacySection()
     binding: BindingSection = BindingSection()
+    channels: ChannelsSection = ChannelsSection()
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:

@@ -13,7 +13,8 @@ from gateway.keys import KeyRing
 __all__ = ["Discovery", "provider_metadata"]
 
 
-def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
+def provider_metadata(issuer: str, keys: KeyRing,
+                      grant_types: list[str] | None = None) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -33,7 +34,7 @@ def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
         "scopes_supported": list(SCOPE_CLAIMS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": grant_types or ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": sorted(keys.algs),
         "token_endpoint_auth_methods_supported": [
@@ -54,8 +55,8 @@ def provider_metadata(issuer: str, keys: KeyRing) -> dict[str, Any]:
 
 
 class Discovery:
-    def __init__(self, issuer: str, keys: KeyRing) -> None:
-        self.metadata = provider_metadata(issuer, keys)
+    def __init__(self, issuer: str, keys: KeyRing, grant_types: list[str] | None = None) -> None:
+        self.metadata = provider_metadata(issuer, keys, grant_types)
         self.keys = keys
 
     async def configuration(self, request: Request) -> Response:

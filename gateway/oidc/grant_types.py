@@ -36,6 +36,7 @@ __all__ = [
     "IdTokens",
     "OpenIDCodeExtension",
     "RefreshGrant",
+    "RefreshTokensOfRoam",
     "S256Only",
 ]
 
@@ -56,6 +57,9 @@ class GrantServer(Protocol):
 
     @property
     def refresh(self) -> RefreshTokens: ...
+
+    @property
+    def refresh_token_ttl(self) -> int: ...
 
 
 class S256Only(CodeChallenge):  # type: ignore[misc]

@@ -25,10 +25,13 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Error,
     UnsupportedGrantTypeError,
 )
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
+from gateway.channels import ChannelError, ChannelLogin
 from gateway.config import TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
 from gateway.oidc.bridge import HttpRequest, Reply
+from gateway.oidc.channel_grant import CHANNEL_GRANT, ChannelCodeGrant
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
@@ -43,7 +46,7 @@ from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import PresentedToken, RefreshTokens, token_digest
 from gateway.store.base import Kind, Store
 
-__all__ = ["RoamAuthorizationServer", "pending_grant"]
+__all__ = ["RoamAuthorizationServer", "channel_refusal", "pending_grant"]
 
 
 class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
@@ -55,6 +58,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         minter: TokenMinter,
         refresh: RefreshTokens,
         ttl: TokensSection,
+        channels: ChannelLogin | None = None,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPE_CLAIMS))
         self.clients = clients
@@ -62,21 +66,39 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.refresh = refresh
         self.minter = minter
         self.ttl = ttl
+        self.channels = channels
         self.register_token_generator("default", self._generate_token)
         self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeExtension(minter)])
         self.register_grant(RefreshGrant, [IdTokens(minter)])
+        if channels is not None and channels.names:
+            self.register_grant(ChannelCodeGrant, [IdTokens(minter)])
 
     @property
     def code_ttl(self) -> int:
         """How long an authorization code lives (``[tokens] code_ttl``; the grants ask)."""
         return self.ttl.code_ttl
 
+    @property
+    def refresh_token_ttl(self) -> int:
+        """How long a grant (and its refresh tokens) may live."""
+        return self.ttl.refresh_token_ttl
+
+    @property
+    def grant_types(self) -> list[str]:
+        """What discovery advertises as ``grant_types_supported``."""
+        names = ["authorization_code", "refresh_token"]
+        if self.channels is not None and self.channels.names:
+            names.append(CHANNEL_GRANT)
+        return names
+
     # What the HTTP layer calls -------------------------------------------------------------
 
     async def token_response(self, request: HttpRequest) -> Reply:
         """authlib's ``create_token_response``, with the store's single-use step between
         its checking the request and its issuing the tokens."""
-        await self._read_for_token(request)
+        refused = await self._read_for_token(request)
+        if refused is not None:
+            return refused
         try:
             grant = self.get_token_grant(request)
         except UnsupportedGrantTypeError as error:
@@ -110,7 +132,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # Around authlib --------------------------------------------------------------------------
 
-    async def _read_for_token(self, request: HttpRequest) -> None:
+    async def _read_for_token(self, request: HttpRequest) -> Reply | None:
+        """Read what authlib will look up; a channel code is redeemed with its platform
+        here (the only I/O a channel login needs), and a refusal answered at once."""
         form, work = request.form, request.work
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code" and (code := form.get("code")):
@@ -123,9 +147,28 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 work.refresh_tokens[token] = presented
             if touch is not None:  # an RP refreshing counts as activity, once it succeeds
                 work.then.append(touch)
+        elif grant_type == CHANNEL_GRANT and self.channels is not None:
+            # Only a client that authenticates and may use the grant gets a code redeemed;
+            # for any other, authlib answers invalid_client / unauthorized_client.
+            basic_id, basic_secret = extract_basic_authorization(request.headers)
+            client = self.clients.get(form.get("client_id") or basic_id)
+            secret = form.get("client_secret") or basic_secret or ""
+            if client is None or not client.check_grant_type(CHANNEL_GRANT) or (
+                    not client.public and not client.check_client_secret(secret)):
+                return None
+            try:
+                work.channel_identity = await self.channels.log_in(
+                    form.get("channel") or "", form.get("code") or "",
+                    form.get("phone_code") or "")
+            except ChannelError as error:
+                return channel_refusal(error)
+        return None
 
     async def _use_up(self, request: HttpRequest) -> Reply | None:
-        """Consume the code or swap the refresh token; a refusal if that fails."""
+        """Consume the code or swap the refresh token; a refusal if that fails. A channel
+        code was used up already, reserved before the platform saw it."""
+        if request.work.channel_identity is not None:
+            return None
         code: StoredCode | None = request.authorization_code
         if code is not None:
             used = await self.store.consume(Kind.CODE, code.code)
@@ -159,6 +202,12 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         only if that is still there. A replay's revocation removes the record whichever
         process it runs in, so it either happens first (then this fails and nothing is
         sent) or removes the record written here (then every token of the grant fails)."""
+        created = request.work.created
+        if created is not None:
+            grant, version = created
+            await self.store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(),
+                                    self.ttl.refresh_token_ttl, version=version)
+            return True
         issued = request.work.issued
         if issued is None:
             return True
@@ -233,3 +282,11 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:
     """The "user" handed to authlib at /authorize; the real grant id is made with the code."""
     return Grant(grant_id="", client_id=client_id, identity=identity, scope="", sid=sid)
+
+
+def channel_refusal(error: ChannelError) -> Reply:
+    """A platform's refusal in RFC 6749 §5.2's shape; busy: 503 with ``Retry-After``."""
+    body = {"error": error.outcome, "error_description": error.description}
+    if error.outcome == "temporarily_unavailable":
+        return Reply(503, body, [("Retry-After", str(error.retry_after or 5))])
+    return Reply(500 if error.outcome == "server_error" else 400, body)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gateway.identity import Identity
     from gateway.oidc.codes import StoredCode
     from gateway.oidc.grant import Grant
     from gateway.oidc.refresh import PresentedToken
@@ -28,11 +29,14 @@ class StoreWork:
     codes: dict[str, StoredCode] = field(default_factory=dict)
     refresh_tokens: dict[str, PresentedToken] = field(default_factory=dict)
     found: dict[str, Any] = field(default_factory=dict)  # revocation / introspection
+    channel_identity: Identity | None = None  # who the platform said a channel code is
     # a refresh: the token that replaces the presented one, and the grant the swap proved
     next_refresh_token: str | None = None
     refreshed: Grant | None = None
     # a code's redemption: the grant record (and its version) that replaces the pending
     # one, written before anything is sent and only if no revocation removed it
     issued: tuple[Grant, str] | None = None
+    # a channel login: a new grant record (and its version), written before anything is sent
+    created: tuple[Grant, str] | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

@@ -80,6 +80,10 @@ class Kind(StrEnum):
     BIND_ID_TRIES = "bind_id_tries"  # counter: binding attempts naming one ID number
     BIND_FACE = "bind_face"  # a face check started for a binding, by its verification id
     TRANSFER_TICKET = "sso_transfer"  # a one-time ticket into a web-view (无感切换)
+    CHANNEL_CODE = "channel_code"  # counter: uses of a mini-program platform code (digest)
+    CHANNEL_ACCOUNT = "channel_account"  # a channel identity's subject and its keys
+    CHANNEL_TOKEN = "channel_token"  # a platform app access token (stable_token), shared
+    CHANNEL_TOKEN_LEASE = "channel_token_lease"  # counter: who refreshes that token now
 
 
 def check_ttl(ttl: object) -> int:
