@@ -20,7 +20,10 @@ from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway.background import Background
 from gateway.binding.bindings import Bindings
 from gateway.binding.http_verifier import HttpVerifier
+from gateway.binding.identity import ChannelIdentity
 from gateway.binding.verifier import DemoVerifier, NoVerifier, Verifier
+from gateway.channels.identity import ChannelIdentity as PlatformIdentity
+from gateway.channels.login import Resolve
 from gateway.channels.setup import open_channels
 from gateway.config import Config, Systems
 from gateway.csrf import Csrf
@@ -51,6 +54,7 @@ from gateway.urls import is_loopback_host
 
 __all__ = [
     "Gateway",
+    "bound_citizen",
     "build_gateway",
     "gateway_cookie_names",
     "key_problems",
@@ -169,6 +173,17 @@ def open_source(config: Config, store: Store) -> PasswordSource:
     raise ConfigError([f"{config.source}: login.source: unknown {config.identity_source!r}"])
 
 
+def bound_citizen(bindings: Bindings) -> Resolve:
+    """The channel login's way to the binding records: a bound identity logs in as its
+    citizen (same ``sub`` from WeChat and Alipay), an unbound one as itself."""
+
+    async def resolve(found: PlatformIdentity) -> tuple[str, str]:
+        return await bindings.resolve(ChannelIdentity(found.channel, found.appid,
+                                                      found.openid, found.unionid))
+
+    return resolve
+
+
 def open_binding(config: Config, store: Store, http: httpx.AsyncClient,
                  source: PasswordSource) -> tuple[Bindings, Verifier]:
     """The binding records and the verifier ``[binding] verifier`` names. A citizen's
@@ -227,8 +242,11 @@ def build_gateway(
     refresh = RefreshTokens(active)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
+    source = source or open_source(config, store)
+    bindings, verifier = open_binding(config, store, http, source)
     channels = open_channels(settings.channels, http=http, store=store, path=config.path,
-                             account_ttl=settings.tokens.refresh_token_ttl)
+                             account_ttl=settings.tokens.refresh_token_ttl,
+                             resolve=bound_citizen(bindings))
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
                                      refresh=refresh, ttl=settings.tokens, channels=channels)
     background = Background()
@@ -251,8 +269,6 @@ def build_gateway(
                               if isinstance(c, PresentsIdentity)},
                   handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
                   max_body=settings.proxy.max_body, issuer=issuer)
-    source = source or open_source(config, store)
-    bindings, verifier = open_binding(config, store, http, source)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from gateway.assurance import level_of
@@ -21,7 +21,7 @@ from gateway.channels.subject import subject_for
 from gateway.identity import Identity, PersonKind
 from gateway.store.base import Kind, Store
 
-__all__ = ["PROVINCE", "Channel", "ChannelLogin"]
+__all__ = ["PROVINCE", "Channel", "ChannelLogin", "Resolve"]
 
 log = logging.getLogger("roam.channels")
 
@@ -38,13 +38,20 @@ class Channel(Protocol):
     async def identify(self, code: str, phone_code: str = "") -> ChannelIdentity: ...
 
 
+Resolve = Callable[[ChannelIdentity], Awaitable[tuple[str, str]]]
+"""A channel identity → ``(subject, verified_level)``: the citizen it is bound to at the
+bound level, or its own pseudonymous subject at L1 (``gateway.binding``, passed in by the
+wiring so this layer imports no feature)."""
+
+
 class ChannelLogin:
     def __init__(self, channels: Mapping[str, Channel], *, store: Store, code_ttl: int,
-                 account_ttl: int) -> None:
+                 account_ttl: int, resolve: Resolve | None = None) -> None:
         self.channels = dict(channels)
         self.store = store
         self.code_ttl = code_ttl
         self.account_ttl = account_ttl
+        self.resolve = resolve
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -67,11 +74,14 @@ class ChannelLogin:
                 "channel": channel, "appid": platform.appid, "outcome": error.outcome,
                 "platform_code": error.platform_code})
             raise
-        subject = subject_for(found)
+        if self.resolve is not None:  # bound: the citizen, at the level bound
+            subject, verified = await self.resolve(found)
+        else:
+            subject, verified = subject_for(found), "L1"
         await self.store.upsert(Kind.CHANNEL_ACCOUNT, subject, {
             "channel": found.channel, "appid": found.appid, "openid": found.openid,
             "unionid": found.unionid}, self.account_ttl)
-        return identity_of(found, subject)
+        return identity_of(found, subject, verified)
 
     async def _reserve(self, platform: Channel, what: str, code: str) -> None:
         key = hashlib.sha256(f"{platform.channel}\0{platform.appid}\0{what}\0{code}"
@@ -83,13 +93,15 @@ class ChannelLogin:
             raise ChannelError("invalid_grant", RELOGIN, platform_code="replayed")
 
 
-def identity_of(found: ChannelIdentity, subject: str) -> Identity:
-    """A channel identity is L1 (gateway.assurance): no real-name claims; a phone number
-    the platform verified is released as ``phone_number`` with ``phone_number_verified``."""
+def identity_of(found: ChannelIdentity, subject: str, verified: str = "L1") -> Identity:
+    """A channel login is L1 (gateway.assurance: what *this* authentication did), whatever
+    the account it is bound to was verified to (``verified``, a claim of its own); no
+    real-name claims; a phone number the platform verified is released as
+    ``phone_number`` with ``phone_number_verified``."""
     amr = (found.channel,)
-    claims: dict[str, object] = {"verified_level": "L1"}
+    claims: dict[str, object] = {"verified_level": verified}
     if found.phone_number:
         claims["phone_number"] = found.phone_number
         claims["phone_number_verified"] = True
-    return Identity(subject=subject, kind=PersonKind.NATURAL, acr=level_of(amr, "L1"),
+    return Identity(subject=subject, kind=PersonKind.NATURAL, acr=level_of(amr, verified),
                     amr=amr, auth_time=int(time.time()), region=PROVINCE, claims=claims)

@@ -10,7 +10,7 @@ import httpx
 
 from gateway.channels import rsa2
 from gateway.channels.alipay import Alipay
-from gateway.channels.login import Channel, ChannelLogin
+from gateway.channels.login import Channel, ChannelLogin, Resolve
 from gateway.channels.stable_token import StableToken
 from gateway.channels.wechat import WeChat
 from gateway.config import ChannelsSection
@@ -23,7 +23,8 @@ __all__ = ["open_channels"]
 
 def open_channels(section: ChannelsSection, *, http: httpx.AsyncClient, store: Store,
                   path: Callable[[str], Path], account_ttl: int,
-                  env: Mapping[str, str] | None = None) -> ChannelLogin:
+                  env: Mapping[str, str] | None = None,
+                  resolve: Resolve | None = None) -> ChannelLogin:
     """``ConfigError`` naming the key when a secret's variable is unset or a key file
     cannot be read: at start-up, never at a citizen's login."""
     env = os.environ if env is None else env
@@ -53,4 +54,4 @@ def open_channels(section: ChannelsSection, *, http: httpx.AsyncClient, store: S
     if problems:
         raise ConfigError(problems)
     return ChannelLogin(channels, store=store, code_ttl=section.code_ttl,
-                        account_ttl=account_ttl)
+                        account_ttl=account_ttl, resolve=resolve)
