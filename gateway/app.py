@@ -98,7 +98,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
     discovery = Discovery(issuer, keys)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
-                                issuer=issuer)
+                                issuer=issuer, dpop=gateway.server.dpop)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
         lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))

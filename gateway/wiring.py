@@ -197,7 +197,8 @@ def build_gateway(
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     refresh=refresh, ttl=settings.tokens)
+                                     refresh=refresh, ttl=settings.tokens,
+                                     systems=config.systems)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),

@@ -43,6 +43,12 @@ class ClientConfig(Strict):
     backchannel_logout_session_required: bool = True
     default_acr_values: tuple[Literal["L1", "L2", "L3", "L4"], ...] = ()
     resource_server: bool = False  # an API that may introspect any client's tokens
+    # RFC 8693: the systems (systems.toml ids) this client may exchange its access tokens
+    # for a token whose audience is one of them; empty: no token exchange
+    token_exchange_audiences: tuple[str, ...] = ()
+    # RFC 9449: /token requires a DPoP proof and binds every token it issues to that key
+    dpop_bound_access_tokens: bool = False
+    dpop_nonce: bool = False  # and the proof at /token must carry a nonce of the gateway's
 
     @field_validator("backchannel_logout_uri")
     @classmethod
@@ -75,6 +81,10 @@ class ClientConfig(Strict):
         if self.resource_server and self.public:
             problems.append("a resource server must be confidential: it authenticates to "
                             "introspect")
+        if self.dpop_nonce and not self.dpop_bound_access_tokens:
+            problems.append("dpop_nonce needs dpop_bound_access_tokens = true")
+        if len(set(self.token_exchange_audiences)) != len(self.token_exchange_audiences):
+            problems.append("token_exchange_audiences: a system is listed twice")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")

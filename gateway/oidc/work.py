@@ -34,5 +34,7 @@ class StoreWork:
     # a code's redemption: the grant record (and its version) that replaces the pending
     # one, written before anything is sent and only if no revocation removed it
     issued: tuple[Grant, str] | None = None
+    # DPoP (RFC 9449): the thumbprint of the key the proof at /token was signed with
+    jkt: str | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

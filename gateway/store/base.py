@@ -73,6 +73,8 @@ class Kind(StrEnum):
     SYSTEM_TICKET = "sys_ticket"  # a one-time ticket for a ``ticket`` system
     HANDOVER_CODE = "host_handover"  # a one-time code giving a system's host a session
     HOST_SESSION = "host_session"  # a browser's session on a proxied system's own host
+    DPOP_PROOF = "dpop_jti"  # counter: uses of one DPoP proof (key thumbprint and jti)
+    DPOP_NONCE = "dpop_nonce"  # a DPoP nonce the gateway handed out
 
 
 def check_ttl(ttl: object) -> int:
