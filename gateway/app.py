@@ -113,7 +113,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
     discovery = Discovery(issuer, keys, gateway.server.grant_types)
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
-                                issuer=issuer)
+                                issuer=issuer, dpop=gateway.server.dpop)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
         lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))

@@ -248,7 +248,8 @@ def build_gateway(
                              account_ttl=settings.tokens.refresh_token_ttl,
                              resolve=bound_citizen(bindings))
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
-                                     refresh=refresh, ttl=settings.tokens, channels=channels)
+                                     refresh=refresh, ttl=settings.tokens, channels=channels,
+                                     systems=config.systems)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),

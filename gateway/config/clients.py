@@ -52,6 +52,12 @@ class ClientConfig(Strict):
     # May ask /sso/transfer-ticket for one-time URLs into a browser (无感切换): the
     # mini-program's client, never an RP by default.
     transfer_tickets: bool = False
+    # RFC 8693: the systems (systems.toml ids) this client may exchange its access tokens
+    # for a token whose audience is one of them; empty: no token exchange
+    token_exchange_audiences: tuple[str, ...] = ()
+    # RFC 9449: /token requires a DPoP proof and binds every token it issues to that key
+    dpop_bound_access_tokens: bool = False
+    dpop_nonce: bool = False  # and the proof at /token must carry a nonce of the gateway's
 
     @field_validator("backchannel_logout_uri", "initiate_login_uri")
     @classmethod
@@ -88,6 +94,10 @@ class ClientConfig(Strict):
                 _origin(uri) for uri in self.redirect_uris}:
             problems.append("initiate_login_uri: must be on the origin of one of the "
                             "client's redirect_uris (a transfer may lead only to the RP)")
+        if self.dpop_nonce and not self.dpop_bound_access_tokens:
+            problems.append("dpop_nonce needs dpop_bound_access_tokens = true")
+        if len(set(self.token_exchange_audiences)) != len(self.token_exchange_audiences):
+            problems.append("token_exchange_audiences: a system is listed twice")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")

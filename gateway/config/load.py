@@ -74,6 +74,16 @@ class Config(BaseModel):
         return config
 
 
+def _audience_problems(config: Config) -> list[str]:
+    """Token exchange audiences must be systems of the systems file read with them. Checked
+    when the files are loaded (start-up, ``roam config check``); a config ``revised`` with
+    another systems file leaves a dangling one to ``/token``, which refuses it."""
+    return [f"{config.source}: clients file: client {client.client_id!r}: "
+            f"token_exchange_audiences: {name!r} is not a system of the systems file"
+            for client in config.clients for name in client.token_exchange_audiences
+            if config.systems.get(name) is None]
+
+
 def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Config:
     """Read the main file and the files it names; raise ConfigError with all problems."""
     path = Path(path)
@@ -90,6 +100,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
     clients = load_clients(_under(path.parent, settings.gateway.clients_file), problems)
     config, found = _assemble(settings, clients, path.parent, str(path))
     problems.extend(found)
+    problems.extend(_audience_problems(config))
     if problems:
         raise ConfigError(problems)
     return config

@@ -54,6 +54,9 @@ class BearerTokens:
         client = self.clients.get(str(claims.get("client_id")))
         if client is None or claims.get("aud") != client.client_id:
             raise bearer_error("invalid_token", "The token was not issued to a known client.")
+        if "cnf" in claims:  # RFC 9449: a DPoP-bound token is never a bearer token
+            raise bearer_error("invalid_token", "The token is bound to a DPoP key; this "
+                               "endpoint takes bearer tokens only.")
         grant = await self.active.grant_of_access_token(claims)
         if grant is None:
             raise bearer_error("invalid_token", "The token has been revoked.")

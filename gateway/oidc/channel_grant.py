@@ -62,4 +62,6 @@ class ChannelCodeGrant(RefreshTokensOfRoam, BaseGrant, TokenEndpointMixin):  # t
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
     def refresh_token_for(self, grant: Grant) -> str:
-        return self.server.refresh.first(grant)
+        # RFC 9449 §5, as for a code: a public client's refresh token is bound to its key
+        jkt = self.request.work.jkt if self.request.client.public else None
+        return self.server.refresh.first(grant, jkt=jkt)

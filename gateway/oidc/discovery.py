@@ -9,6 +9,9 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.identity import KNOWN_CLAIMS, LEVELS, SCOPE_CLAIMS
 from gateway.keys import KeyRing
+from gateway.oidc.clients import TOKEN_EXCHANGE
+from gateway.oidc.dpop import DPOP_ALGS
+from gateway.oidc.token_exchange import ACCESS_TOKEN_TYPE
 
 __all__ = ["Discovery", "provider_metadata"]
 
@@ -34,12 +37,16 @@ def provider_metadata(issuer: str, keys: KeyRing,
         "scopes_supported": list(SCOPE_CLAIMS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": grant_types or ["authorization_code", "refresh_token"],
+        "grant_types_supported": grant_types or ["authorization_code", "refresh_token",
+                                                 TOKEN_EXCHANGE],
+        # RFC 8693: what /token takes as subject_token_type and issues (issued_token_type)
+        "token_exchange_token_types_supported": [ACCESS_TOKEN_TYPE],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": sorted(keys.algs),
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
         "claims_supported": sorted(
             {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
              "sid", *KNOWN_CLAIMS}),

@@ -61,6 +61,9 @@ class GrantServer(Protocol):
     @property
     def refresh_token_ttl(self) -> int: ...
 
+    def tokens_for(self, grant: Grant, client: Client, scope: str, *,
+                   jkt: str | None = None) -> dict[str, Any]: ...
+
 
 class S256Only(CodeChallenge):  # type: ignore[misc]
     """PKCE with S256 only; required for public clients, honoured for confidential ones."""
@@ -127,9 +130,11 @@ class RefreshTokensOfRoam:
     def generate_token(self, user: Grant | None = None, scope: str | None = None,
                        grant_type: str | None = None, expires_in: int | None = None,
                        include_refresh_token: bool = True) -> dict[str, Any]:
-        token: dict[str, Any] = super().generate_token(  # type: ignore[misc]
-            user=user, scope=scope, grant_type=grant_type, expires_in=expires_in,
-            include_refresh_token=False)
+        if user is None:  # pragma: no cover - both grants always pass the grant
+            raise InvalidGrantError("No grant to issue tokens for.")
+        request: OAuth2Request = self.request  # type: ignore[attr-defined]
+        server: GrantServer = self.server  # type: ignore[attr-defined]
+        token = server.tokens_for(user, request.client, scope or "", jkt=request.work.jkt)
         if include_refresh_token and user is not None:
             token["refresh_token"] = self.refresh_token_for(user)
         return token
@@ -177,7 +182,10 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
         return authorization_code.grant
 
     def refresh_token_for(self, grant: Grant) -> str:
-        return self.server.refresh.first(grant)
+        # RFC 9449 §5: a public client's refresh token is bound to its DPoP key; a
+        # confidential client's is bound to its authentication already
+        jkt = self.request.work.jkt if self.request.client.public else None
+        return self.server.refresh.first(grant, jkt=jkt)
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         """Consumed instead; the used record stays until its TTL so replays are caught."""

@@ -159,7 +159,7 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         if grant.sid:
             body["sid"] = grant.sid
         if token.kind == "access_token":
-            for claim in ("exp", "iat", "aud", "jti"):
+            for claim in ("exp", "iat", "aud", "jti", "cnf"):  # cnf: RFC 9449 §6.2
                 if claim in token.claims:
                     body[claim] = token.claims[claim]
         elif grant.expires_at:

@@ -31,26 +31,46 @@ class TokenMinter:
         self.access_token_ttl = access_token_ttl
         self.id_token_ttl = id_token_ttl
 
-    def access_token(self, grant: Grant, client: Client, scope: str) -> str:
+    def access_token(self, grant: Grant, client: Client, scope: str, *,
+                     jkt: str | None = None) -> str:
+        """``jkt``: the RFC 7638 thumbprint of the DPoP key the token is bound to."""
         now = int(time.time())
+        claims = self._access_claims(grant, client, client.client_id, now,
+                                     now + self.access_token_ttl, jkt)
+        claims["scope"] = scope
+        alg = client.config.id_token_signed_response_alg
+        return self.keys.sign(claims, alg=alg, typ=ACCESS_TOKEN_TYP)
+
+    def exchanged_access_token(self, grant: Grant, client: Client, *, audience: str,
+                               claims: dict[str, Any], expires_at: int,
+                               jkt: str | None = None) -> str:
+        """RFC 8693: an access token for one system (``aud``), with the claims released
+        to it; its grant is the subject token's, so ending that grant ends this token."""
+        now = int(time.time())
+        body = {**claims, **self._access_claims(grant, client, audience, now, expires_at, jkt)}
+        alg = client.config.id_token_signed_response_alg
+        return self.keys.sign(body, alg=alg, typ=ACCESS_TOKEN_TYP)
+
+    def _access_claims(self, grant: Grant, client: Client, audience: str, now: int,
+                       expires_at: int, jkt: str | None) -> dict[str, Any]:
         identity = grant.identity
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": identity.subject,
-            "aud": client.client_id,
+            "aud": audience,
             "client_id": client.client_id,
             "iat": now,
-            "exp": now + self.access_token_ttl,
+            "exp": expires_at,
             "jti": new_id(16),
-            "scope": scope,
             "auth_time": identity.auth_time,
             "acr": identity.acr,
             "gid": grant.grant_id,
         }
         if grant.sid:
             claims["sid"] = grant.sid
-        alg = client.config.id_token_signed_response_alg
-        return self.keys.sign(claims, alg=alg, typ=ACCESS_TOKEN_TYP)
+        if jkt:
+            claims["cnf"] = {"jkt": jkt}
+        return claims
 
     def id_token(
         self,

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from gateway.ids import new_id
 from gateway.oidc.active import ActiveTokens
@@ -61,9 +62,13 @@ class Description:
     scope: str
     sid: str | None
     session_until: int  # epoch seconds, 0: check on next use, NEVER: no check
+    jkt: str | None = None  # DPoP (RFC 9449): the thumbprint of the key it is bound to
 
     def token(self) -> str:
-        fields = [self.grant_id, self.client_id, self.scope, self.sid, self.session_until]
+        fields: list[Any] = [self.grant_id, self.client_id, self.scope, self.sid,
+                             self.session_until]
+        if self.jkt:
+            fields.append(self.jkt)
         text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
         return f"{base64.urlsafe_b64encode(text).rstrip(b'=').decode()}.{new_id(32)}"
 
@@ -76,10 +81,11 @@ class Description:
             fields = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
         except (binascii.Error, ValueError):
             return None
-        if not (isinstance(fields, list) and len(fields) == 5
+        if not (isinstance(fields, list) and len(fields) in (5, 6)
                 and all(isinstance(f, str) for f in fields[:3])
                 and (fields[3] is None or isinstance(fields[3], str))
-                and isinstance(fields[4], int) and not isinstance(fields[4], bool)):
+                and isinstance(fields[4], int) and not isinstance(fields[4], bool)
+                and all(isinstance(f, str) and f for f in fields[5:])):
             return None
         return cls(*fields)
 
@@ -115,11 +121,12 @@ class RefreshTokens:
         self.settings = active.sessions.settings
         self.clock = clock
 
-    def first(self, grant: Grant) -> str:
-        """The first refresh token of a grant; its session is checked on first use."""
+    def first(self, grant: Grant, *, jkt: str | None = None) -> str:
+        """The first refresh token of a grant; its session is checked on first use.
+        ``jkt``: bound to that DPoP key, as every token rotated from it."""
         until = NEVER if grant.offline or not grant.sid else 0
         return Description(grant.grant_id, grant.client_id, grant.scope, grant.sid,
-                           until).token()
+                           until, jkt).token()
 
     async def present(self, token: str) -> tuple[PresentedToken | None, Touch | None]:
         """The token as presented, if its session may still be alive, and the session's

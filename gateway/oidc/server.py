@@ -14,10 +14,13 @@ and writing the grant — a replay handled by another process — is never undon
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import unquote_plus
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
@@ -28,12 +31,13 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from gateway.channels import ChannelError, ChannelLogin
-from gateway.config import TokensSection
+from gateway.config import Systems, TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
 from gateway.oidc.bridge import HttpRequest, Reply
 from gateway.oidc.channel_grant import CHANNEL_GRANT, ChannelCodeGrant
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.codes import StoredCode
+from gateway.oidc.dpop import DPoPError, DPoPProofs
 from gateway.oidc.grant import Grant
 from gateway.oidc.grant_types import (
     CodeGrant,
@@ -44,6 +48,7 @@ from gateway.oidc.grant_types import (
 )
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import PresentedToken, RefreshTokens, token_digest
+from gateway.oidc.token_exchange import TOKEN_EXCHANGE, SubjectTokens, TokenExchangeGrant
 from gateway.store.base import Kind, Store
 
 __all__ = ["RoamAuthorizationServer", "channel_refusal", "pending_grant"]
@@ -59,6 +64,8 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         refresh: RefreshTokens,
         ttl: TokensSection,
         channels: ChannelLogin | None = None,
+        systems: Systems | None = None,
+        dpop: DPoPProofs | None = None,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPE_CLAIMS))
         self.clients = clients
@@ -67,9 +74,14 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.minter = minter
         self.ttl = ttl
         self.channels = channels
+        self.systems = systems or Systems((), ())
+        self.dpop = dpop or DPoPProofs(store)
+        self.subjects = SubjectTokens(keys=minter.keys, issuer=minter.issuer,
+                                      active=refresh.active)
         self.register_token_generator("default", self._generate_token)
         self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeExtension(minter)])
         self.register_grant(RefreshGrant, [IdTokens(minter)])
+        self.register_grant(TokenExchangeGrant)
         if channels is not None and channels.names:
             self.register_grant(ChannelCodeGrant, [IdTokens(minter)])
 
@@ -86,7 +98,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     @property
     def grant_types(self) -> list[str]:
         """What discovery advertises as ``grant_types_supported``."""
-        names = ["authorization_code", "refresh_token"]
+        names = ["authorization_code", "refresh_token", TOKEN_EXCHANGE]
         if self.channels is not None and self.channels.names:
             names.append(CHANNEL_GRANT)
         return names
@@ -96,6 +108,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     async def token_response(self, request: HttpRequest) -> Reply:
         """authlib's ``create_token_response``, with the store's single-use step between
         its checking the request and its issuing the tokens."""
+        refused = await self._check_dpop(request)
+        if refused is not None:
+            return refused
         refused = await self._read_for_token(request)
         if refused is not None:
             return refused
@@ -132,6 +147,25 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # Around authlib --------------------------------------------------------------------------
 
+    async def _check_dpop(self, request: HttpRequest) -> Reply | None:
+        """RFC 9449 at /token: a proof when the client needs one or sends one; its key's
+        thumbprint goes to ``request.work.jkt``, to which the tokens will be bound. A
+        request with neither costs one header and one client look-up."""
+        proofs = request.headers.getlist("dpop") if "dpop" in request.headers else []
+        client = self.clients.get(_claimed_client_id(request))
+        required = client is not None and client.config.dpop_bound_access_tokens
+        if not proofs and not required:
+            return None
+        try:
+            request.work.jkt = await self.dpop.check(
+                proofs, method="POST", url=request.uri,
+                nonce=client is not None and client.config.dpop_nonce)
+        except DPoPError as error:
+            headers = [("DPoP-Nonce", error.nonce)] if error.nonce else []
+            return Reply(400, {"error": error.error, "error_description": error.description},
+                         headers)
+        return None
+
     async def _read_for_token(self, request: HttpRequest) -> Reply | None:
         """Read what authlib will look up; a channel code is redeemed with its platform
         here (the only I/O a channel login needs), and a refusal answered at once."""
@@ -147,6 +181,8 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 work.refresh_tokens[token] = presented
             if touch is not None:  # an RP refreshing counts as activity, once it succeeds
                 work.then.append(touch)
+        elif grant_type == TOKEN_EXCHANGE and (subject := form.get("subject_token")):
+            work.found["subject_token"] = await self.subjects.read(subject)
         elif grant_type == CHANNEL_GRANT and self.channels is not None:
             # Only a client that authenticates and may use the grant gets a code redeemed;
             # for any other, authlib answers invalid_client / unauthorized_client.
@@ -169,6 +205,8 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         code was used up already, reserved before the platform saw it."""
         if request.work.channel_identity is not None:
             return None
+        if request.form.get("grant_type") == TOKEN_EXCHANGE:
+            return None  # nothing single use: the subject token stays good
         code: StoredCode | None = request.authorization_code
         if code is not None:
             used = await self.store.consume(Kind.CODE, code.code)
@@ -183,6 +221,10 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         presented: PresentedToken | None = request.refresh_token
         if presented is None:  # pragma: no cover - validation set one or raised
             return self._refuse(request, "No refresh token.")
+        bound = presented.description.jkt
+        if bound is not None and bound != request.work.jkt:
+            # Checked before the swap: a thief without the key cannot retire the token.
+            return self._refuse(request, "The refresh token is bound to another DPoP key.")
         work = request.work
         work.next_refresh_token = self.refresh.next_token(presented)
         rotated = await self.refresh.rotate(presented, work.next_refresh_token)
@@ -257,14 +299,18 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     ) -> dict[str, Any]:
         if user is None:  # pragma: no cover - both grants always pass the grant
             raise InvalidGrantError("No grant to issue tokens for.")
-        scope = scope or ""
-        token: dict[str, Any] = {
-            "token_type": "Bearer",
-            "access_token": self.minter.access_token(user, client, scope),
+        return self.tokens_for(user, client, scope or "")
+
+    def tokens_for(self, grant: Grant, client: Client, scope: str, *,
+                   jkt: str | None = None) -> dict[str, Any]:
+        """The access token part of an answer; bound to a DPoP key if ``jkt``. The refresh
+        token, if any, is added by the grant (``RefreshTokensOfRoam``)."""
+        return {
+            "token_type": "DPoP" if jkt else "Bearer",
+            "access_token": self.minter.access_token(grant, client, scope, jkt=jkt),
             "expires_in": self.minter.access_token_ttl,
             "scope": scope,
         }
-        return token  # the refresh token, if any, is added by the grant (RefreshTokensOfRoam)
 
     def save_token(self, token: dict[str, Any], request: HttpRequest) -> None:
         """A code's first redemption issues the grant: the record access tokens are checked
@@ -277,6 +323,21 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         request.user = grant
         refresh_token = token.get("refresh_token")
         request.work.issued = grant, token_digest(refresh_token) if refresh_token else ""
+
+
+def _claimed_client_id(request: HttpRequest) -> str | None:
+    """The client a token request says it is (authlib authenticates it later)."""
+    client_id = request.form.get("client_id")
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        text = credentials.strip()
+        try:
+            decoded = base64.b64decode(text + "=" * (-len(text) % 4)).decode()
+        except (ValueError, binascii.Error):  # UnicodeError is a ValueError
+            return None
+        client_id = decoded.partition(":")[0]
+        client_id = unquote_plus(client_id)
+    return client_id
 
 
 def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:

@@ -7,39 +7,68 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import ProtocolError
-from gateway.keys import KeyRing
+from gateway.errors import ProtocolError, TokenError
+from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.active import ActiveTokens
-from gateway.oidc.bearer import BearerTokens, bearer_error
+from gateway.oidc.bridge import published_url
 from gateway.oidc.clients import ClientRegistry
+from gateway.oidc.dpop import DPOP_ALGS, DPoPError, DPoPProofs
+from gateway.oidc.minter import ACCESS_TOKEN_TYP
 
 __all__ = ["UserinfoEndpoint"]
 
 
+def _bearer_error(error: str, description: str, status: int = 401, *,
+                  scheme: str = "Bearer") -> ProtocolError:
+    challenge = f'{scheme} error="{error}", error_description="{description}"'
+    if scheme == "DPoP":
+        challenge += f', algs="{" ".join(DPOP_ALGS)}"'
+    return ProtocolError(error, description, status=status,
+                         headers={"WWW-Authenticate": challenge})
+
+
 class UserinfoEndpoint:
     def __init__(self, *, keys: KeyRing, clients: ClientRegistry, active: ActiveTokens,
-                 issuer: str) -> None:
-        self.bearer = BearerTokens(keys=keys, clients=clients, active=active, issuer=issuer)
+                 issuer: str, dpop: DPoPProofs) -> None:
+        self.keys = keys
+        self.dpop = dpop
+        self.clients = clients
+        self.active = active
+        self.issuer = issuer
 
-    async def _token(self, request: Request) -> str:
+    async def _token(self, request: Request) -> tuple[str, str]:
+        """The access token and how it came: ``bearer`` or ``dpop`` (RFC 9449 §7.1)."""
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        if scheme.lower() in ("bearer", "dpop") and value.strip():
+            return scheme.lower(), value.strip()
         if request.method == "POST" and request.headers.get("content-type", "").startswith(
                 "application/x-www-form-urlencoded"):
             form = await request.form()
             token = form.get("access_token")
             if isinstance(token, str) and token:
-                return token
+                return "bearer", token
         raise ProtocolError("invalid_request", "A bearer access token is required.",
                             status=401, headers={"WWW-Authenticate": 'Bearer realm="roam"'})
 
     async def handle(self, request: Request) -> Response:
-        claims, client, grant = await self.bearer.check(await self._token(request))
+        scheme, token = await self._token(request)
+        try:
+            _, claims = self.keys.verify(token, typ=ACCESS_TOKEN_TYP)
+            validate_claims(claims, issuer=self.issuer, audience=None,
+                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
+        except TokenError as exc:
+            raise _bearer_error("invalid_token", str(exc)) from None
+        client = self.clients.get(str(claims.get("client_id")))
+        if client is None or claims.get("aud") != client.client_id:
+            raise _bearer_error("invalid_token", "The token was not issued to a known client.")
+        await self._check_binding(request, scheme, token, claims)
+        grant = await self.active.grant_of_access_token(claims)
+        if grant is None:
+            raise _bearer_error("invalid_token", "The token has been revoked.")
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
-            raise bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
+            raise _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
         body: dict[str, Any] = {"sub": grant.identity.subject}
         # A client's approval is its clearance: what it is approved for comes in full, an
         # identifier it is not approved for only masked inside ``agent`` (and then no birth
@@ -47,3 +76,27 @@ class UserinfoEndpoint:
         body.update(grant.identity.release(client.released_claims(scopes) - {"sub"},
                                            privileged=True))
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def _check_binding(self, request: Request, scheme: str, token: str,
+                             claims: dict[str, Any]) -> None:
+        """A DPoP-bound token (``cnf.jkt``) only with the ``DPoP`` scheme and a proof by
+        its key; the ``DPoP`` scheme only for a bound token. Bearer tokens skip all this."""
+        cnf = claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if jkt is None and scheme == "bearer":
+            return
+        if jkt is None or scheme != "dpop":
+            raise _bearer_error("invalid_token", "This token must be used with a DPoP proof "
+                                "of its key." if jkt else "This token is not DPoP-bound.",
+                                scheme="DPoP")
+        try:
+            proved = await self.dpop.check(request.headers.getlist("dpop"),
+                                           method=request.method,
+                                           url=published_url(self.issuer, request),
+                                           access_token=token)
+        except DPoPError as error:
+            raise _bearer_error("invalid_dpop_proof", error.description,
+                                scheme="DPoP") from None
+        if proved != jkt:
+            raise _bearer_error("invalid_dpop_proof", "The proof is by another key.",
+                                scheme="DPoP")

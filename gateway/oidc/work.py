@@ -38,5 +38,7 @@ class StoreWork:
     issued: tuple[Grant, str] | None = None
     # a channel login: a new grant record (and its version), written before anything is sent
     created: tuple[Grant, str] | None = None
+    # DPoP (RFC 9449): the thumbprint of the key the proof at /token was signed with
+    jkt: str | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

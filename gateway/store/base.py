@@ -84,6 +84,8 @@ class Kind(StrEnum):
     CHANNEL_ACCOUNT = "channel_account"  # a channel identity's subject and its keys
     CHANNEL_TOKEN = "channel_token"  # a platform app access token (stable_token), shared
     CHANNEL_TOKEN_LEASE = "channel_token_lease"  # counter: who refreshes that token now
+    DPOP_PROOF = "dpop_jti"  # counter: uses of one DPoP proof (key thumbprint and jti)
+    DPOP_NONCE = "dpop_nonce"  # a DPoP nonce the gateway handed out
 
 
 def check_ttl(ttl: object) -> int:

@@ -14,6 +14,7 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.support.dpop import DPoPSigner
 from tests.support.gateway import SECRETS, log_in
 
 CHANGSHA_CALLBACK = "http://127.0.0.1:8001/callback"
@@ -33,8 +34,15 @@ def rp_client(client_id: str, gateway_url: str, **kwargs: Any) -> OAuth2Client:
         "hunan-miniapp": {"token_endpoint_auth_method": "none",
                           "redirect_uri": MINIAPP_CALLBACK, "scope": "openid profile phone"},
     }[client_id]
+    if client_id == "hunan-miniapp" and "dpop" not in kwargs:
+        kwargs["dpop"] = DPoPSigner()  # it is registered with dpop_bound_access_tokens
+    signer: DPoPSigner | None = kwargs.pop("dpop", None)
     settings.update(kwargs)
-    return OAuth2Client(client_id=client_id, code_challenge_method="S256", **settings)
+    client = OAuth2Client(client_id=client_id, code_challenge_method="S256", **settings)
+    if signer is not None:
+        client.event_hooks["request"].append(signer.hook)
+        client.dpop = signer
+    return client
 
 
 def discovery(gateway_url: str) -> dict[str, Any]:
