@@ -70,9 +70,19 @@ def challenged(answer: httpx.Response, error: str) -> None:
     assert f'error="{error}"' in challenge
 
 
+@pytest.fixture(scope="module")
+def gateway_url(store: MemoryStore) -> Iterator[str]:
+    """The shipped config with the mini-program's tokens bound to its key (the demo leaves
+    it off): what a deployment sets with ``dpop_bound_access_tokens = true``."""
+    port = free_port()
+    config = config_on_port(port, clients={"hunan-miniapp": {"dpop_bound_access_tokens": True}})
+    with serve(create_app(config, store=store), port) as url:
+        yield url
+
+
 @pytest.fixture
 def miniapp(gateway_url: str, browser: httpx.Client) -> tuple[OAuth2Client, dict[str, Any]]:
-    client, token, _ = full_login(gateway_url, browser, "hunan-miniapp")
+    client, token, _ = full_login(gateway_url, browser, "hunan-miniapp", dpop=DPoPSigner())
     return client, token
 
 
@@ -232,7 +242,8 @@ def test_a_confidential_client_may_bind_its_access_tokens(gateway_url: str,
 def nonce_gateway(redis_url: str, redis_prefix: str) -> Iterator[str]:
     port = free_port()
     config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix,
-                            clients={"hunan-miniapp": {"dpop_nonce": True},
+                            clients={"hunan-miniapp": {"dpop_bound_access_tokens": True,
+                                                       "dpop_nonce": True},
                                      "changsha-gov": {"dpop_bound_access_tokens": True}})
     with serve(create_app(config), port) as url:
         yield url

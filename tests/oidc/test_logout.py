@@ -105,7 +105,7 @@ def id_claims(gw: str, token: dict[str, Any]) -> dict[str, Any]:
     return dict(jwt.decode(token["id_token"], keys).claims)
 
 
-def login(gw: str, browser: httpx.Client, **params: str) -> dict[str, Any]:
+def login(gw: str, browser: httpx.Client, **params: Any) -> dict[str, Any]:
     """A password login at 长沙; returns its token response."""
     return full_login(gw, browser, "changsha-gov", **params)[1]
 

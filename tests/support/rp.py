@@ -34,9 +34,7 @@ def rp_client(client_id: str, gateway_url: str, **kwargs: Any) -> OAuth2Client:
         "hunan-miniapp": {"token_endpoint_auth_method": "none",
                           "redirect_uri": MINIAPP_CALLBACK, "scope": "openid profile phone"},
     }[client_id]
-    if client_id == "hunan-miniapp" and "dpop" not in kwargs:
-        kwargs["dpop"] = DPoPSigner()  # it is registered with dpop_bound_access_tokens
-    signer: DPoPSigner | None = kwargs.pop("dpop", None)
+    signer: DPoPSigner | None = kwargs.pop("dpop", None)  # proofs with every request
     settings.update(kwargs)
     client = OAuth2Client(client_id=client_id, code_challenge_method="S256", **settings)
     if signer is not None:
@@ -75,8 +73,9 @@ def authorize_url(client: OAuth2Client, gateway_url: str, **params: str) -> tupl
 
 
 def full_login(gateway_url: str, browser: httpx.Client, client_id: str = "changsha-gov",
+               *, dpop: DPoPSigner | None = None,
                **params: str) -> tuple[OAuth2Client, dict[str, Any], str]:
-    client = rp_client(client_id, gateway_url)
+    client = rp_client(client_id, gateway_url, dpop=dpop)
     nonce = secrets.token_urlsafe(12)
     url, verifier = authorize_url(client, gateway_url, nonce=nonce, **params)
     callback = log_in(browser, url)
