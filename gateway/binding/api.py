@@ -81,6 +81,8 @@ class BindEndpoints:
                             required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
         except TokenError:
             raise _bearer("invalid_token", "访问令牌无效或已过期，请重新登录") from None
+        if "cnf" in claims:  # RFC 9449: a DPoP-bound token is never a bearer token
+            raise _bearer("invalid_token", "该访问令牌已绑定密钥，不能作为 Bearer 令牌使用")
         if await self.active.grant_of_access_token(claims) is None:
             raise _bearer("invalid_token", "访问令牌已失效，请重新登录")
         identity = await self.bindings.identity_of(str(claims["sub"]))

@@ -43,7 +43,7 @@ class Running:
     gateway: Gateway
     store: RedisStore
 
-    async def channel_token(self, identity: ChannelIdentity) -> str:
+    async def channel_token(self, identity: ChannelIdentity, *, jkt: str | None = None) -> str:
         """What the channel login (item 1, not built here) will do: resolve the identity,
         record a grant and mint an access token for the mini-program's client."""
         subject, level = await self.bindings().resolve(identity)
@@ -54,7 +54,7 @@ class Running:
         await self.store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(), 3600)
         client = self.gateway.clients.get("hunan-miniapp")
         assert client is not None
-        return self.gateway.minter.access_token(grant, client, "openid")
+        return self.gateway.minter.access_token(grant, client, "openid", jkt=jkt)
 
     def bindings(self) -> Bindings:
         return Bindings(self.store, ttl=86400, citizen_of=self.gateway.bindings.citizen_of)

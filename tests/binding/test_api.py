@@ -126,6 +126,14 @@ async def test_no_token_or_a_bad_token_is_a_bearer_error(running: Running) -> No
     assert forged.json()["error"] == "invalid_token"
 
 
+async def test_a_dpop_bound_token_is_no_bearer_token_here(running: Running) -> None:
+    bound = await running.channel_token(WECHAT, jkt="0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+    answer = await post(running, "/channel/bind", bound, name=ZHANG[0], id_number=ZHANG[1])
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_token"
+    assert await running.bindings().resolve(WECHAT) == (WECHAT.subject, "L1")
+
+
 async def test_attempts_are_limited_per_channel_identity(running: Running) -> None:
     token = await running.channel_token(WECHAT)
     statuses = [(await post(running, "/channel/bind", token, name="王二",
