@@ -7,33 +7,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import ProtocolError, TokenError
-from gateway.keys import KeyRing, validate_claims
+from gateway.errors import ProtocolError
+from gateway.keys import KeyRing
 from gateway.oidc.active import ActiveTokens
+from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.bridge import published_url
 from gateway.oidc.clients import ClientRegistry
-from gateway.oidc.dpop import DPOP_ALGS, DPoPError, DPoPProofs
-from gateway.oidc.minter import ACCESS_TOKEN_TYP
+from gateway.oidc.dpop import DPoPError, DPoPProofs
 
 __all__ = ["UserinfoEndpoint"]
-
-
-def _bearer_error(error: str, description: str, status: int = 401, *,
-                  scheme: str = "Bearer") -> ProtocolError:
-    challenge = f'{scheme} error="{error}", error_description="{description}"'
-    if scheme == "DPoP":
-        challenge += f', algs="{" ".join(DPOP_ALGS)}"'
-    return ProtocolError(error, description, status=status,
-                         headers={"WWW-Authenticate": challenge})
 
 
 class UserinfoEndpoint:
     def __init__(self, *, keys: KeyRing, clients: ClientRegistry, active: ActiveTokens,
                  issuer: str, dpop: DPoPProofs) -> None:
-        self.keys = keys
+        self.bearer = BearerTokens(keys=keys, clients=clients, active=active, issuer=issuer)
         self.dpop = dpop
-        self.clients = clients
-        self.active = active
         self.issuer = issuer
 
     async def _token(self, request: Request) -> tuple[str, str]:
@@ -53,22 +42,12 @@ class UserinfoEndpoint:
 
     async def handle(self, request: Request) -> Response:
         scheme, token = await self._token(request)
-        try:
-            _, claims = self.keys.verify(token, typ=ACCESS_TOKEN_TYP)
-            validate_claims(claims, issuer=self.issuer, audience=None,
-                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
-        except TokenError as exc:
-            raise _bearer_error("invalid_token", str(exc)) from None
-        client = self.clients.get(str(claims.get("client_id")))
-        if client is None or claims.get("aud") != client.client_id:
-            raise _bearer_error("invalid_token", "The token was not issued to a known client.")
+        claims, client = self.bearer.read(token)
         await self._check_binding(request, scheme, token, claims)
-        grant = await self.active.grant_of_access_token(claims)
-        if grant is None:
-            raise _bearer_error("invalid_token", "The token has been revoked.")
+        grant = await self.bearer.grant_of(claims)
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
-            raise _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
+            raise bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
         body: dict[str, Any] = {"sub": grant.identity.subject}
         # A client's approval is its clearance: what it is approved for comes in full, an
         # identifier it is not approved for only masked inside ``agent`` (and then no birth
@@ -86,7 +65,7 @@ class UserinfoEndpoint:
         if jkt is None and scheme == "bearer":
             return
         if jkt is None or scheme != "dpop":
-            raise _bearer_error("invalid_token", "This token must be used with a DPoP proof "
+            raise bearer_error("invalid_token", "This token must be used with a DPoP proof "
                                 "of its key." if jkt else "This token is not DPoP-bound.",
                                 scheme="DPoP")
         try:
@@ -95,8 +74,8 @@ class UserinfoEndpoint:
                                            url=published_url(self.issuer, request),
                                            access_token=token)
         except DPoPError as error:
-            raise _bearer_error("invalid_dpop_proof", error.description,
+            raise bearer_error("invalid_dpop_proof", error.description,
                                 scheme="DPoP") from None
         if proved != jkt:
-            raise _bearer_error("invalid_dpop_proof", "The proof is by another key.",
+            raise bearer_error("invalid_dpop_proof", "The proof is by another key.",
                                 scheme="DPoP")
