@@ -24,7 +24,6 @@ request, as before) and never outlives the issuer session's absolute timeout.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from gateway.cookies import cookie_value, host_cookie_name
 from gateway.identity import Identity
 from gateway.ids import new_id
 from gateway.memo import remember
-from gateway.sessions import Session, SessionManager, session_group
+from gateway.sessions import Session, SessionManager, secret_digest, session_group
 from gateway.store.base import Kind, Store, load_payload
 
 __all__ = [
@@ -71,10 +70,6 @@ def is_state(value: str) -> bool:
     """A state the system's host made: 16–64 URL-safe characters."""
     return 16 <= len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_")
                                           for c in value)
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -189,8 +184,8 @@ class HostSessions:
         secret = new_id(32)
         made = HostSession(id=new_id(16), sid=session.sid, system=system,
                            identity=session.identity, created=session.created, last_seen=now,
-                           secret_sha256=_digest(secret), made=now)
-        ttl = self._ttl(made, now)
+                           secret_sha256=secret_digest(secret), made=now)
+        ttl = self.sessions.ttl(made, now)
         if ttl <= 0:
             return None
         await self.store.upsert(Kind.HOST_SESSION, made.id, made.to_dict(), ttl)
@@ -215,10 +210,10 @@ class HostSessions:
             found = remember(self._decoded, text, HostSession.from_dict(hsid, load_payload(text)),
                              limit=_DECODED_KEPT)
         if found.system != system or not hmac.compare_digest(found.secret_sha256,
-                                                             _digest(secret)):
+                                                             secret_digest(secret)):
             return None
         now = int(self.clock())
-        if self._expired(found, now):
+        if self.sessions.expired(found, now):
             await self.store.destroy(Kind.HOST_SESSION, hsid)
             return None
         if now - found.last_seen >= TOUCH_EVERY:
@@ -232,7 +227,7 @@ class HostSessions:
             await self.sessions.touch(issuer, every=self._issuer_touch_every)
             found = replace(found, last_seen=now)
             await self.store.upsert(Kind.HOST_SESSION, hsid, found.to_dict(),
-                                    self._ttl(found, now))
+                                    self.sessions.ttl(found, now))
         return found
 
     async def entered(self, sid: str) -> dict[str, int]:
@@ -271,11 +266,3 @@ class HostSessions:
         response.delete_cookie(self.state_cookie(state), path="/", httponly=True,
                                samesite="lax", secure=self.secure)
 
-    # -- timeouts -------------------------------------------------------------------------
-
-    def _ttl(self, found: HostSession, now: int) -> int:
-        remaining = found.created + self.settings.absolute_timeout - now
-        return min(self.settings.idle_timeout, remaining)
-
-    def _expired(self, found: HostSession, now: int) -> bool:
-        return self._ttl(found, now) <= 0 or now - found.last_seen > self.settings.idle_timeout

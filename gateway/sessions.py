@@ -21,7 +21,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +39,8 @@ __all__ = [
     "Session",
     "SessionLink",
     "SessionManager",
+    "Timed",
+    "secret_digest",
     "session_group",
     "subject_group",
 ]
@@ -54,8 +56,19 @@ def session_group(sid: str) -> str:
     return f"sid:{sid}"
 
 
-def _digest(secret: str) -> str:
+def secret_digest(secret: str) -> str:
+    """What the store keeps of a cookie's secret (the issuer's session, a host session)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Timed(Protocol):
+    """What the timeouts look at: when a session's login was, when it was last used."""
+
+    @property
+    def created(self) -> int: ...
+
+    @property
+    def last_seen(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -109,12 +122,13 @@ class SessionManager:
                                             domain=settings.cookie_domain)
         self._decoded: dict[str | bytes, Session] = {}  # stored text -> session (_read)
 
-    def _ttl(self, session: Session, now: int) -> int:
+    def ttl(self, session: Timed, now: int) -> int:
+        """Seconds ``session`` (or a host session) may still live: idle and absolute."""
         remaining = session.created + self.settings.absolute_timeout - now
         return min(self.settings.idle_timeout, remaining)
 
-    def _expired(self, session: Session, now: int) -> bool:
-        return (self._ttl(session, now) <= 0
+    def expired(self, session: Timed, now: int) -> bool:
+        return (self.ttl(session, now) <= 0
                 or now - session.last_seen > self.settings.idle_timeout)
 
     async def _read(self, sid: str) -> Session | None:
@@ -138,7 +152,7 @@ class SessionManager:
         session = await self._read(sid)
         if session is None:
             return None
-        return None if self._expired(session, int(self.clock())) else session
+        return None if self.expired(session, int(self.clock())) else session
 
     async def touch(self, session: Session, *, every: int = 60) -> None:
         """RP activity (a refresh) counts as activity: restart the idle timer, at most once
@@ -146,7 +160,7 @@ class SessionManager:
         now = int(self.clock())
         if now - session.last_seen < every:
             return
-        ttl = self._ttl(session, now)
+        ttl = self.ttl(session, now)
         if ttl > 0:
             touched = replace(session, last_seen=now)
             await self.store.upsert(Kind.SESSION, session.sid, touched.to_dict(), ttl)
@@ -164,15 +178,15 @@ class SessionManager:
         session = await self._read(sid)
         if session is None:
             return None
-        if not hmac.compare_digest(session.secret_sha256, _digest(secret)):
+        if not hmac.compare_digest(session.secret_sha256, secret_digest(secret)):
             return None
         now = int(self.clock())
-        if self._expired(session, now):
+        if self.expired(session, now):
             await self.store.destroy(Kind.SESSION, sid)
             return None
         if now - session.last_seen >= 5:  # avoid a write per request in a burst
             session = replace(session, last_seen=now)
-            await self.store.upsert(Kind.SESSION, sid, session.to_dict(), self._ttl(session, now))
+            await self.store.upsert(Kind.SESSION, sid, session.to_dict(), self.ttl(session, now))
         return session
 
     async def start(self, identity: Identity, response: Response, *,
@@ -199,9 +213,9 @@ class SessionManager:
     async def _save_with_new_secret(self, session: Session, response: Response,
                                     now: int) -> Session:
         secret = new_id(32)
-        session = replace(session, secret_sha256=_digest(secret))
+        session = replace(session, secret_sha256=secret_digest(secret))
         await self.store.upsert(Kind.SESSION, session.sid, session.to_dict(),
-                                self._ttl(session, now))
+                                self.ttl(session, now))
         response.set_cookie(
             self.cookie_name,
             f"{session.sid}.{secret}",
@@ -242,7 +256,7 @@ class SessionManager:
         found = await self.store.find_by_grant(subject_group(subject))
         now = int(self.clock())
         sessions = [Session.from_dict(p) for kind, _, p in found if kind == Kind.SESSION]
-        return [s for s in sessions if not self._expired(s, now)]
+        return [s for s in sessions if not self.expired(s, now)]
 
     async def destroy(self, sid: str) -> None:
         """Forget the session and its links (the caller revokes the grants first)."""
