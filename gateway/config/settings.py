@@ -68,6 +68,11 @@ class GatewaySection(Strict):
     # Load balancers / reverse proxies in front (CIDR) whose X-Forwarded-For is believed
     # when the gateway needs the client's address (the failed-login throttle).
     trusted_proxies: tuple[str, ...] = ()
+    # The gateway's own secret for keyed digests (gateway/digests.py), the same in every
+    # process: from this environment variable, or a file (relative to the config file).
+    # Unset: a random one per process, refused where binding is on in production.
+    secret_env: str = "ROAM_SECRET"
+    secret_file: str = ""
 
     @field_validator("issuer")
     @classmethod
