@@ -26,6 +26,7 @@ from gateway.channels.identity import ChannelIdentity as PlatformIdentity
 from gateway.channels.login import Resolve, Resolved
 from gateway.channels.setup import open_channels
 from gateway.config import Config, Systems
+from gateway.cookies import host_cookie_name
 from gateway.csrf import Csrf
 from gateway.digests import KeyedDigests
 from gateway.errors import ConfigError
@@ -42,6 +43,8 @@ from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
+from gateway.ops.console_sessions import OPS_COOKIE
+from gateway.ops.operators import Operator, load_operators
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.h1 import H1Upstream
@@ -63,6 +66,7 @@ __all__ = [
     "open_binding",
     "open_connectors",
     "open_digests",
+    "open_operators",
     "open_source",
 ]
 
@@ -96,6 +100,7 @@ class Gateway:
     bindings: Bindings  # channel identity → citizen (the channel login's resolve)
     verifier: Verifier  # real name and face checks for binding
     digests: KeyedDigests  # HMAC under the gateway's secret, for guessable store ids
+    operators: Mapping[str, Operator]  # the console's accounts (gateway/ops)
     owns_store: bool = True
     owns_http: bool = True
 
@@ -122,7 +127,17 @@ class Gateway:
 def gateway_cookie_names(secure: bool) -> frozenset[str]:
     """The gateway's cookies besides the session (whose name the proxy knows from the
     gate) and the host sessions': under both spellings, never forwarded to a system."""
-    return frozenset({Csrf(secure=secure).cookie_name, Csrf(secure=False).cookie_name})
+    return frozenset({Csrf(secure=secure).cookie_name, Csrf(secure=False).cookie_name,
+                      host_cookie_name(OPS_COOKIE, secure=True), OPS_COOKIE})
+
+
+def open_operators(config: Config) -> dict[str, Operator]:
+    """The console's operators (``[ops] operators_file``; none: no console). The demo's
+    file, whose secrets are public, only on a loopback issuer."""
+    name = config.settings.ops.operators_file
+    if not name:
+        return {}
+    return load_operators(config.path(name), allow_demo=is_loopback_host(config.issuer))
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -307,4 +322,5 @@ def build_gateway(
         source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
         bindings=bindings, verifier=verifier, digests=open_digests(config),
+        operators=open_operators(config),
         owns_store=owns_store, owns_http=owns_http)

@@ -14,7 +14,7 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.keys import generate_key_file
 from gateway.store.memory import MemoryStore
-from gateway.wiring import build_gateway, open_digests
+from gateway.wiring import build_gateway, open_digests, open_operators
 from tests.support.gateway import config_on_port
 
 
@@ -123,3 +123,12 @@ def test_every_process_with_one_secret_file_makes_the_same_digests(tmp_path: Pat
     # without a secret a loopback demo gets one of its own, never shared
     demo = config_on_port(8000)
     assert open_digests(demo).of("x", "1") != open_digests(demo).of("x", "1")
+
+
+def test_the_demos_operators_are_refused_on_a_real_issuer(tmp_path: Path) -> None:
+    config = _production_binding(tmp_path)
+    assert config.settings.ops.operators_file == "operators.toml"  # the shipped demo's
+    with pytest.raises(ConfigError) as refused:
+        open_operators(config)
+    assert "loopback issuer only" in refused.value.problems[0]
+    assert set(open_operators(config_on_port(8000))) == {"ops-demo", "ops-viewer"}

@@ -230,6 +230,17 @@ class ChannelsSection(Strict):
     code_ttl: int = Field(default=600, ge=60, le=86400)  # remember a used platform code
 
 
+class OpsSection(Strict):
+    """The operators' console (/ops): its accounts and how long their sessions live."""
+
+    # Operators with password and TOTP (gateway/ops/operators.py); "": no console (404).
+    operators_file: str = ""
+    idle_timeout: int = Field(default=900, ge=60, le=900)  # 等保 2.0: 15 min at most
+    absolute_timeout: int = Field(default=28800, ge=900, le=86400)
+    max_failures: int = Field(default=5, ge=1, le=20)  # login attempts per operator
+    lockout_seconds: int = Field(default=900, ge=60, le=86400)  # per window
+
+
 class Settings(Strict):
     gateway: GatewaySection = GatewaySection()
     session: SessionSection = SessionSection()
@@ -243,6 +254,7 @@ class Settings(Strict):
     legacy: LegacySection = LegacySection()
     binding: BindingSection = BindingSection()
     channels: ChannelsSection = ChannelsSection()
+    ops: OpsSection = OpsSection()
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:
