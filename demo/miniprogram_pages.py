@@ -189,8 +189,8 @@ def _target_note(target: Target, acr: str) -> str:
     needs = f"需要 {_level(target.needs)}，当前会话 {_e(acr)}："
     if target.needs == "L2":
         return needs + "网关先用短信验证码升级认证（需在登录时授权手机号）"
-    return needs + ("网关会要求升级认证；小程序会话不含实名资料，网关目前无法在 web-view 中"
-                    "为它做人脸核验，因此会看到无法完成认证的提示")
+    return needs + ("网关先用短信验证码和人脸核验升级认证（需在登录时授权手机号，且账户已完成"
+                    "实人认证 L3；演示中人脸核验为模拟）")
 
 
 def _switch_section(device: Device, targets: list[Target]) -> str:

@@ -268,7 +268,7 @@ async def run_demo(config: Config, *, host: str = "127.0.0.1",
     with tempfile.TemporaryDirectory(prefix="roam-demo-alipay-") as key_dir:
         config, env, channel_apps = demo_miniprogram(config, Path(key_dir))
         for name, value in env.items():
-            os.environ.setdefault(name, value)  # the demo's own process: its fictional secrets
+            os.environ[name] = value  # the demo's own process: the mocks' fictional secrets
         gateway = create_app(config)  # the channels read their keys, the verifier its secret
     apps: list[tuple[Starlette, int]] = [(gateway, _port_of(config.issuer))]
     apps += channel_apps

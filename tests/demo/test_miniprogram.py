@@ -135,6 +135,29 @@ def test_a_transfer_to_the_proxied_system_arrives_through_the_hand_over(
     assert not any(at(r.url, stack.gateway, "/login") for r in responses)
 
 
+def test_a_system_that_needs_l3_is_reached_after_a_face_step_up(
+        zhang: Page, stack: MiniProgramDemo, browser: Browser) -> None:
+    """The channel session is L1 but the binding reached L3, and the bound login carries
+    the citizen's name and ID number: the gateway's step-up (SMS, then face) lifts it."""
+    url = _transfer_url(zhang, "xiangtan-gov")
+    assert "短信验证码和人脸核验" in zhang.locator("#step-switch").inner_text()
+    with _web_view(browser) as (view, responses):
+        view.goto(url)
+        # L1 → L3 is two factors more: the SMS code to the phone WeChat verified, then the
+        # demo's simulated face check
+        view.fill("#otp", view.locator("#demo-code").inner_text())
+        view.click("#stepup-submit")
+        view.click("#face-start")
+        view.wait_for_url(f"{stack.rp_l3}/")
+        expect(view.locator("#status")).to_have_text("已登录")
+        expect(view.locator("#sub")).to_have_text("c-0001")
+        expect(view.locator("#acr")).to_have_text("L3")
+        expect(view.locator("#amr")).to_have_text("wechat transfer sms face")
+        expect(view.locator("#who")).to_have_text("张*")  # the bound citizen's name, masked
+        expect(view.locator("#region")).to_have_text("430102")
+    assert not any(at(r.url, stack.gateway, "/login") for r in responses)
+
+
 def test_wechat_and_alipay_identities_of_one_person_end_at_the_same_sub(
         stack: MiniProgramDemo, page: Page) -> None:
     _log_in(page, stack, "wechat:o-demo-li")

@@ -47,6 +47,7 @@ class MiniProgramDemo:
     gateway: str
     page: str  # the mini-program page
     rp: str  # 长沙市政务服务 (changsha-gov)
+    rp_l3: str  # 湘潭市住房公积金 (xiangtan-gov), which requires L3
     province: str  # the proxied system's own origin (hunan-province.localhost)
     verification_calls: list[str]  # the paths the verification service was asked for
     platforms: dict[str, str]  # the mocks' URLs, as the page's backend takes them
@@ -56,7 +57,8 @@ class MiniProgramDemo:
 def miniprogram_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniProgramDemo]:
     tmp = tmp_path_factory.mktemp("miniprogram")
     gateway_port, province_port = free_port(), free_port()
-    ports = {"changsha-gov": free_port(), "hunan-miniapp": free_port()}
+    ports = {"changsha-gov": free_port(), "xiangtan-gov": free_port(),
+             "hunan-miniapp": free_port()}
     shipped = load_config(REPO / "config" / "roam.toml", env={})
     config = with_systems(demo_config(shipped, gateway_port=gateway_port, rp_ports=ports),
                           demo_systems_file(tmp, {"hunan-province": province_port}))
@@ -76,11 +78,12 @@ def miniprogram_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniP
     with contextlib.ExitStack() as running:
         for app, port in apps:
             running.enter_context(serve(app, port))
-        rp = running.enter_context(serve(demo_rp_apps(config)["changsha-gov"][1],
-                                         ports["changsha-gov"]))
+        rps = demo_rp_apps(config)
+        rp = running.enter_context(serve(rps["changsha-gov"][1], ports["changsha-gov"]))
+        rp_l3 = running.enter_context(serve(rps["xiangtan-gov"][1], ports["xiangtan-gov"]))
         running.enter_context(serve(demo_legacy_apps(config)["hunan-province"][1],
                                     province_port))
         gateway = running.enter_context(serve(gateway_app, gateway_port))
-        yield MiniProgramDemo(gateway, f"http://127.0.0.1:{ports['hunan-miniapp']}", rp,
+        yield MiniProgramDemo(gateway, f"http://127.0.0.1:{ports['hunan-miniapp']}", rp, rp_l3,
                               origin_on(gateway, "hunan-province.localhost"), calls,
                               platforms)
