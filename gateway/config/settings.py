@@ -7,6 +7,7 @@ overrides ``[section] key`` (:func:`apply_env`).
 from __future__ import annotations
 
 import ipaddress
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "OpsSection",
     "OutboundSection",
     "ProxySection",
     "RoutingSection",
@@ -266,6 +268,23 @@ class Settings(Strict):
         return self
 
 
+def _secret_variables(model: type[BaseModel], data: object) -> set[str]:
+    """The environment variables the config names as holding secrets (every ``*_env``
+    key: its default and the file's value, nested sections too). They may start with
+    ``ROAM_`` (``ROAM_SECRET``, ``ROAM_VERIFICATION_CREDENTIAL``) and are not overrides."""
+    names: set[str] = set()
+    values = data if isinstance(data, dict) else {}
+    for key, field in model.model_fields.items():
+        if key.endswith("_env"):
+            for candidate in (field.default, values.get(key)):
+                if isinstance(candidate, str):
+                    names.add(candidate)
+        for inner in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                names |= _secret_variables(inner, values.get(key))
+    return names
+
+
 def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model.
 
@@ -273,8 +292,9 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str])
     """
     applied: dict[str, str] = {}
     sections = Settings.model_fields
+    secrets = _secret_variables(Settings, data)
     for name, raw in env.items():
-        if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",):
+        if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",) or name in secrets:
             continue
         rest = name[len("ROAM_") :].lower()
         section, _, key = rest.partition("_")
