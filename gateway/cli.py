@@ -51,16 +51,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Every file (main, clients, systems, identity source, keys), checked without an app:
-    what would stop ``roam serve`` stops here, with every problem at once."""
+    """Every file (main, clients, systems, identity source, keys, the metrics token),
+    checked without an app: what would stop ``roam serve`` stops here, with every problem
+    at once."""
     from connectors.base import ConnectorContext
+    from gateway.ops.metrics import multiprocess_problems
+    from gateway.ops.metrics_endpoint import metrics_token
     from gateway.wiring import key_problems, load_keys, open_connectors, open_source
 
     config = _config(args)  # the main, clients and systems files, and the rules across them
     keys = load_keys(config)
     problems = key_problems(config, keys)
+    if config.settings.metrics.enabled:
+        problems.extend(multiprocess_problems(os.environ))
     if problems:
         raise ConfigError(problems)
+    metrics_token(config)  # its file, if it names one
     # secrets named by environment variable must be there
     open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
                     path_mode=config.settings.proxy.path_mode)

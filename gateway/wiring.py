@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
+from gateway import __version__
 from gateway.background import Background
 from gateway.binding.bindings import Bindings
 from gateway.binding.http_verifier import HttpVerifier
@@ -41,6 +42,7 @@ from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
+from gateway.ops.metrics import Metrics, open_metrics
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.h1 import H1Upstream
@@ -50,6 +52,7 @@ from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.store.measured import MeasuredStore
 from gateway.urls import is_loopback_host
 
 __all__ = [
@@ -93,6 +96,7 @@ class Gateway:
     proxy: Proxy
     bindings: Bindings  # channel identity → citizen (the channel login's resolve)
     verifier: Verifier  # real name and face checks for binding
+    metrics: Metrics  # what the parts record for /metrics (does nothing when off)
     owns_store: bool = True
     owns_http: bool = True
 
@@ -214,9 +218,11 @@ def build_gateway(
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
     upstream: Upstream | None = None,
+    metrics: Metrics | None = None,
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
-    client passed in is not closed by :meth:`Gateway.running`).
+    client passed in is not closed by :meth:`Gateway.running`). ``metrics``: by default a
+    registry of this gateway's own (``[metrics]``); with metrics on, the store is timed.
 
     Nothing connects yet: the store and the HTTP clients open connections on first use.
     """
@@ -234,6 +240,10 @@ def build_gateway(
                            prefix=settings.store.prefix)
     if http is None:
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
+    if metrics is None:
+        metrics = open_metrics(settings.metrics, config.systems, version=__version__)
+    if metrics.enabled:
+        store = MeasuredStore(store, metrics)
     issuer = config.issuer
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer,
@@ -253,9 +263,9 @@ def build_gateway(
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),
-                                    retry_for=settings.outbound.retry_for)
+                                    retry_for=settings.outbound.retry_for, metrics=metrics)
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
-                           backchannel=backchannel, background=background)
+                           backchannel=backchannel, background=background, metrics=metrics)
     health = PassiveHealth(failures=settings.health.passive_failures,
                            cooldown=settings.health.passive_cooldown)
     resolver = Resolver(config.systems, config.regions, health=health)
@@ -269,11 +279,12 @@ def build_gateway(
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
                   handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
-                  max_body=settings.proxy.max_body, issuer=issuer)
+                  max_body=settings.proxy.max_body, issuer=issuer, metrics=metrics)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
         source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
-        bindings=bindings, verifier=verifier, owns_store=owns_store, owns_http=owns_http)
+        bindings=bindings, verifier=verifier, metrics=metrics, owns_store=owns_store,
+        owns_http=owns_http)

@@ -16,6 +16,7 @@ from gateway.config.settings import (
     HealthSection,
     LegacySection,
     LoginSection,
+    MetricsSection,
     OutboundSection,
     ProxySection,
     RoutingSection,
@@ -25,6 +26,7 @@ from gateway.config.settings import (
     TokensSection,
     WeChatChannel,
     apply_env,
+    check_metrics_token,
 )
 from gateway.config.systems import (
     Acr,
@@ -49,6 +51,7 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "MetricsSection",
     "OutboundSection",
     "ProxySection",
     "RoutingSection",
@@ -62,6 +65,7 @@ __all__ = [
     "TokensSection",
     "WeChatChannel",
     "apply_env",
+    "check_metrics_token",
     "load_clients",
     "load_config",
     "load_systems",

@@ -43,6 +43,7 @@ from gateway.login.transfer_tickets import Ticket, TransferTickets
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.clients import ClientRegistry
+from gateway.ops.metrics import Metrics
 from gateway.sessions import SessionManager
 from gateway.urls import normalized_url, origin_on, url_under
 
@@ -132,8 +133,9 @@ def _refused(reason: str, **fields: str) -> PageError:
 class Transfer:
     def __init__(self, *, tickets: TransferTickets, keys: KeyRing, clients: ClientRegistry,
                  active: ActiveTokens, sessions: SessionManager,
-                 systems: Systems, issuer: str) -> None:
+                 systems: Systems, issuer: str, metrics: Metrics | None = None) -> None:
         self.tickets = tickets
+        self.metrics = metrics or Metrics()
         self.bearer = BearerTokens(keys=keys, clients=clients, active=active, issuer=issuer)
         self.clients = clients
         self.active = active
@@ -207,6 +209,7 @@ class Transfer:
             session = current  # already here at this level or above: keep it as it is
         else:
             session = await self.sessions.start(identity, response, current=current)
+            self.metrics.login("transfer_ticket", "webview", identity.acr)
         audit.info("transfer", extra={"client": ticket.client_id, "sub": identity.subject,
                                       "acr": identity.acr, "sid": session.sid,
                                       "target": target})
