@@ -215,3 +215,24 @@ def test_two_apps_in_one_process_count_apart(tmp_path: Path) -> None:
             assert value(scrape(b), "roam_http_requests_total", route="/items") == 1
     assert registry.get_sample_value(
         "roam_http_requests_total", {"route": "/items", "method": "GET", "status": "200"}) == 1
+
+
+def test_the_health_code_reports_instances_through_two_calls() -> None:
+    metrics = PrometheusMetrics()
+    instance = "https://ops:pw@gjj.xiangtan.gov.cn:8443/app"
+    metrics.instance_state("xt-gjj", instance, healthy=False, circuit="open")
+    metrics.health_check("xt-gjj", instance, "timeout", 2.5)
+    metrics.instance_state("xt-gjj", instance, healthy=True, circuit="half_open")
+    metrics.health_check("xt-gjj", instance, "success", 0.02)
+    shown = {"system": "xt-gjj", "upstream": "https://gjj.xiangtan.gov.cn:8443/app"}
+    sample = metrics.registry.get_sample_value
+    assert sample("roam_instance_healthy", shown) == 1
+    assert {state: sample("roam_instance_circuit_state", {**shown, "state": state})
+            for state in ("closed", "open", "half_open")} == {
+        "closed": 0, "open": 0, "half_open": 1}
+    assert sample("roam_health_checks_total", {**shown, "result": "timeout"}) == 1
+    assert sample("roam_health_check_duration_seconds_count", shown) == 2
+    with pytest.raises(ValueError, match="circuit"):
+        metrics.instance_state("xt-gjj", instance, healthy=True, circuit="ajar")
+    with pytest.raises(ValueError, match="result"):
+        metrics.health_check("xt-gjj", instance, "maybe", 1.0)
