@@ -37,7 +37,7 @@ def documented() -> dict[str, str]:
 
 def alert_rules() -> str:
     text = OPERATIONS.read_text("utf-8")
-    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
     [rules] = [b for b in blocks if "groups:" in b]
     return rules
 
