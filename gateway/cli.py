@@ -64,9 +64,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     problems = key_problems(config, keys)
     if config.settings.metrics.enabled:
         problems.extend(multiprocess_problems(os.environ))
+        try:
+            metrics_token(config)  # its file, if it names one
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    metrics_token(config)  # its file, if it names one
     # secrets named by environment variable must be there
     open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
                     path_mode=config.settings.proxy.path_mode)
