@@ -92,6 +92,23 @@ def upstream_label(instance: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
+class _Children:
+    """A labelled metric's children, each made once (``labels()`` checks and locks on
+    every call; a dict look-up does not). The label values are bounded, so is this."""
+
+    __slots__ = ("children", "metric")
+
+    def __init__(self, metric: Counter) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *values: str) -> None:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        child.inc()
+
+
 class Metrics:
     """The recording calls, doing nothing: a gateway with metrics off.
 
@@ -226,6 +243,12 @@ class PrometheusMetrics(Metrics):
         if multiprocess_dir is None:  # per-process facts; a multiprocess scrape has none
             ProcessCollector(registry=on)
             PlatformCollector(registry=on)
+        self._logins, self._login_failures = _Children(self.logins), _Children(
+            self.login_failures)
+        self._issued, self._token_errors = _Children(self.tokens_issued), _Children(
+            self.token_errors)
+        self._hops, self._logouts = _Children(self.silent_hops), _Children(self.logouts)
+        self._deliveries = _Children(self.backchannel_deliveries)
         self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._proxied: dict[tuple[str, int], tuple[Any, Any]] = {}
 
@@ -276,29 +299,29 @@ class PrometheusMetrics(Metrics):
     # -- people and tokens -------------------------------------------------------------------
 
     def login(self, source: str, channel: str, level: str) -> None:
-        self.logins.labels(source, channel, level).inc()
+        self._logins.inc(source, channel, level)
 
     def login_failure(self, source: str, channel: str, reason: str) -> None:
-        self.login_failures.labels(source, channel, reason).inc()
+        self._login_failures.inc(source, channel, reason)
 
     def token_issued(self, grant_type: str) -> None:
-        self.tokens_issued.labels(GRANT_TYPES.get(grant_type, "other")).inc()
+        self._issued.inc(GRANT_TYPES.get(grant_type, "other"))
 
     def token_error(self, grant_type: str, error: str) -> None:
         known = error if error.isidentifier() and error.islower() and len(error) <= 40 \
             else "other"
-        self.token_errors.labels(GRANT_TYPES.get(grant_type, "other"), known).inc()
+        self._token_errors.inc(GRANT_TYPES.get(grant_type, "other"), known)
 
     def silent_hop(self, client_id: str) -> None:
-        self.silent_hops.labels(client_id).inc()
+        self._hops.inc(client_id)
 
     def logout(self, reason: str) -> None:
-        self.logouts.labels(LOGOUT_REASONS.get(reason, "other")).inc()
+        self._logouts.inc(LOGOUT_REASONS.get(reason, "other"))
 
     def backchannel(self, client_id: str, outcome: str) -> None:
         if outcome not in DELIVERY_OUTCOMES:
             raise ValueError(f"outcome must be one of {DELIVERY_OUTCOMES}, got {outcome!r}")
-        self.backchannel_deliveries.labels(client_id, outcome).inc()
+        self._deliveries.inc(client_id, outcome)
 
     # -- the store (gateway.store.measured) ----------------------------------------------------
 
