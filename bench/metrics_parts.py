@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bench.token import ROOT
 from gateway.config import load_config
-from gateway.ops.metrics import open_metrics
+from gateway.metrics.recorder import open_metrics
 from gateway.store import MemoryStore
 from gateway.store.measured import MeasuredStore
 

@@ -30,15 +30,15 @@ from gateway.login.stepup import StepUpPages
 from gateway.login.throttle import SourceThrottle
 from gateway.login.transfer import TICKET_PATH, TRANSFER_PATH, Transfer
 from gateway.login.transfer_tickets import TransferTickets
+from gateway.metrics.endpoint import MetricsEndpoint, metrics_token
+from gateway.metrics.recorder import Metrics
+from gateway.metrics.routes import RouteMetrics
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
-from gateway.ops.metrics import Metrics
-from gateway.ops.metrics_endpoint import MetricsEndpoint, metrics_token
-from gateway.ops.route_metrics import RouteMetrics
 from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages

@@ -55,8 +55,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     checked without an app: what would stop ``roam serve`` stops here, with every problem
     at once."""
     from connectors.base import ConnectorContext
-    from gateway.ops.metrics import multiprocess_problems
-    from gateway.ops.metrics_endpoint import metrics_token
+    from gateway.metrics.endpoint import metrics_token
+    from gateway.metrics.recorder import multiprocess_problems
     from gateway.wiring import key_problems, load_keys, open_connectors, open_source
 
     config = _config(args)  # the main, clients and systems files, and the rules across them

@@ -35,6 +35,7 @@ from gateway.legacy.access import Gate
 from gateway.legacy.handover import Handover
 from gateway.login.directory import TomlDirectory
 from gateway.login.source import PasswordSource
+from gateway.metrics.recorder import Metrics, open_metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import ClientRegistry
@@ -42,7 +43,6 @@ from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
-from gateway.ops.metrics import Metrics, open_metrics
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.h1 import H1Upstream

@@ -20,9 +20,9 @@ from gateway.errors import LockedOut, LoginError
 from gateway.login.lockout import minutes
 from gateway.login.source import PasswordSource
 from gateway.login.throttle import SourceThrottle
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
-from gateway.ops.metrics import Metrics
 from gateway.pages import Pages
 from gateway.privacy import mask_username
 from gateway.sessions import SessionManager

@@ -40,10 +40,10 @@ from gateway.config import ClientConfig, Systems
 from gateway.errors import PageError, ProtocolError
 from gateway.keys import KeyRing
 from gateway.login.transfer_tickets import Ticket, TransferTickets
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.clients import ClientRegistry
-from gateway.ops.metrics import Metrics
 from gateway.sessions import SessionManager
 from gateway.urls import normalized_url, origin_on, url_under
 

@@ -28,10 +28,10 @@ from starlette.responses import RedirectResponse, Response
 from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.ids import new_id
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.bridge import HttpRequest, Reply, add_query, published_url, request_params
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
-from gateway.ops.metrics import Metrics
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 from gateway.urls import local_path

@@ -29,8 +29,8 @@ import httpx
 
 from gateway.errors import RoamError
 from gateway.keys import KeyRing
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.clients import Client
-from gateway.ops.metrics import Metrics
 from gateway.outbound import OutboundPolicy, OutboundRefused
 from gateway.store.base import Kind, Store
 

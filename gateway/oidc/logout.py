@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 from gateway.background import Background
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout, Delivery
 from gateway.oidc.clients import Client, ClientRegistry
-from gateway.ops.metrics import Metrics
 from gateway.sessions import Session, SessionManager
 
 __all__ = ["SessionLogout"]

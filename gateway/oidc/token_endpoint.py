@@ -7,6 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.bridge import (
     HttpRequest,
     check_basic_credentials,
@@ -15,7 +16,6 @@ from gateway.oidc.bridge import (
     published_url,
 )
 from gateway.oidc.server import RoamAuthorizationServer
-from gateway.ops.metrics import Metrics
 
 __all__ = ["TokenEndpoint"]
 

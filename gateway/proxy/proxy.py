@@ -56,7 +56,7 @@ from gateway.host_sessions import CALLBACK_PATH, LOGOUT_PATH
 from gateway.identity import Identity
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.legacy.handover import Handover
-from gateway.ops.metrics import Metrics
+from gateway.metrics.recorder import Metrics
 from gateway.pages import Pages
 from gateway.proxy.answers import MiB, ProxyAnswers, is_navigation
 from gateway.proxy.forwarding import (

@@ -1,7 +1,7 @@
 """A store that times every call and counts its failures, for the operators' metrics.
 
 It wraps any :class:`~gateway.store.base.Store` and reports to a :class:`StoreMeter`
-(``gateway.ops.metrics`` is one): the wiring puts it around the store only when metrics
+(``gateway.metrics.recorder`` is one): the wiring puts it around the store only when metrics
 are on, so a gateway with metrics off pays nothing here. The meter hands out one
 callable per operation up front, so a call costs two clock reads and one observation,
 with no label look-up. Only :class:`~gateway.errors.StoreError` counts as a failure

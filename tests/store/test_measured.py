@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import StoreError
-from gateway.ops.metrics import PrometheusMetrics
+from gateway.metrics.recorder import PrometheusMetrics
 from gateway.store import MemoryStore, RedisStore
 from gateway.store.measured import OPERATIONS, MeasuredStore
 from tests.support.redis_server import unused_port

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from gateway.ops.metrics import PrometheusMetrics
+from gateway.metrics.recorder import PrometheusMetrics
 from tests.support.gateway import REPO
 
 OPERATIONS = REPO / "docs" / "operations.md"

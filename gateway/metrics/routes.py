@@ -15,7 +15,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.ops.metrics import Metrics
+from gateway.metrics.recorder import Metrics
 
 __all__ = ["UNMATCHED", "RouteMetrics"]
 

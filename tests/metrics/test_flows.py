@@ -1,6 +1,6 @@
-"""The metrics a running gateway exports (gateway/ops/metrics.py), scraped over HTTP and read
-with prometheus-client's parser: each flow moves its counters, and no label carries a
-subject, a token or anything else a client sent."""
+"""The metrics a running gateway exports (gateway/metrics/recorder.py), scraped over HTTP
+and read with prometheus-client's parser: each flow moves its counters, and no label
+carries a subject, a token or anything else a client sent."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.ops.metrics import PrometheusMetrics
+from gateway.metrics.recorder import PrometheusMetrics
 from tests.support.gateway import config_on_port, with_systems
 from tests.support.metrics import scrape, value
 from tests.support.receiver import Receiver

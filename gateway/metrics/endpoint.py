@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.config import Config, check_metrics_token
 from gateway.errors import ConfigError
-from gateway.ops.metrics import Metrics
+from gateway.metrics.recorder import Metrics
 
 __all__ = ["FORWARDING_HEADERS", "MetricsEndpoint", "metrics_token"]
 

@@ -1,4 +1,4 @@
-"""Who may read ``/metrics`` (gateway/ops/metrics_endpoint.py): a token's holder, or
+"""Who may read ``/metrics`` (gateway/metrics/endpoint.py): a token's holder, or
 without a token a direct loopback connection only."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from starlette.requests import Request
 from gateway.app import create_app
 from gateway.config import Config, MetricsSection, load_config
 from gateway.errors import ConfigError
-from gateway.ops.metrics import PrometheusMetrics, open_metrics
-from gateway.ops.metrics_endpoint import MetricsEndpoint, metrics_token
+from gateway.metrics.endpoint import MetricsEndpoint, metrics_token
+from gateway.metrics.recorder import PrometheusMetrics, open_metrics
 from tests.support.gateway import REPO, config_on_port
 from tests.support.servers import free_port, serve
 
