@@ -34,6 +34,7 @@ from gateway.metrics.endpoint import MetricsEndpoint, metrics_token
 from gateway.metrics.recorder import Metrics
 from gateway.metrics.routes import RouteMetrics
 from gateway.oidc.authorize import Authorizer
+from gateway.oidc.bearer import BearerTokens
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
@@ -107,22 +108,24 @@ def gateway_app(gateway: Gateway) -> Starlette:
                     login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
+    bearer = BearerTokens(keys=keys, clients=gateway.clients, active=gateway.active,
+                          issuer=issuer, dpop=gateway.server.dpop)
     binding = settings.binding
     bind = BindEndpoints(bindings=gateway.bindings, verifier=gateway.verifier,
-                         store=gateway.store, keys=keys, active=gateway.active, issuer=issuer,
+                         store=gateway.store, bearer=bearer, digests=gateway.digests,
+                         known_area=gateway.config.regions.known_area,
                          limits=BindLimits(max_attempts=binding.max_attempts,
                                            window=binding.attempt_window,
                                            max_id_attempts=binding.max_id_attempts,
                                            id_window=binding.id_attempt_window,
                                            face_ttl=binding.face_ttl))
     transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
-                        keys=keys, clients=gateway.clients, active=gateway.active,
+                        bearer=bearer, clients=gateway.clients, active=gateway.active,
                         sessions=sessions, systems=gateway.config.systems, issuer=issuer,
                         metrics=metrics)
     discovery = Discovery(issuer, keys, gateway.server.grant_types)
     token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
-    userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
-                                issuer=issuer, dpop=gateway.server.dpop)
+    userinfo = UserinfoEndpoint(bearer)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
         lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))

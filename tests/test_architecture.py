@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "gateway.csrf", "gateway.pages", "gateway.background", "gateway.outbound",
                   "gateway.channels", "gateway.metrics")),
     ("features", ("gateway.oidc", "gateway.login", "gateway.legacy", "gateway.routing",
-                  "gateway.proxy", "gateway.binding")),
+                  "gateway.proxy", "gateway.binding", "gateway.ops")),
     ("assembly", ("gateway.wiring", "gateway.app", "gateway.cli", "gateway.server",
                   "gateway.access_log")),
     ("demo", ("demo",)),

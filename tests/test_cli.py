@@ -22,9 +22,10 @@ def roam(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
 
 
 def with_shipped_files(main: str) -> str:
-    """A copy of roam.toml elsewhere still reads the shipped clients, directory, systems."""
+    """A copy of roam.toml elsewhere still reads the shipped clients, directory, systems
+    and operators."""
     for name, key in (("clients", "clients_file"), ("directory", "directory_file"),
-                      ("systems", "systems_file")):
+                      ("systems", "systems_file"), ("operators", "operators_file")):
         main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
     return main
 
@@ -57,7 +58,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
 
 
 def test_a_proxied_system_without_a_host_of_its_own_needs_path_mode(tmp_path: Path) -> None:
-    for name in ("roam.toml", "clients.toml", "directory.toml"):
+    for name in ("roam.toml", "clients.toml", "directory.toml", "operators.toml"):
         shutil.copy(REPO / "config" / name, tmp_path / name)
     systems = (REPO / "config" / "systems.toml").read_text("utf-8")
     assert 'hosts = ["hunan-province.localhost"]\n' in systems

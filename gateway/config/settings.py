@@ -77,6 +77,11 @@ class GatewaySection(Strict):
     # Load balancers / reverse proxies in front (CIDR) whose X-Forwarded-For is believed
     # when the gateway needs the client's address (the failed-login throttle).
     trusted_proxies: tuple[str, ...] = ()
+    # The gateway's own secret for keyed digests (gateway/digests.py), the same in every
+    # process: from this environment variable, or a file (relative to the config file).
+    # Unset: a random one per process, refused where binding is on in production.
+    secret_env: str = "ROAM_SECRET"
+    secret_file: str = ""
 
     @field_validator("issuer")
     @classmethod
@@ -267,6 +272,17 @@ def check_metrics_token(value: str) -> str:
     return value
 
 
+class OpsSection(Strict):
+    """The operators' console (/ops): its accounts and how long their sessions live."""
+
+    # Operators with password and TOTP (gateway/ops/operators.py); "": no console (404).
+    operators_file: str = ""
+    idle_timeout: int = Field(default=900, ge=60, le=900)  # 等保 2.0: 15 min at most
+    absolute_timeout: int = Field(default=28800, ge=900, le=86400)
+    max_failures: int = Field(default=5, ge=1, le=20)  # login attempts per operator
+    lockout_seconds: int = Field(default=900, ge=60, le=86400)  # per window
+
+
 class Settings(Strict):
     gateway: GatewaySection = GatewaySection()
     session: SessionSection = SessionSection()
@@ -281,6 +297,7 @@ class Settings(Strict):
     binding: BindingSection = BindingSection()
     channels: ChannelsSection = ChannelsSection()
     metrics: MetricsSection = MetricsSection()
+    ops: OpsSection = OpsSection()
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:
