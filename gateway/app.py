@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -29,6 +30,9 @@ from gateway.login.stepup import StepUpPages
 from gateway.login.throttle import SourceThrottle
 from gateway.login.transfer import TICKET_PATH, TRANSFER_PATH, Transfer
 from gateway.login.transfer_tickets import TransferTickets
+from gateway.metrics.endpoint import MetricsEndpoint, metrics_token
+from gateway.metrics.recorder import Metrics
+from gateway.metrics.routes import RouteMetrics
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.bearer import BearerTokens
 from gateway.oidc.discovery import Discovery
@@ -59,25 +63,29 @@ def create_app(
     http: httpx.AsyncClient | None = None,
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The gateway's ASGI app for ``config``; dependencies passed in are used instead."""
-    return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source))
+    return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source,
+                                     metrics=metrics))
 
 
 def gateway_app(gateway: Gateway) -> Starlette:
     """The routes over ``gateway``'s parts; the app's lifespan is ``gateway.running()``."""
     settings = gateway.config.settings
     issuer, keys, sessions, pages = gateway.issuer, gateway.keys, gateway.sessions, gateway.pages
+    metrics = gateway.metrics
     csrf = Csrf(secure=sessions.secure_cookie)
     login = settings.login
     authorizer = Authorizer(server=gateway.server, clients=gateway.clients, sessions=sessions,
                             store=gateway.store, issuer=issuer,
-                            request_ttl=login.request_ttl)
+                            request_ttl=login.request_ttl, metrics=metrics)
     throttle = SourceThrottle(gateway.store, limit=login.source_max_failures,
                               window=login.source_window,
                               trusted_proxies=settings.gateway.trusted_proxies)
     login_pages = LoginPages(source=gateway.source, authorizer=authorizer, sessions=sessions,
-                             logout=gateway.logout, pages=pages, csrf=csrf, throttle=throttle)
+                             logout=gateway.logout, pages=pages, csrf=csrf, throttle=throttle,
+                             metrics=metrics, source_name=gateway.config.identity_source)
     factors = (simulated_factors(gateway.store, ttl=login.stepup_ttl,
                                  max_failures=login.stepup_max_failures,
                                  lock_seconds=login.stepup_lock_seconds,
@@ -113,9 +121,10 @@ def gateway_app(gateway: Gateway) -> Starlette:
                                            face_ttl=binding.face_ttl))
     transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
                         bearer=bearer, clients=gateway.clients, active=gateway.active,
-                        sessions=sessions, systems=gateway.config.systems, issuer=issuer)
+                        sessions=sessions, systems=gateway.config.systems, issuer=issuer,
+                        metrics=metrics)
     discovery = Discovery(issuer, keys, gateway.server.grant_types)
-    token = TokenEndpoint(gateway.server, issuer=issuer)
+    token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
     userinfo = UserinfoEndpoint(bearer)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
@@ -165,6 +174,11 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
+    middleware = []
+    if metrics.enabled:  # off: no /metrics, no timing of routes
+        scrape = MetricsEndpoint(metrics, token=metrics_token(gateway.config))
+        routes.append(Route("/metrics", scrape.handle, methods=["GET"]))
+        middleware.append(Middleware(RouteMetrics, metrics=metrics))
 
     async def page_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, PageError):  # pragma: no cover - Starlette routes by type
@@ -210,6 +224,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         limits=HeadLimits.of(settings.gateway),
         pages=pages,
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

@@ -51,9 +51,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Every file (main, clients, systems, identity source, keys), checked without an app:
-    what would stop ``roam serve`` stops here, with every problem at once."""
+    """Every file (main, clients, systems, identity source, keys, the metrics token),
+    checked without an app: what would stop ``roam serve`` stops here, with every problem
+    at once."""
     from connectors.base import ConnectorContext
+    from gateway.metrics.endpoint import metrics_token
+    from gateway.metrics.recorder import multiprocess_problems
     from gateway.wiring import (
         key_problems,
         load_keys,
@@ -66,6 +69,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     config = _config(args)  # the main, clients and systems files, and the rules across them
     keys = load_keys(config)
     problems = key_problems(config, keys)
+    if config.settings.metrics.enabled:
+        problems.extend(multiprocess_problems(os.environ))
+        try:
+            metrics_token(config)  # its file, if it names one
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     # secrets named by environment variable must be there

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
+from gateway import __version__
 from gateway.background import Background
 from gateway.binding.bindings import BOUND_LEVELS, Bindings
 from gateway.binding.http_verifier import HttpVerifier
@@ -36,6 +37,7 @@ from gateway.legacy.access import Gate
 from gateway.legacy.handover import Handover
 from gateway.login.directory import TomlDirectory
 from gateway.login.source import PasswordSource
+from gateway.metrics.recorder import Metrics, open_metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import ClientRegistry
@@ -54,6 +56,7 @@ from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.store.measured import MeasuredStore
 from gateway.urls import is_loopback_host
 
 __all__ = [
@@ -101,6 +104,7 @@ class Gateway:
     verifier: Verifier  # real name and face checks for binding
     digests: KeyedDigests  # HMAC under the gateway's secret, for guessable store ids
     operators: Mapping[str, Operator]  # the console's accounts (gateway/ops)
+    metrics: Metrics  # what the parts record for /metrics (does nothing when off)
     owns_store: bool = True
     owns_http: bool = True
 
@@ -259,9 +263,11 @@ def build_gateway(
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
     upstream: Upstream | None = None,
+    metrics: Metrics | None = None,
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
-    client passed in is not closed by :meth:`Gateway.running`).
+    client passed in is not closed by :meth:`Gateway.running`). ``metrics``: by default a
+    registry of this gateway's own (``[metrics]``); with metrics on, the store is timed.
 
     Nothing connects yet: the store and the HTTP clients open connections on first use.
     """
@@ -279,6 +285,10 @@ def build_gateway(
                            prefix=settings.store.prefix)
     if http is None:
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
+    if metrics is None:
+        metrics = open_metrics(settings.metrics, config.systems, version=__version__)
+    if metrics.enabled:
+        store = MeasuredStore(store, metrics)
     issuer = config.issuer
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer,
@@ -298,9 +308,9 @@ def build_gateway(
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),
-                                    retry_for=settings.outbound.retry_for)
+                                    retry_for=settings.outbound.retry_for, metrics=metrics)
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
-                           backchannel=backchannel, background=background)
+                           backchannel=backchannel, background=background, metrics=metrics)
     health = PassiveHealth(failures=settings.health.passive_failures,
                            cooldown=settings.health.passive_cooldown)
     resolver = Resolver(config.systems, config.regions, health=health)
@@ -314,7 +324,7 @@ def build_gateway(
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
                   handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
-                  max_body=settings.proxy.max_body, issuer=issuer)
+                  max_body=settings.proxy.max_body, issuer=issuer, metrics=metrics)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
@@ -322,5 +332,5 @@ def build_gateway(
         source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
         bindings=bindings, verifier=verifier, digests=open_digests(config),
-        operators=open_operators(config),
+        operators=open_operators(config), metrics=metrics,
         owns_store=owns_store, owns_http=owns_http)

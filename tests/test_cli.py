@@ -241,3 +241,20 @@ def test_simulated_step_up_on_a_public_issuer_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{path}: login.simulated_step_up" in result.stderr
+
+
+def test_config_check_refuses_bad_metrics_settings(tmp_path: Path) -> None:
+    result = roam("config", "check", env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "none"),
+                                          "ROAM_METRICS_TOKEN_FILE": str(tmp_path / "none")})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert "metrics.token_file: cannot read" in result.stderr  # every problem at once
+    short = roam("config", "check", env={"ROAM_METRICS_TOKEN": "short"})
+    assert short.returncode == 2
+    assert "ROAM_METRICS_TOKEN (metrics.token)" in short.stderr
+    assert "short" not in short.stderr.replace("ROAM_METRICS_TOKEN", "")
+    (tmp_path / "token").write_text("x" * 40 + "\n", "utf-8")
+    good = roam("config", "check", env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+                                        "ROAM_METRICS_TOKEN_FILE": str(tmp_path / "token")})
+    assert good.returncode == 0, good.stderr

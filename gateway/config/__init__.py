@@ -16,6 +16,7 @@ from gateway.config.settings import (
     HealthSection,
     LegacySection,
     LoginSection,
+    MetricsSection,
     OpsSection,
     OutboundSection,
     ProxySection,
@@ -26,6 +27,7 @@ from gateway.config.settings import (
     TokensSection,
     WeChatChannel,
     apply_env,
+    check_metrics_token,
 )
 from gateway.config.systems import (
     Acr,
@@ -50,6 +52,7 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "MetricsSection",
     "OpsSection",
     "OutboundSection",
     "ProxySection",
@@ -64,6 +67,7 @@ __all__ = [
     "TokensSection",
     "WeChatChannel",
     "apply_env",
+    "check_metrics_token",
     "load_clients",
     "load_config",
     "load_systems",

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config.files import Strict
 from gateway.urls import HOST_NAME, check_url, within_domain
@@ -25,6 +32,7 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "MetricsSection",
     "OpsSection",
     "OutboundSection",
     "ProxySection",
@@ -35,6 +43,7 @@ __all__ = [
     "TokensSection",
     "WeChatChannel",
     "apply_env",
+    "check_metrics_token",
 ]
 
 MiB = 1024 * 1024
@@ -232,6 +241,39 @@ class ChannelsSection(Strict):
     code_ttl: int = Field(default=600, ge=60, le=86400)  # remember a used platform code
 
 
+class MetricsSection(Strict):
+    """``/metrics`` for Prometheus (docs/operations.md). Without a token it answers only
+    connections from loopback that no proxy forwarded."""
+
+    enabled: bool = True  # false: nothing is recorded and there is no /metrics
+    # The bearer secret scrapers send: from the environment (ROAM_METRICS_TOKEN) or
+    # token_file, never written in the file itself (load_config refuses it there).
+    token: SecretStr | None = None
+    token_file: str = ""  # a file holding it (relative to the config file)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_metrics_token(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetricsSection:
+        if self.token is not None and self.token_file:
+            raise ValueError("metrics.token and metrics.token_file: set one, not both")
+        return self
+
+
+def check_metrics_token(value: str) -> str:
+    """A bearer secret worth the name: ``ValueError`` says why not (never what it is)."""
+    if len(value) < 24 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("the metrics token must be at least 24 printable characters "
+                         "without spaces (e.g. python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))')")
+    return value
+
+
 class OpsSection(Strict):
     """The operators' console (/ops): its accounts and how long their sessions live."""
 
@@ -256,6 +298,7 @@ class Settings(Strict):
     legacy: LegacySection = LegacySection()
     binding: BindingSection = BindingSection()
     channels: ChannelsSection = ChannelsSection()
+    metrics: MetricsSection = MetricsSection()
     ops: OpsSection = OpsSection()
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from gateway.errors import LockedOut, LoginError
 from gateway.login.lockout import minutes
 from gateway.login.source import PasswordSource
 from gateway.login.throttle import SourceThrottle
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
@@ -45,8 +46,12 @@ class LoginPages:
         pages: Pages,
         csrf: Csrf,
         throttle: SourceThrottle,
+        metrics: Metrics | None = None,
+        source_name: str = "",
     ) -> None:
         self.source = source
+        self.metrics = metrics or Metrics()
+        self.source_name = source_name  # [login] source, as the metrics name it
         self.throttle = throttle
         self.authorizer = authorizer
         self.sessions = sessions
@@ -77,6 +82,7 @@ class LoginPages:
         if username and password:  # an empty form checks nothing and costs nothing
             slot = await self.throttle.reserve(address)
             if slot.refused:
+                self.metrics.login_failure(self.source_name, "web", "throttled")
                 audit.warning("login throttled", extra={"source": address, "client": client_id,
                                                         "retry_after": slot.retry_after})
                 message = (f"当前网络登录失败次数过多，已暂停登录，请 {minutes(slot.retry_after)} "
@@ -86,6 +92,7 @@ class LoginPages:
         try:
             identity = await self.source.authenticate(username, password)
         except LockedOut as exc:
+            self.metrics.login_failure(self.source_name, "web", "locked")
             audit.warning("login locked", extra={"user": mask_username(username),
                                                  "client": client_id, "source": address,
                                                  "retry_after": exc.retry_after})
@@ -94,6 +101,7 @@ class LoginPages:
             return self._render(request, pending.id, pending.pairs, status=429, error=message,
                                 retry_after=exc.retry_after)
         except LoginError as exc:
+            self.metrics.login_failure(self.source_name, "web", "password")
             audit.info("login failed", extra={"user": mask_username(username),
                                               "client": client_id, "source": address})
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
@@ -110,6 +118,7 @@ class LoginPages:
         session = await self.sessions.start(identity, response, current=current)
         if pending.next is None:
             await self.authorizer.note_login(pending, session)  # its prompt=login, max_age
+        self.metrics.login(self.source_name, "web", identity.acr)
         audit.info("login ok", extra={"sub": identity.subject, "acr": identity.acr,
                                       "client": client_id, "sid": session.sid})
         return response

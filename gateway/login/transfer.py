@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.config import ClientConfig, Systems
 from gateway.errors import PageError, ProtocolError
 from gateway.login.transfer_tickets import Ticket, TransferTickets
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.clients import ClientRegistry
@@ -131,9 +132,10 @@ def _refused(reason: str, **fields: str) -> PageError:
 class Transfer:
     def __init__(self, *, tickets: TransferTickets, bearer: BearerTokens,
                  clients: ClientRegistry, active: ActiveTokens, sessions: SessionManager,
-                 systems: Systems, issuer: str) -> None:
+                 systems: Systems, issuer: str, metrics: Metrics | None = None) -> None:
         self.tickets = tickets
         self.bearer = bearer
+        self.metrics = metrics or Metrics()
         self.clients = clients
         self.active = active
         self.sessions = sessions
@@ -203,6 +205,7 @@ class Transfer:
             session = current  # already here at this level or above: keep it as it is
         else:
             session = await self.sessions.start(identity, response, current=current)
+            self.metrics.login("transfer_ticket", "webview", identity.acr)
         audit.info("transfer", extra={"client": ticket.client_id, "sub": identity.subject,
                                       "acr": identity.acr, "sid": session.sid,
                                       "target": target})

@@ -29,6 +29,7 @@ import httpx
 
 from gateway.errors import RoamError
 from gateway.keys import KeyRing
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.clients import Client
 from gateway.outbound import OutboundPolicy, OutboundRefused
 from gateway.store.base import Kind, Store
@@ -40,6 +41,8 @@ RECORD_TTL = 7 * 24 * 3600  # long enough for an operator to look into a failed 
 _MAX_ERROR = 200
 
 Status = Literal["pending", "delivered", "failed", "refused"]
+_OUTCOMES: dict[str, str] = {"delivered": "delivered", "failed": "given_up",
+                             "refused": "refused", "pending": "retry"}  # the metric's words
 Target = tuple[Client, str, str | None]
 
 audit = logging.getLogger("roam.audit")
@@ -150,6 +153,7 @@ class BackchannelLogout:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         token_ttl: int = 120,
+        metrics: Metrics | None = None,
     ) -> None:
         if retry_for < 0 or initial_delay <= 0 or max_delay < initial_delay or jitter < 0:
             raise ValueError("retry_for >= 0, 0 < initial_delay <= max_delay, jitter >= 0")
@@ -165,6 +169,7 @@ class BackchannelLogout:
         self.clock = clock
         self.sleep = sleep
         self.token_ttl = token_ttl
+        self.metrics = metrics or Metrics()
 
     # -- public ------------------------------------------------------------------------
 
@@ -250,6 +255,7 @@ class BackchannelLogout:
             delivery.last_error = error_text
             delivery.updated = self.clock()
             await self._record(delivery)
+            self.metrics.backchannel(delivery.client_id, "retry")
             audit.info("backchannel logout retrying client=%s sid=%s jti=%s attempts=%d: %s",
                        delivery.client_id, delivery.sid, delivery.jti, delivery.attempts,
                        error_text)
@@ -297,6 +303,7 @@ class BackchannelLogout:
         delivery.last_error = None if error is None else error[:_MAX_ERROR]
         delivery.updated = self.clock()
         await self._record(delivery)
+        self.metrics.backchannel(delivery.client_id, _OUTCOMES[status])
         log = audit.info if status == "delivered" else audit.warning
         log("backchannel logout %s client=%s sid=%s jti=%s attempts=%d%s", status,
             delivery.client_id, delivery.sid, delivery.jti, delivery.attempts,
