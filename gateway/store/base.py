@@ -94,6 +94,11 @@ class Kind(StrEnum):
     OPS_SESSION = "ops_session"  # an operator's console session (gateway/ops)
     OPS_FAILURES = "ops_failures"  # counter: an operator's login attempts, per window
     OPS_TOTP = "ops_totp"  # counter: uses of one operator's TOTP time step
+    HEALTH_STATE = "health_state"  # an instance's shared health (swap), gateway.health
+    HEALTH_CHECK = "health_check"  # an instance's last active probe and its run of results
+    HEALTH_LEASE = "health_lease"  # which process probes an instance now (swap, TTL ≈ interval)
+    HEALTH_FAILURES = "health_fails"  # counter: failed proxied requests to an instance in a row
+    HEALTH_TRIAL = "health_trial"  # counter: the one trial request to a half-open instance
 
 
 def check_ttl(ttl: object) -> int:
