@@ -141,8 +141,10 @@ class Prober:
         elif state.written and now - state.written > TOUCH_AFTER:
             await self.shared.change(target.system.id, target.instance, lambda current: current)
 
-    async def probe(self, target: Target, run: _Run) -> CheckResult:
-        """``GET`` the instance's check path once; the result extends ``run``."""
+    async def probe(self, target: Target, run: _Run | None = None) -> CheckResult:
+        """``GET`` the instance's check path once; the result extends ``run`` (a new run
+        if none is given)."""
+        run = run or _Run()
         rules = target.rules
         url = target.instance.rstrip("/") + rules.path
         at, started = self.clock(), time.perf_counter()
