@@ -284,9 +284,9 @@ def test_routes_drain_status_and_undrain_on_the_shared_store(redis_url: str,
     assert drained.returncode == 0, drained.stderr
     assert drained.stdout == "yuelu-bdc http://127.0.0.1:8011: out of rotation (health up)\n"
     assert '"logger":"roam.audit"' in drained.stderr  # the operator's action is audited
-    status = roam("routes", "status", env=shared).stdout
-    assert "yuelu-bdc       http://127.0.0.1:8011  drained  closed   out (by li)" in status
-    assert "up → drained  upgrade (by li)" in status
+    table = roam("routes", "status", env=shared).stdout
+    assert "yuelu-bdc       http://127.0.0.1:8011  drained  closed   out (by li)" in table
+    assert "up → drained  upgrade (by li)" in table
     back = roam("routes", "undrain", "yuelu-bdc", "1", env=shared)
     assert back.stdout == "yuelu-bdc http://127.0.0.1:8011: in rotation (health up)\n"
     assert "drained → up  put back into rotation (by cli:" in \

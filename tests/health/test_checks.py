@@ -8,6 +8,7 @@ condition, with a generous deadline."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -225,7 +226,7 @@ async def test_two_gateways_agree_and_only_one_probes_until_it_is_killed(
     assert "out of rotation" in drained.stdout
     async with logged_in(first) as one, logged_in(second) as two:
         for browser in (one, two):  # both see it within a refresh, whoever asks
-            await until(lambda b=browser: _only_b(b), "a out everywhere")
+            await until(functools.partial(_only_b, browser), "a out everywhere")
     status = cluster.roam("routes", "status")
     assert re.search(r"yuelu-docs\s+" + re.escape(a) + r"\s+drained\s+closed\s+out", status.stdout)
     assert "up → drained  upgrade (by cli:" in status.stdout
