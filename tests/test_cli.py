@@ -316,7 +316,8 @@ def test_routes_status_without_a_store_exits_1_without_traceback() -> None:
 
 def test_config_check_refuses_bad_health_rules_one_line_each(tmp_path: Path) -> None:
     main = with_shipped_files((REPO / "config" / "roam.toml").read_text("utf-8"))
-    main = main.replace("[health]\n", '[health]\ninterval = 0\npath = "x"\n')
+    main = main.replace("\ninterval = 10 ", "\ninterval = 0 ").replace('\npath = "/" ',
+                                                                     '\npath = "x" ')
     (tmp_path / "roam.toml").write_text(main, "utf-8")
     result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
     assert result.returncode == 2
