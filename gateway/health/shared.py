@@ -12,6 +12,7 @@ the ops pages alike.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -22,6 +23,8 @@ from gateway.health.state import InstanceState, instance_id
 from gateway.store.base import Kind, Store
 
 __all__ = ["CHECK_TTL", "STATE_TTL", "Decide", "SharedHealth", "UnknownInstance"]
+
+log = logging.getLogger("roam.health")
 
 STATE_TTL = 30 * 86400
 """Seconds an instance's record lives unwritten; its prober rewrites it daily."""
@@ -82,7 +85,8 @@ class SharedHealth:
     async def change(self, system_id: str, instance: str, decide: Decide
                      ) -> InstanceState | None:
         """Apply ``decide`` to the current state, atomically; the new state, or None if
-        ``decide`` found nothing to do. Reported when it added a transition."""
+        ``decide`` found nothing to do (or lost every race: the others' changes stand).
+        Reported when it added a transition."""
         for _ in range(_TRIES):
             current, version = await self.read(system_id, instance)
             wanted = decide(current)
@@ -98,7 +102,9 @@ class SharedHealth:
                     await self.store.destroy(Kind.HEALTH_TRIAL, instance_id(system_id, instance))
                 self._report(current, wanted)
                 return wanted
-        raise RuntimeError(f"health of {system_id} {instance}: too many concurrent changes")
+        log.warning("instance health not changed: too many concurrent changes",
+                    extra={"system": system_id, "instance": instance})
+        return None
 
     def _report(self, before: InstanceState, after: InstanceState) -> None:
         for listen in self.listeners:

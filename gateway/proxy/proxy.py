@@ -50,7 +50,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_identity
@@ -380,7 +380,7 @@ class Proxy:
         health = self.health
         order = self._order(system)
         if not order:
-            return self._elsewhere(request, system)
+            return self.answers.no_instance(request, system, self.failover)
         last: UpstreamError = UpstreamConnectError("no instance")
         instance = ""
         tried = 0
@@ -435,22 +435,8 @@ class Proxy:
                 await health.succeeded(system.id, instance)
             return self._answer(resp, instance, prefix, content)
         if not tried:  # every instance left is half-open, its trial running elsewhere
-            return self._unavailable(request, f"{system.name}正在恢复，请稍后再试。")
+            return self.answers.no_instance(request, system, None, recovering=True)
         return self.answers.upstream_error(request, 502, system, instance, last)
-
-    def _elsewhere(self, request: Request, system: SystemConfig) -> ASGIApp:
-        """No instance of the system may be used: a person goes on through ``/go``; a
-        program gets 503 with ``Retry-After``."""
-        if self.failover is not None and is_navigation(request) and request.method in (
-                "GET", "HEAD"):
-            return self.failover.elsewhere(system)
-        return self._unavailable(request, f"{system.name}暂时无法访问，请稍后再试。")
-
-    def _unavailable(self, request: Request, detail: str) -> Response:
-        answer = self.answers.fail(request, 503, "temporarily_unavailable",
-                                   "业务系统暂时无法访问", detail)
-        answer.headers["Retry-After"] = "5"
-        return answer
 
     def _target(self, system: SystemConfig, instance: str) -> tuple[Route, str, str]:
         """The connector's view of an instance, its base URL and base path (made once)."""
