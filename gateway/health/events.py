@@ -93,8 +93,9 @@ _CIRCUITS = {"up": "closed", "down": "open", "half_open": "half_open"}
 
 
 class MetricsObserver:
-    """Instance state gauges (healthy: takes traffic — up and in rotation; the circuit)
-    and probe results with their durations, to the gateway's metrics."""
+    """Instance state gauges (healthy: it takes traffic — up, or half-open for its trial,
+    and in rotation; the circuit) and probe results with their durations, to the
+    gateway's metrics."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -114,4 +115,5 @@ class MetricsObserver:
 
     def _state(self, state: InstanceState) -> None:
         self.metrics.instance_state(state.system, state.instance,
-                                    state.availability == "up", _CIRCUITS[state.state])
+                                    state.availability in ("up", "trial"),
+                                    _CIRCUITS[state.state])

@@ -30,17 +30,17 @@ SECRETS = {
 
 
 def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = None,
-                   probes: bool = False, **store: str) -> Config:
+                   **store: str) -> Config:
     """config/roam.toml with the issuer on ``port``, store settings and clients changed.
 
     The shipped systems are the demo's ports, where nothing listens in a test: active
-    health checks are off unless ``probes`` (else they would take the systems out of
-    rotation while a test runs, and ``/go`` would fall back a level)."""
+    health checks are off (else they would take the systems out of rotation while a test
+    runs, and ``/go`` would fall back a level)."""
     base = load_config(REPO / "config" / "roam.toml", env={})
     gateway = base.settings.gateway.model_copy(
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
-    health = base.settings.health.model_copy(update={"active": probes})
+    health = base.settings.health.model_copy(update={"active": False})
     settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section,
                                                 "health": health})
     # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
