@@ -88,8 +88,9 @@ def _raw_target(request: Request) -> str:
 def create_signed_header_app(*, title: str, secret: bytes | str, window: int = 300) -> Starlette:
     """A legacy system that believes only validly signed ``X-Roam-*`` headers.
 
-    Every request is verified (window ``window`` s, this app's own nonce memory); a bad,
-    missing, stale or replayed signature gets a 401 Chinese page. ``app.state.seen_nonces``
+    Every request but ``GET /healthz`` (the gateway's health checks) is verified (window
+    ``window`` s, this app's own nonce memory); a bad, missing, stale or replayed
+    signature gets a 401 Chinese page. ``app.state.seen_nonces``
     is the replay memory (tests read it).
     """
     seen_nonces: dict[str, float] = {}
@@ -113,7 +114,12 @@ def create_signed_header_app(*, title: str, secret: bytes | str, window: int = 3
             region=str(claims.get("region", "")),
             extra=f'<p class="muted">认证等级 <span id="acr">{_e(verified.acr)}</span></p>')
 
-    app = Starlette(routes=[Route("/{path:path}", any_path,
+    async def healthz(request: Request) -> Response:
+        """The gateway's health checks (``health.path`` in systems.toml): unsigned."""
+        return Response("ok", media_type="text/plain")
+
+    app = Starlette(routes=[Route("/healthz", healthz, methods=["GET"]),
+                            Route("/{path:path}", any_path,
                                   methods=["GET", "HEAD", "POST", "PUT", "DELETE"])])
     app.state.seen_nonces = seen_nonces
     return app

@@ -105,9 +105,10 @@ def gateway_app(gateway: Gateway) -> Starlette:
     cas = CasServer(systems=gateway.config.systems, connectors=gateway.connectors,
                     gate=gateway.gate, store=gateway.store, pages=pages,
                     ticket_ttl=settings.legacy.cas_ticket_ttl,
-                    login_ttl=settings.login.request_ttl)
+                    login_ttl=settings.login.request_ttl, failover=gateway.failover)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
-                              gate=gateway.gate, store=gateway.store, pages=pages)
+                              gate=gateway.gate, store=gateway.store, pages=pages,
+                              failover=gateway.failover)
     bearer = BearerTokens(keys=keys, clients=gateway.clients, active=gateway.active,
                           issuer=issuer, dpop=gateway.server.dpop)
     binding = settings.binding
@@ -132,7 +133,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.running():
+        async with gateway.running(checks=True):
             yield
 
     async def healthz(request: Request) -> Response:

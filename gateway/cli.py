@@ -1,5 +1,8 @@
 """``roam``: run the gateway, and look after keys, clients, routes, sessions and config.
 
+``roam routes status|drain|undrain`` work on the running gateways' shared health
+(:mod:`gateway.health`) through the store the config names, without a gateway.
+
 The demo is not part of the gateway: ``make demo`` (``python -m demo``) runs it.
 
 A bad configuration prints every problem (file and key) and exits with status 2, with
@@ -10,18 +13,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError, KeyError_
+from gateway.errors import ConfigError, KeyError_, StoreError
 from gateway.logs import configure_logging
 from gateway.oidc.clients import secret_digest
 from gateway.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from gateway.health import SharedHealth
+    from gateway.store import Store
 
 __all__ = ["main", "parser"]
 
@@ -143,6 +153,77 @@ def cmd_routes_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shared_store(config: Config, command: str) -> None:
+    if config.settings.store.backend != "redis":
+        raise ConfigError([f"{config.source}: store.backend: a 'memory' store lives inside "
+                           f"the gateway process; `roam routes {command}` needs the shared "
+                           "'redis' store"])
+
+
+def _open_health(config: Config) -> tuple[Store, SharedHealth]:
+    from gateway.health import SharedHealth
+    from gateway.store import open_store
+
+    store = config.settings.store
+    opened = open_store(store.backend, redis_url=store.redis_url, prefix=store.prefix)
+    return opened, SharedHealth(opened, config.systems)
+
+
+def cmd_routes_status(args: argparse.Namespace) -> int:
+    """Every instance's health as the running gateways share it."""
+    config = _config(args)
+    _shared_store(config, "status")
+    return asyncio.run(_routes_status(config))
+
+
+async def _routes_status(config: Config) -> int:
+    from gateway.config import rules_for
+    from gateway.health import status_table
+
+    store, shared = _open_health(config)
+    try:
+        rows = await shared.status()
+    finally:
+        await store.close()
+    rules = {system.id: rules_for(config.settings.health, system.health)
+             for system in config.systems}
+    where = f"the redis store (prefix {config.settings.store.prefix!r})"  # no URL: a password
+    print(status_table(rows, rules, where=where, now=time.time()), end="")
+    return 0
+
+
+def cmd_routes_drain(args: argparse.Namespace) -> int:
+    """Take an instance out of rotation (``drain``) or put it back (``undrain``)."""
+    config = _config(args)
+    _shared_store(config, args.action)
+    return asyncio.run(_routes_drain(config, args))
+
+
+async def _routes_drain(config: Config, args: argparse.Namespace) -> int:
+    from gateway.health import UnknownInstance
+
+    store, shared = _open_health(config)
+    by = args.by or f"cli:{_user()}"
+    try:
+        change = shared.drain if args.action == "drain" else shared.undrain
+        state = await change(args.system, args.instance, by=by, reason=args.reason)
+    except UnknownInstance as exc:
+        print(f"roam routes {args.action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    where = "out of rotation" if state.drained else "in rotation"
+    print(f"{state.system} {state.instance}: {where} (health {state.state.replace('_', '-')})")
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a container)
+        return str(os.getuid())
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from gateway.keys import generate_key_file
 
@@ -216,7 +297,17 @@ def parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="service routing (精准到达)").add_subparsers(
         dest="action", required=True)
     routes.add_parser("check", help="validate config/systems.toml and print the routing "
-                                    "table").set_defaults(func=cmd_routes_check)
+                                    "table as configured").set_defaults(func=cmd_routes_check)
+    routes.add_parser("status", help="every instance's health, from the running gateways' "
+                                     "shared store").set_defaults(func=cmd_routes_status)
+    for action, text in (("drain", "take an instance out of rotation"),
+                         ("undrain", "put an instance back into rotation")):
+        change = routes.add_parser(action, help=text)
+        change.add_argument("system", help="the system's id in systems.toml")
+        change.add_argument("instance", help="its instance: the URL, or its position (1, 2…)")
+        change.add_argument("--reason", default="", help="why, for the audit trail")
+        change.add_argument("--by", default="", help="who (default: cli:<login name>)")
+        change.set_defaults(func=cmd_routes_drain)
 
     ops = sub.add_parser("ops", help="the operators' console").add_subparsers(
         dest="action", required=True)
@@ -257,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError_ as exc:
         print(f"key problem: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the shared store did not answer (its URL is never shown)
+        print(f"store problem: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -31,9 +31,11 @@ from gateway.cookies import host_cookie_name
 from gateway.csrf import Csrf
 from gateway.digests import KeyedDigests
 from gateway.errors import ConfigError
+from gateway.health import HealthChecks, HealthObserver, MetricsObserver
 from gateway.host_sessions import HostSessions
 from gateway.keys import KeyRing
 from gateway.legacy.access import Gate
+from gateway.legacy.failover import Failover
 from gateway.legacy.handover import Handover
 from gateway.login.directory import TomlDirectory
 from gateway.login.source import PasswordSource
@@ -50,7 +52,6 @@ from gateway.ops.operators import Operator, load_operators
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.h1 import H1Upstream
-from gateway.proxy.health import PassiveHealth
 from gateway.proxy.proxy import Proxy
 from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
@@ -94,7 +95,8 @@ class Gateway:
     logout: SessionLogout
     source: PasswordSource
     resolver: Resolver
-    health: PassiveHealth
+    health: HealthChecks  # every instance's, shared through the store
+    failover: Failover  # a way into a system whose instances are out: elsewhere
     connectors: Mapping[str, Connector]  # every system's, opened
     gate: Gate
     handover: Handover
@@ -113,12 +115,15 @@ class Gateway:
         return self.config.issuer
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """The app's lifespan (or a CLI command): background work runs inside; on the
-        way out the proxy's connections are closed, and the outbound HTTP client and the
-        store if the gateway made them."""
+    async def running(self, *, checks: bool = False) -> AsyncIterator[None]:
+        """The app's lifespan (or a CLI command): background work runs inside — with
+        ``checks`` (the app's, not a CLI command's) reading the shared health and probing
+        instances; on the way out the proxy's connections are closed, and the outbound
+        HTTP client and the store if the gateway made them."""
         try:
             async with self.background.running():
+                if checks:
+                    self.background.group.start_soon(self.health.run)
                 yield
         finally:
             await self.upstream.aclose()
@@ -264,10 +269,13 @@ def build_gateway(
     source: PasswordSource | None = None,
     upstream: Upstream | None = None,
     metrics: Metrics | None = None,
+    observers: Sequence[HealthObserver] = (),
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
     client passed in is not closed by :meth:`Gateway.running`). ``metrics``: by default a
-    registry of this gateway's own (``[metrics]``); with metrics on, the store is timed.
+    registry of this gateway's own (``[metrics]``); with metrics on, the store is timed
+    and instance health is recorded. ``observers`` are told of health transitions and
+    probes too.
 
     Nothing connects yet: the store and the HTTP clients open connections on first use.
     """
@@ -311,25 +319,26 @@ def build_gateway(
                                     retry_for=settings.outbound.retry_for, metrics=metrics)
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
                            backchannel=backchannel, background=background, metrics=metrics)
-    health = PassiveHealth(failures=settings.health.passive_failures,
-                           cooldown=settings.health.passive_cooldown)
+    proxied = {sid: c for sid, c in connectors.items() if isinstance(c, PresentsIdentity)}
+    health = HealthChecks(store, config.systems, settings.health, http=http, passive=proxied,
+                          observers=[MetricsObserver(metrics), *observers])
     resolver = Resolver(config.systems, config.regions, health=health)
+    failover = Failover(systems=config.systems, pages=pages, issuer=issuer, health=health)
     gate = Gate(sessions)
     handover = Handover(systems=config.systems, gate=gate, issuer=issuer,
                         hosts=HostSessions(store, sessions,
                                            handover_ttl=settings.proxy.handover_ttl))
     upstream = upstream or H1Upstream(  # one connection pool per process
         max_connections=settings.proxy.max_connections_per_instance)
-    proxy = Proxy(upstream, systems=config.systems, health=health, gate=gate, pages=pages,
-                  connectors={sid: c for sid, c in connectors.items()
-                              if isinstance(c, PresentsIdentity)},
-                  handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
+    proxy = Proxy(upstream, systems=config.systems, health=health.outliers, gate=gate,
+                  pages=pages, connectors=proxied, failover=failover, handover=handover,
+                  cookie_names=gateway_cookie_names(sessions.secure_cookie),
                   max_body=settings.proxy.max_body, issuer=issuer, metrics=metrics)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
-        source=source, resolver=resolver, health=health,
+        source=source, resolver=resolver, health=health, failover=failover,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
         bindings=bindings, verifier=verifier, digests=open_digests(config),
         operators=open_operators(config), metrics=metrics,

@@ -192,6 +192,7 @@ def test_routes_check_prints_the_routing_table() -> None:
     assert result.returncode == 0, result.stderr
     assert "430000-GJJ-001 住房公积金提取" in result.stdout
     assert "every division routed (136)" in result.stdout
+    assert "instance health is not considered here" in result.stdout  # it claims no health
 
 
 def test_routes_check_reports_a_bad_systems_file(tmp_path: Path) -> None:
@@ -258,3 +259,72 @@ def test_config_check_refuses_bad_metrics_settings(tmp_path: Path) -> None:
     good = roam("config", "check", env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
                                         "ROAM_METRICS_TOKEN_FILE": str(tmp_path / "token")})
     assert good.returncode == 0, good.stderr
+
+
+def test_routes_status_and_drain_need_the_shared_store() -> None:
+    for args in (("routes", "status"), ("routes", "drain", "yuelu-bdc", "1")):
+        result = roam(*args)
+        assert result.returncode == 2
+        assert "store.backend: a 'memory' store lives inside the gateway process" in \
+            result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_routes_drain_status_and_undrain_on_the_shared_store(redis_url: str,
+                                                            redis_prefix: str) -> None:
+    shared = {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
+              "ROAM_STORE_PREFIX": redis_prefix}
+    status = roam("routes", "status", env=shared)
+    assert status.returncode == 0, status.stderr
+    assert "hunan-province  http://127.0.0.1:8010  up" in status.stdout
+    assert "no transitions yet" in status.stdout
+    assert redis_url not in status.stdout  # a URL may carry a password: never printed
+    drained = roam("routes", "drain", "yuelu-bdc", "http://127.0.0.1:8011", "--reason",
+                   "upgrade", "--by", "li", env=shared)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout == "yuelu-bdc http://127.0.0.1:8011: out of rotation (health up)\n"
+    assert '"logger":"roam.audit"' in drained.stderr  # the operator's action is audited
+    table = roam("routes", "status", env=shared).stdout
+    assert "yuelu-bdc       http://127.0.0.1:8011  drained  closed   out (by li)" in table
+    assert "up → drained  upgrade (by li)" in table
+    back = roam("routes", "undrain", "yuelu-bdc", "1", env=shared)
+    assert back.stdout == "yuelu-bdc http://127.0.0.1:8011: in rotation (health up)\n"
+    assert "drained → up  put back into rotation (by cli:" in \
+        roam("routes", "status", env=shared).stdout
+
+
+def test_routes_drain_of_an_unknown_instance_exits_2(redis_url: str,
+                                                    redis_prefix: str) -> None:
+    shared = {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
+              "ROAM_STORE_PREFIX": redis_prefix}
+    result = roam("routes", "drain", "yuelu-bdc", "3", env=shared)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "roam routes drain: system 'yuelu-bdc' has no instance '3' (its instances: "
+        "http://127.0.0.1:8011)")
+
+
+def test_routes_status_without_a_store_exits_1_without_traceback() -> None:
+    dead = {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL":
+            "redis://:hunter2@127.0.0.1:1/0?socket_connect_timeout=0.5"}
+    result = roam("routes", "status", env=dead)
+    assert result.returncode == 1
+    assert result.stderr.startswith("store problem: redis find failed")
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_check_refuses_bad_health_rules_one_line_each(tmp_path: Path) -> None:
+    main = with_shipped_files((REPO / "config" / "roam.toml").read_text("utf-8"))
+    main = main.replace("\ninterval = 10 ", "\ninterval = 0 ").replace('\npath = "/" ',
+                                                                     '\npath = "x" ')
+    (tmp_path / "roam.toml").write_text(main, "utf-8")
+    result = roam("--config", str(tmp_path / "roam.toml"), "config", "check")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "configuration problems:"
+    assert any(line.endswith("health.interval: Input should be greater than or equal to 1")
+               for line in lines)
+    assert any("health.path: Value error, 'x' is not a path starting with '/'" in line
+               for line in lines)
+    assert "Traceback" not in result.stderr

@@ -27,8 +27,15 @@ def test_the_configured_limits_reach_their_parts() -> None:
     })
     gateway = build_gateway(base.revised(settings=settings), store=MemoryStore())
     assert gateway.proxy.max_body == 4096
-    assert (gateway.health.failures, gateway.health.cooldown) == (7, 12.5)
-    assert gateway.resolver.health is gateway.health  # routing and the proxy share one view
+    rules = gateway.health.rules["hunan-province"]
+    assert (rules.passive_failures, rules.passive_cooldown) == (7, 12.5)
+    # routing, the proxy and CAS/ticket logins share one view of the shared state
+    assert gateway.resolver.health is gateway.health
+    assert gateway.proxy.health is gateway.health.outliers
+    assert gateway.proxy.health.view is gateway.health.view
+    assert gateway.failover.health is gateway.health
+    # the proxy's systems are judged by their traffic too
+    assert {key[0] for key in gateway.health.view.passive} == {"hunan-province"}
 
 
 def test_every_system_gets_its_connector_opened_once() -> None:

@@ -2,18 +2,18 @@
 
 ``load_config`` reads the main file (``settings``), the clients file (``clients``) and the
 systems file (``systems``) and checks them together (``load``); ``files`` holds what they
-share. docs/configuration.md documents every key.
+share, ``health`` the health-check rules both files set. docs/configuration.md documents every key.
 """
 
 from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
+from gateway.config.health import HealthRules, HealthSection, rule_problems, rules_for
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
     AlipayChannel,
     BindingSection,
     ChannelsSection,
     GatewaySection,
-    HealthSection,
     LegacySection,
     LoginSection,
     MetricsSection,
@@ -49,6 +49,7 @@ __all__ = [
     "ClientConfig",
     "Config",
     "GatewaySection",
+    "HealthRules",
     "HealthSection",
     "LegacySection",
     "LoginSection",
@@ -74,4 +75,6 @@ __all__ = [
     "problems_of",
     "read_toml",
     "route_of",
+    "rule_problems",
+    "rules_for",
 ]

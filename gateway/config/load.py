@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.config.clients import ClientConfig, load_clients
 from gateway.config.files import problems_of, read_toml
+from gateway.config.health import rule_problems, rules_for
 from gateway.config.settings import Settings, apply_env
 from gateway.config.systems import Systems, load_systems
 from gateway.errors import ConfigError
@@ -123,6 +124,7 @@ def _assemble(settings: Settings, clients: tuple[ClientConfig, ...], base_dir: P
             cookie_domain=settings.session.cookie_domain,
             gateway_host=urlsplit(settings.gateway.issuer).hostname)
         problems.extend(found)
+        problems.extend(_health_problems(systems, settings, _under(base_dir, systems_file)))
     config = Config(settings=settings, clients=clients, systems=systems, regions=regions,
                     base_dir=base_dir, source=source)
     loopback = is_loopback_http(settings.gateway.issuer)
@@ -148,6 +150,14 @@ def _assemble(settings: Settings, clients: tuple[ClientConfig, ...], base_dir: P
         if not directory.is_file():
             problems.append(f"{source}: login.directory_file: {directory} not found")
     return config, problems
+
+
+def _health_problems(systems: Systems, settings: Settings, where: Path) -> list[str]:
+    """Each system's health rules, merged with ``[health]``, must hold together (a probe
+    timeout an override set may not fit the interval the main file set, or the reverse)."""
+    return [f"{where}: system {system.id!r}: health: {problem}"
+            for system in systems if system.health is not None
+            for problem in rule_problems(rules_for(settings.health, system.health))]
 
 
 def _named_files(defaults: Settings, data: Mapping[str, Any]) -> Settings:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from gateway.config.files import Strict
+from gateway.config.health import HealthSection
 from gateway.urls import HOST_NAME, check_url, within_domain
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "BindingSection",
     "ChannelsSection",
     "GatewaySection",
-    "HealthSection",
     "LegacySection",
     "LoginSection",
     "MetricsSection",
@@ -190,13 +190,6 @@ class ProxySection(Strict):
     # Open connections to one instance (scheme, host, port), busy and idle: a request
     # finding all busy waits up to the system's timeout, then gets 503 with Retry-After.
     max_connections_per_instance: int = Field(default=64, ge=1, le=4096)
-
-
-class HealthSection(Strict):
-    """Passive health: what the proxy learns of instances from its own requests."""
-
-    passive_failures: int = Field(default=3, ge=1, le=100)  # connect failures in a row
-    passive_cooldown: float = Field(default=30.0, gt=0, le=3600)  # seconds an instance rests
 
 
 class LegacySection(Strict):

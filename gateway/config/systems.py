@@ -18,6 +18,7 @@ It holds ``[[item]]`` tables (the catalogue of service items, so pages can show 
     connector_settings = { client_id = "xiangtan-gov" }
     items = ["430000-GJJ-001"]
     min_acr = "L3"
+    health = { path = "/healthz", interval = 5 }   # [health] in roam.toml for the rest
 
 :func:`load_systems` reports every problem at once, each naming the file and key
 (``config/systems.toml: system[2].region: ...``). Each system's connector settings are
@@ -38,6 +39,7 @@ from pydantic import Field, ValidationError, field_validator
 from connectors.base import ConnectorConfig, RelyingParty, Route
 from connectors.registry import load_entry_points, parse_connector
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
+from gateway.config.health import HealthRules
 from gateway.errors import ConfigError
 from gateway.regions import Level, RegionDirectory
 from gateway.urls import HOST_NAME, is_loopback_http, within_domain
@@ -90,6 +92,7 @@ class SystemConfig(Strict):
     privileged: bool = False  # may see unmasked ID and phone numbers
     timeout: float = Field(default=30.0, gt=0, le=600)  # proxy: connect and each read
     hosts: tuple[str, ...] = ()  # host names the gateway serves this system on
+    health: HealthRules | None = None  # keys set here override [health] for this system
 
     @field_validator("instances")
     @classmethod

@@ -7,6 +7,11 @@ Endpoints (mount them as in the wiring below)::
     GET /cas/p3/serviceValidate?service=URL&ticket=ST-…  -> XML, user and attributes
     GET /cas/logout[?service=URL]            -> 303 /my/logins
 
+A ``service`` under an instance that is down or drained (:mod:`gateway.health`) is moved
+to the same place on a usable instance of the system, if the system allows that service
+too; a system with no usable instance sends the person on through ``/go``, a level up
+(:class:`~gateway.legacy.failover.Failover`).
+
 ``/cas/login`` accepts only a ``service`` under an allowed prefix of a system whose
 connector is ``cas`` (the opened :class:`connectors.cas.Cas`; compared by
 :func:`gateway.urls.url_under`: normalised, on a path-segment boundary, no dot segments);
@@ -55,6 +60,7 @@ from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
 from gateway.ids import new_id
 from gateway.legacy.access import NO_STORE, Gate, Refusal
+from gateway.legacy.failover import Failover
 from gateway.pages import Pages
 from gateway.sessions import Session
 from gateway.store.base import Kind, Store
@@ -71,8 +77,10 @@ _XML = "application/xml; charset=utf-8"
 class CasServer:
     def __init__(self, *, systems: Systems, connectors: Mapping[str, Connector], gate: Gate,
                  store: Store, pages: Pages, ticket_ttl: int = 60,
-                 login_ttl: int = 1800, logout_path: str = "/my/logins") -> None:
+                 login_ttl: int = 1800, logout_path: str = "/my/logins",
+                 failover: Failover | None = None) -> None:
         self.gate = gate
+        self.failover = failover or Failover(systems=systems, pages=pages, issuer="")
         self.sessions = gate.sessions
         self.store = store
         self.pages = pages
@@ -93,6 +101,9 @@ class CasServer:
                     best = (len(prefix), system)
         return best[1] if best else None
 
+    def _allows(self, system: SystemConfig, service: str) -> bool:
+        return any(s is system and c.allows(service) for s, c in self._services)
+
     # -- /cas/login -----------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
@@ -108,6 +119,10 @@ class CasServer:
             log.info("cas login refused ref=%s: service not under a registered prefix",
                      page.ref)
             return self.pages.error(page)
+        moved = self.failover.onto_usable(service, system)
+        if moved is None or not self._allows(system, moved):
+            return self.failover.elsewhere(system)
+        service = moved
         renew = request.query_params.get("renew", "").lower() in ("true", "1")
         fresh_id = request.query_params.get("fresh", "")
         fresh = await self._trip(fresh_id, service)

@@ -15,6 +15,10 @@ below the system's ``min_acr`` to ``/stepup?next=…&acr=…``
 the claims released for it (``released_claims``: registered only, ID and phone masked
 unless privileged).
 
+A ``target`` under an instance that is down or drained (:mod:`gateway.health`) is moved
+to the same place on a usable instance; a system with none sends the person on through
+``/go``, a level up (:class:`~gateway.legacy.failover.Failover`).
+
 ``/ticket/redeem`` authenticates the system (``401 invalid_client``), then consumes the
 ticket atomically: unknown, expired, already used or issued for another system are all
 ``400 invalid_grant`` (a ticket shown to the wrong system is spent). Success is ``200``
@@ -37,6 +41,7 @@ from connectors.ticket import Ticket
 from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
 from gateway.legacy.access import NO_STORE, Gate, Refusal
+from gateway.legacy.failover import Failover
 from gateway.pages import Pages
 from gateway.store.base import Kind, Store
 from gateway.urls import append_query, url_under
@@ -46,8 +51,9 @@ __all__ = ["TicketEndpoints"]
 
 class TicketEndpoints:
     def __init__(self, *, systems: Systems, connectors: Mapping[str, Connector], gate: Gate,
-                 store: Store, pages: Pages) -> None:
+                 store: Store, pages: Pages, failover: Failover | None = None) -> None:
         self.gate = gate
+        self.failover = failover or Failover(systems=systems, pages=pages, issuer="")
         self.store = store
         self.pages = pages
         # Each ticket system with its opened connector (credential digest, ticket TTL).
@@ -66,6 +72,10 @@ class TicketEndpoints:
             return self.pages.error(PageError(
                 "跳转地址无效",
                 f"要前往的地址不属于业务系统“{system.name}”，为保护您的账户，已停止跳转。"))
+        moved = self.failover.onto_usable(target, system)
+        if moved is None:
+            return self.failover.elsewhere(system)
+        target = moved
         here = request.url.path + "?" + urlencode({"system": system.id, "target": target})
         session = await self.gate.enter_request(request, system)
         if isinstance(session, Refusal):

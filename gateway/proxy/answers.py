@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.config import SystemConfig
 from gateway.errors import PageError, StoreError
 from gateway.legacy.access import NO_STORE, Refusal
+from gateway.legacy.failover import Failover
 from gateway.pages import Pages
 from gateway.proxy.upstream import UpstreamError
 
@@ -95,6 +96,21 @@ class ProxyAnswers:
         answer = self._answer(request, page, code)
         if status == 503:
             answer.headers["Retry-After"] = "5"
+        return answer
+
+    def no_instance(self, request: Request, system: SystemConfig, failover: Failover | None,
+                    *, recovering: bool = False) -> Response:
+        """No instance of the system may be used now: a person's page view goes on through
+        ``/go`` a level up (``failover``); anything else gets 503 with ``Retry-After`` —
+        also while every instance left is half-open and its one trial runs elsewhere
+        (``recovering``)."""
+        if (failover is not None and not recovering and is_navigation(request)
+                and request.method in ("GET", "HEAD")):
+            return failover.elsewhere(system)
+        detail = "正在恢复" if recovering else "暂时无法访问"
+        answer = self.fail(request, 503, "temporarily_unavailable", "业务系统暂时无法访问",
+                           f"{system.name}{detail}，请稍后再试。")
+        answer.headers["Retry-After"] = "5"
         return answer
 
     def not_allowed(self, request: Request, methods: Sequence[str]) -> Response:

@@ -15,11 +15,16 @@ One request, in order:
    :func:`connectors.base.strip_client_identity`) and the gateway's own cookies;
    ``X-Forwarded-*`` are the gateway's own (:mod:`gateway.proxy.forwarding`); then the
    connector adds the identity;
-4. an instance is chosen round-robin among those :class:`PassiveHealth` calls healthy (all
-   of them if none is); the body is streamed up, refused with ``413`` past ``max_body``
-   (``Content-Length`` is checked before any upstream is contacted);
+4. an instance is chosen round-robin among those up or half-open in this process's copy
+   of the shared health (:mod:`gateway.health`; a half-open one only if this request wins
+   its one trial); with none left, a person goes on through ``/go`` a level up
+   (:class:`~gateway.legacy.failover.Failover`), a program gets ``503``; the body is
+   streamed up, refused with ``413`` past ``max_body`` (``Content-Length`` is checked
+   before any upstream is contacted);
 5. only idempotent methods are retried, only on a connect failure (nothing was sent), on
-   the next instance; every attempt is recorded in the passive health;
+   the next instance; every attempt's outcome goes to passive health
+   (:class:`~gateway.health.Outliers`: a 5xx, a timeout, a failed connection or a broken
+   answer counts against the instance);
 6. the response streams back without hop-by-hop headers and without any ``Set-Cookie`` for
    the gateway's cookies; a ``Location`` into the instance is rewritten under ``/s/<system>``.
 
@@ -52,9 +57,11 @@ from connectors.base import Outgoing, PresentsIdentity, Route, strip_client_iden
 from gateway.config import SystemConfig, Systems, route_of
 from gateway.cookies import cookie_value
 from gateway.errors import PageError, StoreError, new_reference
+from gateway.health import Outliers
 from gateway.host_sessions import CALLBACK_PATH, LOGOUT_PATH
 from gateway.identity import Identity
 from gateway.legacy.access import NO_STORE, Gate, Refusal
+from gateway.legacy.failover import Failover
 from gateway.legacy.handover import Handover
 from gateway.metrics.recorder import Metrics
 from gateway.pages import Pages
@@ -65,7 +72,6 @@ from gateway.proxy.forwarding import (
     path_cookie_prefix,
     upstream_request_headers,
 )
-from gateway.proxy.health import PassiveHealth
 from gateway.proxy.hosts import HOST_ROUTED
 from gateway.proxy.upstream import (
     Upstream,
@@ -87,6 +93,7 @@ PREFIX = "/s/"
 """Every path under it is the proxy's: ``/s/<system>/<path>``."""
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_ROUTABLE = frozenset({"up", "trial"})
 
 
 # -- the proxy -----------------------------------------------------------------------------
@@ -192,7 +199,7 @@ class Proxy:
         *,
         systems: Systems,
         connectors: Mapping[str, PresentsIdentity],
-        health: PassiveHealth,
+        health: Outliers,
         gate: Gate,
         handover: Handover | None = None,
         cookie_names: set[str] | frozenset[str] = frozenset(),
@@ -200,6 +207,7 @@ class Proxy:
         pages: Pages | None = None,
         choose: Chooser | None = None,
         issuer: str = "",
+        failover: Failover | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
@@ -220,6 +228,7 @@ class Proxy:
         self.answers = ProxyAnswers(pages=pages or Pages(), max_body=max_body)
         self.choose: Chooser = choose or RoundRobin()
         self.issuer = issuer  # host-routed systems are sent to its login
+        self.failover = failover  # a system with no instance left: /go, a level up
         self._targets: dict[tuple[str, str], tuple[Route, str, str]] = {}
         public = urlsplit(issuer.lower())
         # X-Forwarded-Host/-Proto: where the gateway serves a system, never what a client
@@ -368,12 +377,20 @@ class Proxy:
                        connector: PresentsIdentity, identity: Identity, rest: str, query: str,
                        headers: Headers, body: _Body | None, prefix: str) -> ASGIApp:
         method = request.method.upper()
-        timeout = system.timeout
+        health = self.health
+        order = self._order(system)
+        if not order:
+            return self.answers.no_instance(request, system, self.failover)
         last: UpstreamError = UpstreamConnectError("no instance")
         instance = ""
-        for attempt, instance in enumerate(self._order(system)):
-            if attempt and (method not in IDEMPOTENT or (body is not None and body.started)):
+        tried = 0
+        for instance in order:
+            if tried and (method not in IDEMPOTENT or (body is not None and body.started)):
                 break
+            if (health.availability(system.id, instance) == "trial"
+                    and not await health.claim_trial(system, instance)):
+                continue  # another request is its one trial
+            tried += 1
             route, base, base_path = self._target(system, instance)
             tail = "/" + rest + (f"?{query}" if query else "")
             outgoing = Outgoing(method=method, path=base_path + tail, headers=list(headers))
@@ -382,33 +399,43 @@ class Proxy:
             try:
                 resp = await self.upstream.send(
                     method, url, outgoing.headers,
-                    body.chunks() if body is not None else None, wait=timeout)
+                    body.chunks() if body is not None else None, wait=system.timeout)
             except UpstreamConnectError as exc:
-                self.health.record_failure(system.id, instance)
+                await health.failed(system.id, instance, "connect error")
                 last = exc
                 continue
             except UpstreamError as exc:
                 if body is not None and body.too_large:
                     return self.answers.too_large(request)
-                if isinstance(exc, UpstreamBusy):
+                if isinstance(exc, UpstreamBusy):  # this process's own limit, not the instance
                     return self.answers.upstream_error(request, 503, system, instance, exc)
-                if isinstance(exc, UpstreamTimeout):
-                    return self.answers.upstream_error(request, 504, system, instance, exc)
-                return self.answers.upstream_error(request, 502, system, instance, exc)
+                timed_out = isinstance(exc, UpstreamTimeout)
+                await health.failed(system.id, instance, "timeout" if timed_out else "broken")
+                return self.answers.upstream_error(request, 504 if timed_out else 502, system,
+                                                   instance, exc)
             except _TooLarge:  # the client library let the body's own error through
                 return self.answers.too_large(request)
-            self.health.record_success(system.id, instance)
+            if resp.status >= 500:
+                await health.failed(system.id, instance, f"status {resp.status}")
             small = _small_length(resp.headers)
-            if small is not None:
-                try:
-                    content = await resp.read()
-                except UpstreamError as exc:
-                    status = 504 if isinstance(exc, UpstreamTimeout) else 502
-                    return self.answers.upstream_error(request, status, system, instance, exc)
-                finally:
-                    await resp.close()
-                return self._answer(resp, instance, prefix, content)
-            return self._relay(resp, system, instance, prefix)
+            if small is None:
+                if resp.status < 500:
+                    await health.succeeded(system.id, instance)
+                return self._relay(resp, system, instance, prefix)
+            try:
+                content = await resp.read()
+            except UpstreamError as exc:
+                status = 504 if isinstance(exc, UpstreamTimeout) else 502
+                if resp.status < 500:
+                    await health.failed(system.id, instance, "broken")
+                return self.answers.upstream_error(request, status, system, instance, exc)
+            finally:
+                await resp.close()
+            if resp.status < 500:
+                await health.succeeded(system.id, instance)
+            return self._answer(resp, instance, prefix, content)
+        if not tried:  # every instance left is half-open, its trial running elsewhere
+            return self.answers.no_instance(request, system, None, recovering=True)
         return self.answers.upstream_error(request, 502, system, instance, last)
 
     def _target(self, system: SystemConfig, instance: str) -> tuple[Route, str, str]:
@@ -422,13 +449,13 @@ class Proxy:
         return found
 
     def _order(self, system: SystemConfig) -> list[str]:
-        """Instances to try: the chosen one first, then the other healthy ones in turn.
-        When passive health has marked every instance down, all are tried anyway."""
-        if len(system.instances) == 1:  # the usual case: nothing to choose
-            return list(system.instances)
-        pool = [u for u in system.instances if self.health.healthy(system.id, u)]
-        if not pool:
-            pool = list(system.instances)
+        """Instances to try: the chosen one first, then the others in turn; those up or
+        half-open only (a half-open one takes a trial request now and then, as its turn
+        comes). None when every one is down or drained."""
+        availability = self.health.availability
+        pool = [u for u in system.instances if availability(system.id, u) in _ROUTABLE]
+        if len(pool) <= 1:  # the usual case: nothing to choose
+            return pool
         first = pool.index(self.choose(system.id, pool))
         return pool[first:] + pool[:first]
 

@@ -8,6 +8,12 @@ their own login (``oidc``: the system asks the gateway; ``cas``, ``ticket``: the
 ticket-issuing login URL for them); systems whose connector presents identity in headers
 through the gateway's proxy, on the system's own host (or at ``/s/<system>/`` in path mode).
 An unknown item or region, or no route, is a Chinese page that lists what does exist.
+
+When the nearest system is down or drained (:mod:`gateway.health`) and a level above
+handles the item, the person is not sent there silently: a short Chinese page says which
+system is unavailable and why, and where they are being sent (it continues by itself
+after a few seconds, or at a click). A fallback only because the county has no system
+of its own is ordinary routing and needs no word.
 """
 
 from __future__ import annotations
@@ -25,13 +31,23 @@ from gateway.errors import new_reference
 from gateway.legacy.access import Gate, Refusal
 from gateway.pages import Pages
 from gateway.regions import PROVINCE_CODE
-from gateway.routing.resolve import NoRoute, Resolver, RouteError, UnknownItem, UnknownRegion
+from gateway.routing.resolve import (
+    NoRoute,
+    Resolution,
+    Resolver,
+    RouteError,
+    UnknownItem,
+    UnknownRegion,
+)
 from gateway.sessions import SessionManager
 from gateway.urls import origin_on
 
 __all__ = ["GoPages"]
 
 audit = logging.getLogger("roam.audit")
+
+NOTICE_SECONDS = 5
+"""How long the page saying where a person is sent instead stays before it goes on."""
 
 
 class GoPages:
@@ -71,8 +87,21 @@ class GoPages:
             target = f"{self.proxy_prefix}{system.id}/"
         audit.info("go", extra={"item": item, "region": region, "system": system.id,
                                 "via": found.region, "fallback": found.fallback,
+                                "skipped": [s.system.id for s in found.skipped],
                                 "sid": session.sid})
+        if found.skipped:
+            return self._notice(found, item, target)
         return RedirectResponse(target, status_code=303)
+
+    def _notice(self, found: Resolution, item: str, target: str) -> Response:
+        """The page telling the person the nearer system is unavailable, and where to."""
+        at = self.resolver.regions.get(found.region)
+        catalogued = self.resolver.systems.item(item)
+        return self.pages.render("go_notice.html", {
+            "skipped": [(s.system.name, s.why) for s in found.skipped],
+            "item_name": catalogued.name if catalogued is not None else item,
+            "region_name": at.name if at is not None else found.region,
+            "system_name": found.system.name, "target": target, "delay": NOTICE_SECONDS})
 
     async def items(self, request: Request) -> Response:
         """事项 page: every item, each a /go link for the chosen region (no login needed)."""
@@ -100,6 +129,9 @@ class GoPages:
                      for r in exc.suggestions]
         elif isinstance(exc, NoRoute):
             title, detail = "暂无办理系统", "您所在地区及其上级暂时没有可以办理该事项的系统。"
+            if exc.skipped:
+                detail = "；".join(f"{s.system.name}{s.why}" for s in exc.skipped) + \
+                    "，暂时没有其他可以办理该事项的系统。"
             links_title = "以下地区的系统可以办理："
             links = [(f"/go/{item}?{urlencode({'region': r.code})}", f"{r.name}：{s.name}")
                      for r, s in exc.nearby]

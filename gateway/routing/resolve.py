@@ -1,10 +1,12 @@
 """Route resolution: which system, and which of its instances, serves an item in a region.
 
 For a region the resolver tries the systems registered exactly at that code, then at each
-ancestor (county → prefecture → province). A system with no healthy instance counts as
-absent, so an unhealthy county system falls back to its city's (failover). Among a
-system's healthy instances the load is spread round-robin (per system), or by a ``choose``
-callable passed in (tests pass a deterministic one).
+ancestor (county → prefecture → province). A system with no usable instance
+(:func:`gateway.health.usable`: up and in rotation, else half-open) counts as absent, so
+an unhealthy or drained county system falls back to its city's (failover), and the
+:class:`Resolution` names what was skipped and why, for the page that tells the citizen.
+Among a system's usable instances the load is spread round-robin (per system), or by a
+``choose`` callable passed in (tests pass a deterministic one).
 
 **Historical codes** (an old ID number's area code, e.g. ``432121`` 湘潭县 of the former
 湘潭地区) are resolved through ``successors``, a mapping from historical to current code
@@ -25,21 +27,20 @@ import difflib
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from gateway.config import ServiceItem, SystemConfig, Systems
 from gateway.errors import RoamError
+from gateway.health import AlwaysUp, Health, unavailable_because, usable
 from gateway.regions import Region, RegionDirectory
 
 __all__ = [
-    "AlwaysHealthy",
     "Chooser",
-    "Health",
     "NoRoute",
     "Resolution",
     "Resolver",
     "RoundRobin",
     "RouteError",
+    "Skipped",
     "UnknownItem",
     "UnknownRegion",
     "routing_table",
@@ -50,19 +51,6 @@ MAX_NEARBY = 10
 
 #: ``choose(system_id, healthy_instances) -> instance``; instances are never empty.
 Chooser = Callable[[str, Sequence[str]], str]
-
-
-class Health(Protocol):
-    """What the health checker knows about a system's instance."""
-
-    def healthy(self, system_id: str, instance: str) -> bool: ...
-
-
-class AlwaysHealthy:
-    """No health information: every instance is up (the default, and `routes check`)."""
-
-    def healthy(self, system_id: str, instance: str) -> bool:
-        return True
 
 
 class RoundRobin:
@@ -98,11 +86,21 @@ class UnknownRegion(RouteError):
         self.suggestions = suggestions
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A system that handles the item on the way, passed over: none of its instances
+    could be used. ``why`` is for the citizen (正在维护, 暂时无法访问)."""
+
+    system: SystemConfig
+    why: str
+
+
 class NoRoute(RouteError):
-    """No healthy system handles the item anywhere up the chain from the region.
+    """No usable system handles the item anywhere up the chain from the region.
 
     ``walked`` are the codes tried, nearest first; ``nearby`` are systems handling the
-    item elsewhere (same prefecture first), with the region each is registered at.
+    item elsewhere (same prefecture first), with the region each is registered at;
+    ``skipped`` those on the way that are down or drained.
     """
 
     def __init__(
@@ -111,12 +109,14 @@ class NoRoute(RouteError):
         region: str,
         walked: tuple[str, ...],
         nearby: list[tuple[Region, SystemConfig]],
+        skipped: tuple[Skipped, ...] = (),
     ) -> None:
         super().__init__(f"no system handles {item!r} for {region} (tried {', '.join(walked)})")
         self.item = item
         self.region = region
         self.walked = walked
         self.nearby = nearby
+        self.skipped = skipped
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ class Resolution:
     region: str  # the division whose system answered
     walked: tuple[str, ...]  # the codes tried, nearest (county) first
     fallback: bool  # the answer came from above the first code tried
+    skipped: tuple[Skipped, ...] = ()  # systems passed over for their health, nearest first
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Resolver:
 
     systems: Systems
     regions: RegionDirectory
-    health: Health = field(default_factory=AlwaysHealthy)
+    health: Health = field(default_factory=AlwaysUp)
     choose: Chooser = field(default_factory=RoundRobin)
     successors: Mapping[str, str] = field(default_factory=dict)  # historical -> current
 
@@ -146,19 +147,23 @@ class Resolver:
             raise UnknownItem(item, suggest_items(self.systems, item))
         chain = self.chain(region)
         walked: list[str] = []
+        skipped: list[Skipped] = []
         for code in chain:
             walked.append(code)
             for system in self.systems.at(code, item):
-                healthy = [u for u in system.instances if self.health.healthy(system.id, u)]
-                if healthy:
-                    return Resolution(
-                        system=system,
-                        instance=self.choose(system.id, healthy),
-                        region=code,
-                        walked=tuple(walked),
-                        fallback=code != chain[0],
-                    )
-        raise NoRoute(item, region, tuple(walked), self.nearby(item, chain[0]))
+                pool = usable(self.health, system)
+                if not pool:
+                    skipped.append(Skipped(system, unavailable_because(self.health, system)))
+                    continue
+                return Resolution(
+                    system=system,
+                    instance=self.choose(system.id, pool),
+                    region=code,
+                    walked=tuple(walked),
+                    fallback=code != chain[0],
+                    skipped=tuple(skipped),
+                )
+        raise NoRoute(item, region, tuple(walked), self.nearby(item, chain[0]), tuple(skipped))
 
     def chain(self, region: str) -> list[str]:
         """The current codes to try for ``region``, nearest first, ending at the province."""
@@ -238,13 +243,16 @@ def _first(system_id: str, instances: Sequence[str]) -> str:
 def routing_table(systems: Systems, regions: RegionDirectory) -> str:
     """The text ``roam routes check`` prints: systems, then per item who serves whom.
 
-    Every current prefecture- and county-level division is resolved (all instances taken as
-    healthy). Per item: each system handling it, the region it serves directly, how many
+    Every current prefecture- and county-level division is resolved as configured: the
+    instances' health is not known here, and the text says so (``roam routes status``
+    shows it). Per item: each system handling it, the region it serves directly, how many
     divisions fall back to it, and every division with no route at all.
     """
     resolver = Resolver(systems, regions, choose=_first)
     lines = [f"{len(systems)} systems, {len(systems.items())} items "
-             f"(regions {regions.data_version or '?'})", "", "systems:"]
+             f"(regions {regions.data_version or '?'})",
+             "routes as configured: instance health is not considered here "
+             "(`roam routes status` shows it)", "", "systems:"]
     width = max((len(s.id) for s in systems), default=0)
     for system in systems:
         at = regions.get(system.region)

@@ -9,6 +9,11 @@ compare-and-swap, remembering the last ``VERSION_HISTORY`` versions it replaced.
 refresh tokens is that: the grant's version is its current token's digest, so one atomic
 call on one key both checks a token and retires it, and a retired one is recognised.
 
+``swap`` is the other way to change a versioned record: optimistic concurrency. A writer
+reads the record and its version (``find_versioned``), computes the next payload, and
+writes it only if the version is still the one it read; a loser reads again. Records
+several processes update — an instance's shared health, a probe lease — change that way.
+
 A kind may instead hold *counters* (``incr``): an integer per ``(kind, id)`` that lives
 for a fixed window from its first increment. Lockouts and throttles count with it, so any
 number of concurrent requests and gateway processes see one exact count. A kind holds
@@ -89,6 +94,11 @@ class Kind(StrEnum):
     OPS_SESSION = "ops_session"  # an operator's console session (gateway/ops)
     OPS_FAILURES = "ops_failures"  # counter: an operator's login attempts, per window
     OPS_TOTP = "ops_totp"  # counter: uses of one operator's TOTP time step
+    HEALTH_STATE = "health_state"  # an instance's shared health (swap), gateway.health
+    HEALTH_CHECK = "health_check"  # an instance's last active probe and its run of results
+    HEALTH_LEASE = "health_lease"  # which process probes an instance now (swap, TTL ≈ interval)
+    HEALTH_FAILURES = "health_fails"  # counter: failed proxied requests to an instance in a row
+    HEALTH_TRIAL = "health_trial"  # counter: the one trial request to a half-open instance
 
 
 def check_ttl(ttl: object) -> int:
@@ -199,6 +209,13 @@ class Store(Protocol):
 
         A record made in advance and replaced later can thus never be brought back by a
         writer that lost a race with its removal (a code's grant: ``gateway.oidc.server``).
+        """
+
+    async def swap(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                   expected: str | None, version: str) -> bool:
+        """As ``upsert`` with ``version``, but only if the record's version is ``expected``
+        (``None``: only if there is no live record), atomically; False, and nothing
+        written, otherwise. However many race with one ``expected``, one wins.
         """
 
     async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:

@@ -22,7 +22,7 @@ __all__ = ["OPERATIONS", "MeasuredStore", "StoreMeter"]
 T = TypeVar("T")
 
 OPERATIONS = ("upsert", "find", "find_text", "consume", "find_versioned", "advance",
-              "replace", "incr", "destroy", "find_by_grant", "revoke_by_grant")
+              "replace", "swap", "incr", "destroy", "find_by_grant", "revoke_by_grant")
 """The store protocol's calls, as the ``operation`` label names them."""
 
 
@@ -76,6 +76,11 @@ class MeasuredStore:
                       version: str = "") -> bool:
         return await self._run("replace",
                                self.inner.replace(kind, id, payload, ttl, version=version))
+
+    async def swap(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                   expected: str | None, version: str) -> bool:
+        return await self._run("swap", self.inner.swap(kind, id, payload, ttl,
+                                                       expected=expected, version=version))
 
     async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
         return await self._run("incr", self.inner.incr(kind, id, ttl, by=by))

@@ -138,6 +138,21 @@ class MemoryStore:
                       version: str = "") -> bool:
         return self._write(_key(kind, id), payload, ttl, version, only_over_live=True)
 
+    async def swap(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                   expected: str | None, version: str) -> bool:
+        # No await in here: the comparison and the write cannot be interleaved.
+        key = _key(kind, id)
+        check_ttl(ttl)
+        check_version(version)
+        if expected is not None:
+            check_version(expected, empty_ok=True)
+        dump_payload(payload)  # refused payloads are refused whatever the version
+        record = self._live(key)
+        if (record is not None) if expected is None else (
+                record is None or record.version != expected):
+            return False
+        return self._write(key, payload, ttl, version, only_over_live=False)
+
     async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
         # No await in here: under asyncio the read and the write cannot be interleaved.
         key = _key(kind, id)

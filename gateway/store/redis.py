@@ -100,6 +100,19 @@ if redis.call('HEXISTS', KEYS[1], 'p') == 0 then
 end
 """ + _UPSERT
 
+# Upsert only if the version is ARGV[5] (ARGV[6] '1': only if there is no record), in one
+# script. A counter at the key holds no 'p': it counts as no record. 0: nothing written.
+_SWAP = """
+local held = redis.call('HMGET', KEYS[1], 'p', 'v')
+if ARGV[6] == '1' then
+  if held[1] then
+    return 0
+  end
+elseif not held[1] or (held[2] or '') ~= ARGV[5] then
+  return 0
+end
+""" + _UPSERT
+
 _OUTCOMES: dict[int, Advance] = {0: "unknown", 1: "advanced", 2: "retired"}
 
 # PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
@@ -163,6 +176,7 @@ class RedisStore:
         self._advance = client.register_script(_ADVANCE)
         self._replace = client.register_script(_REPLACE)
         self._incr = client.register_script(_INCR)
+        self._swap = client.register_script(_SWAP)
         self._pipeliner = Pipeliner(client)
 
     @classmethod
@@ -185,7 +199,8 @@ class RedisStore:
         await self._write(self._upsert, "upsert", kind, id, payload, ttl, version)
 
     async def _write(self, script: AsyncScript, action: str, kind: str, id: str,
-                     payload: Mapping[str, Any], ttl: int, version: str) -> object:
+                     payload: Mapping[str, Any], ttl: int, version: str,
+                     *extra: str) -> object:
         key = self._record_key(kind, id)
         check_ttl(ttl)
         check_version(version, empty_ok=True)
@@ -200,7 +215,7 @@ class RedisStore:
                 await self._pipeliner.script(self._index, [self._grant_key(grant_id)],
                                              [key, ttl * 1000 + _INDEX_MARGIN_MS])
             return await self._pipeliner.script(script, [key],
-                                                [text, ttl, grant_id or "", version])
+                                                [text, ttl, grant_id or "", version, *extra])
 
     async def find(self, kind: str, id: str) -> dict[str, Any] | None:
         raw = await self.find_text(kind, id)
@@ -251,6 +266,14 @@ class RedisStore:
     async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                       version: str = "") -> bool:
         return await self._write(self._replace, "replace", kind, id, payload, ttl, version) == 1
+
+    async def swap(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
+                   expected: str | None, version: str) -> bool:
+        check_version(version)
+        if expected is not None:
+            check_version(expected, empty_ok=True)
+        return await self._write(self._swap, "swap", kind, id, payload, ttl, version,
+                                 expected or "", "1" if expected is None else "0") == 1
 
     async def incr(self, kind: str, id: str, ttl: int, *, by: int = 1) -> Counted:
         key = self._record_key(kind, id)

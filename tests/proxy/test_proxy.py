@@ -20,6 +20,8 @@ from connectors.signed_header import SignedHeader, verify
 from gateway.config import ServiceItem, SessionSection, SystemConfig, Systems
 from gateway.identity import Identity, PersonKind
 from gateway.legacy.access import Gate
+from gateway.legacy.failover import Failover
+from gateway.pages import Pages
 from gateway.proxy.aiohttp_upstream import AiohttpUpstream
 from gateway.proxy.answers import MiB
 from gateway.proxy.dispatch import ProxyFirst
@@ -35,13 +37,13 @@ from gateway.proxy.forwarding import (
     without_underscores,
 )
 from gateway.proxy.h1 import H1Upstream
-from gateway.proxy.health import PassiveHealth
 from gateway.proxy.proxy import PREFIX, Proxy
 from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import RoundRobin
 from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from tests.support.health import local_health
 from tests.support.servers import RecordingUpstream, free_port, raw_exchange, serve
 
 SECRET = b"s" * 32
@@ -132,7 +134,7 @@ def gateway_app(systems: Systems, transport: str = "aiohttp", *,
     at most ``max_connections`` per instance)."""
     sessions = SessionManager(MemoryStore(), SessionSection(), issuer="http://127.0.0.1:8000")
     connectors = {s.id: SignedHeader(secret=SECRET) for s in systems}
-    proxy_options.setdefault("health", PassiveHealth(failures=1000))
+    proxy_options.setdefault("health", local_health(systems, passive_failures=100).outliers)
     upstream: Upstream = (H1Upstream(max_connections=max_connections) if transport == "h1"
                           else AiohttpUpstream())
     proxy = Proxy(upstream, systems=systems, connectors=connectors, gate=Gate(sessions),
@@ -374,7 +376,8 @@ async def test_store_failure_is_503_with_retry_after(
     sessions = SessionManager(store, SessionSection(), issuer="http://127.0.0.1:8000")
     systems = Systems([system("echo", [upstreams[0]])], [ServiceItem(code=ITEM, name="事项")])
     proxy = Proxy(H1Upstream(), systems=systems, gate=Gate(sessions),
-                  connectors={"echo": SignedHeader(secret=SECRET)}, health=PassiveHealth())
+                  connectors={"echo": SignedHeader(secret=SECRET)},
+                  health=local_health(systems).outliers)
     app = ProxyFirst(proxy=proxy, prefix=PREFIX, hosts={})
     cookie = {"Cookie": "roam_session=sid0.secret0"}
     try:
@@ -543,21 +546,45 @@ async def test_passive_health_skips_an_instance_after_failures(
 ) -> None:
     a, _, dead = upstreams
     systems = Systems([system("pair", [dead, a])], [ServiceItem(code=ITEM, name="事项")])
-    health = PassiveHealth(failures=2, cooldown=60)
+    health = local_health(systems, passive_failures=2)
 
     def first(system_id: str, instances: Sequence[str]) -> str:
         return instances[0]
 
-    with serve(gateway_app(systems, health=health, choose=first)) as url:
+    with serve(gateway_app(systems, health=health.outliers, choose=first)) as url:
         async with client(url) as http:
-            for _ in range(3):
-                posted = await http.post("/s/pair/x", content=b"1", headers=JSON)
-                if posted.status_code == 200:
-                    break
-    # two POSTs failed on the dead instance (never retried); the third skipped it
-    assert posted.status_code == 200
+            statuses = [(await http.post("/s/pair/x", content=b"1", headers=JSON)).status_code
+                        for _ in range(3)]
+            posted = await http.post("/s/pair/x", content=b"1", headers=JSON)
+    # two POSTs failed on the dead instance (never retried) and took it out; then a
+    assert statuses == [502, 502, 200]
     assert posted.json()["instance"] == "a"
-    assert not health.healthy("pair", dead)
+    assert health.availability("pair", dead) == "down"
+    state, _ = await health.shared.read("pair", dead)
+    assert (state.cause, state.reason) == (
+        "passive", "2 failed requests in a row, the last: connect error")
+
+
+async def test_a_system_with_no_instance_left_sends_people_a_level_up(
+    upstreams: tuple[str, str, str],
+) -> None:
+    """Every instance out: a person goes on through /go for the system's item, in its
+    region (which falls back a level and says so); a program gets 503."""
+    a, _, _ = upstreams
+    systems = Systems([system("solo", [a])], [ServiceItem(code=ITEM, name="事项")])
+    health = local_health(systems)
+    await health.shared.drain("solo", a, by="operator")
+    failover = Failover(systems=systems, pages=Pages(), issuer="https://sso.example",
+                        health=health)
+    with serve(gateway_app(systems, health=health.outliers, failover=failover)) as url:
+        async with client(url) as http:
+            page = await http.get("/s/solo/x", headers=NAV)
+            api = await http.get("/s/solo/x", headers=JSON)
+    assert page.status_code == 303
+    assert page.headers["location"] == f"https://sso.example/go/{ITEM}?region=430100"
+    assert api.status_code == 503
+    assert api.headers["retry-after"] == "5"
+    assert api.json()["error"] == "temporarily_unavailable"
 
 
 # -- sessions and levels ----------------------------------------------------------------------
@@ -598,7 +625,7 @@ async def test_session_below_min_acr_is_stepped_up(gateway: str) -> None:
         assert (await http.get("/s/strict/x", headers=JSON)).status_code == 200
 
 
-# -- header rules and passive health, without servers -----------------------------------------
+# -- header rules, without servers -----------------------------------------
 
 def test_hop_by_hop_headers_are_removed() -> None:
     headers = [("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"),
@@ -743,18 +770,3 @@ def test_one_pass_response_headers_equal_the_rules_composed(
         expected.append((name.lower().encode(), value.encode()))
     assert client_response_headers(headers, cookie_names=names, base="http://up:9",
                                    prefix=prefix) == expected
-
-
-def test_passive_health_marks_down_then_recovers() -> None:
-    now = [0.0]
-    health = PassiveHealth(failures=2, cooldown=10, clock=lambda: now[0])
-    health.record_failure("s", "u")
-    assert health.healthy("s", "u")
-    health.record_failure("s", "u")
-    assert not health.healthy("s", "u")
-    now[0] = 11
-    assert health.healthy("s", "u")  # tried again after the cooldown ...
-    health.record_failure("s", "u")
-    assert not health.healthy("s", "u")  # ... and down again at once if it still fails
-    health.record_success("s", "u")
-    assert health.healthy("s", "u")

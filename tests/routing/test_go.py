@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.store.memory import MemoryStore
+from gateway.wiring import Gateway
 from tests.support.gateway import (
     CITIZEN,
     DEMO_PASSWORD,
@@ -187,3 +189,45 @@ def test_a_proxied_system_below_its_level_reaches_the_step_up_for_that_level(
     page = browser.get(browser.get(step_up).headers["location"])
     assert page.status_code == 403
     assert "该业务需要 L2 实名认证，您的账户目前核验到 L1 账户认证" in page.text
+
+
+@pytest.fixture
+def fresh() -> Iterator[tuple[str, Gateway]]:
+    """A gateway of its own (the test changes its instances' health), and its parts."""
+    port = free_port()
+    app = create_app(config_on_port(port), store=MemoryStore())
+    with serve(app, port) as url:
+        yield url, app.state.gateway
+
+
+def test_a_drained_county_system_falls_back_with_a_notice(
+        fresh: tuple[str, Gateway]) -> None:
+    url, gateway = fresh
+    asyncio.run(gateway.health.shared.drain("yuelu-bdc", "1", by="cli:ops"))
+    with httpx.Client(base_url=url) as browser:
+        log_in_via(browser, browser.get(f"/go/{BDC}?region=430104"))
+        page = browser.get(f"/go/{BDC}?region=430104")
+        assert page.status_code == 200  # not a silent redirect: a page says why, and where
+        assert "长沙市岳麓区不动产登记（演示，旧系统）正在维护。" in page.text
+        assert "已为您转到长沙市的“长沙市政务服务（演示）”办理“不动产登记查询”。" in page.text
+        assert 'href="http://127.0.0.1:8001/login"' in page.text
+        assert 'content="5;url=http://127.0.0.1:8001/login"' in page.text
+        # the county's CAS login itself: on through /go, which says the same
+        cas = browser.get("/cas/login", params={"service": "http://127.0.0.1:8011/"})
+        assert cas.status_code == 303
+        assert cas.headers["location"] == f"{url}/go/{BDC}?region=430104"
+        # an ordinary fallback (芙蓉区 has no system of its own) needs no word
+        assert browser.get(f"/go/{BDC}?region=430102").status_code == 303
+
+
+def test_with_every_level_out_the_page_says_so(fresh: tuple[str, Gateway]) -> None:
+    url, gateway = fresh
+    for system in ("yuelu-bdc", "changsha-zwfw", "hunan-province"):
+        asyncio.run(gateway.health.shared.drain(system, "1", by="cli:ops"))
+    with httpx.Client(base_url=url) as browser:
+        log_in_via(browser, browser.get(f"/go/{BDC}?region=430104"))
+        page = browser.get(f"/go/{BDC}?region=430104")
+    assert page.status_code == 404
+    assert "暂无办理系统" in page.text
+    assert ("长沙市岳麓区不动产登记（演示，旧系统）正在维护；长沙市政务服务（演示）正在维护；"
+            "湖南省政务服务平台（演示）正在维护，暂时没有其他可以办理该事项的系统。") in page.text

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from gateway.config import ServiceItem, SystemConfig, Systems, load_systems
+from gateway.health import Availability
 from gateway.regions import RegionDirectory
 from gateway.routing.resolve import (
     NoRoute,
@@ -34,13 +35,15 @@ def demo(regions: RegionDirectory) -> Systems:
 
 
 class Down:
-    """Health: the listed (system, instance) pairs are down; everything else is up."""
+    """Health: the listed (system, instance) pairs are down (or ``as_`` another
+    availability); everything else is up."""
 
-    def __init__(self, *down: tuple[str, str]) -> None:
+    def __init__(self, *down: tuple[str, str], as_: Availability = "down") -> None:
         self.down = set(down)
+        self.as_ = as_
 
-    def healthy(self, system_id: str, instance: str) -> bool:
-        return (system_id, instance) not in self.down
+    def availability(self, system_id: str, instance: str) -> Availability:
+        return self.as_ if (system_id, instance) in self.down else "up"
 
 
 def first(system_id: str, instances: Sequence[str]) -> str:
@@ -101,6 +104,39 @@ def test_unhealthy_county_system_fails_over_upwards(regions: RegionDirectory) ->
     assert (found.system.id, found.region, found.fallback) == ("city", "430100", True)
     assert found.walked == ("430104", "430100")
     assert found.instance == "https://c1.example.gov.cn"
+    assert [(s.system.id, s.why) for s in found.skipped] == [("county", "暂时无法访问")]
+
+
+def test_a_drained_system_is_skipped_for_maintenance(regions: RegionDirectory) -> None:
+    resolver = _pair(regions, Down(("county", "https://k.example.gov.cn"), as_="drained"))
+    found = resolver.resolve("X-1", "430104")
+    assert found.system.id == "city"
+    assert [(s.system.id, s.why) for s in found.skipped] == [("county", "正在维护")]
+
+
+def test_a_half_open_instance_is_used_only_when_nothing_is_up(regions: RegionDirectory) -> None:
+    trial = _pair(regions, Down(("city", "https://c1.example.gov.cn"), as_="trial"))
+    trial.choose = RoundRobin()
+    chosen = {trial.resolve("X-1", "430102").instance for _ in range(4)}
+    assert chosen == {"https://c2.example.gov.cn"}
+    only_trial = _pair(regions, Down(("county", "https://k.example.gov.cn"), as_="trial"))
+    found = only_trial.resolve("X-1", "430104")
+    assert (found.system.id, found.skipped) == ("county", ())
+
+
+def test_an_ordinary_fallback_skips_nothing(regions: RegionDirectory) -> None:
+    found = _pair(regions).resolve("X-1", "430102")  # 芙蓉区 has no system of its own
+    assert (found.system.id, found.fallback, found.skipped) == ("city", True, ())
+
+
+def test_no_route_names_what_was_skipped(regions: RegionDirectory) -> None:
+    resolver = _pair(regions, Down(("county", "https://k.example.gov.cn"),
+                                   ("city", "https://c1.example.gov.cn"),
+                                   ("city", "https://c2.example.gov.cn"),
+                                   ("province", "https://p.example.gov.cn")))
+    with pytest.raises(NoRoute) as caught:
+        resolver.resolve("X-1", "430104")
+    assert [s.system.id for s in caught.value.skipped] == ["county", "city", "province"]
 
 
 def test_healthy_second_instance_is_chosen_over_an_unhealthy_first(
@@ -200,6 +236,8 @@ def test_routing_table_covers_every_item_without_gaps(
         assert system.id in table
     assert "no route" not in table
     assert table.count("every division routed (136)") == len(demo.items())
+    # it knows nothing of health, and says so
+    assert "instance health is not considered here (`roam routes status`" in table
 
 
 def test_routing_table_lists_divisions_without_a_route(regions: RegionDirectory) -> None:

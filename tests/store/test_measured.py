@@ -28,6 +28,7 @@ async def test_every_call_passes_through_and_is_timed() -> None:
     assert versioned.version == "v1"
     assert await store.advance("session", "a", "v1", "v2") == ({"grant_id": "g", "n": 1},
                                                                  "advanced")
+    assert await store.swap("lease", "b", {"n": 1}, 60, expected=None, version="node")
     assert await store.replace("session", "a", {"grant_id": "g", "n": 2}, 60)
     assert await store.find_by_grant("g") == [("session", "a", {"grant_id": "g", "n": 2})]
     assert await store.consume("session", "a") == ({"grant_id": "g", "n": 2}, True)

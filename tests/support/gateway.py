@@ -31,12 +31,18 @@ SECRETS = {
 
 def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = None,
                    **store: str) -> Config:
-    """config/roam.toml with the issuer on ``port``, store settings and clients changed."""
+    """config/roam.toml with the issuer on ``port``, store settings and clients changed.
+
+    The shipped systems are the demo's ports, where nothing listens in a test: active
+    health checks are off (else they would take the systems out of rotation while a test
+    runs, and ``/go`` would fall back a level)."""
     base = load_config(REPO / "config" / "roam.toml", env={})
     gateway = base.settings.gateway.model_copy(
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
-    settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section})
+    health = base.settings.health.model_copy(update={"active": False})
+    settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section,
+                                                "health": health})
     # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
     # not post logout tokens to a demo someone is running, so they are off unless asked.
     changes = clients or {}
@@ -86,17 +92,21 @@ def query(location: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gateway_process(port: int, *, env: Mapping[str, str] | None = None
-                    ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def gateway_process(port: int, *, env: Mapping[str, str] | None = None,
+                    log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``roam serve`` with the shipped config on ``port`` (no other ``ROAM_*`` of this
     environment), ``env`` added; yields its URL once ``/healthz`` answers, and the process
-    (its stdout and stderr are pipes). Stopped with SIGTERM at the end."""
+    (its stdout and stderr are pipes, or both go to the file ``log``: a process that runs
+    long and logs much must not fill a pipe no one reads). Stopped with SIGTERM at the
+    end, unless the test stopped it (SIGKILL too) already."""
     child = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
     child.update(ROAM_GATEWAY_PORT=str(port), ROAM_GATEWAY_ISSUER=f"http://127.0.0.1:{port}",
                  PYTHONPATH=str(REPO), **(env or {}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=child, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(log.open("a", encoding="utf-8")) if log else subprocess.PIPE
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=child, text=True,
+            stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     try:
@@ -106,7 +116,8 @@ def gateway_process(port: int, *, env: Mapping[str, str] | None = None
                     break
             except httpx.TransportError:
                 pass
-            assert process.poll() is None, process.communicate()[1]
+            assert process.poll() is None, (log.read_text("utf-8") if log
+                                            else process.communicate()[1])
             assert time.monotonic() < deadline, "roam serve did not start"
             time.sleep(0.1)
         yield url, process

@@ -1,0 +1,247 @@
+"""Shared health end to end: real upstream servers, real ``roam serve`` processes, one
+Redis. An instance killed is ejected within its thresholds and traffic moves to the other
+instance, then a level up with a notice; it comes back after recovery. Two gateway
+processes agree on the picture, only one of them probes, and a process killed with
+SIGKILL hands its probes over. Nothing here waits on a clock: every wait is for a
+condition, with a generous deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.config import Systems, load_config
+from gateway.health import InstanceState, SharedHealth
+from gateway.store import RedisStore
+from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, form_field, gateway_process
+from tests.support.health import HealthEndpoint, until
+from tests.support.servers import free_port, serve
+
+BDC = "430000-BDC-001"
+SECRET = "test-only-signed-header-secret-0123456789"
+
+SYSTEMS = """
+[[item]]
+code = "430000-BDC-001"
+name = "不动产登记查询"
+
+[[system]]
+id = "yuelu-docs"
+name = "岳麓区不动产登记（测试）"
+region = "430104"
+level = "county"
+instances = ["{a}", "{b}"]
+connector = "signed-header"
+connector_settings = {{ secret = "{secret}" }}
+items = ["430000-BDC-001"]
+health = {{ path = "/healthz" }}
+
+[[system]]
+id = "hunan-docs"
+name = "湖南省不动产登记（测试）"
+region = "430000"
+level = "province"
+instances = ["{p}"]
+connector = "signed-header"
+connector_settings = {{ secret = "{secret}" }}
+items = ["430000-BDC-001"]
+health = {{ path = "/healthz" }}
+"""
+
+
+class Cluster:
+    """Three upstream instances (two of the county's system, one of the province's) and
+    the config the gateways share: the shipped one, on Redis, with fast health checks."""
+
+    def __init__(self, tmp: Path, redis_url: str, prefix: str) -> None:
+        self.tmp = tmp
+        self.a, self.b, self.p = HealthEndpoint("a"), HealthEndpoint("b"), HealthEndpoint("p")
+        self.ports = {name: free_port() for name in ("a", "b", "p")}
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        (tmp / "systems.toml").write_text(SYSTEMS.format(secret=SECRET, **self.urls), "utf-8")
+        clients = (REPO / "config" / "clients.toml").read_text("utf-8")  # no audiences:
+        (tmp / "clients.toml").write_text(  # the shipped ones name the shipped systems
+            re.sub(r"(?m)^token_exchange_audiences = .*$", "", clients), "utf-8")
+        self.env = {
+            "ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
+            "ROAM_STORE_PREFIX": prefix, "ROAM_PROXY_PATH_MODE": "true",
+            "ROAM_ROUTING_SYSTEMS_FILE": str(tmp / "systems.toml"),
+            "ROAM_GATEWAY_CLIENTS_FILE": str(tmp / "clients.toml"),
+            "ROAM_HEALTH_INTERVAL": "1", "ROAM_HEALTH_TIMEOUT": "0.5",
+            "ROAM_HEALTH_UNHEALTHY_THRESHOLD": "2", "ROAM_HEALTH_HEALTHY_THRESHOLD": "2",
+            "ROAM_HEALTH_PASSIVE_FAILURES": "3", "ROAM_HEALTH_PASSIVE_COOLDOWN": "2",
+            "ROAM_HEALTH_REFRESH": "0.2",
+        }
+        self.redis_url, self.prefix = redis_url, prefix
+        self.systems: Systems = load_config(REPO / "config" / "roam.toml",
+                                            env=self.env).systems
+        self.stack = contextlib.ExitStack()  # the gateways, then the instances left
+        self.instances: dict[str, contextlib.ExitStack] = {}
+
+    def up(self, name: str) -> None:
+        """Start (or restart, on the same port) one upstream instance."""
+        endpoint = {"a": self.a, "b": self.b, "p": self.p}[name]
+        running = self.instances[name] = contextlib.ExitStack()
+        running.enter_context(serve(endpoint.app(), self.ports[name]))
+        self.stack.callback(running.close)
+
+    def down(self, name: str) -> None:
+        """Kill one upstream instance: nothing listens on its port any more."""
+        self.instances.pop(name).close()
+
+    def gateway(self, name: str, **env: str) -> tuple[str, subprocess.Popen[str]]:
+        """A ``roam serve`` process of this cluster (its output in ``<name>.log``)."""
+        return self.stack.enter_context(gateway_process(
+            free_port(), env={**self.env, **env}, log=self.tmp / f"{name}.log"))
+
+    def roam(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
+        return subprocess.run(  # noqa: S603 - our own CLI, fixed argv
+            [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, env={**env, **self.env},
+            capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, redis_url, redis_prefix)
+    with made.stack:
+        for name in ("a", "b", "p"):
+            made.up(name)
+        yield made
+
+
+@pytest.fixture
+async def shared(cluster: Cluster) -> AsyncIterator[SharedHealth]:
+    store = RedisStore.from_url(cluster.redis_url, prefix=cluster.prefix)
+    yield SharedHealth(store, cluster.systems)
+    await store.close()
+
+
+@contextlib.asynccontextmanager
+async def logged_in(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of the demo citizen, logged in at ``gateway`` (through /go, as people do)."""
+    async with httpx.AsyncClient(base_url=gateway, follow_redirects=False,
+                                 timeout=10) as browser:
+        sent = await browser.get(f"/go/{BDC}?region=430104")
+        assert sent.status_code == 303
+        page = await browser.get((await browser.get(sent.headers["location"]))
+                                 .headers["location"])
+        back = await browser.post("/login", data={
+            "csrf_token": form_field(page.text, "csrf_token"), "r": form_field(page.text, "r"),
+            "username": CITIZEN, "password": DEMO_PASSWORD})
+        assert back.status_code == 303, back.text
+        yield browser
+
+
+async def state(shared: SharedHealth, system: str, instance: str) -> InstanceState:
+    return (await shared.read(system, instance))[0]
+
+
+async def test_a_killed_instance_is_ejected_traffic_moves_and_it_comes_back(
+        cluster: Cluster, shared: SharedHealth) -> None:
+    a, b, p = cluster.urls["a"], cluster.urls["b"], cluster.urls["p"]
+    gateway, _ = cluster.gateway("gw")
+    async with logged_in(gateway) as browser:
+        served = {(await browser.get("/s/yuelu-docs/x")).text for _ in range(4)}
+        assert served == {"a", "b"}  # both instances take traffic
+
+        cluster.down("a")
+        answers = [await browser.get("/s/yuelu-docs/x") for _ in range(6)]
+        assert [(r.status_code, r.text) for r in answers] == [(200, "b")] * 6  # retried on b
+        down = await until(lambda: _out(shared, "yuelu-docs", a), "a ejected")
+        assert down.reason in ("3 failed requests in a row, the last: connect error",
+                               "2 health checks failed, the last: connect error")
+        assert (await state(shared, "yuelu-docs", b)).state == "up"
+
+        cluster.b.status = 503  # now b fails its checks: the county has no instance left
+        await until(lambda: _out(shared, "yuelu-docs", b), "b ejected")
+        await until(lambda: _refused(browser), "the gateway seeing b out")
+        went = await browser.get(f"/go/{BDC}?region=430104")
+        assert went.status_code == 200  # a page says where to, and why
+        assert "岳麓区不动产登记（测试）暂时无法访问" in went.text
+        assert "已为您转到湖南省的“湖南省不动产登记（测试）”办理" in went.text
+        assert 'href="/s/hunan-docs/"' in went.text
+        assert (await browser.get("/s/hunan-docs/")).text == "p"
+        page = await browser.get("/s/yuelu-docs/x", headers={"Accept": "text/html",
+                                                       "Sec-Fetch-Mode": "navigate"})
+        assert page.status_code == 303  # a page of the county's system: on through /go
+        assert page.headers["location"] == f"{gateway}/go/{BDC}?region=430104"
+
+        cluster.b.status = 200  # b recovers, and a comes back on its port
+        cluster.up("a")
+        await until(lambda: _in(shared, "yuelu-docs", a), "a back in rotation")
+        await until(lambda: _in(shared, "yuelu-docs", b), "b back in rotation")
+        await until(lambda: _straight(browser), "/go straight to the county again")
+        assert {(await browser.get("/s/yuelu-docs/x")).text for _ in range(4)} == {"a", "b"}
+    assert (await state(shared, "hunan-docs", p)).transitions == ()
+    status = cluster.roam("routes", "status")
+    assert status.returncode == 0, status.stderr
+    assert "down → up" in status.stdout or "half-open → up" in status.stdout
+
+
+async def _out(shared: SharedHealth, system: str, instance: str) -> InstanceState | None:
+    found = await state(shared, system, instance)
+    return found if found.state == "down" else None
+
+
+async def _in(shared: SharedHealth, system: str, instance: str) -> bool:
+    return (await state(shared, system, instance)).state == "up"
+
+
+async def _refused(browser: httpx.AsyncClient) -> bool:
+    return (await browser.get("/s/yuelu-docs/x")).status_code == 503
+
+
+async def _straight(browser: httpx.AsyncClient) -> bool:
+    return (await browser.get(f"/go/{BDC}?region=430104")).status_code == 303
+
+
+async def _only_b(browser: httpx.AsyncClient) -> bool:
+    return {(await browser.get("/s/yuelu-docs/x")).text for _ in range(4)} == {"b"}
+
+
+async def test_two_gateways_agree_and_only_one_probes_until_it_is_killed(
+        cluster: Cluster, shared: SharedHealth) -> None:
+    a = cluster.urls["a"]
+    slower = {"ROAM_HEALTH_INTERVAL": "2"}  # leases of 2 s, renewed every 0.67 s
+    first, first_process = cluster.gateway("gw1", **slower)
+    second, second_process = cluster.gateway("gw2", **slower)
+    await until(lambda: _probed(cluster.a, 4), "four probes of a")
+    (prober,) = cluster.a.probers()  # one process probes, however many watch
+    holder = int(prober.split(":")[1])
+    assert holder in (first_process.pid, second_process.pid)
+
+    drained = cluster.roam("routes", "drain", "yuelu-docs", "1", "--reason", "upgrade")
+    assert drained.returncode == 0, drained.stderr
+    assert "out of rotation" in drained.stdout
+    async with logged_in(first) as one, logged_in(second) as two:
+        for browser in (one, two):  # both see it within a refresh, whoever asks
+            await until(functools.partial(_only_b, browser), "a out everywhere")
+    status = cluster.roam("routes", "status")
+    assert re.search(r"yuelu-docs\s+" + re.escape(a) + r"\s+drained\s+closed\s+out", status.stdout)
+    assert "up → drained  upgrade (by cli:" in status.stdout
+
+    os.kill(holder, signal.SIGKILL)  # no goodbye: its lease runs out by itself
+    survivor = second_process.pid if holder == first_process.pid else first_process.pid
+    await until(lambda: _probed_by(cluster.a, survivor), "the survivor probing a")
+    for process in (first_process, second_process):
+        if process.pid == holder:
+            process.wait(timeout=10)
+
+
+async def _probed(endpoint: HealthEndpoint, n: int) -> bool:
+    return len(endpoint.probes) >= n
+
+
+async def _probed_by(endpoint: HealthEndpoint, pid: int) -> bool:
+    return any(int(agent.split(":")[1]) == pid for agent in endpoint.probers())
