@@ -41,6 +41,8 @@ __all__ = ["DEMO_ARRIVALS", "demo_banner", "demo_config", "demo_legacy_apps",
            "demo_miniprogram", "demo_rp_apps", "rp_base_url", "run_demo"]
 
 DEMO_PASSWORD = "Roam@2026"  # every demo account's; printed on purpose (fictional people)
+DEMO_OPS_PASSWORD = "Ops@2026"  # config/operators.toml's demo operators (public, loopback only)
+DEMO_OPS_TOTP = "UGGTFWJD6QVTSZRN5TGEJWPF76RDUBSQ"  # ops-demo's TOTP secret, equally public
 CALLBACK_PATH = "/callback"
 
 
@@ -236,6 +238,10 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
         lines.append(f"  {phone}  {level} {meaning}  {name}")
     lines.append(f"  密码 / password: {DEMO_PASSWORD}")
     lines.append(f"  我的登录 / my logins: {config.issuer}/my/logins")
+    if config.settings.ops.operators_file:
+        lines.append(f"运维控制台 / operators' console: {config.issuer}/ops")
+        lines.append(f"  ops-demo / {DEMO_OPS_PASSWORD}，动态验证码 / TOTP code: "
+                     f"python -c 'import pyotp; print(pyotp.TOTP(\"{DEMO_OPS_TOTP}\").now())'")
     lines += _miniprogram_lines(config)
     lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录；")
     lines.append("      打开 RP C 时只需做一次人脸核验（演示），无需重新登录；")

@@ -40,6 +40,11 @@ from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
+from gateway.ops.board import HealthBoard
+from gateway.ops.console import Console
+from gateway.ops.console_sessions import ConsoleSessions
+from gateway.ops.operators import OperatorLogin
+from gateway.pages import Pages
 from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages
@@ -53,7 +58,7 @@ log = logging.getLogger("roam.app")
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke",
              "/introspect", "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem",
-             TICKET_PATH)
+             TICKET_PATH, "/ops/api/")
 
 
 def create_app(
@@ -68,6 +73,30 @@ def create_app(
     """The gateway's ASGI app for ``config``; dependencies passed in are used instead."""
     return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source,
                                      metrics=metrics))
+
+
+def console_routes(gateway: Gateway, *, pages: Pages, csrf: Csrf) -> list[Route]:
+    """``/ops``: the operators' console over the shared health (gateway/ops/console.py)."""
+    section = gateway.config.settings.ops
+    console = Console(
+        login=OperatorLogin(gateway.operators, gateway.store,
+                            max_failures=section.max_failures,
+                            lockout_seconds=section.lockout_seconds),
+        sessions=ConsoleSessions(gateway.store, secure=gateway.sessions.secure_cookie,
+                                 idle_timeout=section.idle_timeout,
+                                 absolute_timeout=section.absolute_timeout),
+        board=HealthBoard(gateway.health.shared, systems=gateway.config.systems,
+                          regions=gateway.config.regions, metrics=gateway.metrics),
+        pages=pages, csrf=csrf)
+    return [
+        Route("/ops", console.page, methods=["GET"]),
+        Route("/ops/login", console.login_page, methods=["GET"]),
+        Route("/ops/login", console.log_in, methods=["POST"]),
+        Route("/ops/logout", console.log_out, methods=["POST"]),
+        Route("/ops/rotation", console.rotation_form, methods=["POST"]),
+        Route("/ops/api/status", console.api_status, methods=["GET"]),
+        Route("/ops/api/rotation", console.api_rotation, methods=["POST"]),
+    ]
 
 
 def gateway_app(gateway: Gateway) -> Starlette:
@@ -176,6 +205,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/", home, methods=["GET"]),
     ]
     middleware = []
+    if gateway.operators:  # the operators' console; without operators, none (404)
+        routes += console_routes(gateway, pages=pages, csrf=csrf)
     if metrics.enabled:  # off: no /metrics, no timing of routes
         scrape = MetricsEndpoint(metrics, token=metrics_token(gateway.config))
         routes.append(Route("/metrics", scrape.handle, methods=["GET"]))

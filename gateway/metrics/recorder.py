@@ -40,6 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.config import MetricsSection, Systems
 from gateway.errors import ConfigError
+from gateway.metrics.traffic import Traffic, traffic_by_system
 
 __all__ = [
     "CHECK_RESULTS",
@@ -159,6 +160,10 @@ class Metrics:
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """``/metrics``' body and content type for this ``Accept`` header."""
         raise LookupError("metrics are off")
+
+    def traffic(self) -> dict[str, Traffic]:
+        """Each proxied system's requests, errors and latency so far (the console's)."""
+        return {}
 
 
 def _ignore_seconds(seconds: float) -> None:
@@ -341,11 +346,18 @@ class PrometheusMetrics(Metrics):
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
+        return encoder(self._readable()), content_type
+
+    def traffic(self) -> dict[str, Traffic]:
+        return traffic_by_system(self._readable().collect())
+
+    def _readable(self) -> CollectorRegistry:
+        """This registry, or in multiprocess mode every worker's values summed."""
         if self.multiprocess_dir is None:
-            return encoder(self.registry), content_type
+            return self.registry
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-        return encoder(merged), content_type
+        return merged
 
 
 def multiprocess_problems(env: Mapping[str, str]) -> list[str]:
