@@ -12,8 +12,7 @@ import functools
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,15 +22,6 @@ from gateway.store import RedisStore
 from tests.support.cluster import BDC, Cluster
 from tests.support.gateway import CITIZEN, DEMO_PASSWORD, form_field
 from tests.support.health import HealthEndpoint, until
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Cluster]:
-    made = Cluster(tmp_path, redis_url, redis_prefix)
-    with made.stack:
-        for name in ("a", "b", "p"):
-            made.up(name)
-        yield made
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,13 +27,6 @@ SECRETS = {"ops-demo": "UGGTFWJD6QVTSZRN5TGEJWPF76RDUBSQ",
 SYSTEM = "yuelu-docs"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Cluster]:
-    made = Cluster(tmp_path, redis_url, redis_prefix)
-    with made.stack:
-        for name in ("a", "b", "p"):
-            made.up(name)
-        yield made
 
 
 @pytest.fixture

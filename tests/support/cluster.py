@@ -9,14 +9,17 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from gateway.config import Systems, load_config
 from tests.support.gateway import REPO, gateway_process
 from tests.support.health import HealthEndpoint
 from tests.support.servers import free_port, serve
 
-__all__ = ["BDC", "SECRET", "SYSTEMS", "Cluster"]
+__all__ = ["BDC", "SECRET", "SYSTEMS", "Cluster", "cluster"]
 
 BDC = "430000-BDC-001"
 SECRET = "test-only-signed-header-secret-0123456789"
@@ -100,3 +103,13 @@ class Cluster:
         return subprocess.run(  # noqa: S603 - our own CLI, fixed argv
             [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, env={**env, **self.env},
             capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Cluster]:
+    """The three instances up, no gateway yet (a test starts its own)."""
+    made = Cluster(tmp_path, redis_url, redis_prefix)
+    with made.stack:
+        for name in ("a", "b", "p"):
+            made.up(name)
+        yield made
