@@ -107,8 +107,14 @@ class Prober:
             await anyio.sleep(step)
 
     async def tend(self, target: Target, run: _Run) -> None:
-        """One wake-up: the lease, then (holding it) the due work."""
+        """One wake-up: the lease, then (holding it) the due work. An instance judged by
+        traffic alone (no active checks) needs a holder only while traffic has it out, to
+        start its half-open trial: otherwise nothing is written at all."""
         rules = target.rules
+        state = self.view.states.get((target.system.id, target.instance))
+        if not rules.active and (state is None or state.state != "down"):
+            run.held = False
+            return
         if not await self.leases.hold(target.id, math.ceil(rules.interval)):
             run.held = False
             return
@@ -118,7 +124,6 @@ class Prober:
             run.held = True
             run.successes, run.failures = (last.successes, last.failures) if last else (0, 0)
             run.due = last.at + rules.interval if last else now
-        state = self.view.states.get((target.system.id, target.instance))
         if state is not None:
             await self._keep(target, state, now)
         if rules.active and now >= run.due:
