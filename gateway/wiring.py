@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
+from gateway.audit import AuditTrail, open_trail
 from gateway.background import Background
 from gateway.binding.bindings import Bindings
 from gateway.binding.http_verifier import HttpVerifier
@@ -93,6 +94,7 @@ class Gateway:
     proxy: Proxy
     bindings: Bindings  # channel identity → citizen (the channel login's resolve)
     verifier: Verifier  # real name and face checks for binding
+    audit: AuditTrail  # roam.audit's records → the audit sink, in batches
     owns_store: bool = True
     owns_http: bool = True
 
@@ -102,18 +104,20 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The app's lifespan (or a CLI command): background work runs inside; on the
-        way out the proxy's connections are closed, and the outbound HTTP client and the
-        store if the gateway made them."""
-        try:
-            async with self.background.running():
-                yield
-        finally:
-            await self.upstream.aclose()
-            if self.owns_http:
-                await self.http.aclose()
-            if self.owns_store:
-                await self.store.close()
+        """The app's lifespan (or a CLI command): the audit trail's writer and background
+        work run inside; on the way out the proxy's connections are closed, and the
+        outbound HTTP client and the store if the gateway made them, and last what the
+        audit trail still holds is written."""
+        async with self.audit.running():
+            try:
+                async with self.background.running():
+                    yield
+            finally:
+                await self.upstream.aclose()
+                if self.owns_http:
+                    await self.http.aclose()
+                if self.owns_store:
+                    await self.store.close()
 
 
 def gateway_cookie_names(secure: bool) -> frozenset[str]:
@@ -214,6 +218,7 @@ def build_gateway(
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
     upstream: Upstream | None = None,
+    audit: AuditTrail | None = None,
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
     client passed in is not closed by :meth:`Gateway.running`).
@@ -228,6 +233,7 @@ def build_gateway(
     clients = ClientRegistry(config.clients)
     connectors = open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
                                  path_mode=settings.proxy.path_mode)
+    audit = audit or open_trail(config)
     owns_store, owns_http = store is None, http is None
     if store is None:
         store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
@@ -276,4 +282,5 @@ def build_gateway(
         background=background, backchannel=backchannel, logout=logout,
         source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
-        bindings=bindings, verifier=verifier, owns_store=owns_store, owns_http=owns_http)
+        bindings=bindings, verifier=verifier, audit=audit, owns_store=owns_store,
+        owns_http=owns_http)

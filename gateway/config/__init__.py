@@ -10,6 +10,7 @@ from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
     AlipayChannel,
+    AuditSection,
     BindingSection,
     ChannelsSection,
     GatewaySection,
@@ -39,6 +40,7 @@ __all__ = [
     "Acr",
     "Alg",
     "AlipayChannel",
+    "AuditSection",
     "AuthMethod",
     "BindingSection",
     "ChannelsSection",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,6 +15,9 @@ import httpx
 from gateway.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
+# The demo's audit file is the repository's var/audit.jsonl: test gateways write theirs here
+AUDIT_DIR = Path(tempfile.mkdtemp(prefix="roam-test-audit-"))
+atexit.register(shutil.rmtree, AUDIT_DIR, ignore_errors=True)
 DEMO_PASSWORD = "Roam@2026"
 CITIZEN = "13800000001"  # c-0001 in config/directory.toml, level L2
 SECRETS = {
@@ -28,7 +34,9 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
     gateway = base.settings.gateway.model_copy(
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
-    settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section})
+    audit = base.settings.audit.model_copy(update={"path": str(AUDIT_DIR / f"{port}.jsonl")})
+    settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section,
+                                                "audit": audit})
     # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
     # not post logout tokens to a demo someone is running, so they are off unless asked.
     changes = clients or {}

@@ -1,0 +1,99 @@
+"""What of a log call's fields may enter the audit trail, which is kept for months.
+
+Call sites already pass masked values (``mask_username``, ``mask_id_number``) and no
+secret. This is the second line, applied to every event: a field named like a secret
+(a password, a token, a code, a ticket, a session key, a cookie) keeps only that it was
+there; a resident ID number or a mobile number anywhere in a string is masked
+(``430***********1234``, ``138****1234``); a JWT is cut out; a ``name`` is masked as a
+name. Strings are made storable as well: no NUL (PostgreSQL text refuses it), no lone
+surrogates, at most :data:`MAX_TEXT` characters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.identifiers import validate_resident_id
+from gateway.privacy import mask_id_number, mask_name, mask_phone
+
+__all__ = ["MAX_TEXT", "REDACTED", "Scalar", "redact_fields", "redact_text"]
+
+Scalar = str | int | float | bool | None
+
+MAX_TEXT = 512
+REDACTED = "[redacted]"
+
+#: Field names whose values are secrets (exact, lower case) ...
+_SECRET_NAMES = frozenset({
+    "password", "passwd", "secret", "token", "code", "phone_code", "ticket", "state",
+    "nonce", "session_key", "cookie", "authorization", "credential", "dsn", "assertion",
+    "id_token_hint", "subject_token", "verification_code", "otp", "auth_code",
+    "authorization_code", "platform_code", "sms_code",
+})
+#: ... and the endings that make one (``status_code`` and the like are no secret).
+_SECRET_ENDINGS = ("_password", "_secret", "_token", "_ticket", "_key", "_cookie")
+
+# A resident ID number (18 characters, the last may be X) or a mainland mobile number,
+# not part of a longer run of letters and digits.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_ENDINGS)
+
+
+def _id_number(match: re.Match[str]) -> str:
+    text = match.group()
+    try:
+        validate_resident_id(text.upper())
+    except ValueError:
+        return text  # 18 digits that are no ID number (a timestamp, an order number)
+    return mask_id_number(text)
+
+
+def _mobile(match: re.Match[str]) -> str:
+    text = match.group()
+    prefix = text[: len(text) - 11]
+    return prefix + mask_phone(text[-11:])
+
+
+def redact_text(text: str) -> str:
+    """``text`` with ID and mobile numbers masked, JWTs cut out, made storable, cut to
+    :data:`MAX_TEXT` characters."""
+    text = _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "…"
+    text = _JWT.sub("[jwt]", text)
+    text = _ID_NUMBER.sub(_id_number, text)
+    return _MOBILE.sub(_mobile, text)
+
+
+def _value(name: str, value: Any) -> Scalar:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # a phone or ID number passed as a number is masked all the same
+        return value if abs(value) < 10**10 else redact_text(str(value))
+    if isinstance(value, float):
+        # PostgreSQL's jsonb writes 1e20 back as an integer: such floats are kept as text
+        return value if math.isfinite(value) and abs(value) < 1e15 else str(value)
+    text = value if isinstance(value, str) else str(value)
+    if name == "name":
+        return mask_name(text)
+    return redact_text(text)
+
+
+def redact_fields(fields: Mapping[str, Any]) -> dict[str, Scalar]:
+    """Each field as a storable scalar, secrets and personal numbers kept out."""
+    out: dict[str, Scalar] = {}
+    for name, value in fields.items():
+        key = redact_text(str(name))[:64]
+        out[key] = REDACTED if _is_secret(key) and value not in (None, "") else _value(key, value)
+    return out
