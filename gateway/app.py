@@ -35,6 +35,7 @@ from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
+from gateway.ops.probes import Probes
 from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages
@@ -48,7 +49,7 @@ log = logging.getLogger("roam.app")
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke",
              "/introspect", "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem",
-             TICKET_PATH)
+             "/healthz", "/readyz", TICKET_PATH)
 
 
 def create_app(
@@ -114,6 +115,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
     token = TokenEndpoint(gateway.server, issuer=issuer)
     userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
                                 issuer=issuer, dpop=gateway.server.dpop)
+    probes = Probes(config=gateway.config, store=gateway.store, keys=keys, audit=gateway.audit)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
         lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))
@@ -122,9 +124,6 @@ def gateway_app(gateway: Gateway) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway.running():
             yield
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/items", status_code=303)  # the 事项 page is the entrance
@@ -159,7 +158,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/cas/logout", cas.logout, methods=["GET"]),
         Route("/ticket/issue", tickets.issue, methods=["GET"]),
         Route("/ticket/redeem", tickets.redeem, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", probes.healthz, methods=["GET"]),
+        Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
 
