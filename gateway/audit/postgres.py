@@ -8,9 +8,10 @@ chain row (``SELECT … FOR UPDATE``), numbers and hashes its events after the h
 inserts them and moves the head. Writers therefore take turns per batch, not per event,
 and the chain stays one line whatever the number of writers; ``seq`` has no gaps. A
 verification reads in one ``REPEATABLE READ`` snapshot, so appends meanwhile do not
-disturb it. The tables are made on first connection (under an advisory lock, so
-processes starting together do not race); the role needs ``INSERT``, ``SELECT`` and
-``DELETE`` (pruning) on ``audit_events`` and ``UPDATE`` on ``audit_chain``.
+disturb it. The tables are made on first connection if they are not there (under an
+advisory lock, so processes starting together do not race); the role then needs
+``INSERT``, ``SELECT`` and ``DELETE`` (pruning) on ``audit_events`` and ``SELECT`` and
+``UPDATE`` on ``audit_chain``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ class PostgresSink:
         return conn
 
     async def _make_tables(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The tables, unless they are there (a role without DDL rights then works too)."""
+        found = await conn.execute(
+            "SELECT to_regclass(format('%%I.audit_events', %(s)s::text)) IS NOT NULL AND "
+            "to_regclass(format('%%I.audit_chain', %(s)s::text)) IS NOT NULL",
+            {"s": self.schema})
+        row = await found.fetchone()
+        if row is not None and row[0]:
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             found = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",

@@ -45,7 +45,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _is_secret(name: str) -> bool:
-    lowered = name.lower()
+    lowered = name.lower().rstrip("_")  # "name_": a field renamed beside a LogRecord's own
     return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_ENDINGS)
 
 
@@ -85,7 +85,7 @@ def _value(name: str, value: Any) -> Scalar:
         # PostgreSQL's jsonb writes 1e20 back as an integer: such floats are kept as text
         return value if math.isfinite(value) and abs(value) < 1e15 else str(value)
     text = value if isinstance(value, str) else str(value)
-    if name == "name":
+    if name.rstrip("_") == "name":
         return mask_name(text)
     return redact_text(text)
 

@@ -85,6 +85,7 @@ class AuditTrail:
         self._ready: asyncio.Event | None = None
         self._next_prune = 0.0
         self._reported: dict[str, float] = {}
+        self._flushing = anyio.Lock()  # the writer and a caller's flush take turns
 
     # running -----------------------------------------------------------------------------
 
@@ -130,18 +131,28 @@ class AuditTrail:
         while True:
             await self._prune_if_due()
             ready = self._ready
+            timed_out = True
             if ready is not None:
-                with anyio.move_on_after(max(self.batch_interval, backoff)):
+                with anyio.move_on_after(max(self.batch_interval, backoff)) as waiting:
                     await ready.wait()
+                timed_out = waiting.cancelled_caught
                 ready.clear()
-            backoff = 0.0 if await self.flush() else min(MAX_BACKOFF, max(0.5, backoff * 2))
+            # woken by a full batch: full batches only; after the interval: all of it
+            written = await self.flush(whole=timed_out)
+            backoff = 0.0 if written else min(MAX_BACKOFF, max(0.5, backoff * 2))
 
     # writing -----------------------------------------------------------------------------
 
-    async def flush(self) -> bool:
-        """Write everything queued, batch by batch; False at the first failure (what
-        failed stays queued)."""
+    async def flush(self, *, whole: bool = True) -> bool:
+        """Write what is queued, batch by batch (``whole``: the last, partial batch too);
+        False at the first failure (what failed stays queued)."""
+        async with self._flushing:
+            return await self._flush(whole)
+
+    async def _flush(self, whole: bool) -> bool:
         while True:
+            if not whole and len(self.queue) < self.batch_size:
+                return True
             dropped = self.queue.take_dropped()
             note = self._drop_note(dropped) if dropped else None
             batch = self.queue.peek(self.batch_size - (1 if note else 0))
