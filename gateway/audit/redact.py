@@ -11,6 +11,7 @@ surrogates, at most :data:`MAX_TEXT` characters.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -42,6 +43,8 @@ _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# No NUL, no surrogate, no run of 11 digits (an ID or mobile number), no "eyJ" (a JWT).
+_NOTHING_TO_DO = re.compile("(?:[^\x00\ud800-\udfffe0-9]|e(?!yJ)|[0-9]{1,10}(?![0-9]))*")
 
 
 def _is_secret(name: str) -> bool:
@@ -67,9 +70,11 @@ def _mobile(match: re.Match[str]) -> str:
 def redact_text(text: str) -> str:
     """``text`` with ID and mobile numbers masked, JWTs cut out, made storable, cut to
     :data:`MAX_TEXT` characters."""
-    text = _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + "…"
+    if _NOTHING_TO_DO.fullmatch(text):  # most values: one pass, nothing found
+        return text
+    text = _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
     text = _JWT.sub("[jwt]", text)
     text = _ID_NUMBER.sub(_id_number, text)
     return _MOBILE.sub(_mobile, text)
@@ -90,10 +95,17 @@ def _value(name: str, value: Any) -> Scalar:
     return redact_text(text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _key(name: str) -> tuple[str, bool]:
+    """A field name as stored, and whether it names a secret (names are few: cached)."""
+    key = redact_text(name)[:64]
+    return key, _is_secret(key)
+
+
 def redact_fields(fields: Mapping[str, Any]) -> dict[str, Scalar]:
     """Each field as a storable scalar, secrets and personal numbers kept out."""
     out: dict[str, Scalar] = {}
     for name, value in fields.items():
-        key = redact_text(str(name))[:64]
-        out[key] = REDACTED if _is_secret(key) and value not in (None, "") else _value(key, value)
+        key, secret = _key(str(name))
+        out[key] = REDACTED if secret and value not in (None, "") else _value(key, value)
     return out
