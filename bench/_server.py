@@ -77,10 +77,13 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
 
 
 def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
-                 systems: str | None = None, path_mode: bool = False) -> Config:
+                 systems: str | None = None, path_mode: bool = False,
+                 ops: bool = True) -> Config:
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
     ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``);
-    ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``)."""
+    ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``);
+    ``ops=False`` turns off what operators watch the gateway through (metrics), as
+    ``--ops on,off`` of ``bench/proxy.py`` and ``bench/sso.py`` compare."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
     update: dict[str, Any] = {
@@ -93,6 +96,8 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
     if path_mode:
         update["proxy"] = settings.proxy.model_copy(update={"path_mode": True})
+    if not ops:
+        update["metrics"] = settings.metrics.model_copy(update={"enabled": False})
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
@@ -154,10 +159,11 @@ class Floor:
 
 
 def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
-              systems: str | None = None, path_mode: bool = False) -> Starlette:
+              systems: str | None = None, path_mode: bool = False,
+              ops: bool = True) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
-                          secret=secret, systems=systems, path_mode=path_mode)
+                          secret=secret, systems=systems, path_mode=path_mode, ops=ops)
     keys = KeyRing.ephemeral(ALGS)
     app = create_app(config, keys=keys)  # the store comes from config, as in production
     floor = Floor(config, keys)
@@ -166,6 +172,7 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
         "clients": {alg: client_id(alg) for alg in ALGS},
         "redirect_uri": REDIRECT_URI,
         "store": store,
+        "ops": "on" if ops else "off",
         "pid": str(os.getpid()),
         "python": platform.python_version(),
         **{name: importlib.metadata.version(name)
@@ -193,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
                              "config/systems.toml (bench/proxy.py)")
     parser.add_argument("--path-mode", action="store_true",
                         help="serve systems without hosts under /s/<id>/ (bench/proxy_ab.py)")
+    parser.add_argument("--ops", choices=("on", "off"), default="on",
+                        help="off: no metrics (bench/proxy.py and bench/sso.py --ops on,off)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     secret = os.environ.get(SECRET_ENV)
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
                     port=args.port, secret=secret, systems=args.systems,
-                    path_mode=args.path_mode)
+                    path_mode=args.path_mode, ops=args.ops == "on")
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
     uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
                                   log_level="warning")).run()

@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python -m bench.proxy [--duration 10] [--warmup 2] [--rounds 3] [--concurrency 16]
-                          [--upstream aiohttp|asgi] [--patience 60]
+                          [--upstream aiohttp|asgi] [--patience 60] [--ops on,off]
 
 Three child processes, all on loopback, all stopped on exit (also on Ctrl-C or SIGTERM):
 
@@ -28,6 +28,10 @@ hop a browser makes (``/sso/handover`` → ``/.roam/callback``), and sends that 
 session's cookie, with the same headers, to all three targets. Rounds are interleaved
 (direct, nginx, gateway) × ``--rounds``; each round has ``--warmup`` unmeasured then
 ``--duration`` measured seconds.
+
+``--ops on,off`` runs two gateways side by side, one with what operators watch (metrics)
+and one without, as two more interleaved targets, and prints the throughput of the first
+÷ the second (target ≥ 0.95): the cost of that instrumentation on the proxy's hot path.
 
 Reported per target: requests/s (median of rounds), p50/p99 latency over every measured
 request, the latency added to the direct call (p50 and p99 differences), the ratio to nginx,
@@ -385,7 +389,12 @@ def round_line(number: int, r: Round) -> str:
             f"errors {len(r.errors)}")
 
 
-def table(results: Results) -> str:
+def gateway_target(ops: str, modes: Sequence[str]) -> str:
+    """A gateway's target name: ``gateway``, or ``gateway ops=<on|off>`` when comparing."""
+    return "gateway" if tuple(modes) == ("on",) else f"gateway ops={ops}"
+
+
+def table(results: Results, targets: Sequence[str] = TARGETS) -> str:
     lines = [
         "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | ÷ nginx req/s "
         "| proxy CPU ms/req | upstream CPU ms/req | CPU cores proxy / upstream / client "
@@ -394,10 +403,10 @@ def table(results: Results) -> str:
     ]
     direct50, direct99 = results.latency("direct", 50), results.latency("direct", 99)
     nginx = results.rate("nginx")
-    for target in TARGETS:
+    for target in targets:
         p50, p99 = results.latency(target, 50), results.latency(target, 99)
-        label = {"direct": "upstream direct", "nginx": "nginx → upstream",
-                 "gateway": f"gateway ({SYSTEM_HOST}) → upstream"}[target]
+        label = {"direct": "upstream direct", "nginx": "nginx → upstream"}.get(
+            target, f"{target} ({SYSTEM_HOST}) → upstream")
         added = "—" if target == "direct" else f"{p50 - direct50:+.2f}"
         added99 = "—" if target == "direct" else f"{p99 - direct99:+.2f}"
         proxy_ms = "—" if target == "direct" else f"{results.cpu_ms(target, 'proxy'):.3f}"
@@ -425,6 +434,7 @@ class Options:
     patience: float
     noisy: float
     retries: int
+    ops: tuple[str, ...] = ("on",)  # one gateway per value: metrics on or off
 
 
 async def session_cookie(gateway: ServerProcess) -> tuple[dict[str, Any], str]:
@@ -473,25 +483,34 @@ async def check_targets(urls: dict[str, str], gateway: ServerProcess,
 
 
 async def bench(options: Options, upstream: Child, nginx: Child,
-                gateway: ServerProcess) -> tuple[Results, dict[str, Any]]:
+                gateways: dict[str, ServerProcess]) -> tuple[Results, dict[str, Any]]:
     async with aiohttp.ClientSession() as http:
         await upstream.wait_ready(http)
         await nginx.wait_ready(http)
-    info, cookie = await session_cookie(gateway)
-    # The same request to every target: the system's host, its session cookie.
-    headers = {"Cookie": cookie, "Accept": "*/*", "Host": system_host(gateway)}
-    urls = {"direct": upstream.base + REQUEST_PATH, "nginx": nginx.base + REQUEST_PATH,
-            "gateway": f"{gateway.base}{REQUEST_PATH}"}
-    await check_targets(urls, gateway, headers)
-    proxies = {"direct": [], "nginx": nginx.pids(), "gateway": [gateway.pid]}
-    children = [upstream.pid, *nginx.pids(), gateway.pid]
+    urls = {"direct": upstream.base + REQUEST_PATH, "nginx": nginx.base + REQUEST_PATH}
+    proxies: dict[str, list[int]] = {"direct": [], "nginx": nginx.pids()}
+    requests: dict[str, dict[str, str]] = {}
+    info: dict[str, Any] = {}
+    for ops, gateway in gateways.items():
+        target = gateway_target(ops, options.ops)
+        info, cookie = await session_cookie(gateway)
+        # The same request to every target: the system's host, its session cookie.
+        requests[target] = {"Cookie": cookie, "Accept": "*/*", "Host": system_host(gateway)}
+        urls[target] = f"{gateway.base}{REQUEST_PATH}"
+        proxies[target] = [gateway.pid]
+        await check_targets({t: urls[t] for t in ("direct", "nginx", target)}, gateway,
+                            requests[target])
+    first = next(iter(requests.values()))
+    requests.update(direct=first, nginx=first)
+    children = [upstream.pid, *nginx.pids(), *(g.pid for g in gateways.values())]
     results = Results()
+    targets = [*TARGETS[:2], *(gateway_target(ops, options.ops) for ops in gateways)]
     for number in range(1, options.rounds + 1):
-        for target in TARGETS:
+        for target in targets:
             for attempt in range(options.retries + 1):
                 await wait_for_quiet(gateway.pid, None, limit=options.quiet,
                                      patience=options.patience)
-                result = await run_round(urls[target], target, headers=headers,
+                result = await run_round(urls[target], target, headers=requests[target],
                                          concurrency=options.concurrency,
                                          warmup=options.warmup, duration=options.duration,
                                          proxy=proxies[target], children=children)
@@ -501,8 +520,8 @@ async def bench(options: Options, upstream: Child, nginx: Child,
                 for child in (upstream, nginx):
                     if not child.alive():
                         raise RuntimeError(f"{child.name} died")
-                if not gateway.alive():
-                    raise RuntimeError("the gateway died")
+                if not all(g.alive() for g in gateways.values()):
+                    raise RuntimeError("a gateway died")
                 others = result.cpu.others if result.cpu else 0.0
                 if result.errors or others <= options.noisy:
                     break
@@ -538,26 +557,42 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                              "this is measured again (default 0.3)")
     parser.add_argument("--retries", type=int, default=1,
                         help="how many times a noisy round is measured again (default 1)")
+    parser.add_argument("--ops", default="on",
+                        help="on, off, or on,off: gateways with and without metrics, "
+                             "side by side (default on)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.rounds < 1 or args.concurrency < 1:
         parser.error("--duration > 0, --warmup >= 0, --rounds >= 1, --concurrency >= 1")
     return Options(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                    concurrency=args.concurrency, upstream=args.upstream, quiet=args.quiet,
                    patience=max(0, args.patience), noisy=args.noisy,
-                   retries=max(0, args.retries))
+                   retries=max(0, args.retries), ops=ops_modes(parser, args.ops))
+
+
+def ops_modes(parser: argparse.ArgumentParser, value: str) -> tuple[str, ...]:
+    """``--ops``: ``on``, ``off`` or both, each once (also bench/sso.py's)."""
+    modes = tuple(m.strip() for m in value.split(",") if m.strip())
+    if not modes or set(modes) - {"on", "off"} or len(set(modes)) != len(modes):
+        parser.error("--ops: on, off, or on,off")
+    return modes
 
 
 @contextlib.contextmanager
-def children(tmp: Path, options: Options) -> Iterator[tuple[Child, Child, ServerProcess]]:
-    """Upstream, nginx and gateway, started in that order; all stopped however this ends."""
+def children(tmp: Path, options: Options
+             ) -> Iterator[tuple[Child, Child, dict[str, ServerProcess]]]:
+    """Upstream, nginx and a gateway per ``--ops`` mode, started in that order; all stopped
+    however this ends."""
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(upstream_child(options.upstream))
         nginx = stack.enter_context(nginx_child(tmp, upstream.port))
-        gateway = ServerProcess("memory", redis_url="redis://127.0.0.1:6379/0",
-                                prefix="roambench:")
-        gateway.command += ["--systems", str(write_systems(tmp, upstream.port))]
-        stack.enter_context(gateway)
-        yield upstream, nginx, gateway
+        systems = write_systems(tmp, upstream.port)
+        gateways = {}
+        for ops in options.ops:
+            gateway = ServerProcess("memory", redis_url="redis://127.0.0.1:6379/0",
+                                    prefix="roambench:", ops=ops)
+            gateway.command += ["--systems", str(systems)]
+            gateways[ops] = stack.enter_context(gateway)
+        yield upstream, nginx, gateways
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,8 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     nginx_version = ensure_nginx()
     try:
         with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="roam-proxy-") as t, \
-                children(Path(t), options) as (upstream, nginx, gateway):
-            results, info = asyncio.run(bench(options, upstream, nginx, gateway))
+                children(Path(t), options) as (upstream, nginx, gateways):
+            results, info = asyncio.run(bench(options, upstream, nginx, gateways))
     except KeyboardInterrupt:
         print("interrupted: every child stopped, nothing reported", file=sys.stderr)
         return 130
@@ -576,14 +611,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = "aiohttp.web" if options.upstream == "aiohttp" else "bare ASGI app under uvicorn"
     print(f"upstream: {kind}, 1 KiB body; "
           f"nginx {nginx_version}, worker_processes 1, keepalive 32; "
-          "gateway: memory store, signed-header connector")
+          f"gateway: memory store, signed-header connector, ops {','.join(options.ops)}")
+    targets = [*TARGETS[:2], *(gateway_target(ops, options.ops) for ops in options.ops)]
     print(f"concurrency {options.concurrency}, {options.rounds} rounds of "
           f"{options.warmup:g} s warm-up + {options.duration:g} s measured per target, "
-          "interleaved (direct, nginx, gateway); req/s and CPU are medians of rounds, latency "
+          f"interleaved ({', '.join(targets)}); req/s and CPU are medians of rounds, latency "
           "percentiles are over every measured request")
-    print(table(results))
-    print(f"\ngateway ÷ nginx throughput: {results.rate('gateway') / results.rate('nginx'):.2f}"
-          " (target ≥ 0.5)")
+    print(table(results, targets))
+    print()
+    for target in targets[2:]:
+        print(f"{target} ÷ nginx throughput: "
+              f"{results.rate(target) / results.rate('nginx'):.2f} (target ≥ 0.5)")
+    if len(options.ops) == 2:
+        on, off = (gateway_target(ops, options.ops) for ops in ("on", "off"))
+        print(f"ops on ÷ off throughput: {results.rate(on) / results.rate(off):.3f} "
+              f"(target ≥ 0.95); proxy CPU ms/req on {results.cpu_ms(on, 'proxy'):.3f}, "
+              f"off {results.cpu_ms(off, 'proxy'):.3f}")
     errors = results.errors()
     if errors:
         print(f"\n!!! {len(errors)} FAILED REQUESTS: the figures above are not valid !!!",

@@ -3,6 +3,7 @@
 Run from the repository root::
 
     python -m bench.sso [--duration 10] [--concurrency 16] [--stores redis] [--algs RS256,ES256]
+                        [--ops on,off]
 
 A hop is what a citizen's browser and a second RP do when the citizen, already logged in
 at the gateway, opens another city's system: ``GET /authorize`` with the session cookie
@@ -16,6 +17,10 @@ with the hop rounds. A hop is two HTTP requests and the floor one, so the ratio 
 hops/s ÷ floor requests/s; the gap to 0.5 is what the hop costs beyond two bare requests.
 Server and machine plumbing (the child process, CPU accounting, waiting for a quiet
 machine) is shared with ``bench.token``.
+
+``--ops on,off`` runs, per store, two servers side by side — with what operators watch
+(metrics) and without — their rounds interleaved, and prints the hop throughput of the
+first ÷ the second (target ≥ 0.95).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.proxy import ops_modes
 from bench.token import (
     TOKEN_PATH,
     Combination,
@@ -103,44 +110,59 @@ async def run_hops(browsers: Sequence[aiohttp.ClientSession], server: ServerProc
     return result
 
 
-async def bench_store(server: ServerProcess, options: Options,
+def label(server: ServerProcess, options: Options) -> str:
+    """The table's store column: the store, and with ``--ops on,off`` which server."""
+    return server.store if options.ops == ("on",) else f"{server.store}, ops {server.ops}"
+
+
+async def bench_store(servers: Sequence[ServerProcess], options: Options,
                       redis: int | None) -> tuple[list[Combination], dict[str, Any]]:
+    """Each server's floor and hop rounds, the servers' rounds interleaved."""
     timeout = aiohttp.ClientTimeout(total=30)
-    browsers = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                      timeout=timeout) for _ in range(options.concurrency)]
+    browsers = {server.port: [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                                    timeout=timeout)
+                              for _ in range(options.concurrency)] for server in servers}
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=options.concurrency),
                                  timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
     try:
-        info = await server.wait_ready(http)
-        results = []
-        for browser in browsers:  # each browser logs in once, through the pages
-            await login(browser, server, options.algs[0])
+        info: dict[str, Any] = {}
+        for server in servers:
+            info = await server.wait_ready(http)
+            for browser in browsers[server.port]:  # each logs in once, through the pages
+                await login(browser, server, options.algs[0])
+        results: list[Combination] = []
         for alg in options.algs:
             floor_tokens = [secrets.token_urlsafe(32) for _ in range(options.concurrency)]
-            combo = Combination(server.store, alg)
+            combos = {server.port: Combination(label(server, options), alg)
+                      for server in servers}
             for number in range(1, options.rounds + 1):
-                for target in ("floor", "hop"):
-                    await wait_for_quiet(server.pid, redis, limit=options.quiet,
-                                         patience=options.patience)
-                    if target == "floor":
-                        result = await run_round(http, server, target="floor", alg=alg,
-                                                 tokens=floor_tokens, warmup=options.warmup,
-                                                 duration=options.duration, redis_pid=redis)
-                    else:
-                        result = await run_hops(browsers, server, alg=alg,
-                                                warmup=options.warmup,
-                                                duration=options.duration, redis_pid=redis)
-                    print(round_line(server.store, alg, number, result), file=sys.stderr,
-                          flush=True)
-                    for error in result.errors[:5]:
-                        print(f"  !! {error}", file=sys.stderr, flush=True)
-                    combo.rounds.append(result)
-            results.append(combo)
+                for server in servers:
+                    for target in ("floor", "hop"):
+                        await wait_for_quiet(server.pid, redis, limit=options.quiet,
+                                             patience=options.patience)
+                        if target == "floor":
+                            result = await run_round(
+                                http, server, target="floor", alg=alg, tokens=floor_tokens,
+                                warmup=options.warmup, duration=options.duration,
+                                redis_pid=redis)
+                        else:
+                            result = await run_hops(
+                                browsers[server.port], server, alg=alg,
+                                warmup=options.warmup, duration=options.duration,
+                                redis_pid=redis)
+                        print(round_line(server.store, alg, number, result)
+                              + ("" if options.ops == ("on",) else f"  (ops {server.ops})"),
+                              file=sys.stderr, flush=True)
+                        for error in result.errors[:5]:
+                            print(f"  !! {error}", file=sys.stderr, flush=True)
+                        combos[server.port].rounds.append(result)
+            results.extend(combos.values())
         return results, info
     finally:
         await http.close()
-        for browser in browsers:
-            await browser.close()
+        for sessions in browsers.values():
+            for browser in sessions:
+                await browser.close()
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -154,6 +176,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--algs", default="RS256,ES256")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--patience", type=float, default=60.0)
+    parser.add_argument("--ops", default="on",
+                        help="on, off, or on,off: servers with and without metrics, side by "
+                             "side (default on)")
     args = parser.parse_args(argv)
     stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
     algs = tuple(a.strip().upper() for a in args.algs.split(",") if a.strip())
@@ -164,7 +189,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                    concurrency=args.concurrency, stores=stores, algs=algs,
                    redis_url=args.redis_url, quiet=0.25, patience=args.patience, noisy=0.3,
-                   retries=0)
+                   retries=0, ops=ops_modes(parser, args.ops))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,16 +203,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt():
         for store in options.stores:
             try:
-                with ServerProcess(store, redis_url=options.redis_url,
-                                   prefix=prefix) as server:
+                with contextlib.ExitStack() as stack:
+                    servers = [stack.enter_context(ServerProcess(
+                        store, redis_url=options.redis_url, prefix=prefix, ops=ops))
+                        for ops in options.ops]
                     combos, info = asyncio.run(bench_store(
-                        server, options, pid_of_redis if store == "redis" else None))
+                        servers, options, pid_of_redis if store == "redis" else None))
                     results.extend(combos)
             finally:
                 if store == "redis":
                     delete_prefixed(options.redis_url, prefix)
     print(machine_line(info))
     print(table(results, target="hop", label="SSO hop"))
+    if len(options.ops) == 2:
+        for first, second in zip(results[::2], results[1::2], strict=True):
+            print(f"{first.alg}: hop throughput {first.store} ÷ {second.store} "
+                  f"{first.rate('hop') / second.rate('hop'):.3f} (target ≥ 0.95 for on ÷ off);"
+                  f" server CPU ms/hop {first.cpu_ms('hop'):.2f} / {second.cpu_ms('hop'):.2f}")
     return 1 if any(c.errors() for c in results) else 0
 
 

@@ -162,8 +162,9 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m bench._server`` in a child process; always stopped on exit."""
 
-    def __init__(self, store: str, *, redis_url: str, prefix: str) -> None:
+    def __init__(self, store: str, *, redis_url: str, prefix: str, ops: str = "on") -> None:
         self.store = store
+        self.ops = ops  # "off": the gateway without metrics (bench/_server.py --ops)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.secret = secrets.token_urlsafe(32)  # the bench clients' secret, this run only
@@ -172,7 +173,7 @@ class ServerProcess:
         self.command = [
             sys.executable, "-m", "bench._server", "--store", store,
             "--redis-url", redis_url, "--prefix", prefix, "--port", str(self.port),
-        ]
+        ] + (["--ops", ops] if ops != "on" else [])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -496,6 +497,7 @@ class Options:
     patience: float
     noisy: float
     retries: int
+    ops: tuple[str, ...] = ("on",)  # bench/sso.py: one server per value, metrics on or off
 
 
 async def bench_store(server: ServerProcess, options: Options,

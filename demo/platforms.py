@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from demo import free_port
 from gateway.channels import rsa2
 from gateway.config import AlipayChannel, ChannelsSection, Config, WeChatChannel
 
-__all__ = ["DEMO_WECHAT", "AlipayPlatform", "WeChatPlatform", "WeChatUser", "demo_platforms"]
+__all__ = ["DEMO_ALIPAY_USERS", "DEMO_WECHAT", "AlipayPlatform", "WeChatPlatform", "WeChatUser",
+           "demo_platforms"]
 
 CODE_TTL = 300  # seconds a wx.login / getAuthCode code lives on the platforms
 
@@ -40,6 +41,7 @@ class WeChatUser:
     unionid: str = ""
     phone: str = ""
     risky: bool = False  # the platform answers 40226 for this user
+    nickname: str = ""  # what the demo's mini-program page calls them
 
 
 @dataclass
@@ -215,9 +217,14 @@ class AlipayPlatform:
 DEMO_WECHAT = WeChatPlatform(
     "wx5f2e0c1d9a7b3c41", "demo-wechat-appsecret-not-a-real-one",  # fictional, printed
     users={"o-demo-zhang": WeChatUser("o-demo-zhang", unionid="u-demo-zhang",
-                                      phone="13800000091"),
-           "o-demo-li": WeChatUser("o-demo-li")})
+                                      phone="13800000091", nickname="湘江小张"),
+           "o-demo-li": WeChatUser("o-demo-li", nickname="岳麓小李")})
 """The demo's WeChat (fictional users); ``demo_platforms`` serves it."""
+
+DEMO_ALIPAY_USERS: dict[str, str] = {"2088000000000101": "小张的支付宝",
+                                     "2088000000000102": "小李的支付宝"}
+"""The demo's Alipay users (fictional user_id → nickname) its mini-program page offers;
+the mock Alipay gives a code for any user_id."""
 
 WECHAT_SECRET_ENV = "ROAM_WECHAT_SECRET"  # the demo's roam.toml example names it
 
@@ -228,7 +235,7 @@ def demo_platforms(config: Config, key_dir: Path) -> tuple[Config, dict[str, str
     (the banner prints them), the environment the gateway then needs (the AppSecret's
     variable), and the mock apps with their ports. Alipay's key pairs are made afresh in
     ``key_dir``."""
-    wechat_port, alipay_port = _free_port(), _free_port()
+    wechat_port, alipay_port = free_port(), free_port()
     app_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_file, public_file = key_dir / "alipay-app-private.pem", key_dir / "alipay-public.pem"
@@ -248,8 +255,3 @@ def demo_platforms(config: Config, key_dir: Path) -> tuple[Config, dict[str, str
     return (revised, {WECHAT_SECRET_ENV: DEMO_WECHAT.secret},
             [(DEMO_WECHAT.app(), wechat_port), (alipay.app(), alipay_port)])
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -1,7 +1,8 @@
-"""``make demo`` (``python -m demo``): the gateway, the three demo RPs and two legacy
-systems in one process.
+"""``make demo`` (``python -m demo``): the gateway, the three demo RPs, two legacy
+systems and the mini-program's side (mock WeChat and Alipay, the verification service,
+the page that plays the mini-program) in one process.
 
-Six uvicorn servers share one event loop. uvicorn's own signal capture is per server and
+Ten uvicorn servers share one event loop. uvicorn's own signal capture is per server and
 chains badly when several run at once, so this module owns SIGINT/SIGTERM and asks every
 server to stop together (a second Ctrl+C forces it).
 """
@@ -23,32 +24,24 @@ from starlette.applications import Starlette
 
 from connectors.cas import CasConfig
 from connectors.signed_header import SignedHeaderConfig
-from demo import DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
+from demo import DEMO_ARRIVALS, DEMO_LEGACY_SYSTEMS, DEMO_SECRETS
 from demo.legacy import create_cas_app, create_signed_header_app
+from demo.miniprogram import miniprogram_app
+from demo.miniprogram_client import CLIENT_ID as MINIAPP
 from demo.platforms import demo_platforms
 from demo.rp import LEVEL_NAMES, create_rp_app
+from demo.verification import demo_verification
 from gateway.config import ClientConfig, Config
 from gateway.login.directory import load_entries
 from gateway.login.stepup import LEVEL_NAMES as STEP_UP_NAMES
 from gateway.privacy import mask_name
 from gateway.server import uvicorn_config
 
-__all__ = ["DEMO_ARRIVALS", "demo_banner", "demo_config", "demo_legacy_apps", "demo_rp_apps",
-           "rp_base_url", "run_demo"]
+__all__ = ["DEMO_ARRIVALS", "demo_banner", "demo_config", "demo_legacy_apps",
+           "demo_miniprogram", "demo_rp_apps", "rp_base_url", "run_demo"]
 
 DEMO_PASSWORD = "Roam@2026"  # every demo account's; printed on purpose (fictional people)
 CALLBACK_PATH = "/callback"
-
-#: 事项 links the banner (and README) offer: (item, region, what it is, where it arrives).
-DEMO_ARRIVALS: tuple[tuple[str, str, str, str], ...] = (
-    ("430000-BDC-001", "430104", "不动产登记查询 · 长沙市岳麓区",
-     "岳麓区不动产登记（旧系统，CAS）"),
-    ("430000-BDC-001", "430702", "不动产登记查询 · 常德市武陵区",
-     "湖南省政务服务平台（旧系统，签名请求头，经网关代理）"),
-    ("430000-SB-001", "430602", "社会保险参保查询 · 岳阳市岳阳楼区", "岳阳市政务服务（OIDC）"),
-    ("430000-GJJ-001", "430302", "住房公积金提取 · 湘潭市雨湖区",
-     "湘潭市住房公积金（OIDC，需 L3 实人认证）"),
-)
 
 
 def _with_port(url: str, port: int) -> str:
@@ -165,6 +158,48 @@ def demo_legacy_apps(config: Config) -> dict[str, tuple[str, Starlette]]:
     return apps
 
 
+def demo_miniprogram(config: Config, key_dir: Path) -> tuple[
+        Config, dict[str, str], list[tuple[Starlette, int]]]:
+    """The mini-program's side of the demo: ``config`` with both channels on mock platforms
+    (demo.platforms, Alipay's keys made in ``key_dir``) and binding on the verification
+    service (demo.verification), the environment the gateway then needs (their fictional
+    secrets), and the apps with their ports: the mocks, the service, and the page that
+    plays the mini-program on the port of ``hunan-miniapp``'s redirect URI."""
+    config, env, apps = demo_platforms(config, key_dir)
+    config, verification_env, verification = demo_verification(config)
+    client = config.client(MINIAPP)
+    if client is None:
+        raise ValueError(f"{config.source}: demo client {MINIAPP!r} missing")
+    page = (miniprogram_app(config), _port_of(rp_base_url(client)))
+    return config, {**env, **verification_env}, [*apps, verification, page]
+
+
+def _miniprogram_lines(config: Config) -> list[str]:
+    """The banner's mini-program part: the page, and what it runs against."""
+    client = config.client(MINIAPP)
+    if client is None:
+        return []
+    lines = ["小程序（在浏览器中模拟微信 / 支付宝小程序）/ the mini-program, played in a browser:",
+             f"  {rp_base_url(client)}/",
+             "  登录（无密码）→ 实名绑定 L2 → 人脸核验 L3 → 一次性链接打开城市服务（无感切换）",
+             "  log in with a platform code → bind by real name (L2) and face (L3) →",
+             "  open a city system through a one-time URL, logged in (seamless switching)"]
+    wechat, alipay = config.settings.channels.wechat, config.settings.channels.alipay
+    if wechat is not None and alipay is not None:
+        lines.append(f"  模拟微信 / mock WeChat: {wechat.base_url}   "
+                     f"模拟支付宝 / mock Alipay: {alipay.gateway_url}")
+        lines.append(f"  code=$(curl -s -XPOST {wechat.base_url}/mock/login "
+                     "-d '{\"openid\":\"o-demo-zhang\"}' | jq -r .code)")
+        lines.append(f"  curl -s {config.issuer}/token -d client_id={MINIAPP} "
+                     "-d grant_type=urn:roam:params:oauth:grant-type:channel-code "
+                     "-d channel=wechat -d \"code=$code\"")
+    binding = config.settings.binding
+    if binding.verifier == "http":
+        lines.append("  实名/人脸核验服务（模拟）/ verification service (mock): "
+                     + binding.base_url)
+    return lines
+
+
 def demo_banner(config: Config, *, accounts: int = 3) -> str:
     """What to open and whom to log in as, in Chinese and English.
 
@@ -201,20 +236,17 @@ def demo_banner(config: Config, *, accounts: int = 3) -> str:
         lines.append(f"  {phone}  {level} {meaning}  {name}")
     lines.append(f"  密码 / password: {DEMO_PASSWORD}")
     lines.append(f"  我的登录 / my logins: {config.issuer}/my/logins")
-    wechat = config.settings.channels.wechat
-    if wechat is not None:
-        lines.append("小程序登录（模拟微信）/ mini-program login (mock WeChat):")
-        lines.append(f"  code=$(curl -s -XPOST {wechat.base_url}/mock/login "
-                     "-d '{\"openid\":\"o-demo-zhang\"}' | jq -r .code)")
-        lines.append(f"  curl -s {config.issuer}/token -d client_id=hunan-miniapp "
-                     "-d grant_type=urn:roam:params:oauth:grant-type:channel-code "
-                     "-d channel=wechat -d \"code=$code\"")
+    lines += _miniprogram_lines(config)
     lines.append("提示：先在 RP A 登录，再打开 RP B，无需再次登录；")
     lines.append("      打开 RP C 时只需做一次人脸核验（演示），无需重新登录；")
     lines.append("      在 RP B 点“退出登录”，再刷新 RP A：它已通过后台通道得知退出。")
+    lines.append("      小程序页：登录 → 实名绑定 → 扫脸 → 获取一次性链接，在无痕窗口打开，"
+                 "即已登录长沙市政务服务。")
     lines.append("Hint: log in at RP A, then open RP B: no second login.")
     lines.append("      RP C needs L3: a (simulated) face check steps the session up.")
     lines.append("      Log out at RP B, reload RP A: the back channel has told it.")
+    lines.append("      Mini-program page: log in, bind, face scan, get a one-time link and")
+    lines.append("      open it in a private window: you are logged in at RP A.")
     lines.append("按 Ctrl+C 停止 / press Ctrl+C to stop.")
     lines.append("")
     return "\n".join(lines)
@@ -233,14 +265,13 @@ async def run_demo(config: Config, *, host: str = "127.0.0.1",
     """Serve the gateway, demo RPs and legacy systems until Ctrl+C, SIGTERM or ``stop``."""
     from gateway.app import create_app  # the app factory pulls in the whole gateway
 
-    # The mini-program's platforms (mock WeChat and Alipay) and the channels that use them.
     with tempfile.TemporaryDirectory(prefix="roam-demo-alipay-") as key_dir:
-        config, env, platforms = demo_platforms(config, Path(key_dir))
+        config, env, channel_apps = demo_miniprogram(config, Path(key_dir))
         for name, value in env.items():
-            os.environ.setdefault(name, value)  # the demo's own process: its fictional secret
-        gateway = create_app(config)  # the channels read their keys here
+            os.environ[name] = value  # the demo's own process: the mocks' fictional secrets
+        gateway = create_app(config)  # the channels read their keys, the verifier its secret
     apps: list[tuple[Starlette, int]] = [(gateway, _port_of(config.issuer))]
-    apps += platforms
+    apps += channel_apps
     apps += [(app, _port_of(base)) for base, app in demo_rp_apps(config).values()]
     apps += [(app, _port_of(base)) for base, app in demo_legacy_apps(config).values()]
     servers = [

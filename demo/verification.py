@@ -5,6 +5,9 @@ It knows a register of (name, ID number) pairs, demands its bearer credential, a
 face checks in memory. ``POST /v1/face/sessions/{id}/scan`` ``{"outcome": "passed" |
 "failed"}`` plays the person's face scan in the mini-program: the client talks to the
 service, and the gateway learns the outcome only by asking the service.
+
+``demo_verification`` is how ``make demo`` runs it: on a port of its own, over the demo
+directory's people, with the gateway's ``[binding]`` pointed at it (verifier ``http``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["verification_app"]
+from demo import free_port
+from gateway.config import Config
+from gateway.login.directory import load_entries
+
+__all__ = ["DEMO_CREDENTIAL", "demo_verification", "verification_app"]
+
+DEMO_CREDENTIAL = "demo-verification-credential-not-a-real-one"  # fictional, as the WeChat one
 
 
 def verification_app(register: Iterable[tuple[str, str]], *, credential: str) -> Starlette:
@@ -86,3 +95,18 @@ def verification_app(register: Iterable[tuple[str, str]], *, credential: str) ->
     ])
     app.state.calls = calls
     return app
+
+
+def demo_verification(config: Config) -> tuple[Config, dict[str, str], tuple[Starlette, int]]:
+    """``config`` whose binding asks this service (verifier ``http``) on a free loopback
+    port, the environment the gateway then needs (the credential's variable, which the
+    config names), and the service with its port. The register is the people of the
+    config's directory file, so the demo binds exactly the people it can log in."""
+    entries = load_entries(config.path(config.settings.login.directory_file))
+    register = [(str(e.claims.get("name", "")), e.id_number) for e in entries]
+    port = free_port()
+    binding = config.settings.binding.model_copy(update={
+        "verifier": "http", "base_url": f"http://127.0.0.1:{port}", "credential_file": ""})
+    revised = config.revised(settings=config.settings.model_copy(update={"binding": binding}))
+    app = verification_app(register, credential=DEMO_CREDENTIAL)
+    return revised, {binding.credential_env: DEMO_CREDENTIAL}, (app, port)

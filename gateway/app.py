@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -29,7 +30,11 @@ from gateway.login.stepup import StepUpPages
 from gateway.login.throttle import SourceThrottle
 from gateway.login.transfer import TICKET_PATH, TRANSFER_PATH, Transfer
 from gateway.login.transfer_tickets import TransferTickets
+from gateway.metrics.endpoint import MetricsEndpoint, metrics_token
+from gateway.metrics.recorder import Metrics
+from gateway.metrics.routes import RouteMetrics
 from gateway.oidc.authorize import Authorizer
+from gateway.oidc.bearer import BearerTokens
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
@@ -59,25 +64,29 @@ def create_app(
     http: httpx.AsyncClient | None = None,
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The gateway's ASGI app for ``config``; dependencies passed in are used instead."""
-    return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source))
+    return gateway_app(build_gateway(config, store=store, http=http, keys=keys, source=source,
+                                     metrics=metrics))
 
 
 def gateway_app(gateway: Gateway) -> Starlette:
     """The routes over ``gateway``'s parts; the app's lifespan is ``gateway.running()``."""
     settings = gateway.config.settings
     issuer, keys, sessions, pages = gateway.issuer, gateway.keys, gateway.sessions, gateway.pages
+    metrics = gateway.metrics
     csrf = Csrf(secure=sessions.secure_cookie)
     login = settings.login
     authorizer = Authorizer(server=gateway.server, clients=gateway.clients, sessions=sessions,
                             store=gateway.store, issuer=issuer,
-                            request_ttl=login.request_ttl)
+                            request_ttl=login.request_ttl, metrics=metrics)
     throttle = SourceThrottle(gateway.store, limit=login.source_max_failures,
                               window=login.source_window,
                               trusted_proxies=settings.gateway.trusted_proxies)
     login_pages = LoginPages(source=gateway.source, authorizer=authorizer, sessions=sessions,
-                             logout=gateway.logout, pages=pages, csrf=csrf, throttle=throttle)
+                             logout=gateway.logout, pages=pages, csrf=csrf, throttle=throttle,
+                             metrics=metrics, source_name=gateway.config.identity_source)
     factors = (simulated_factors(gateway.store, ttl=login.stepup_ttl,
                                  max_failures=login.stepup_max_failures,
                                  lock_seconds=login.stepup_lock_seconds,
@@ -100,21 +109,24 @@ def gateway_app(gateway: Gateway) -> Starlette:
                     login_ttl=settings.login.request_ttl)
     tickets = TicketEndpoints(systems=gateway.config.systems, connectors=gateway.connectors,
                               gate=gateway.gate, store=gateway.store, pages=pages)
+    bearer = BearerTokens(keys=keys, clients=gateway.clients, active=gateway.active,
+                          issuer=issuer, dpop=gateway.server.dpop)
     binding = settings.binding
     bind = BindEndpoints(bindings=gateway.bindings, verifier=gateway.verifier,
-                         store=gateway.store, keys=keys, active=gateway.active, issuer=issuer,
+                         store=gateway.store, bearer=bearer, digests=gateway.digests,
+                         known_area=gateway.config.regions.known_area,
                          limits=BindLimits(max_attempts=binding.max_attempts,
                                            window=binding.attempt_window,
                                            max_id_attempts=binding.max_id_attempts,
                                            id_window=binding.id_attempt_window,
                                            face_ttl=binding.face_ttl))
     transfer = Transfer(tickets=TransferTickets(gateway.store, ttl=login.transfer_ttl),
-                        keys=keys, clients=gateway.clients, active=gateway.active,
-                        sessions=sessions, systems=gateway.config.systems, issuer=issuer)
+                        bearer=bearer, clients=gateway.clients, active=gateway.active,
+                        sessions=sessions, systems=gateway.config.systems, issuer=issuer,
+                        metrics=metrics)
     discovery = Discovery(issuer, keys, gateway.server.grant_types)
-    token = TokenEndpoint(gateway.server, issuer=issuer)
-    userinfo = UserinfoEndpoint(keys=keys, clients=gateway.clients, active=gateway.active,
-                                issuer=issuer, dpop=gateway.server.dpop)
+    token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
+    userinfo = UserinfoEndpoint(bearer)
     probes = Probes(config=gateway.config, store=gateway.store, keys=keys, audit=gateway.audit)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
@@ -162,6 +174,11 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
+    middleware = []
+    if metrics.enabled:  # off: no /metrics, no timing of routes
+        scrape = MetricsEndpoint(metrics, token=metrics_token(gateway.config))
+        routes.append(Route("/metrics", scrape.handle, methods=["GET"]))
+        middleware.append(Middleware(RouteMetrics, metrics=metrics))
 
     async def page_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, PageError):  # pragma: no cover - Starlette routes by type
@@ -207,6 +224,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         limits=HeadLimits.of(settings.gateway),
         pages=pages,
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             PageError: page_error,

@@ -84,23 +84,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Every file (main, clients, systems, identity source, keys), checked without an app:
-    what would stop ``roam serve`` stops here, with every problem at once."""
+    """Every file (main, clients, systems, identity source, keys, the metrics token, the
+    audit trail's directory or connection string), checked without an app: what would
+    stop ``roam serve`` stops here, with every problem at once."""
     from connectors.base import ConnectorContext
-    from gateway.wiring import key_problems, load_keys, open_connectors, open_source
+    from gateway.metrics.endpoint import metrics_token
+    from gateway.metrics.recorder import multiprocess_problems
+    from gateway.wiring import (
+        key_problems,
+        load_keys,
+        open_connectors,
+        open_digests,
+        open_operators,
+        open_source,
+    )
 
     config = _config(args)  # the main, clients and systems files, and the rules across them
     keys = load_keys(config)
     problems = key_problems(config, keys)
+    if config.settings.metrics.enabled:
+        problems.extend(multiprocess_problems(os.environ))
+        try:
+            metrics_token(config)  # its file, if it names one
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    problems.extend(audit_problems(config))  # the audit file's directory, the DSN's syntax
     if problems:
         raise ConfigError(problems)
     # secrets named by environment variable must be there
     open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
                     path_mode=config.settings.proxy.path_mode)
     open_source(config, MemoryStore())  # the identity source's own file
-    problems = audit_problems(config)  # the audit file's directory, the DSN's syntax
-    if problems:
-        raise ConfigError(problems)
+    open_digests(config)  # the gateway's secret, where it must be shared
+    open_operators(config)  # the console's accounts
     print(f"{config.source}: OK ({len(config.clients)} clients, {len(config.systems)} systems, "
           f"store {config.settings.store.backend}, issuer {config.issuer})")
     return 0
@@ -125,6 +141,31 @@ def cmd_clients_secret(args: argparse.Namespace) -> int:
     secret = secrets.token_urlsafe(32)
     print(f"client secret (give it to the RP, store it nowhere else): {secret}")
     print(f'client_secret_sha256 = "{secret_digest(secret)}"')
+    return 0
+
+
+def cmd_ops_operator(args: argparse.Namespace) -> int:
+    """A new operator's entry for the operators file, and the TOTP secret to enrol in an
+    authenticator app (an ``otpauth://`` URI, which apps read from a QR code)."""
+    import getpass
+
+    from argon2 import PasswordHasher
+
+    from gateway.ops.operators import new_totp_secret
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(
+        f"password for {args.name}: ")
+    if len(password) < 12:
+        print("the password must have at least 12 characters", file=sys.stderr)
+        return 2
+    secret = new_totp_secret()
+    uri = f"otpauth://totp/Roam:{args.name}?secret={secret}&issuer=Roam&digits=6&period=30"
+    print(f"# enrol in the operator's authenticator app (then forget it): {uri}")
+    print("[[operator]]")
+    print(f'name = "{args.name}"')
+    print(f'role = "{args.role}"')
+    print(f'password_hash = "{PasswordHasher().hash(password)}"')
+    print(f'totp_secret = "{secret}"')
     return 0
 
 
@@ -293,6 +334,16 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True)
     routes.add_parser("check", help="validate config/systems.toml and print the routing "
                                     "table").set_defaults(func=cmd_routes_check)
+
+    ops = sub.add_parser("ops", help="the operators' console").add_subparsers(
+        dest="action", required=True)
+    operator = ops.add_parser("operator", help="make an operator's entry for the operators "
+                                               "file (password hash and a new TOTP secret)")
+    operator.add_argument("name", help="the operator's account name (ASCII, e.g. ops-zhang)")
+    operator.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+    operator.add_argument("--password-stdin", action="store_true",
+                          help="read the password from the first line of stdin")
+    operator.set_defaults(func=cmd_ops_operator)
 
     sessions = sub.add_parser("sessions", help="gateway sessions").add_subparsers(
         dest="action", required=True)

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
+from gateway import __version__
 from gateway.audit import AuditTrail, open_trail
 from gateway.background import Background
-from gateway.binding.bindings import Bindings
+from gateway.binding.bindings import BOUND_LEVELS, Bindings
 from gateway.binding.http_verifier import HttpVerifier
 from gateway.binding.identity import ChannelIdentity
 from gateway.binding.verifier import DemoVerifier, NoVerifier, Verifier
 from gateway.channels.identity import ChannelIdentity as PlatformIdentity
-from gateway.channels.login import Resolve
+from gateway.channels.login import Resolve, Resolved
 from gateway.channels.setup import open_channels
 from gateway.config import Config, Systems
+from gateway.cookies import host_cookie_name
 from gateway.csrf import Csrf
+from gateway.digests import KeyedDigests
 from gateway.errors import ConfigError
 from gateway.host_sessions import HostSessions
 from gateway.keys import KeyRing
@@ -35,6 +38,7 @@ from gateway.legacy.access import Gate
 from gateway.legacy.handover import Handover
 from gateway.login.directory import TomlDirectory
 from gateway.login.source import PasswordSource
+from gateway.metrics.recorder import Metrics, open_metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import ClientRegistry
@@ -42,6 +46,8 @@ from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
+from gateway.ops.console_sessions import OPS_COOKIE
+from gateway.ops.operators import Operator, load_operators
 from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.h1 import H1Upstream
@@ -51,6 +57,7 @@ from gateway.proxy.upstream import Upstream
 from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
+from gateway.store.measured import MeasuredStore
 from gateway.urls import is_loopback_host
 
 __all__ = [
@@ -62,6 +69,8 @@ __all__ = [
     "load_keys",
     "open_binding",
     "open_connectors",
+    "open_digests",
+    "open_operators",
     "open_source",
 ]
 
@@ -94,6 +103,9 @@ class Gateway:
     proxy: Proxy
     bindings: Bindings  # channel identity → citizen (the channel login's resolve)
     verifier: Verifier  # real name and face checks for binding
+    digests: KeyedDigests  # HMAC under the gateway's secret, for guessable store ids
+    operators: Mapping[str, Operator]  # the console's accounts (gateway/ops)
+    metrics: Metrics  # what the parts record for /metrics (does nothing when off)
     audit: AuditTrail  # roam.audit's records → the audit sink, in batches
     owns_store: bool = True
     owns_http: bool = True
@@ -123,7 +135,17 @@ class Gateway:
 def gateway_cookie_names(secure: bool) -> frozenset[str]:
     """The gateway's cookies besides the session (whose name the proxy knows from the
     gate) and the host sessions': under both spellings, never forwarded to a system."""
-    return frozenset({Csrf(secure=secure).cookie_name, Csrf(secure=False).cookie_name})
+    return frozenset({Csrf(secure=secure).cookie_name, Csrf(secure=False).cookie_name,
+                      host_cookie_name(OPS_COOKIE, secure=True), OPS_COOKIE})
+
+
+def open_operators(config: Config) -> dict[str, Operator]:
+    """The console's operators (``[ops] operators_file``; none: no console). The demo's
+    file, whose secrets are public, only on a loopback issuer."""
+    name = config.settings.ops.operators_file
+    if not name:
+        return {}
+    return load_operators(config.path(name), allow_demo=is_loopback_host(config.issuer))
 
 
 def load_keys(config: Config) -> KeyRing:
@@ -177,15 +199,42 @@ def open_source(config: Config, store: Store) -> PasswordSource:
     raise ConfigError([f"{config.source}: login.source: unknown {config.identity_source!r}"])
 
 
-def bound_citizen(bindings: Bindings) -> Resolve:
+def bound_citizen(bindings: Bindings, source: PasswordSource) -> Resolve:
     """The channel login's way to the binding records: a bound identity logs in as its
-    citizen (same ``sub`` from WeChat and Alipay), an unbound one as itself."""
+    citizen (same ``sub`` from WeChat and Alipay) with the citizen's claims from the
+    identity source, an unbound one as itself with none."""
 
-    async def resolve(found: PlatformIdentity) -> tuple[str, str]:
-        return await bindings.resolve(ChannelIdentity(found.channel, found.appid,
-                                                      found.openid, found.unionid))
+    async def resolve(found: PlatformIdentity) -> Resolved:
+        channel = ChannelIdentity(found.channel, found.appid, found.openid, found.unionid)
+        subject, level = await bindings.resolve(channel)
+        citizen = await source.lookup(subject) if level in BOUND_LEVELS else None
+        if citizen is None:
+            return Resolved(subject, level, channel_subject=channel.subject)
+        return Resolved(subject, level, channel_subject=channel.subject,
+                        claims=citizen.claims, region=citizen.region)
 
     return resolve
+
+
+def open_digests(config: Config) -> KeyedDigests:
+    """The gateway's secret (``[gateway] secret_env`` or ``secret_file``). Without one, a
+    random secret of this process: fine on a loopback issuer (the demo, tests) or where
+    nothing keyed by it is kept, refused where binding to real names is on in production
+    (``verifier = "http"``: its limits must hold across processes and restarts)."""
+    section = config.settings.gateway
+    secret = os.environ.get(section.secret_env, "")
+    if section.secret_file:
+        secret = config.path(section.secret_file).read_text("utf-8").strip()
+    if not secret:
+        if config.settings.binding.verifier == "http" and not is_loopback_host(config.issuer):
+            raise ConfigError([f"{config.source}: gateway: binding needs the gateway's secret "
+                               f"(${section.secret_env} or gateway.secret_file), the same in "
+                               "every process"])
+        return KeyedDigests.ephemeral()
+    try:
+        return KeyedDigests(secret.encode())
+    except ValueError as error:
+        raise ConfigError([f"{config.source}: gateway: {error}"]) from None
 
 
 def open_binding(config: Config, store: Store, http: httpx.AsyncClient,
@@ -218,10 +267,12 @@ def build_gateway(
     keys: KeyRing | None = None,
     source: PasswordSource | None = None,
     upstream: Upstream | None = None,
+    metrics: Metrics | None = None,
     audit: AuditTrail | None = None,
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
-    client passed in is not closed by :meth:`Gateway.running`).
+    client passed in is not closed by :meth:`Gateway.running`). ``metrics``: by default a
+    registry of this gateway's own (``[metrics]``); with metrics on, the store is timed.
 
     Nothing connects yet: the store and the HTTP clients open connections on first use.
     """
@@ -233,13 +284,17 @@ def build_gateway(
     clients = ClientRegistry(config.clients)
     connectors = open_connectors(config.systems, ConnectorContext(keys=keys, issuer=config.issuer),
                                  path_mode=settings.proxy.path_mode)
-    audit = audit or open_trail(config)
     owns_store, owns_http = store is None, http is None
     if store is None:
         store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
                            prefix=settings.store.prefix)
     if http is None:
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
+    if metrics is None:
+        metrics = open_metrics(settings.metrics, config.systems, version=__version__)
+    if metrics.enabled:
+        store = MeasuredStore(store, metrics)
+    audit = audit or open_trail(config, metrics)
     issuer = config.issuer
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer,
@@ -252,16 +307,16 @@ def build_gateway(
     bindings, verifier = open_binding(config, store, http, source)
     channels = open_channels(settings.channels, http=http, store=store, path=config.path,
                              account_ttl=settings.tokens.refresh_token_ttl,
-                             resolve=bound_citizen(bindings))
+                             resolve=bound_citizen(bindings, source))
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
                                      refresh=refresh, ttl=settings.tokens, channels=channels,
                                      systems=config.systems)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),
-                                    retry_for=settings.outbound.retry_for)
+                                    retry_for=settings.outbound.retry_for, metrics=metrics)
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
-                           backchannel=backchannel, background=background)
+                           backchannel=backchannel, background=background, metrics=metrics)
     health = PassiveHealth(failures=settings.health.passive_failures,
                            cooldown=settings.health.passive_cooldown)
     resolver = Resolver(config.systems, config.regions, health=health)
@@ -275,12 +330,13 @@ def build_gateway(
                   connectors={sid: c for sid, c in connectors.items()
                               if isinstance(c, PresentsIdentity)},
                   handover=handover, cookie_names=gateway_cookie_names(sessions.secure_cookie),
-                  max_body=settings.proxy.max_body, issuer=issuer)
+                  max_body=settings.proxy.max_body, issuer=issuer, metrics=metrics)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
         sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
         source=source, resolver=resolver, health=health,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
-        bindings=bindings, verifier=verifier, audit=audit, owns_store=owns_store,
-        owns_http=owns_http)
+        bindings=bindings, verifier=verifier, digests=open_digests(config),
+        operators=open_operators(config), metrics=metrics, audit=audit,
+        owns_store=owns_store, owns_http=owns_http)

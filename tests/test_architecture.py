@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("gateway.config",)),
     ("services", ("gateway.sessions", "gateway.host_sessions", "gateway.cookies",
                   "gateway.csrf", "gateway.pages", "gateway.background", "gateway.outbound",
-                  "gateway.channels", "gateway.audit")),
+                  "gateway.channels", "gateway.metrics", "gateway.audit")),
     ("features", ("gateway.oidc", "gateway.login", "gateway.legacy", "gateway.routing",
                   "gateway.proxy", "gateway.binding", "gateway.ops")),
     ("assembly", ("gateway.wiring", "gateway.app", "gateway.cli", "gateway.server",

@@ -13,9 +13,10 @@ from tests.support.gateway import REPO
 
 
 def with_shipped_files(main: str) -> str:
-    """A copy of roam.toml elsewhere still reads the shipped clients, directory, systems."""
+    """A copy of roam.toml elsewhere still reads the shipped clients, directory, systems
+    and operators."""
     for name, key in (("clients", "clients_file"), ("directory", "directory_file"),
-                      ("systems", "systems_file")):
+                      ("systems", "systems_file"), ("operators", "operators_file")):
         main = main.replace(f'{key} = "{name}.toml"', f'{key} = "{REPO / "config" / name}.toml"')
     return main
 
@@ -48,7 +49,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
 
 
 def test_a_proxied_system_without_a_host_of_its_own_needs_path_mode(tmp_path: Path) -> None:
-    for name in ("roam.toml", "clients.toml", "directory.toml"):
+    for name in ("roam.toml", "clients.toml", "directory.toml", "operators.toml"):
         shutil.copy(REPO / "config" / name, tmp_path / name)
     systems = (REPO / "config" / "systems.toml").read_text("utf-8")
     assert 'hosts = ["hunan-province.localhost"]\n' in systems
@@ -231,6 +232,23 @@ def test_simulated_step_up_on_a_public_issuer_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{path}: login.simulated_step_up" in result.stderr
+
+
+def test_config_check_refuses_bad_metrics_settings(tmp_path: Path) -> None:
+    result = roam("config", "check", env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "none"),
+                                          "ROAM_METRICS_TOKEN_FILE": str(tmp_path / "none")})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert "metrics.token_file: cannot read" in result.stderr  # every problem at once
+    short = roam("config", "check", env={"ROAM_METRICS_TOKEN": "short"})
+    assert short.returncode == 2
+    assert "ROAM_METRICS_TOKEN (metrics.token)" in short.stderr
+    assert "short" not in short.stderr.replace("ROAM_METRICS_TOKEN", "")
+    (tmp_path / "token").write_text("x" * 40 + "\n", "utf-8")
+    good = roam("config", "check", env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+                                        "ROAM_METRICS_TOKEN_FILE": str(tmp_path / "token")})
+    assert good.returncode == 0, good.stderr
 
 
 def test_config_check_refuses_an_audit_trail_that_cannot_work(tmp_path: Path) -> None:

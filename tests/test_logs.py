@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,13 @@ from gateway.logs import MAX_FIELD, JsonFormatter, RequestIds, current_request_i
 from gateway.server import uvicorn_config
 from gateway.store.memory import MemoryStore
 from tests.support.audit import trail_lines
-from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, config_on_port, form_field
+from tests.support.gateway import (
+    CITIZEN,
+    DEMO_PASSWORD,
+    config_on_port,
+    form_field,
+    gateway_process,
+)
 from tests.support.servers import free_port
 
 FORGED_PATH = '/go/x%0a{"forged":1}'
@@ -213,30 +217,9 @@ async def test_the_gateway_writes_no_forged_line_in_process(
 
 @pytest.fixture
 def roam_serve(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
-    env.update(ROAM_GATEWAY_PORT=str(port), ROAM_GATEWAY_ISSUER=f"http://127.0.0.1:{port}",
-               ROAM_AUDIT_PATH=str(tmp_path / "audit.jsonl"), PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "roam serve did not start"
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+    with gateway_process(free_port(), env={"ROAM_AUDIT_PATH": str(tmp_path / "audit.jsonl")}
+                         ) as running:
+        yield running
 
 
 def raw_request(url: str, head: bytes) -> bytes:

@@ -10,10 +10,11 @@ import pytest
 from connectors.base import PresentsIdentity, RedirectsLogin
 from connectors.cas import Cas
 from connectors.oidc import OidcRelyingParty
+from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.keys import generate_key_file
 from gateway.store.memory import MemoryStore
-from gateway.wiring import build_gateway
+from gateway.wiring import build_gateway, open_digests, open_operators
 from tests.support.gateway import config_on_port
 
 
@@ -87,3 +88,47 @@ hosts = ["cas.roam.test"]
     assert refused.value.problems == [
         "systems file: system 'cas-sys': hosts: only for systems the proxy serves "
         "(connector 'cas' does not present identity)"]
+
+
+def _production_binding(tmp_path: Path, **gateway: str) -> Config:
+    base = config_on_port(8000)
+    for alg in ("RS256", "ES256"):
+        generate_key_file(tmp_path / "keys", alg)
+    settings = base.settings.model_copy(update={
+        "gateway": base.settings.gateway.model_copy(update={
+            "issuer": "https://sso.roam.test", "key_dir": str(tmp_path / "keys"),
+            "secret_env": "ROAM_TEST_NO_SUCH_SECRET", **gateway}),
+        "login": base.settings.login.model_copy(update={"simulated_step_up": False}),
+        "binding": base.settings.binding.model_copy(update={
+            "verifier": "http", "base_url": "https://verify.roam.test"})})
+    return base.revised(settings=settings)
+
+
+def test_real_name_binding_in_production_needs_the_gateways_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        open_digests(_production_binding(tmp_path))
+    assert "ROAM_TEST_NO_SUCH_SECRET" in refused.value.problems[0]
+    (tmp_path / "short").write_text("too short\n")
+    with pytest.raises(ConfigError) as short:
+        open_digests(_production_binding(tmp_path, secret_file=str(tmp_path / "short")))
+    assert "at least 32 bytes" in short.value.problems[0]
+
+
+def test_every_process_with_one_secret_file_makes_the_same_digests(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s" * 48 + "\n")
+    config = _production_binding(tmp_path, secret_file=str(tmp_path / "secret"))
+    first, second = open_digests(config), open_digests(config)
+    assert first.of("bind-id", "430102199001010016") == second.of(
+        "bind-id", "430102199001010016")
+    # without a secret a loopback demo gets one of its own, never shared
+    demo = config_on_port(8000)
+    assert open_digests(demo).of("x", "1") != open_digests(demo).of("x", "1")
+
+
+def test_the_demos_operators_are_refused_on_a_real_issuer(tmp_path: Path) -> None:
+    config = _production_binding(tmp_path)
+    assert config.settings.ops.operators_file == "operators.toml"  # the shipped demo's
+    with pytest.raises(ConfigError) as refused:
+        open_operators(config)
+    assert "loopback issuer only" in refused.value.problems[0]
+    assert set(open_operators(config_on_port(8000))) == {"ops-demo", "ops-viewer"}

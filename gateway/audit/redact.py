@@ -6,13 +6,14 @@ secret. This is the second line, applied to every event: a field named like a se
 there; a resident ID number or a mobile number anywhere in a string is masked
 (``430***********1234``, ``138****1234``); a JWT is cut out; a ``name`` is masked as a
 name. Strings are made storable as well: no NUL (PostgreSQL text refuses it), no lone
-surrogates, at most :data:`MAX_TEXT` characters.
+surrogates, at most :data:`MAX_TEXT` characters. Values come out as text, integers
+(below 10^10), booleans or null: a float becomes its text, so that every JSON library
+spells an event alike (the hash chain needs one spelling).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from gateway.privacy import mask_id_number, mask_name, mask_phone
 
 __all__ = ["MAX_TEXT", "REDACTED", "Scalar", "redact_fields", "redact_text"]
 
-Scalar = str | int | float | bool | None
+Scalar = str | int | bool | None
 
 MAX_TEXT = 512
 REDACTED = "[redacted]"
@@ -87,8 +88,9 @@ def _value(name: str, value: Any) -> Scalar:
         # a phone or ID number passed as a number is masked all the same
         return value if abs(value) < 10**10 else redact_text(str(value))
     if isinstance(value, float):
-        # PostgreSQL's jsonb writes 1e20 back as an integer: such floats are kept as text
-        return value if math.isfinite(value) and abs(value) < 1e15 else str(value)
+        # as text: JSON libraries spell floats differently (1e-07, 1e-7), and jsonb writes
+        # 1e20 back as an integer; the hash needs one spelling
+        return repr(value)
     text = value if isinstance(value, str) else str(value)
     if name.rstrip("_") == "name":
         return mask_name(text)

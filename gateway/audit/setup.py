@@ -8,6 +8,7 @@ from gateway.audit.sink import AuditSink
 from gateway.audit.trail import AuditTrail
 from gateway.config import Config
 from gateway.errors import ConfigError
+from gateway.metrics.recorder import Metrics
 
 __all__ = ["audit_problems", "open_sink", "open_trail"]
 
@@ -56,9 +57,10 @@ def open_sink(config: Config) -> AuditSink:
                         connect_timeout=section.connect_timeout)
 
 
-def open_trail(config: Config) -> AuditTrail:
-    """The trail of a gateway process, writing to :func:`open_sink`'s sink."""
+def open_trail(config: Config, metrics: Metrics | None = None) -> AuditTrail:
+    """The trail of a gateway process, writing to :func:`open_sink`'s sink and reporting
+    to ``metrics``."""
     section = config.settings.audit
     return AuditTrail(open_sink(config), queue_size=section.queue_size,
                       batch_size=section.batch_size, batch_interval=section.batch_interval,
-                      retention_days=section.retention_days)
+                      retention_days=section.retention_days, metrics=metrics)

@@ -8,8 +8,9 @@ queues. When the sink fails (a database outage) the batch stays queued and the w
 tries again with backoff, up to 30 s apart; while the queue is full new events are
 dropped and counted, and an ``audit.dropped`` event saying how many is written first
 when writing works again. Failures and drops are logged on ``roam.trail`` (at most once a
-minute while they last), counted in :attr:`AuditTrail.stats`, and make
-:meth:`AuditTrail.problem` — readiness — answer what is wrong. Once an hour (and at start)
+minute while they last), counted in :attr:`AuditTrail.stats` and the metrics
+(``roam_audit_*``), and make :meth:`AuditTrail.problem` — readiness — answer what is
+wrong. Once an hour (and at start)
 events older than ``retention_days`` are pruned behind an anchor. On the way out what is
 queued is written, for up to ``drain_timeout`` seconds.
 """
@@ -34,6 +35,7 @@ from gateway.audit.handler import AuditHandler
 from gateway.audit.queue import EventQueue
 from gateway.audit.sink import AuditSink
 from gateway.errors import AuditError
+from gateway.metrics.recorder import Metrics
 
 __all__ = ["AuditStats", "AuditTrail", "node_name"]
 
@@ -66,6 +68,7 @@ class AuditTrail:
     def __init__(self, sink: AuditSink, *, queue_size: int = 10_000, batch_size: int = 200,
                  batch_interval: float = 1.0, retention_days: int = 180,
                  drain_timeout: float = 5.0, node: str | None = None,
+                 metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.sink = sink
         self.batch_size = batch_size
@@ -74,6 +77,8 @@ class AuditTrail:
         self.drain_timeout = drain_timeout
         self.node = node or node_name()
         self.clock = clock
+        self.metrics = metrics or Metrics()
+        self._reported_stats = AuditStats(0, 0, 0, 0, 0, queue_size, None)  # to the metrics
         self.queue = EventQueue(queue_size, batch_size=batch_size, on_batch=self._wake)
         self.written = 0
         self.refused = 0  # events the sink refused for good (counted as dropped)
@@ -108,6 +113,7 @@ class AuditTrail:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self.drain_timeout):
                     await self.flush()
+                self._report_metrics()
                 if len(self.queue):
                     log.error("audit events not written at shutdown",
                               extra={"count": len(self.queue), "sink": self.sink.name})
@@ -140,6 +146,15 @@ class AuditTrail:
             # woken by a full batch: full batches only; after the interval: all of it
             written = await self.flush(whole=timed_out)
             backoff = 0.0 if written else min(MAX_BACKOFF, max(0.5, backoff * 2))
+            self._report_metrics()
+
+    def _report_metrics(self) -> None:
+        """What changed since the last report, to the metrics (the writer's task only)."""
+        now, then = self.stats, self._reported_stats
+        self.metrics.audit(written=now.written - then.written,
+                           dropped=now.dropped - then.dropped,
+                           failed=now.write_failures - then.write_failures, queued=now.depth)
+        self._reported_stats = now
 
     # writing -----------------------------------------------------------------------------
 

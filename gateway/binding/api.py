@@ -1,15 +1,19 @@
 """``POST /channel/bind`` (real name → L2) and ``POST /channel/bind/face`` (face → L3).
 
-The caller is the mini-program with the access token of its channel login (bearer): the
-token's ``sub`` is the channel's own subject, which names the channel identity. Errors
-are RFC 6750/6749 JSON with Chinese descriptions. Attempts are counted per channel
-identity and per ID number before the verifier is asked (the store's atomic ``incr``),
-and audited on ``roam.audit`` without the name or the unmasked ID number.
+The caller is the mini-program with the access token of a channel login (a bearer token,
+or a DPoP-bound one with its proof: :class:`gateway.oidc.bearer.BearerTokens`), of a
+client allowed the channel grant. The token's grant names the channel identity (its own
+subject, ``channel_sub``), bound or not, so a citizen's token can step its binding up to
+L3. Errors are RFC 6750/6749 JSON with Chinese descriptions. Attempts are counted per
+channel identity and per ID number before the verifier is asked (the store's atomic
+``incr``; the ID number only as an HMAC under the gateway's secret, never a plain hash
+anyone could reverse by trying numbers), and audited on ``roam.audit`` without the name
+or the unmasked ID number.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +24,12 @@ from gateway.audit import audit_event
 from gateway.binding.bindings import Bindings
 from gateway.binding.identity import ChannelIdentity
 from gateway.binding.verifier import Refusal, Verifier
-from gateway.errors import ProtocolError, TokenError
+from gateway.channels.login import CHANNEL_SUBJECT
+from gateway.digests import KeyedDigests
+from gateway.errors import ProtocolError
 from gateway.identifiers import normalise_resident_id, validate_resident_id
-from gateway.keys import KeyRing, validate_claims
-from gateway.oidc.active import ActiveTokens
-from gateway.oidc.minter import ACCESS_TOKEN_TYP
+from gateway.oidc.bearer import BearerTokens
+from gateway.oidc.channel_grant import CHANNEL_GRANT
 from gateway.privacy import mask_id_number
 from gateway.store.base import Kind, Store
 
@@ -47,47 +52,38 @@ def _error(error: str, description: str, status: int = 400,
     return ProtocolError(error, description, status=status, headers=headers or {})
 
 
-def _bearer(error: str, description: str, status: int = 401) -> ProtocolError:
-    return _error(error, description, status,
-                  {"WWW-Authenticate": f'Bearer realm="roam", error="{error}"'})
-
-
-def _id_digest(number: str) -> str:
-    return hashlib.sha256(("roam-bind\x1f" + number).encode()).hexdigest()
+def _not_a_channel_token() -> ProtocolError:
+    return _error("insufficient_scope", "该令牌不是小程序渠道登录的令牌", 403,
+                  {"WWW-Authenticate": 'Bearer realm="roam", error="insufficient_scope"'})
 
 
 class BindEndpoints:
-    def __init__(self, *, bindings: Bindings, verifier: Verifier, store: Store, keys: KeyRing,
-                 active: ActiveTokens, issuer: str, limits: BindLimits) -> None:
+    def __init__(self, *, bindings: Bindings, verifier: Verifier, store: Store,
+                 bearer: BearerTokens, digests: KeyedDigests,
+                 known_area: Callable[[str], bool], limits: BindLimits) -> None:
         self.bindings = bindings
         self.verifier = verifier
         self.store = store
-        self.keys = keys
-        self.active = active
-        self.issuer = issuer
+        self.bearer = bearer
+        self.digests = digests
+        self.known_area = known_area
         self.limits = limits
         self._tries = (Kind.BIND_TRIES, limits.max_attempts, limits.window)
         self._id_tries = (Kind.BIND_ID_TRIES, limits.max_id_attempts, limits.id_window)
 
     async def _identity(self, request: Request) -> ChannelIdentity:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _error("invalid_request", "需要小程序登录后的访问令牌", 401,
-                         {"WWW-Authenticate": 'Bearer realm="roam"'})
-        try:
-            _, claims = self.keys.verify(token.strip(), typ=ACCESS_TOKEN_TYP)
-            validate_claims(claims, issuer=self.issuer, audience=None,
-                            required=("iss", "sub", "aud", "exp", "iat", "client_id", "gid"))
-        except TokenError:
-            raise _bearer("invalid_token", "访问令牌无效或已过期，请重新登录") from None
-        if "cnf" in claims:  # RFC 9449: a DPoP-bound token is never a bearer token
-            raise _bearer("invalid_token", "该访问令牌已绑定密钥，不能作为 Bearer 令牌使用")
-        if await self.active.grant_of_access_token(claims) is None:
-            raise _bearer("invalid_token", "访问令牌已失效，请重新登录")
-        identity = await self.bindings.identity_of(str(claims["sub"]))
+        """The channel identity behind the request's token (module docstring)."""
+        _, client, grant = await self.bearer.check(request)
+        channel_subject = grant.identity.claims.get(CHANNEL_SUBJECT)
+        if not client.check_grant_type(CHANNEL_GRANT) or not isinstance(channel_subject, str):
+            raise _not_a_channel_token()
+        identity = await self.bindings.identity_of(channel_subject)
         if identity is None:
-            raise _bearer("insufficient_scope", "该令牌不是小程序渠道登录的令牌", 403)
+            raise _not_a_channel_token()
         return identity
+
+    def _id_digest(self, number: str) -> str:
+        return self.digests.of("bind-id", number)
 
     async def _fields(self, request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -122,12 +118,12 @@ class BindEndpoints:
         if not isinstance(number, str):
             raise _error("invalid_request", "请填写身份证号码")
         try:
-            validate_resident_id(number)
+            validate_resident_id(number, known_area=self.known_area)
         except ValueError as exc:
             raise _error("invalid_request", "身份证号码无效：" + str(exc).split(" / ")[0]) from None
         number, name = normalise_resident_id(number), name.strip()
         await self._slot(self._tries, identity.key, "channel", identity)
-        await self._slot(self._id_tries, _id_digest(number), "id_number", identity)
+        await self._slot(self._id_tries, self._id_digest(number), "id_number", identity)
         masked = mask_id_number(number)
         result = await self.verifier.verify_real_name(name, number)
         if isinstance(result, Refusal):
@@ -149,7 +145,7 @@ class BindEndpoints:
         started = await self.verifier.start_face(result)
         if isinstance(started, str):
             await self.store.upsert(Kind.BIND_FACE, started, {
-                "key": identity.key, "subject": subject, "id": _id_digest(number)},
+                "key": identity.key, "subject": subject, "id": self._id_digest(number)},
                 self.limits.face_ttl)
             body["verification_id"] = started
         audit_event("binding.bind", "success", subject=subject, channel=identity.channel,
@@ -175,8 +171,8 @@ class BindEndpoints:
         used = await self.store.consume(Kind.BIND_FACE, verification_id)
         if used is None or not used[1]:  # single use, however many race
             raise _error("invalid_grant", "人脸核验结果已使用，请重新核验")
-        passed = (result.status == "passed"
-                  and _id_digest(normalise_resident_id(result.id_number)) == pending.get("id"))
+        whose = self._id_digest(normalise_resident_id(result.id_number))
+        passed = result.status == "passed" and whose == pending.get("id")
         subject = str(pending["subject"])
         if not passed:
             audit_event("binding.face", "failure", subject=subject, channel=identity.channel,

@@ -61,13 +61,13 @@ class Bindings:
     async def resolve(self, identity: ChannelIdentity) -> tuple[str, str]:
         """``(subject, verified_level)`` for a channel login: a bound identity (or one
         sharing a bound unionid) is its citizen at the bound level; an unbound one is the
-        channel's own pseudonymous subject at L1, remembered so the bind API can find the
-        identity behind that subject's access token."""
+        channel's own pseudonymous subject at L1. Either way the identity is remembered
+        under its own subject, so the bind API can find the identity behind a token."""
+        await self.store.upsert(Kind.CHANNEL_SUBJECT, identity.subject, identity.to_dict(),
+                                self.ttl)
         found = await self.find(identity)
         if found is not None:
             return found.subject, found.level
-        await self.store.upsert(Kind.CHANNEL_SUBJECT, identity.subject, identity.to_dict(),
-                                self.ttl)
         return identity.subject, UNBOUND_LEVEL
 
     async def find(self, identity: ChannelIdentity) -> Binding | None:

@@ -12,7 +12,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from gateway.assurance import level_of
 from gateway.channels.errors import ChannelError
@@ -21,7 +22,7 @@ from gateway.channels.subject import subject_for
 from gateway.identity import Identity, PersonKind
 from gateway.store.base import Kind, Store
 
-__all__ = ["PROVINCE", "Channel", "ChannelLogin", "Resolve"]
+__all__ = ["CHANNEL_SUBJECT", "PROVINCE", "Channel", "ChannelLogin", "Resolve", "Resolved"]
 
 log = logging.getLogger("roam.channels")
 
@@ -29,6 +30,11 @@ PROVINCE = "430000"
 """The region of a channel identity nobody has bound yet: the province."""
 
 RELOGIN = "登录凭证无效或已使用，请重新登录。"
+
+CHANNEL_SUBJECT = "channel_sub"
+"""A claim of the identity only, never released (no scope names it): the channel
+identity's own subject behind a bound login, so the binding API knows which identity a
+citizen's mini-program token came from."""
 
 
 class Channel(Protocol):
@@ -38,10 +44,21 @@ class Channel(Protocol):
     async def identify(self, code: str, phone_code: str = "") -> ChannelIdentity: ...
 
 
-Resolve = Callable[[ChannelIdentity], Awaitable[tuple[str, str]]]
-"""A channel identity → ``(subject, verified_level)``: the citizen it is bound to at the
-bound level, or its own pseudonymous subject at L1 (``gateway.binding``, passed in by the
-wiring so this layer imports no feature)."""
+@dataclass(frozen=True)
+class Resolved:
+    """Whom a channel identity logs in as: the citizen it is bound to (with the citizen's
+    claims and region, at the bound level) or its own pseudonymous subject at L1."""
+
+    subject: str
+    verified_level: str
+    channel_subject: str = ""  # the identity's own subject (the same as subject unbound)
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    region: str = ""
+
+
+Resolve = Callable[[ChannelIdentity], Awaitable[Resolved]]
+"""A channel identity → :class:`Resolved` (``gateway.binding``, passed in by the wiring so
+this layer imports no feature)."""
 
 
 class ChannelLogin:
@@ -75,13 +92,13 @@ class ChannelLogin:
                 "platform_code": error.platform_code})
             raise
         if self.resolve is not None:  # bound: the citizen, at the level bound
-            subject, verified = await self.resolve(found)
+            resolved = await self.resolve(found)
         else:
-            subject, verified = subject_for(found), "L1"
-        await self.store.upsert(Kind.CHANNEL_ACCOUNT, subject, {
+            resolved = Resolved(subject_for(found), "L1")
+        await self.store.upsert(Kind.CHANNEL_ACCOUNT, resolved.subject, {
             "channel": found.channel, "appid": found.appid, "openid": found.openid,
             "unionid": found.unionid}, self.account_ttl)
-        return identity_of(found, subject, verified)
+        return identity_of(found, resolved)
 
     async def _reserve(self, platform: Channel, what: str, code: str) -> None:
         key = hashlib.sha256(f"{platform.channel}\0{platform.appid}\0{what}\0{code}"
@@ -93,15 +110,20 @@ class ChannelLogin:
             raise ChannelError("invalid_grant", RELOGIN, platform_code="replayed")
 
 
-def identity_of(found: ChannelIdentity, subject: str, verified: str = "L1") -> Identity:
+def identity_of(found: ChannelIdentity, resolved: Resolved) -> Identity:
     """A channel login is L1 (gateway.assurance: what *this* authentication did), whatever
-    the account it is bound to was verified to (``verified``, a claim of its own); no
-    real-name claims; a phone number the platform verified is released as
+    the account it is bound to was verified to (``verified_level``, a claim of its own).
+    Unbound, it carries no real-name claims; bound, the citizen's claims (a binding proved
+    name and ID number). A phone number the platform verified is released as
     ``phone_number`` with ``phone_number_verified``."""
     amr = (found.channel,)
-    claims: dict[str, object] = {"verified_level": verified}
+    verified = resolved.verified_level
+    claims: dict[str, object] = {**resolved.claims, "verified_level": verified}
+    if resolved.channel_subject:
+        claims[CHANNEL_SUBJECT] = resolved.channel_subject
     if found.phone_number:
         claims["phone_number"] = found.phone_number
         claims["phone_number_verified"] = True
-    return Identity(subject=subject, kind=PersonKind.NATURAL, acr=level_of(amr, verified),
-                    amr=amr, auth_time=int(time.time()), region=PROVINCE, claims=claims)
+    return Identity(subject=resolved.subject, kind=PersonKind.NATURAL,
+                    acr=level_of(amr, verified), amr=amr, auth_time=int(time.time()),
+                    region=resolved.region or PROVINCE, claims=claims)

@@ -17,6 +17,8 @@ from gateway.config.settings import (
     HealthSection,
     LegacySection,
     LoginSection,
+    MetricsSection,
+    OpsSection,
     OutboundSection,
     ProxySection,
     RoutingSection,
@@ -26,6 +28,7 @@ from gateway.config.settings import (
     TokensSection,
     WeChatChannel,
     apply_env,
+    check_metrics_token,
 )
 from gateway.config.systems import (
     Acr,
@@ -51,6 +54,8 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "MetricsSection",
+    "OpsSection",
     "OutboundSection",
     "ProxySection",
     "RoutingSection",
@@ -64,6 +69,7 @@ __all__ = [
     "TokensSection",
     "WeChatChannel",
     "apply_env",
+    "check_metrics_token",
     "load_clients",
     "load_config",
     "load_systems",

@@ -90,6 +90,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
     env = os.environ if env is None else env
     problems: list[str] = []
     data = read_toml(path, problems)
+    problems.extend(_secrets_in_file(data, path))
     from_env = apply_env(data, env, problems)
     settings = Settings()
     try:
@@ -161,6 +162,16 @@ def _named_files(defaults: Settings, data: Mapping[str, Any]) -> Settings:
         update["routing"] = defaults.routing.model_copy(
             update={"systems_file": routing["systems_file"]})
     return defaults.model_copy(update=update)
+
+
+def _secrets_in_file(data: dict[str, Any], path: Path) -> list[str]:
+    """Secrets that may come only from the environment or a file of their own, written in
+    the main file anyway: each is one problem (and dropped, so nothing else trips on it)."""
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict) and metrics.pop("token", None) is not None:
+        return [f"{path}: metrics.token: a secret is never written in this file: set "
+                "ROAM_METRICS_TOKEN in the environment or metrics.token_file"]
+    return []
 
 
 def _under(base_dir: Path, name: str) -> Path:

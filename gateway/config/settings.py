@@ -7,6 +7,7 @@ overrides ``[section] key`` (:func:`apply_env`).
 from __future__ import annotations
 
 import ipaddress
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -32,6 +33,8 @@ __all__ = [
     "HealthSection",
     "LegacySection",
     "LoginSection",
+    "MetricsSection",
+    "OpsSection",
     "OutboundSection",
     "ProxySection",
     "RoutingSection",
@@ -41,6 +44,7 @@ __all__ = [
     "TokensSection",
     "WeChatChannel",
     "apply_env",
+    "check_metrics_token",
 ]
 
 MiB = 1024 * 1024
@@ -76,6 +80,11 @@ class GatewaySection(Strict):
     # Load balancers / reverse proxies in front (CIDR) whose X-Forwarded-For is believed
     # when the gateway needs the client's address (the failed-login throttle).
     trusted_proxies: tuple[str, ...] = ()
+    # The gateway's own secret for keyed digests (gateway/digests.py), the same in every
+    # process: from this environment variable, or a file (relative to the config file).
+    # Unset: a random one per process, refused where binding is on in production.
+    secret_env: str = "ROAM_SECRET"
+    secret_file: str = ""
 
     @field_validator("issuer")
     @classmethod
@@ -274,6 +283,50 @@ class ChannelsSection(Strict):
     code_ttl: int = Field(default=600, ge=60, le=86400)  # remember a used platform code
 
 
+class MetricsSection(Strict):
+    """``/metrics`` for Prometheus (docs/operations.md). Without a token it answers only
+    connections from loopback that no proxy forwarded."""
+
+    enabled: bool = True  # false: nothing is recorded and there is no /metrics
+    # The bearer secret scrapers send: from the environment (ROAM_METRICS_TOKEN) or
+    # token_file, never written in the file itself (load_config refuses it there).
+    token: SecretStr | None = None
+    token_file: str = ""  # a file holding it (relative to the config file)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_metrics_token(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetricsSection:
+        if self.token is not None and self.token_file:
+            raise ValueError("metrics.token and metrics.token_file: set one, not both")
+        return self
+
+
+def check_metrics_token(value: str) -> str:
+    """A bearer secret worth the name: ``ValueError`` says why not (never what it is)."""
+    if len(value) < 24 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("the metrics token must be at least 24 printable characters "
+                         "without spaces (e.g. python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))')")
+    return value
+
+
+class OpsSection(Strict):
+    """The operators' console (/ops): its accounts and how long their sessions live."""
+
+    # Operators with password and TOTP (gateway/ops/operators.py); "": no console (404).
+    operators_file: str = ""
+    idle_timeout: int = Field(default=900, ge=60, le=900)  # 等保 2.0: 15 min at most
+    absolute_timeout: int = Field(default=28800, ge=900, le=86400)
+    max_failures: int = Field(default=5, ge=1, le=20)  # login attempts per operator
+    lockout_seconds: int = Field(default=900, ge=60, le=86400)  # per window
+
+
 class Settings(Strict):
     gateway: GatewaySection = GatewaySection()
     session: SessionSection = SessionSection()
@@ -287,6 +340,8 @@ class Settings(Strict):
     legacy: LegacySection = LegacySection()
     binding: BindingSection = BindingSection()
     channels: ChannelsSection = ChannelsSection()
+    metrics: MetricsSection = MetricsSection()
+    ops: OpsSection = OpsSection()
     audit: AuditSection = AuditSection()
 
     @model_validator(mode="after")
@@ -299,6 +354,23 @@ class Settings(Strict):
         return self
 
 
+def _secret_variables(model: type[BaseModel], data: object) -> set[str]:
+    """The environment variables the config names as holding secrets (every ``*_env``
+    key: its default and the file's value, nested sections too). They may start with
+    ``ROAM_`` (``ROAM_SECRET``, ``ROAM_VERIFICATION_CREDENTIAL``) and are not overrides."""
+    names: set[str] = set()
+    values = data if isinstance(data, dict) else {}
+    for key, field in model.model_fields.items():
+        if key.endswith("_env"):
+            for candidate in (field.default, values.get(key)):
+                if isinstance(candidate, str):
+                    names.add(candidate)
+        for inner in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                names |= _secret_variables(inner, values.get(key))
+    return names
+
+
 def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model.
 
@@ -306,8 +378,9 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str])
     """
     applied: dict[str, str] = {}
     sections = Settings.model_fields
+    secrets = _secret_variables(Settings, data)
     for name, raw in env.items():
-        if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",):
+        if not name.startswith("ROAM_") or name in ("ROAM_CONFIG",) or name in secrets:
             continue
         rest = name[len("ROAM_") :].lower()
         section, _, key = rest.partition("_")

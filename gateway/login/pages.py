@@ -20,6 +20,7 @@ from gateway.errors import LockedOut, LoginError
 from gateway.login.lockout import minutes
 from gateway.login.source import PasswordSource
 from gateway.login.throttle import SourceThrottle
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.authorize import Authorizer, first_param
 from gateway.oidc.logout import SessionLogout
 from gateway.pages import Pages
@@ -43,8 +44,12 @@ class LoginPages:
         pages: Pages,
         csrf: Csrf,
         throttle: SourceThrottle,
+        metrics: Metrics | None = None,
+        source_name: str = "",
     ) -> None:
         self.source = source
+        self.metrics = metrics or Metrics()
+        self.source_name = source_name  # [login] source, as the metrics name it
         self.throttle = throttle
         self.authorizer = authorizer
         self.sessions = sessions
@@ -75,6 +80,7 @@ class LoginPages:
         if username and password:  # an empty form checks nothing and costs nothing
             slot = await self.throttle.reserve(address)
             if slot.refused:
+                self.metrics.login_failure(self.source_name, "web", "throttled")
                 audit_event("login", "denied", subject=mask_username(username),
                             client=client_id, source=address, reason="throttled",
                             retry_after=slot.retry_after)
@@ -85,6 +91,7 @@ class LoginPages:
         try:
             identity = await self.source.authenticate(username, password)
         except LockedOut as exc:
+            self.metrics.login_failure(self.source_name, "web", "locked")
             audit_event("login", "locked", subject=mask_username(username), client=client_id,
                         source=address, retry_after=exc.retry_after)
             message = (f"登录失败次数过多，账户已临时锁定，请 {minutes(exc.retry_after)} "
@@ -92,6 +99,7 @@ class LoginPages:
             return self._render(request, pending.id, pending.pairs, status=429, error=message,
                                 retry_after=exc.retry_after)
         except LoginError as exc:
+            self.metrics.login_failure(self.source_name, "web", "password")
             audit_event("login", "failure", subject=mask_username(username), client=client_id,
                         source=address)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
@@ -108,6 +116,7 @@ class LoginPages:
         session = await self.sessions.start(identity, response, current=current)
         if pending.next is None:
             await self.authorizer.note_login(pending, session)  # its prompt=login, max_age
+        self.metrics.login(self.source_name, "web", identity.acr)
         audit_event("login", "success", subject=identity.subject, client=client_id,
                     source=address, acr=identity.acr, sid=session.sid, method="password")
         return response

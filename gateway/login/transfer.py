@@ -38,8 +38,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.audit import audit_event
 from gateway.config import ClientConfig, Systems
 from gateway.errors import PageError, ProtocolError
-from gateway.keys import KeyRing
 from gateway.login.transfer_tickets import Ticket, TransferTickets
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.bearer import BearerTokens, bearer_error
 from gateway.oidc.clients import ClientRegistry
@@ -128,11 +128,12 @@ def _refused(reason: str, **fields: str) -> PageError:
 
 
 class Transfer:
-    def __init__(self, *, tickets: TransferTickets, keys: KeyRing, clients: ClientRegistry,
-                 active: ActiveTokens, sessions: SessionManager,
-                 systems: Systems, issuer: str) -> None:
+    def __init__(self, *, tickets: TransferTickets, bearer: BearerTokens,
+                 clients: ClientRegistry, active: ActiveTokens, sessions: SessionManager,
+                 systems: Systems, issuer: str, metrics: Metrics | None = None) -> None:
         self.tickets = tickets
-        self.bearer = BearerTokens(keys=keys, clients=clients, active=active, issuer=issuer)
+        self.bearer = bearer
+        self.metrics = metrics or Metrics()
         self.clients = clients
         self.active = active
         self.sessions = sessions
@@ -144,12 +145,9 @@ class Transfer:
                                systems=self.systems, issuer=self.issuer)
 
     async def _ticket_for(self, request: Request) -> Ticket:
-        """The bearer token's grant and client, and the form's target; RFC 6750 errors."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ProtocolError("invalid_request", "A bearer access token is required.",
-                                status=401, headers={"WWW-Authenticate": 'Bearer realm="roam"'})
-        claims, client, grant = await self.bearer.check(token.strip())
+        """The access token's grant and client (a bearer token, or a DPoP-bound one with
+        its proof), and the form's target; RFC 6750/9449 errors."""
+        claims, client, grant = await self.bearer.check(request)
         if not client.config.transfer_tickets:
             raise bearer_error("insufficient_scope",
                                "This client may not ask for transfer tickets.", 403)
@@ -205,6 +203,7 @@ class Transfer:
             session = current  # already here at this level or above: keep it as it is
         else:
             session = await self.sessions.start(identity, response, current=current)
+            self.metrics.login("transfer_ticket", "webview", identity.acr)
         audit_event("transfer.ticket.redeem", "success", subject=identity.subject,
                     client=ticket.client_id, acr=identity.acr, sid=session.sid, target=target)
         return response

@@ -29,6 +29,7 @@ from gateway.audit import audit_event
 from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.ids import new_id
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.bridge import HttpRequest, Reply, add_query, published_url, request_params
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
@@ -104,8 +105,10 @@ class Authorizer:
         store: Store,
         issuer: str,
         request_ttl: int = 1800,
+        metrics: Metrics | None = None,
     ) -> None:
         self.server = server
+        self.metrics = metrics or Metrics()
         self.clients = clients
         self.sessions = sessions
         self.store = store
@@ -246,6 +249,8 @@ class Authorizer:
             raise PageError("登录失败", "认证服务返回了无法处理的结果。", status=500)
         if pending is not None:
             await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
+        else:  # no page was shown on the way: a silent SSO hop
+            self.metrics.silent_hop(client.client_id)
         grant = oauth_request.issued_grant
         if session is not None and grant is not None:
             await self.sessions.link(session, client.client_id, grant.grant_id,

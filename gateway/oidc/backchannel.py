@@ -32,6 +32,7 @@ import httpx
 from gateway.audit import Outcome, audit_event
 from gateway.errors import RoamError
 from gateway.keys import KeyRing
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.clients import Client
 from gateway.outbound import OutboundPolicy, OutboundRefused
 from gateway.store.base import Kind, Store
@@ -43,8 +44,10 @@ RECORD_TTL = 7 * 24 * 3600  # long enough for an operator to look into a failed 
 _MAX_ERROR = 200
 
 Status = Literal["pending", "delivered", "failed", "refused"]
-_OUTCOMES: dict[Status, Outcome] = {"pending": "failure", "delivered": "success",
-                                    "failed": "failure", "refused": "denied"}
+_OUTCOMES: dict[str, str] = {"delivered": "delivered", "failed": "given_up",
+                             "refused": "refused", "pending": "retry"}  # the metric's words
+_AUDIT_OUTCOMES: dict[Status, Outcome] = {"pending": "failure", "delivered": "success",
+                                          "failed": "failure", "refused": "denied"}
 Target = tuple[Client, str, str | None]
 
 log = logging.getLogger("roam.backchannel")
@@ -155,6 +158,7 @@ class BackchannelLogout:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         token_ttl: int = 120,
+        metrics: Metrics | None = None,
     ) -> None:
         if retry_for < 0 or initial_delay <= 0 or max_delay < initial_delay or jitter < 0:
             raise ValueError("retry_for >= 0, 0 < initial_delay <= max_delay, jitter >= 0")
@@ -170,6 +174,7 @@ class BackchannelLogout:
         self.clock = clock
         self.sleep = sleep
         self.token_ttl = token_ttl
+        self.metrics = metrics or Metrics()
 
     # -- public ------------------------------------------------------------------------
 
@@ -255,6 +260,7 @@ class BackchannelLogout:
             delivery.last_error = error_text
             delivery.updated = self.clock()
             await self._record(delivery)
+            self.metrics.backchannel(delivery.client_id, "retry")
             audit_event("backchannel.deliver", "failure", client=delivery.client_id,
                         sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
                         status="retrying", error=error_text)
@@ -302,7 +308,8 @@ class BackchannelLogout:
         delivery.last_error = None if error is None else error[:_MAX_ERROR]
         delivery.updated = self.clock()
         await self._record(delivery)
-        audit_event("backchannel.deliver", _OUTCOMES[status], client=delivery.client_id,
+        self.metrics.backchannel(delivery.client_id, _OUTCOMES[status])
+        audit_event("backchannel.deliver", _AUDIT_OUTCOMES[status], client=delivery.client_id,
                     sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
                     status=status, error=delivery.last_error)
         return delivery

@@ -42,10 +42,10 @@ class ChannelCodeGrant(RefreshTokensOfRoam, BaseGrant, TokenEndpointMixin):  # t
             raise UnauthorizedClientError(
                 f"The client is not allowed to use grant_type {self.GRANT_TYPE!r}.")
         self.request.client = client
+        self.validate_requested_scope()
         identity = self.request.work.channel_identity
         if identity is None:  # no platform call was made for this request
-            raise InvalidGrantError("请重新登录。")
-        self.validate_requested_scope()
+            raise InvalidGrantError("The channel code was not redeemed; log in again.")
         scope = client.get_allowed_scope(self.request.payload.scope or "openid")
         self.request.user = Grant(
             grant_id=new_id(16), client_id=client.client_id, identity=identity, scope=scope,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gateway.audit import audit_event
 from gateway.background import Background
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout, Delivery
 from gateway.oidc.clients import Client, ClientRegistry
@@ -20,12 +21,13 @@ __all__ = ["SessionLogout"]
 class SessionLogout:
     def __init__(self, *, sessions: SessionManager, active: ActiveTokens,
                  clients: ClientRegistry, backchannel: BackchannelLogout,
-                 background: Background | None) -> None:
+                 background: Background | None, metrics: Metrics | None = None) -> None:
         self.sessions = sessions
         self.active = active
         self.clients = clients
         self.backchannel = backchannel
         self.background = background
+        self.metrics = metrics or Metrics()
 
     async def end(self, session: Session, *, reason: str,
                   wait: bool = False) -> list[Delivery]:
@@ -38,6 +40,7 @@ class SessionLogout:
         for link in links:
             await self.active.revoke_grant(link.grant_id)
         await self.sessions.destroy(session.sid)
+        self.metrics.logout(reason)
         seen: dict[str, Client] = {}
         for link in links:
             client = self.clients.get(link.client_id)

@@ -25,6 +25,7 @@ from urllib.parse import unquote_plus
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InvalidGrantError,
+    InvalidScopeError,
     OAuth2Error,
     UnsupportedGrantTypeError,
 )
@@ -192,6 +193,10 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             secret = form.get("client_secret") or basic_secret or ""
             if client is None or not client.check_grant_type(CHANNEL_GRANT) or (
                     not client.public and not client.check_client_secret(secret)):
+                return None
+            try:  # nor for a scope authlib will refuse: a refused request spends no code
+                self.validate_requested_scope(form.get("scope"))
+            except InvalidScopeError:
                 return None
             try:
                 work.channel_identity = await self.channels.log_in(

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.audit import audit_event
+from gateway.metrics.recorder import Metrics
 from gateway.oidc.bridge import (
     HttpRequest,
     Reply,
@@ -26,9 +27,11 @@ __all__ = ["TokenEndpoint", "audit_token"]
 
 
 class TokenEndpoint:
-    def __init__(self, server: RoamAuthorizationServer, *, issuer: str) -> None:
+    def __init__(self, server: RoamAuthorizationServer, *, issuer: str,
+                 metrics: Metrics | None = None) -> None:
         self.server = server
         self.issuer = issuer
+        self.metrics = metrics or Metrics()
 
     async def handle(self, request: Request) -> Response:
         check_basic_credentials(request.headers)
@@ -37,6 +40,16 @@ class TokenEndpoint:
                                     form=pairs)
         reply = await self.server.token_response(oauth_request)
         audit_token(oauth_request, reply)
+        grant_type = oauth_request.form.get("grant_type") or ""
+        if reply.status != 200:
+            error = reply.body.get("error")
+            self.metrics.token_error(grant_type, error if isinstance(error, str) else "")
+            return json_reply(reply)
+        self.metrics.token_issued(grant_type)
+        identity = oauth_request.work.channel_identity
+        if identity is not None:  # a mini-program login (the channel-code grant)
+            self.metrics.login(oauth_request.form.get("channel") or "", "miniprogram",
+                               identity.acr)
         return json_reply(reply)
 
 

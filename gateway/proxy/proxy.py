@@ -56,6 +56,7 @@ from gateway.host_sessions import CALLBACK_PATH, LOGOUT_PATH
 from gateway.identity import Identity
 from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.legacy.handover import Handover
+from gateway.metrics.recorder import Metrics
 from gateway.pages import Pages
 from gateway.proxy.answers import MiB, ProxyAnswers, is_navigation
 from gateway.proxy.forwarding import (
@@ -122,13 +123,13 @@ SMALL_BODY = 64 * 1024
 class _Whole:
     """An upstream answer read whole, as ASGI: its head, then its body in one message."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status_code")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
+        self.status_code, self.headers, self.body = status, headers, body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status,
+        await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -200,6 +201,7 @@ class Proxy:
         choose: Chooser | None = None,
         issuer: str = "",
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.systems = systems
@@ -226,19 +228,32 @@ class Proxy:
         self._issuer_port = f":{public.port}" if public.port else ""
         self._forwarded_proto = public.scheme
         self.clock = clock
+        self._record = metrics.proxied if metrics is not None and metrics.enabled else None
 
     # -- entry point ----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI, for every proxied request: :class:`~gateway.proxy.dispatch.ProxyFirst`
         sends them here ahead of Starlette's stack, so nothing above turns an unexpected
-        error into a page — this does (500 with a reference id, the traceback logged)."""
+        error into a page — this does (500 with a reference id, the traceback logged).
+
+        With metrics on, the request is counted and timed (until its answer was sent) under
+        its system: one counter and one histogram, bound once per system and status."""
+        record = self._record
+        start = time.perf_counter() if record is not None else 0.0
         request = Request(scope, receive)
         try:
             answer = await self.handle(request)
         except Exception:
             answer = self.answers.internal_error(request)
-        await answer(scope, receive, send)
+        if record is None:
+            await answer(scope, receive, send)
+            return
+        try:
+            await answer(scope, receive, send)
+        finally:
+            system_id = scope["path"][len(PREFIX):].partition("/")[0]
+            record(system_id, getattr(answer, "status_code", 0), time.perf_counter() - start)
 
     async def handle(self, request: Request) -> ASGIApp:
         system_id, slash, _ = request.scope["path"].removeprefix(PREFIX).partition("/")

@@ -86,6 +86,9 @@ class Kind(StrEnum):
     CHANNEL_TOKEN_LEASE = "channel_token_lease"  # counter: who refreshes that token now
     DPOP_PROOF = "dpop_jti"  # counter: uses of one DPoP proof (key thumbprint and jti)
     DPOP_NONCE = "dpop_nonce"  # a DPoP nonce the gateway handed out
+    OPS_SESSION = "ops_session"  # an operator's console session (gateway/ops)
+    OPS_FAILURES = "ops_failures"  # counter: an operator's login attempts, per window
+    OPS_TOTP = "ops_totp"  # counter: uses of one operator's TOTP time step
 
 
 def check_ttl(ttl: object) -> int:

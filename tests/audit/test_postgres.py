@@ -46,7 +46,7 @@ async def test_writers_in_parallel_keep_one_chain(postgres_dsn: str, audit_schem
     async with reader.snapshot() as snapshot:
         stored = [link async for link in snapshot.links]
     assert [link.seq for link in stored] == list(range(1, 201))
-    assert stored[0].event.details == {"n": 0, "fallback": False, "ratio": 0.25}
+    assert stored[0].event.details == {"n": 0, "fallback": False, "ratio": "0.25"}
 
 
 async def test_pruning_leaves_an_anchor_the_rest_verifies_from(

@@ -15,6 +15,7 @@ from demo.verification import verification_app
 from gateway.app import gateway_app
 from gateway.binding.bindings import Bindings
 from gateway.binding.identity import ChannelIdentity
+from gateway.channels.login import CHANNEL_SUBJECT
 from gateway.identity import Identity, PersonKind
 from gateway.ids import new_id
 from gateway.oidc.grant import Grant
@@ -43,16 +44,20 @@ class Running:
     gateway: Gateway
     store: RedisStore
 
-    async def channel_token(self, identity: ChannelIdentity, *, jkt: str | None = None) -> str:
-        """What the channel login (item 1, not built here) will do: resolve the identity,
-        record a grant and mint an access token for the mini-program's client."""
+    async def channel_token(self, identity: ChannelIdentity, *, jkt: str | None = None,
+                            client_id: str = "hunan-miniapp") -> str:
+        """What the channel login does past the platform (tests/channels drive it whole):
+        resolve the identity, record a grant naming the channel identity, and mint an
+        access token for the mini-program's client — the citizen's once bound."""
         subject, level = await self.bindings().resolve(identity)
-        grant = Grant(grant_id=new_id(16), client_id="hunan-miniapp",
-                      identity=Identity(subject, PersonKind.NATURAL, level, (identity.channel,),
-                                        int(time.time()), ""),
+        grant = Grant(grant_id=new_id(16), client_id=client_id,
+                      identity=Identity(subject, PersonKind.NATURAL, "L1", (identity.channel,),
+                                        int(time.time()), "",
+                                        {CHANNEL_SUBJECT: identity.subject,
+                                         "verified_level": level}),
                       scope="openid", expires_at=int(time.time()) + 3600, offline=True)
         await self.store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(), 3600)
-        client = self.gateway.clients.get("hunan-miniapp")
+        client = self.gateway.clients.get(client_id)
         assert client is not None
         return self.gateway.minter.access_token(grant, client, "openid", jkt=jkt)
 

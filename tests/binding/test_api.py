@@ -4,13 +4,17 @@ the real mock verification service."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 import httpx
 import pytest
+import redis
 
 from gateway.binding.identity import ChannelIdentity
+from gateway.identifiers import resident_id_check_char
 from tests.binding.conftest import LI, ZHANG, Running, scan
+from tests.support.dpop import DPoPSigner
 
 WECHAT = ChannelIdentity("wechat", "wx-demo-app", "o-wechat-1", "u-union-1")
 ALIPAY = ChannelIdentity("alipay", "2021000000000001", "2088000000000001")
@@ -173,3 +177,75 @@ async def test_a_face_result_raises_the_level_once_however_many_race(
         post(running, "/channel/bind/face", token, verification_id=bound["verification_id"])
         for _ in range(3)))
     assert sorted(a.status_code for a in answers) == [200, 400, 400]
+
+
+async def test_a_bound_citizens_token_steps_its_binding_up_to_l3(
+        running: Running, verification_url: str) -> None:
+    """After binding, the mini-program logs in again as the citizen; that token still
+    names the WeChat identity, so the face check raises *this* binding."""
+    first = await running.channel_token(WECHAT)
+    await post(running, "/channel/bind", first, name=ZHANG[0], id_number=ZHANG[1])
+    citizen = await running.channel_token(WECHAT)  # sub c-0001 now
+    again = await post(running, "/channel/bind", citizen, name=ZHANG[0], id_number=ZHANG[1])
+    assert again.status_code == 200, again.text
+    assert again.json()["verified_level"] == "L2"
+    await scan(verification_url, again.json()["verification_id"], "passed")
+    raised = await post(running, "/channel/bind/face", citizen,
+                        verification_id=again.json()["verification_id"])
+    assert raised.json() == {"sub": "c-0001", "verified_level": "L3"}
+    assert await running.bindings().resolve(WECHAT) == ("c-0001", "L3")
+    assert await running.bindings().resolve(ALIPAY) == (ALIPAY.subject, "L1")
+
+
+async def test_a_dpop_bound_token_binds_with_a_proof_of_its_key(running: Running) -> None:
+    signer = DPoPSigner()
+    token = await running.channel_token(WECHAT, jkt=signer.jkt)
+    url = f"{running.url}/channel/bind"
+    body = {"name": ZHANG[0], "id_number": ZHANG[1]}
+    thief = await send(url, body, {"Authorization": f"DPoP {token}", "DPoP": DPoPSigner().proof(
+        "POST", url, access_token=token)})
+    assert thief.status_code == 401
+    assert thief.json()["error"] == "invalid_dpop_proof"
+    assert await running.bindings().resolve(WECHAT) == (WECHAT.subject, "L1")
+    answer = await send(url, body, {"Authorization": f"DPoP {token}",
+                                    "DPoP": signer.proof("POST", url, access_token=token)})
+    assert answer.status_code == 200, answer.text
+    assert await running.bindings().resolve(WECHAT) == ("c-0001", "L2")
+
+
+async def test_a_city_systems_token_cannot_bind_even_with_a_channel_identity_in_it(
+        running: Running) -> None:
+    """A session that came from the mini-program (transfer) gives a city system tokens
+    whose grant still names the channel identity: that system must not re-bind it."""
+    token = await running.channel_token(WECHAT, client_id="changsha-gov")
+    answer = await post(running, "/channel/bind", token, name=ZHANG[0], id_number=ZHANG[1])
+    assert answer.status_code == 403
+    assert answer.json()["error"] == "insufficient_scope"
+    assert await running.bindings().resolve(WECHAT) == (WECHAT.subject, "L1")
+
+
+async def test_an_area_code_that_never_existed_in_hunan_is_refused(running: Running) -> None:
+    first17 = "43019919900101001"  # 430199: no such county, now or before
+    number = first17 + resident_id_check_char(first17)
+    token = await running.channel_token(WECHAT)
+    answer = await post(running, "/channel/bind", token, name=ZHANG[0], id_number=number)
+    assert answer.status_code == 400
+    assert "地址码不存在" in answer.json()["error_description"]
+
+
+async def test_no_store_key_reveals_an_id_number_to_someone_trying_numbers(
+        running: Running, redis_url: str, redis_prefix: str) -> None:
+    """The per-ID-number counter is keyed by an HMAC under the gateway's secret: neither
+    the number nor any unkeyed hash of it is in Redis."""
+    token = await running.channel_token(WECHAT)
+    await post(running, "/channel/bind", token, name=LI[0], id_number=ZHANG[1])
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = " ".join(k.decode() for k in client.scan_iter(f"{redis_prefix}*"))
+    finally:
+        client.close()
+    for candidate in (ZHANG[1], hashlib.sha256(ZHANG[1].encode()).hexdigest(),
+                      hashlib.sha256(("roam-bind\x1f" + ZHANG[1]).encode()).hexdigest()):
+        assert candidate not in keys
+    digest = running.gateway.digests.of("bind-id", ZHANG[1])
+    assert digest in keys

@@ -36,9 +36,17 @@ def test_a_bound_channel_logs_in_as_its_citizen_from_either_platform(
     assert again["sub"] == "c-0001", "the citizen, not the channel's own subject"
     assert again["acr"] == "L1", "a channel code proves no more than the channel"
     assert again["amr"] == ["wechat"]
-    token = wechat_login(gateway_url, platforms, openid="o-bob").json()["access_token"]
+    assert "name" not in unbound, "an unbound channel identity has no real name"
+    token = wechat_login(gateway_url, platforms, openid="o-bob",
+                         scope="openid profile phone").json()["access_token"]
     info = httpx.get(f"{gateway_url}/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert info.json()["sub"] == "c-0001"
+    # the binding proved name and ID number: the citizen's claims come with the login,
+    # cut to the client's registration as always (no ID number for the mini-program)
+    assert info.json()["name"] == ZHANG["name"]
+    assert "id_number" not in info.json()
+    assert "channel_sub" not in info.json()
+    assert "channel_sub" not in again
 
     # the same person's Alipay account, bound too, ends at the same subject
     code = platforms.alipay.auth_code("2088102150470001")

@@ -282,3 +282,16 @@ def test_no_session_key_secret_or_phone_in_the_logs(
         assert secret not in text
     for secret in session_keys:  # nor in what the client got
         assert secret not in str(token)
+
+
+def test_a_scope_the_gateway_refuses_spends_no_code(gateway_url: str,
+                                                    platforms: Platforms) -> None:
+    code = platforms.wechat.login_code("o-bob")
+    sent = len(platforms.wechat.session_keys_sent)
+    refused = httpx.post(f"{gateway_url}/token",
+                         data=channel_form("wechat", code, scope="openid no-such-scope"))
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_scope"
+    assert len(platforms.wechat.session_keys_sent) == sent, "the platform was not asked"
+    fixed = httpx.post(f"{gateway_url}/token", data=channel_form("wechat", code))
+    assert fixed.status_code == 200, "the code is still good for the corrected request"

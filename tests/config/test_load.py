@@ -143,6 +143,20 @@ def test_environment_overrides_and_names_the_variable(tmp_path: Path) -> None:
     assert "environment: ROAM_STORE_COLOUR" in text
 
 
+def test_variables_the_config_names_for_secrets_are_not_overrides(tmp_path: Path) -> None:
+    """``ROAM_SECRET`` and the other ``*_env`` defaults start with ``ROAM_``; so may a
+    name the file chooses. Setting them must not read as ``[secret]``, ``[verification]``…"""
+    path = write(tmp_path, '[channels.wechat]\nappid = "wx0123456789abcdef"\n'
+                           'secret_env = "ROAM_WECHAT_APP_SECRET"\n', GOOD_CLIENT)
+    env = {"ROAM_SECRET": "s" * 40, "ROAM_VERIFICATION_CREDENTIAL": "c",
+           "ROAM_WECHAT_APP_SECRET": "w", "ROAM_STORE_PREFIX": "roam-x:"}
+    config = load_config(path, env=env)
+    assert config.settings.store.prefix == "roam-x:"  # overrides still work beside them
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"ROAM_WECHAT_OTHER": "1"})  # not a name the config uses
+    assert "environment: ROAM_WECHAT_OTHER: no section [wechat]" in caught.value.problems
+
+
 def test_missing_and_broken_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "absent.toml", env={})

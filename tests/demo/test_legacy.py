@@ -14,7 +14,6 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,10 +23,11 @@ from connectors.signed_header import sign
 from demo.legacy import create_cas_app, create_signed_header_app
 from demo.run import demo_config, demo_legacy_apps
 from gateway.app import create_app
-from gateway.config import Config, load_config
+from gateway.config import load_config
 from gateway.store.memory import MemoryStore
 from tests.support.browser import at
-from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, form_field
+from tests.support.demo import demo_systems_file
+from tests.support.gateway import CITIZEN, DEMO_PASSWORD, REPO, form_field, with_systems
 from tests.support.servers import free_port, serve
 
 BDC = "430000-BDC-001"
@@ -43,22 +43,14 @@ class Stack:
     yuelu: str  # cas
 
 
-def _with_systems(config: Config, systems_file: Path) -> Config:
-    routing = config.settings.routing.model_copy(update={"systems_file": str(systems_file)})
-    return config.revised(settings=config.settings.model_copy(update={"routing": routing}))
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_port, province_port, yuelu_port = free_port(), free_port(), free_port()
-    shipped_systems = (REPO / "config" / "systems.toml").read_text("utf-8")
-    systems_file = tmp_path_factory.mktemp("legacy") / "systems.toml"
-    systems_file.write_text(
-        shipped_systems.replace("http://127.0.0.1:8010", f"http://127.0.0.1:{province_port}")
-        .replace("http://127.0.0.1:8011", f"http://127.0.0.1:{yuelu_port}"), "utf-8")
+    systems_file = demo_systems_file(tmp_path_factory.mktemp("legacy"), {
+        "hunan-province": province_port, "yuelu-bdc": yuelu_port})
     shipped = load_config(REPO / "config" / "roam.toml", env={})
-    config = _with_systems(demo_config(shipped, gateway_port=gateway_port, rp_ports={}),
-                           systems_file)
+    config = with_systems(demo_config(shipped, gateway_port=gateway_port, rp_ports={}),
+                          systems_file)
     legacy = demo_legacy_apps(config)
     assert legacy["hunan-province"][0] == f"http://127.0.0.1:{province_port}"
     assert legacy["yuelu-bdc"][0] == f"http://127.0.0.1:{yuelu_port}"

@@ -495,6 +495,7 @@ def test_banner_names_urls_accounts_and_password(shipped: Config) -> None:
         "长沙市政务服务", "岳阳市政务服务",
         "15000000003  L1", "13800000004  L2", "13800000001  L3", "Roam@2026",
         "no second login", "无需再次登录",
+        "http://127.0.0.1:8003/", "实名绑定 L2", "人脸核验 L3", "无感切换",
     ):
         assert expected in text, expected
     assert "430102199001010016" not in text  # ID numbers are never printed
@@ -503,7 +504,7 @@ def test_banner_names_urls_accounts_and_password(shipped: Config) -> None:
 
 async def test_run_demo_serves_everything_and_stops(shipped: Config,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    ports = _ports(*DEMO_SECRETS)
+    ports = _ports(*DEMO_SECRETS, "hunan-miniapp")  # the RPs and the mini-program page
     config = demo_config(shipped, gateway_port=free_port(), rp_ports=ports)
     stop = anyio.Event()
     with anyio.fail_after(20):
@@ -521,7 +522,10 @@ async def test_run_demo_serves_everything_and_stops(shipped: Config,
                             await anyio.sleep(0.05)
                     assert response.status_code == 200, url
             stop.set()
-    assert f"{config.issuer}/.well-known/openid-configuration" in capsys.readouterr().out
+    banner = capsys.readouterr().out
+    assert f"{config.issuer}/.well-known/openid-configuration" in banner
+    assert f"http://127.0.0.1:{ports['hunan-miniapp']}/" in banner
+    assert "verification service (mock): http://127.0.0.1:" in banner
 
 
 async def test_run_demo_stops_everything_when_a_port_is_taken(shipped: Config) -> None:

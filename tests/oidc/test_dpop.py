@@ -283,3 +283,45 @@ def test_a_confidential_client_that_needs_dpop_is_known_by_its_basic_credentials
                               "code": query(callback)["code"], "code_verifier": verifier,
                               "redirect_uri": "http://127.0.0.1:8001/callback"})
     dpop_refused(answer)
+
+
+def _bound_token_with_nonce(gateway: str, signer: DPoPSigner) -> str:
+    """The mini-program's DPoP-bound access token from a gateway that wants nonces."""
+    url = f"{gateway}/token"
+    with httpx.Client(base_url=gateway) as browser:
+        code, verifier = code_for_miniapp(gateway, browser)
+    first = redeem(gateway, code, verifier, {"DPoP": signer.proof("POST", url)})
+    dpop_refused(first, "use_dpop_nonce")
+    answer = redeem(gateway, code, verifier, {"DPoP": signer.proof(
+        "POST", url, nonce=first.headers["dpop-nonce"])})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def test_resource_endpoints_ask_for_a_nonce_and_take_the_bound_token_with_it(
+        nonce_gateway: str) -> None:
+    """RFC 9449 §9 at /userinfo and /sso/transfer-ticket: a client that must use nonces
+    gets 401 ``use_dpop_nonce`` with one, then is served with a proof carrying it."""
+    signer = DPoPSigner()
+    access = _bound_token_with_nonce(nonce_gateway, signer)
+    url = f"{nonce_gateway}/userinfo"
+    asked = userinfo(nonce_gateway, access, signer.proof("GET", url, access_token=access))
+    challenged(asked, "use_dpop_nonce")
+    nonce = asked.headers["dpop-nonce"]
+    served = userinfo(nonce_gateway, access, signer.proof("GET", url, access_token=access,
+                                                          nonce=nonce))
+    assert served.status_code == 200, served.text
+    ticket_url = f"{nonce_gateway}/sso/transfer-ticket"
+    target = "http://127.0.0.1:8001/login"
+    as_bearer = httpx.post(ticket_url, data={"target": target},
+                           headers={"Authorization": f"Bearer {access}"})
+    assert as_bearer.status_code == 401  # RFC 9449: a bound token is never a bearer token
+    minted = httpx.post(ticket_url, data={"target": target}, headers={
+        "Authorization": f"DPoP {access}",
+        "DPoP": signer.proof("POST", ticket_url, access_token=access, nonce=nonce)})
+    assert minted.status_code == 200, minted.text
+    assert minted.json()["transfer_url"].startswith(f"{nonce_gateway}/sso/transfer?")
+    stolen = httpx.post(ticket_url, data={"target": target}, headers={
+        "Authorization": f"DPoP {access}",
+        "DPoP": DPoPSigner().proof("POST", ticket_url, access_token=access, nonce=nonce)})
+    challenged(stolen, "invalid_dpop_proof")

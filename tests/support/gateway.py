@@ -1,11 +1,19 @@
-"""A real gateway for protocol tests: the shipped config moved to a free port."""
+"""A real gateway for protocol tests: the shipped config moved to a free port, served in
+this process (``config_on_port`` + ``servers.serve``) or as ``roam serve`` in a process of
+its own (``gateway_process``)."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,3 +91,35 @@ def log_in(http: httpx.Client, authorize_url: str, username: str = CITIZEN,
 
 def query(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@contextlib.contextmanager
+def gateway_process(port: int, *, env: Mapping[str, str] | None = None
+                    ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``roam serve`` with the shipped config on ``port`` (no other ``ROAM_*`` of this
+    environment), ``env`` added; yields its URL once ``/healthz`` answers, and the process
+    (its stdout and stderr are pipes). Stopped with SIGTERM at the end."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
+    child.update(ROAM_GATEWAY_PORT=str(port), ROAM_GATEWAY_ISSUER=f"http://127.0.0.1:{port}",
+                 ROAM_AUDIT_PATH=str(AUDIT_DIR / f"{port}.jsonl"), PYTHONPATH=str(REPO))
+    child.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"], cwd=REPO, env=child, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "roam serve did not start"
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)

@@ -1,0 +1,37 @@
+"""Keyed digests: store ids made from values a reader of the store could guess.
+
+A resident ID number has little entropy (an area, a birth date, three digits and a check
+character), so a plain SHA-256 of one in a Redis key is as good as the number to anyone
+who can list the keys and try candidates. HMAC-SHA-256 under the gateway's own secret
+(``[gateway] secret_env`` / ``secret_file``, the same in every process) is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+__all__ = ["KeyedDigests"]
+
+MIN_SECRET_BYTES = 32
+
+
+class KeyedDigests:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the gateway secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    @classmethod
+    def ephemeral(cls) -> KeyedDigests:
+        """A random secret of this process alone (the embedded demo, tests)."""
+        return cls(secrets.token_bytes(MIN_SECRET_BYTES))
+
+    def of(self, purpose: str, value: str) -> str:
+        """Hex HMAC of ``value``; ``purpose`` keeps digests of one value for two uses apart."""
+        message = f"{purpose}\x1f{value}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return "KeyedDigests(<secret>)"
