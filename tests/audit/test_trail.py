@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+from prometheus_client import CollectorRegistry
 
 from gateway.audit.chain import Link
 from gateway.audit.event import Event, new_event
@@ -15,6 +16,7 @@ from gateway.audit.file_sink import FileSink
 from gateway.audit.record import audit_event
 from gateway.audit.trail import AuditTrail
 from gateway.audit.verify import verify_trail
+from gateway.metrics.recorder import PrometheusMetrics
 from tests.support.audit import trail_lines
 
 
@@ -125,3 +127,25 @@ async def test_old_events_are_pruned_when_the_trail_starts(tmp_path: Path) -> No
     verdict = await verify_trail(sink)
     assert verdict.ok
     assert (verdict.anchor.seq, verdict.count) == (1, 1)
+
+
+async def test_the_metrics_count_written_dropped_and_failed(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    directory = tmp_path / "trail"
+    block(directory)
+    trail = AuditTrail(FileSink(directory / "audit.jsonl"), queue_size=10, batch_size=10,
+                       batch_interval=0.01, metrics=metrics)
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    async with trail.running():
+        for i in range(12):
+            audit_event("login", "success", subject=f"c-{i:04d}")
+        await until(lambda: value("roam_audit_write_failures_total") > 0)
+        assert value("roam_audit_queue_events") == 10
+        assert value("roam_audit_events_total", result="dropped") == 2
+        unblock(directory)
+        await until(lambda: value("roam_audit_events_total", result="written") == 11)
+    assert value("roam_audit_queue_events") == 0
