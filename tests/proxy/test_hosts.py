@@ -117,6 +117,7 @@ def host_config(port: int, systems: Path, *,
         "session": settings.session.model_copy(update=session),
         "login": settings.login.model_copy(update={"source": "toml-directory",
                                                    "simulated_step_up": False}),
+        "ops": settings.ops.model_copy(update={"operators_file": ""}),  # the demo's: loopback
         "routing": settings.routing.model_copy(update={"systems_file": str(systems)}),
         "proxy": settings.proxy.model_copy(update={"path_mode": False}),
     }))
