@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 
 from gateway.audit.chain import GENESIS, Anchor, ChainCheck, Link, chain, digest
 from gateway.audit.event import new_event
@@ -99,3 +101,13 @@ def test_a_pruned_trail_verifies_from_its_anchor() -> None:
     problem = check(stored[4:], head_of(stored), anchor).problem
     assert problem is not None
     assert problem.seq == 5
+
+
+def test_a_siem_can_check_an_exported_line_with_plain_json() -> None:
+    """docs/operations.md promises the canonical form is json.dumps' sorted, compact one."""
+    event = new_event("login", "failure", at=1767225600.5, subject="138****0001",
+                      details={"n": 3, "ok": False, "none": None, "地区": "岳麓区", "f": 0.5})
+    line = chain(Anchor.genesis(), [event])[0].to_json()
+    stored = line.pop("hash")
+    text = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == stored
