@@ -11,9 +11,11 @@ PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-# What the tests need from the system: the browser the page tests drive, and a
-# redis-server (the suite uses $REDIS_URL or 127.0.0.1:6379 when one answers, and starts
-# its own redis-servers for the fault tests).
+# What the tests need from the system: the browser the page tests drive, a redis-server
+# (the suite uses $REDIS_URL or 127.0.0.1:6379 when one answers, and starts its own
+# redis-servers for the fault tests), and PostgreSQL for the audit trail's tests (the
+# suite uses $POSTGRES_URL or 127.0.0.1:5432 when one answers, else starts its own from
+# Debian's postgresql package: initdb and postgres).
 CHROMIUM ?= /usr/bin/chromium
 # auto: install missing system packages with apt-get when running as root; no: never.
 INSTALL_SYSTEM_PACKAGES ?= auto
@@ -39,6 +41,12 @@ system-packages:
 	@missing=""; \
 	test -x "$(CHROMIUM)" || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$POSTGRES_URL" ] && ! command -v initdb >/dev/null 2>&1 \
+	        && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	        && ! $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" \
+	            >/dev/null 2>&1; then \
+	    missing="$$missing postgresql"; \
+	fi; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$(INSTALL_SYSTEM_PACKAGES)" = auto ] && [ "$$(id -u)" = 0 ] \
 	        && command -v apt-get >/dev/null 2>&1; then \

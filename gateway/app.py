@@ -44,6 +44,7 @@ from gateway.ops.board import HealthBoard
 from gateway.ops.console import Console
 from gateway.ops.console_sessions import ConsoleSessions
 from gateway.ops.operators import OperatorLogin
+from gateway.ops.probes import Probes
 from gateway.pages import Pages
 from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
@@ -58,7 +59,7 @@ log = logging.getLogger("roam.app")
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke",
              "/introspect", "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem",
-             TICKET_PATH, "/ops/api/")
+             "/healthz", "/readyz", TICKET_PATH, "/ops/api/")
 
 
 def create_app(
@@ -156,6 +157,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
     discovery = Discovery(issuer, keys, gateway.server.grant_types)
     token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
     userinfo = UserinfoEndpoint(bearer)
+    probes = Probes(config=gateway.config, store=gateway.store, keys=keys, audit=gateway.audit)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
         lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))
@@ -164,9 +166,6 @@ def gateway_app(gateway: Gateway) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway.running(checks=True):
             yield
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/items", status_code=303)  # the 事项 page is the entrance
@@ -201,7 +200,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/cas/logout", cas.logout, methods=["GET"]),
         Route("/ticket/issue", tickets.issue, methods=["GET"]),
         Route("/ticket/redeem", tickets.redeem, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", probes.healthz, methods=["GET"]),
+        Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
     middleware = []

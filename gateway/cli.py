@@ -1,4 +1,5 @@
-"""``roam``: run the gateway, and look after keys, clients, routes, sessions and config.
+"""``roam``: run the gateway, and look after keys, clients, routes, sessions, config and
+the audit trail.
 
 ``roam routes status|drain|undrain`` work on the running gateways' shared health
 (:mod:`gateway.health`) through the store the config names, without a gateway.
@@ -6,7 +7,8 @@
 The demo is not part of the gateway: ``make demo`` (``python -m demo``) runs it.
 
 A bad configuration prints every problem (file and key) and exits with status 2, with
-no traceback: operators read the message, not a stack.
+no traceback: operators read the message, not a stack. What an operator changes here
+(sessions revoked, keys made) is written to the audit trail with their user name.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.audit import (
+    Outcome,
+    audit_event,
+    audit_problems,
+    open_sink,
+    open_trail,
+    verify_trail,
+)
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError, KeyError_, StoreError
+from gateway.errors import AuditError, ConfigError, KeyError_, StoreError
 from gateway.logs import configure_logging
 from gateway.oidc.clients import secret_digest
 from gateway.store.memory import MemoryStore
@@ -40,6 +51,27 @@ DEFAULT_CONFIG = "config/roam.toml"
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(Path(args.config))
+
+
+def _operator() -> str:
+    """Who runs the command, as the audit trail names an operator at the terminal."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def _audited(config: Config, emit: Callable[[], None]) -> None:
+    """Write what ``emit`` audits to the trail before the command returns."""
+    async def write() -> None:
+        trail = open_trail(config)
+        async with trail.running():
+            emit()
+        if trail.written == 0:
+            print(f"warning: the audit event was not written ({trail.last_error})",
+                  file=sys.stderr)
+
+    asyncio.run(write())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -61,9 +93,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Every file (main, clients, systems, identity source, keys, the metrics token),
-    checked without an app: what would stop ``roam serve`` stops here, with every problem
-    at once."""
+    """Every file (main, clients, systems, identity source, keys, the metrics token, the
+    audit trail's directory or connection string), checked without an app: what would
+    stop ``roam serve`` stops here, with every problem at once."""
     from connectors.base import ConnectorContext
     from gateway.metrics.endpoint import metrics_token
     from gateway.metrics.recorder import multiprocess_problems
@@ -85,6 +117,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             metrics_token(config)  # its file, if it names one
         except ConfigError as exc:
             problems.extend(exc.problems)
+    problems.extend(audit_problems(config))  # the audit file's directory, the DSN's syntax
     if problems:
         raise ConfigError(problems)
     # secrets named by environment variable must be there
@@ -236,6 +269,12 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
         directory = config.path(config.settings.gateway.key_dir)
     path = generate_key_file(directory, args.alg)
     print(f"wrote {args.alg} key {path} (mode 0600)")
+    try:
+        config = _config(args)
+    except ConfigError:
+        return 0  # bootstrapping with --dir before there is a config: nothing to audit to
+    _audited(config, lambda: audit_event("operator.keys.generate", "success",
+                                         operator=_operator(), alg=args.alg, file=path.name))
     return 0
 
 
@@ -271,7 +310,84 @@ async def _revoke_subject(config: Config, subject: str) -> int:
                           f"after {delivery.attempts} attempts ({delivery.last_error})")
         print(f"subject {subject}: {len(found)} session(s) ended, back-channel logout "
               f"delivered {delivered}, not delivered {failed}")
+        audit_event("operator.sessions.revoke", "success" if failed == 0 else "failure",
+                    subject=subject, operator=_operator(), sessions=len(found),
+                    delivered=delivered, not_delivered=failed)
         return 0 if failed == 0 else 1
+
+
+def _since(value: str) -> datetime:
+    """``2026-01-01`` or an ISO 8601 time; without an offset, this machine's local time."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date or time: {value!r} (e.g. 2026-01-01 or 2026-01-01T08:00+08:00)"
+        ) from None
+    return (moment.astimezone() if moment.tzinfo is None else moment).astimezone(UTC)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the whole trail: exit 0 if every event is in place, 1 naming the first one
+    that is not, 2 if the trail cannot be read."""
+    config = _config(args)
+    sink = open_sink(config)
+    try:
+        verdict = asyncio.run(verify_trail(sink))
+    except AuditError as error:
+        print(f"audit problem: {error}", file=sys.stderr)
+        return 2
+    first = verdict.anchor.seq + 1
+    if verdict.ok:
+        span = f"seq {first}..{verdict.last.seq}" if verdict.count else "no events"
+        pruned = f", pruned up to seq {verdict.anchor.seq}" if verdict.anchor.seq else ""
+        print(f"audit trail OK: {verdict.count} events ({span}{pruned}) in {sink.name}; "
+              f"head hash {verdict.last.hash}")
+    else:
+        print(f"audit trail BROKEN: {verdict.problem}", file=sys.stderr)
+        print(f"  {verdict.count} events before it verified (from seq {first}) in {sink.name}",
+              file=sys.stderr)
+    outcome: Outcome = "success" if verdict.ok else "failure"
+    _audited(config, lambda: audit_event(
+        "operator.audit.verify", outcome, operator=_operator(), events=verdict.count,
+        problem=str(verdict.problem) if verdict.problem else None))
+    return 0 if verdict.ok else 1
+
+
+async def _export(config: Config, since: datetime, out: Path | None) -> int:
+    import orjson
+
+    sink = open_sink(config)
+    count = 0
+    stream = open(out, "ab") if out is not None else sys.stdout.buffer  # noqa: SIM115, ASYNC230
+    try:
+        async with sink.snapshot(since=since) as snapshot:
+            async for link in snapshot.links:
+                stream.write(orjson.dumps(link.to_json()) + b"\n")
+                count += 1
+    finally:
+        stream.flush()
+        if out is not None:
+            stream.close()
+        await sink.close()
+    return count
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Events since a time, as JSON lines (one stored event each, its ``seq`` and hashes
+    included) for a SIEM: on stdout, or appended to ``--output``."""
+    config = _config(args)
+    out = Path(args.output) if args.output else None
+    try:
+        count = asyncio.run(_export(config, args.since, out))
+    except AuditError as error:
+        print(f"audit problem: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {count} events since {args.since.isoformat()}", file=sys.stderr)
+    _audited(config, lambda: audit_event("operator.audit.export", "success",
+                                         operator=_operator(), events=count,
+                                         since=args.since.isoformat()))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -325,6 +441,16 @@ def parser() -> argparse.ArgumentParser:
         "revoke", help="log a subject out everywhere (sessions, tokens, back-channel logout)")
     revoke.add_argument("--subject", required=True, help="the subject id (sub)")
     revoke.set_defaults(func=cmd_sessions_revoke)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="action", required=True)
+    audit.add_parser("verify", help="check the hash chain; exit 1 naming the first bad "
+                                    "event").set_defaults(func=cmd_audit_verify)
+    export = audit.add_parser("export", help="events since a time, as JSON lines (SIEM)")
+    export.add_argument("--since", required=True, type=_since,
+                        help="a date or ISO 8601 time (local time without an offset)")
+    export.add_argument("--output", help="append to this file instead of stdout")
+    export.set_defaults(func=cmd_audit_export)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="action", required=True)

@@ -6,6 +6,8 @@ redis, httpx and joserfc are converted into it at the module that calls them::
     RoamError
     ├── ConfigError            bad configuration; the CLI prints every problem and exits 2
     ├── StoreError             the store is unreachable or answered nonsense (wraps redis errors)
+    ├── AuditError             the audit trail's sink cannot be written or read (wraps
+    │                          PostgreSQL and file errors; gateway/audit/)
     ├── KeyError_              a signing key is missing, unreadable or of a refused algorithm
     ├── TokenError             a JWT failed verification (signature, alg, iss, aud, exp, typ)
     ├── LoginError             an identity source refused the credentials
@@ -29,6 +31,7 @@ from __future__ import annotations
 import secrets
 
 __all__ = [
+    "AuditError",
     "ConfigError",
     "KeyError_",
     "LockedOut",
@@ -61,6 +64,16 @@ class ConfigError(RoamError):
 
 class StoreError(RoamError):
     """The store failed; the request cannot be completed safely."""
+
+
+class AuditError(RoamError):
+    """The audit sink failed (unreachable, not writable, unreadable). The message names
+    the sink and the cause, never a password. ``retry``: the same write may succeed
+    later (an outage); False: these events can never be stored as they are."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class KeyError_(RoamError):

@@ -11,7 +11,9 @@ overrides) are escaped as well.
 
 :class:`RequestIds` (pure ASGI) gives every HTTP request an id, kept in a context variable
 the formatter reads, so each line written while the request is served carries it, and
-answers it in ``X-Request-Id``. An incoming ``X-Request-Id`` is kept only from a load
+answers it in ``X-Request-Id``. It also keeps the request's scope at hand, so the audit
+trail can name the client's address (:func:`current_client_address`, worked out only
+when asked). An incoming ``X-Request-Id`` is kept only from a load
 balancer in front (``[gateway] trusted_proxies``) and only if it is a short token of safe
 characters; anything else is replaced.
 
@@ -37,12 +39,16 @@ from typing import Any, TextIO
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.addresses import Network, scope_address
+
 __all__ = [
     "REQUEST_ID_HEADER",
     "JsonFormatter",
     "RequestIds",
     "configure_logging",
+    "current_client_address",
     "current_request_id",
+    "extra_fields",
     "new_request_id",
     "quiet_outbound_logs",
 ]
@@ -58,6 +64,10 @@ MAX_FIELD = 2048
 
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "roam_request_id", default=None)
+# The request being served and the proxies trusted in front: its client's address is
+# worked out only if something asks (an audit event), never on the way through.
+_REQUEST_PEER: contextvars.ContextVar[tuple[Scope, tuple[Network, ...]] | None] = (
+    contextvars.ContextVar("roam_request_peer", default=None))
 
 # Attributes every LogRecord has: everything else on a record came in through ``extra``.
 # ``color_message`` is uvicorn's copy of its message with ANSI colours: never written.
@@ -83,6 +93,21 @@ def new_request_id() -> str:
 def current_request_id() -> str | None:
     """The id of the request being served in this context, if any."""
     return _REQUEST_ID.get()
+
+
+def current_client_address() -> str | None:
+    """The client address of the request being served in this context (behind
+    ``[gateway] trusted_proxies``, the one they forwarded), if any."""
+    peer = _REQUEST_PEER.get()
+    if peer is None:
+        return None
+    return scope_address(*peer) or None
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed as ``extra={…}``."""
+    return {key: value for key, value in record.__dict__.items()
+            if key not in _RECORD_ATTRIBUTES}
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -217,7 +242,9 @@ class RequestIds:
             await send(message)
 
         token = _REQUEST_ID.set(request_id)
+        peer = _REQUEST_PEER.set((scope, self.trusted))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            _REQUEST_PEER.reset(peer)
             _REQUEST_ID.reset(token)

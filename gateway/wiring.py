@@ -18,6 +18,7 @@ import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
 from gateway import __version__
+from gateway.audit import AuditTrail, open_trail
 from gateway.background import Background
 from gateway.binding.bindings import BOUND_LEVELS, Bindings
 from gateway.binding.http_verifier import HttpVerifier
@@ -107,6 +108,7 @@ class Gateway:
     digests: KeyedDigests  # HMAC under the gateway's secret, for guessable store ids
     operators: Mapping[str, Operator]  # the console's accounts (gateway/ops)
     metrics: Metrics  # what the parts record for /metrics (does nothing when off)
+    audit: AuditTrail  # roam.audit's records → the audit sink, in batches
     owns_store: bool = True
     owns_http: bool = True
 
@@ -116,21 +118,23 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def running(self, *, checks: bool = False) -> AsyncIterator[None]:
-        """The app's lifespan (or a CLI command): background work runs inside — with
-        ``checks`` (the app's, not a CLI command's) reading the shared health and probing
-        instances; on the way out the proxy's connections are closed, and the outbound
-        HTTP client and the store if the gateway made them."""
-        try:
-            async with self.background.running():
-                if checks:
-                    self.background.group.start_soon(self.health.run)
-                yield
-        finally:
-            await self.upstream.aclose()
-            if self.owns_http:
-                await self.http.aclose()
-            if self.owns_store:
-                await self.store.close()
+        """The app's lifespan (or a CLI command): the audit trail's writer and background
+        work run inside — with ``checks`` (the app's, not a CLI command's) reading the
+        shared health and probing instances; on the way out the proxy's connections are
+        closed, and the outbound HTTP client and the store if the gateway made them, and
+        last what the audit trail still holds is written."""
+        async with self.audit.running():
+            try:
+                async with self.background.running():
+                    if checks:
+                        self.background.group.start_soon(self.health.run)
+                    yield
+            finally:
+                await self.upstream.aclose()
+                if self.owns_http:
+                    await self.http.aclose()
+                if self.owns_store:
+                    await self.store.close()
 
 
 def gateway_cookie_names(secure: bool) -> frozenset[str]:
@@ -270,6 +274,7 @@ def build_gateway(
     upstream: Upstream | None = None,
     metrics: Metrics | None = None,
     observers: Sequence[HealthObserver] = (),
+    audit: AuditTrail | None = None,
 ) -> Gateway:
     """Every part, from ``config``; what is passed in is used instead (a store or HTTP
     client passed in is not closed by :meth:`Gateway.running`). ``metrics``: by default a
@@ -297,6 +302,7 @@ def build_gateway(
         metrics = open_metrics(settings.metrics, config.systems, version=__version__)
     if metrics.enabled:
         store = MeasuredStore(store, metrics)
+    audit = audit or open_trail(config, metrics)
     issuer = config.issuer
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer,
@@ -341,5 +347,5 @@ def build_gateway(
         source=source, resolver=resolver, health=health, failover=failover,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
         bindings=bindings, verifier=verifier, digests=open_digests(config),
-        operators=open_operators(config), metrics=metrics,
+        operators=open_operators(config), metrics=metrics, audit=audit,
         owns_store=owns_store, owns_http=owns_http)

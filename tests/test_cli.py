@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.cli import roam
 from tests.support.gateway import REPO
-
-
-def roam(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
-         ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
-    full_env.update(env or {})
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed argv
-        [sys.executable, "-m", "gateway.cli", *args], cwd=cwd, env=full_env,
-        capture_output=True, text=True, timeout=60, check=False)
 
 
 def with_shipped_files(main: str) -> str:
@@ -328,3 +319,26 @@ def test_config_check_refuses_bad_health_rules_one_line_each(tmp_path: Path) -> 
     assert any("health.path: Value error, 'x' is not a path starting with '/'" in line
                for line in lines)
     assert "Traceback" not in result.stderr
+
+
+def test_config_check_refuses_an_audit_trail_that_cannot_work(tmp_path: Path) -> None:
+    (tmp_path / "in-the-way").write_text("a file, not a directory")
+    bad_path = roam("config", "check", env={
+        "ROAM_AUDIT_PATH": str(tmp_path / "in-the-way" / "audit.jsonl"),
+        "ROAM_AUDIT_RETENTION_DAYS": "7"})
+    assert bad_path.returncode == 2
+    assert "Traceback" not in bad_path.stderr
+    assert "ROAM_AUDIT_RETENTION_DAYS (audit.retention_days)" in bad_path.stderr
+    bad_path = roam("config", "check", env={
+        "ROAM_AUDIT_PATH": str(tmp_path / "in-the-way" / "audit.jsonl")})
+    assert bad_path.returncode == 2
+    [line] = [ln for ln in bad_path.stderr.splitlines() if "audit.path" in ln]
+    assert "cannot be made" in line
+    bad_dsn = roam("config", "check", env={
+        "ROAM_AUDIT_SINK": "postgresql", "ROAM_AUDIT_DSN": "host=db password='s3cret"})
+    assert bad_dsn.returncode == 2
+    assert "audit.dsn: not a PostgreSQL connection string" in bad_dsn.stderr
+    assert "s3cret" not in bad_dsn.stderr
+    good = roam("config", "check", env={
+        "ROAM_AUDIT_SINK": "postgresql", "ROAM_AUDIT_DSN": "postgresql://roam@db.example/roam"})
+    assert good.returncode == 0, good.stderr  # the database itself is readiness's business

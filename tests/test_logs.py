@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from gateway.app import create_app
 from gateway.logs import MAX_FIELD, JsonFormatter, RequestIds, current_request_id
 from gateway.server import uvicorn_config
 from gateway.store.memory import MemoryStore
+from tests.support.audit import trail_lines
 from tests.support.gateway import (
     CITIZEN,
     DEMO_PASSWORD,
@@ -199,14 +201,14 @@ async def test_the_gateway_writes_no_forged_line_in_process(
     objects = lines_of(caplog.text)
     no_line_is_forged(objects)
     assert all(NASTY not in json.dumps(o) for o in objects)  # the refused id went nowhere
-    [go] = [o for o in objects if o["msg"] == "go not found"]
+    [go] = [o for o in objects if o["msg"] == "route.resolve" and o["outcome"] == "failure"]
     assert go["logger"] == "roam.audit"
     assert go["item"] == FORGED_ITEM
     assert go["request_id"] == not_found.headers["x-request-id"]
     assert HEX_ID.fullmatch(go["request_id"])
     assert go["ref"] in not_found.text  # the page's reference id is on the same line
-    [failure] = [o for o in objects if o["msg"] == "login failed"]
-    assert failure["user"] == "138****0001"
+    [failure] = [o for o in objects if o["msg"] == "login" and o["outcome"] == "failure"]
+    assert failure["subject"] == "138****0001"
     assert failure["request_id"] == failed.headers["x-request-id"] != go["request_id"]
 
 
@@ -214,8 +216,9 @@ async def test_the_gateway_writes_no_forged_line_in_process(
 
 
 @pytest.fixture
-def roam_serve() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    with gateway_process(free_port()) as running:
+def roam_serve(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    with gateway_process(free_port(), env={"ROAM_AUDIT_PATH": str(tmp_path / "audit.jsonl")}
+                         ) as running:
         yield running
 
 
@@ -230,7 +233,7 @@ def raw_request(url: str, head: bytes) -> bytes:
 
 
 def test_roam_serve_writes_only_json_lines(
-        roam_serve: tuple[str, subprocess.Popen[str]]) -> None:
+        roam_serve: tuple[str, subprocess.Popen[str]], tmp_path: Path) -> None:
     url, process = roam_serve
     with httpx.Client(base_url=url) as browser:
         to_login = browser.get(FORGED_PATH)
@@ -262,7 +265,7 @@ def test_roam_serve_writes_only_json_lines(
     assert all("ST-secret42" not in json.dumps(o) for o in objects)
     loggers = {o["logger"] for o in objects}
     assert {"uvicorn.error", "uvicorn.access", "roam.audit"} <= loggers
-    [go] = [o for o in objects if o["msg"] == "go not found"]
+    [go] = [o for o in objects if o["msg"] == "route.resolve" and o["outcome"] == "failure"]
     assert go["item"] == FORGED_ITEM
     assert go["request_id"] == rid
     access = [o for o in objects if o["logger"] == "uvicorn.access"]
@@ -271,3 +274,9 @@ def test_roam_serve_writes_only_json_lines(
     assert forged_access["status"] == 404
     assert forged_access["path"].startswith("/go/x%0a")
     assert any(o["path"] == "/healthz?…" for o in access)
+    # the audit trail got the same events, under the same request ids, before it stopped
+    [stored] = [e for e in trail_lines(tmp_path / "audit.jsonl")
+                if e["action"] == "route.resolve" and e["outcome"] == "failure"]
+    assert stored["request_id"] == rid
+    assert stored["source"] == "127.0.0.1"
+    assert stored["details"]["ref"] == go["ref"]

@@ -13,7 +13,6 @@ or the unmasked ID number.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.audit import audit_event
 from gateway.binding.bindings import Bindings
 from gateway.binding.identity import ChannelIdentity
 from gateway.binding.verifier import Refusal, Verifier
@@ -35,7 +35,6 @@ from gateway.store.base import Kind, Store
 
 __all__ = ["BindEndpoints", "BindLimits"]
 
-audit = logging.getLogger("roam.audit")
 MAX_NAME = 64
 
 
@@ -103,9 +102,8 @@ class BindEndpoints:
         kind, allowed, window = limit
         counted = await self.store.incr(kind, key, window)
         if counted.value > allowed:
-            audit.warning("binding refused: too many attempts",
-                          extra={"channel": identity.channel, "channel_sub": identity.subject,
-                                 "limit": what})
+            audit_event("binding.bind", "denied", subject=identity.subject,
+                        channel=identity.channel, reason="too many attempts", limit=what)
             raise _error("temporarily_unavailable", "实名核验尝试次数过多，请稍后再试", 429,
                          {"Retry-After": str(max(1, counted.expires_in))})
 
@@ -129,18 +127,18 @@ class BindEndpoints:
         masked = mask_id_number(number)
         result = await self.verifier.verify_real_name(name, number)
         if isinstance(result, Refusal):
-            audit.warning("binding refused by the verifier",
-                          extra={"channel": identity.channel, "channel_sub": identity.subject,
-                                 "id_number": masked, "reason": result.reason})
+            audit_event("binding.bind", "error" if result.reason == "unavailable" else "failure",
+                        subject=identity.subject, channel=identity.channel, id_number=masked,
+                        reason=f"verifier: {result.reason}")
             if result.reason == "unavailable":
                 raise _error("temporarily_unavailable", "实名核验服务暂时不可用，请稍后再试", 503,
                              {"Retry-After": "30"})
             raise _error("access_denied", "姓名与身份证号码不一致，实名核验未通过", 403)
         subject = self.bindings.citizen_of(number)
         if subject is None:
-            audit.warning("binding refused: no citizen account",
-                          extra={"channel": identity.channel, "channel_sub": identity.subject,
-                                 "id_number": masked})
+            audit_event("binding.bind", "failure", subject=identity.subject,
+                        channel=identity.channel, id_number=masked,
+                        reason="no citizen account")
             raise _error("access_denied", "未找到该居民的统一身份账户", 403)
         binding = await self.bindings.bind(identity, subject, "L2")
         body: dict[str, Any] = {"sub": subject, "verified_level": binding.level}
@@ -150,9 +148,8 @@ class BindEndpoints:
                 "key": identity.key, "subject": subject, "id": self._id_digest(number)},
                 self.limits.face_ttl)
             body["verification_id"] = started
-        audit.info("channel identity bound", extra={
-            "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
-            "id_number": masked, "level": binding.level})
+        audit_event("binding.bind", "success", subject=subject, channel=identity.channel,
+                    channel_sub=identity.subject, id_number=masked, level=binding.level)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def face(self, request: Request) -> Response:
@@ -178,13 +175,11 @@ class BindEndpoints:
         passed = result.status == "passed" and whose == pending.get("id")
         subject = str(pending["subject"])
         if not passed:
-            audit.warning("face check refused", extra={
-                "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
-                "status": result.status})
+            audit_event("binding.face", "failure", subject=subject, channel=identity.channel,
+                        channel_sub=identity.subject, status=result.status)
             raise _error("access_denied", "人脸核验未通过", 403)
         binding = await self.bindings.bind(identity, subject, "L3")
-        audit.info("channel identity bound", extra={
-            "channel": identity.channel, "channel_sub": identity.subject, "sub": subject,
-            "level": binding.level})
+        audit_event("binding.face", "success", subject=subject, channel=identity.channel,
+                    channel_sub=identity.subject, level=binding.level)
         return JSONResponse({"sub": subject, "verified_level": binding.level},
                             headers={"Cache-Control": "no-store"})

@@ -11,6 +11,7 @@ from gateway.config.health import HealthRules, HealthSection, rule_problems, rul
 from gateway.config.load import Config, load_config
 from gateway.config.settings import (
     AlipayChannel,
+    AuditSection,
     BindingSection,
     ChannelsSection,
     GatewaySection,
@@ -42,6 +43,7 @@ __all__ = [
     "Acr",
     "Alg",
     "AlipayChannel",
+    "AuditSection",
     "AuthMethod",
     "BindingSection",
     "ChannelsSection",

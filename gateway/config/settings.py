@@ -27,6 +27,7 @@ from gateway.urls import HOST_NAME, check_url, within_domain
 
 __all__ = [
     "AlipayChannel",
+    "AuditSection",
     "BindingSection",
     "ChannelsSection",
     "GatewaySection",
@@ -196,6 +197,47 @@ class LegacySection(Strict):
     cas_ticket_ttl: int = Field(default=60, ge=5, le=300)  # a CAS service ticket, seconds
 
 
+class AuditSection(Strict):
+    """The audit trail (docs/operations.md): where it is kept, how long, how it is written."""
+
+    sink: Literal["file", "postgresql"] = "file"  # "file": the demo; a cluster: "postgresql"
+    path: str = "audit.jsonl"  # sink "file" (relative to the config file)
+    # sink "postgresql": a libpq connection string, best from ROAM_AUDIT_DSN or dsn_file
+    # (the password stays out of this file; libpq's PGPASSWORD and ~/.pgpass work too)
+    dsn: SecretStr = SecretStr("")
+    dsn_file: str = ""  # a file holding the connection string (relative to the config file)
+    schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)  # seconds
+    # days events are kept (网络安全法 Art. 21: at least six months); 0: never pruned
+    retention_days: int = Field(default=180, ge=0, le=36500)
+    queue_size: int = Field(default=10000, ge=100, le=1_000_000)  # events waiting, at most
+    batch_size: int = Field(default=200, ge=1, le=10000)  # events per write
+    batch_interval: float = Field(default=1.0, ge=0.01, le=60)  # seconds between writes
+
+    @field_validator("retention_days")
+    @classmethod
+    def _six_months(cls, value: int) -> int:
+        if 0 < value < 180:
+            raise ValueError("at least 180 (网络安全法 Art. 21: six months), or 0 to keep "
+                             "every event")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuditSection:
+        if self.batch_size > self.queue_size:
+            raise ValueError(f"audit.batch_size ({self.batch_size}) is larger than "
+                             f"audit.queue_size ({self.queue_size})")
+        dsn = self.dsn.get_secret_value()
+        if self.sink == "postgresql" and not dsn and not self.dsn_file:
+            raise ValueError("sink \"postgresql\" needs a connection string: ROAM_AUDIT_DSN, "
+                             "audit.dsn or audit.dsn_file")
+        if dsn and self.dsn_file:
+            raise ValueError("audit.dsn and audit.dsn_file: set one of them")
+        if self.sink == "file" and not self.path:
+            raise ValueError("sink \"file\" needs audit.path")
+        return self
+
+
 class WeChatChannel(Strict):
     """A WeChat mini-program: its appid, its AppSecret (from the environment, never the
     file) and the platform's base URL (the demo's mock in config/roam.toml)."""
@@ -293,6 +335,7 @@ class Settings(Strict):
     channels: ChannelsSection = ChannelsSection()
     metrics: MetricsSection = MetricsSection()
     ops: OpsSection = OpsSection()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:

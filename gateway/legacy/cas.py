@@ -35,6 +35,9 @@ started (``created``) and authenticated (``auth_time``) no earlier than the reco
 step-up keeps ``sid`` and ``created``, so it never counts as a primary login. The ticket records
 ``primary``; ``serviceValidate?renew=true`` refuses a ticket without it (``INVALID_TICKET``).
 
+Issuing and validating tickets are audit events (``cas.ticket.issue``,
+``cas.ticket.redeem``), never with the ticket itself.
+
 ``/cas/logout`` does not end the session by a GET (any page could trigger it): it sends
 the person to ``/my/logins``, where they see their logins and log out everywhere with a
 CSRF-protected form (which also notifies OIDC systems by back-channel). ``service`` is
@@ -44,7 +47,6 @@ ignored.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +58,7 @@ from starlette.responses import RedirectResponse, Response
 
 from connectors.base import Connector, released_claims
 from connectors.cas import Cas
+from gateway.audit import audit_event
 from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
 from gateway.ids import new_id
@@ -67,8 +70,6 @@ from gateway.store.base import Kind, Store
 from gateway.urls import append_query, url_under
 
 __all__ = ["CAS_NS", "CasServer"]
-
-log = logging.getLogger("roam.cas")
 
 CAS_NS = "http://www.yale.edu/tp/cas"
 _XML = "application/xml; charset=utf-8"
@@ -116,8 +117,8 @@ class CasServer:
             page = PageError(
                 "未登记的服务地址",
                 "要返回的业务系统地址未在统一身份认证平台登记，为保护您的账户，登录已停止。")
-            log.info("cas login refused ref=%s: service not under a registered prefix",
-                     page.ref)
+            audit_event("cas.ticket.issue", "denied", ref=page.ref, service=service,
+                        reason="service not under a registered prefix")
             return self.pages.error(page)
         moved = self.failover.onto_usable(service, system)
         if moved is None or not self._allows(system, moved):
@@ -148,6 +149,8 @@ class CasServer:
             "claims": released_claims(identity, route),
             "primary": primary,
         }, self.ticket_ttl)
+        audit_event("cas.ticket.issue", "success", subject=identity.subject, system=system.id,
+                    sid=admitted.sid, service=service, primary=primary, renew=renew)
         return RedirectResponse(append_query(service, {"ticket": ticket}), status_code=302,
                                 headers=NO_STORE)
 
@@ -188,21 +191,26 @@ class CasServer:
         service = request.query_params.get("service", "")
         ticket = request.query_params.get("ticket", "")
         if not service or not ticket:
-            return _failure("INVALID_REQUEST", "service and ticket are required")
+            return _refused("INVALID_REQUEST", "service and ticket are required", service)
         if not ticket.startswith("ST-"):
-            return _failure("INVALID_TICKET", f"ticket {ticket} not recognized")
+            return _refused("INVALID_TICKET", f"ticket {ticket} not recognized", service)
         found = await self.store.consume(Kind.CAS_TICKET, ticket)
         if found is None or not found[1]:
-            return _failure("INVALID_TICKET", f"ticket {ticket} not recognized")
+            return _refused("INVALID_TICKET", f"ticket {ticket} not recognized", service,
+                            reason="unknown, expired or used")
         payload = found[0]
+        sub, system = str(payload.get("sub")), str(payload.get("system_id"))
         if payload.get("service") != service or self.system_for(service) is None:
-            return _failure("INVALID_SERVICE",
-                            f"ticket {ticket} does not match supplied service")
+            return _refused("INVALID_SERVICE", f"ticket {ticket} does not match supplied service",
+                            service, subject=sub, system=system)
         if (request.query_params.get("renew", "").lower() in ("true", "1")
                 and payload.get("primary") is not True):
-            return _failure("INVALID_TICKET",
-                            f"ticket {ticket} was not issued from a primary login (renew)")
-        return _success(str(payload["sub"]), payload.get("claims", {}) if attributes else None)
+            return _refused("INVALID_TICKET",
+                            f"ticket {ticket} was not issued from a primary login (renew)",
+                            service, subject=sub, system=system, reason="renew")
+        audit_event("cas.ticket.redeem", "success", subject=sub, system=system, service=service,
+                    attributes=attributes)
+        return _success(sub, payload.get("claims", {}) if attributes else None)
 
     # -- /cas/logout ----------------------------------------------------------------------
 
@@ -239,6 +247,14 @@ def _text(value: Any) -> str:
 def _xml(body: str) -> Response:
     return Response(f'<cas:serviceResponse xmlns:cas="{CAS_NS}">\n{body}\n'
                     "</cas:serviceResponse>\n", media_type=_XML, headers=NO_STORE)
+
+
+def _refused(code: str, message: str, service: str, *, subject: str | None = None,
+             system: str | None = None, reason: str | None = None) -> Response:
+    """A validation failure: audited (without the ticket), then answered."""
+    audit_event("cas.ticket.redeem", "failure", subject=subject, system=system, code=code,
+                service=service, reason=reason)
+    return _failure(code, message)
 
 
 def _failure(code: str, message: str) -> Response:

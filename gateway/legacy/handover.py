@@ -8,16 +8,18 @@ Two halves, on two origins:
 - on the issuer, :meth:`Handover.start` (``/sso/handover``): with a session at the
   system's level — login or step-up first, coming back here — a one-time code goes back
   to the system's host, and only to a host that system is served on.
+
+Both halves are audit events (``handover.issue``, ``handover.redeem``), never the code.
 """
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.audit import audit_event
 from gateway.config import SystemConfig, Systems
 from gateway.cookies import cookie_value
 from gateway.errors import PageError
@@ -27,8 +29,6 @@ from gateway.legacy.access import NO_STORE, Gate, Refusal
 from gateway.urls import host_name, local_path, origin_on
 
 __all__ = ["HANDOVER_PATH", "HOP", "Handover"]
-
-log = logging.getLogger("roam.handover")
 
 HANDOVER_PATH = "/sso/handover"
 """On the issuer: where a system's host sends a browser that has no host session."""
@@ -66,11 +66,13 @@ class Handover:
         taken = await self.hosts.take(params.get("code", ""), system=system.id, host=host,
                                       cookies=request.headers.get("cookie", ""))
         if taken is None:
-            log.warning("hand-over refused", extra={"system": system.id, "host": host})
+            audit_event("handover.redeem", "failure", system=system.id, host=host,
+                        reason="code unknown, used, expired or for another browser")
             raise PageError("登录已失效",
                             "进入该系统的登录凭据无效或已使用，请返回重新打开该系统。",
                             status=400)
-        log.info("hand-over", extra={"system": system.id, "sid": taken.session.sid})
+        audit_event("handover.redeem", "success", subject=taken.session.identity.subject,
+                    system=system.id, host=host, sid=taken.session.sid)
         response = RedirectResponse(local_path(params.get("next")) or "/", status_code=303,
                                     headers=HOP)
         self.hosts.set_cookie(response, taken.cookie)
@@ -105,6 +107,8 @@ class Handover:
             here = f"{HANDOVER_PATH}?{request.url.query}"
             return self.gate.redirect(admitted, here)
         code = await self.hosts.hand_over(admitted, system=system.id, host=host, state=state)
+        audit_event("handover.issue", "success", subject=admitted.identity.subject,
+                    system=system.id, host=host, sid=admitted.sid)
         query = urlencode({"code": code, "next": back_to})
         return RedirectResponse(f"{origin_on(self.issuer, host)}{CALLBACK_PATH}?{query}",
                                 status_code=303, headers=HOP)

@@ -23,6 +23,8 @@ to the same place on a usable instance; a system with none sends the person on t
 ticket atomically: unknown, expired, already used or issued for another system are all
 ``400 invalid_grant`` (a ticket shown to the wrong system is spent). Success is ``200``
 with the claims (``sub``, ``acr`` and the released ones), ``Cache-Control: no-store``.
+Issuing and redeeming are audit events (``ticket.issue``, ``ticket.redeem``), never with
+the ticket.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from connectors.base import Connector, released_claims
 from connectors.ticket import Ticket
+from gateway.audit import audit_event
 from gateway.config import SystemConfig, Systems, route_of
 from gateway.errors import PageError
 from gateway.legacy.access import NO_STORE, Gate, Refusal
@@ -85,26 +88,34 @@ class TicketEndpoints:
         ticket = secrets.token_urlsafe(32)
         await self.store.upsert(Kind.SYSTEM_TICKET, ticket, {
             "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
+        audit_event("ticket.issue", "success", subject=identity.subject, system=system.id,
+                    sid=session.sid, target=target)
         return RedirectResponse(append_query(target, {"ticket": ticket}),
                                 status_code=302, headers=NO_STORE)
 
     async def redeem(self, request: Request) -> Response:
         system_id = self._authenticate(request)
         if system_id is None:
+            audit_event("ticket.redeem", "failure", error="invalid_client")
             return JSONResponse(
                 {"error": "invalid_client", "error_description": "System authentication failed."},
                 status_code=401, headers={**NO_STORE, "WWW-Authenticate": 'Basic realm="roam"'})
         form = await request.form()
         ticket = form.get("ticket")
         if not isinstance(ticket, str) or not ticket:
-            return _bad("invalid_request", "ticket is required.")
+            return _bad(system_id, "invalid_request", "ticket is required.")
         found = await self.store.consume(Kind.SYSTEM_TICKET, ticket)
         if found is None or not found[1]:
-            return _bad("invalid_grant", "The ticket is unknown, expired or already used.")
+            return _bad(system_id, "invalid_grant",
+                        "The ticket is unknown, expired or already used.")
         payload = found[0]
+        claims = payload.get("claims", {})
+        subject = str(claims.get("sub")) if isinstance(claims, dict) else None
         if payload.get("system_id") != system_id:
-            return _bad("invalid_grant", "The ticket was not issued for this system.")
-        return JSONResponse(payload.get("claims", {}), headers=NO_STORE)
+            return _bad(system_id, "invalid_grant", "The ticket was not issued for this system.",
+                        subject=subject, issued_for=str(payload.get("system_id")))
+        audit_event("ticket.redeem", "success", subject=subject, system=system_id)
+        return JSONResponse(claims, headers=NO_STORE)
 
     def _authenticate(self, request: Request) -> str | None:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -121,6 +132,7 @@ class TicketEndpoints:
         return system_id
 
 
-def _bad(error: str, description: str) -> JSONResponse:
+def _bad(system_id: str, error: str, description: str, **details: str | None) -> JSONResponse:
+    audit_event("ticket.redeem", "failure", system=system_id, error=error, **details)
     return JSONResponse({"error": error, "error_description": description}, status_code=400,
                         headers=NO_STORE)

@@ -9,13 +9,13 @@ account was verified (``verified_level``), so a person sees why a service asks f
 
 from __future__ import annotations
 
-import logging
 import time
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.assurance import LEVEL_NAMES
+from gateway.audit import audit_event
 from gateway.binding.bindings import Bindings
 from gateway.config import Systems
 from gateway.csrf import FIELD, Csrf
@@ -28,7 +28,6 @@ from gateway.sessions import SessionManager
 
 __all__ = ["MyLogins", "mask_openid"]
 
-audit = logging.getLogger("roam.audit")
 CHANNEL_NAMES = {"wechat": "微信小程序", "alipay": "支付宝小程序"}
 
 
@@ -122,7 +121,7 @@ class MyLogins:
         removed = (await self.bindings.remove(session.identity.subject, key)
                    if self.bindings is not None and isinstance(key, str) else None)
         if removed is not None:
-            audit.info("channel binding removed", extra={
-                "sub": session.identity.subject, "channel": removed.identity.channel,
-                "channel_sub": removed.identity.subject, "reason": "my-logins"})
+            audit_event("binding.remove", "success", subject=session.identity.subject,
+                        channel=removed.identity.channel, channel_sub=removed.identity.subject,
+                        reason="my-logins")
         return RedirectResponse("/my/logins", status_code=303)

@@ -9,12 +9,12 @@ client that has used it up is answered 429 before any password is checked.
 
 from __future__ import annotations
 
-import logging
 import re
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.audit import audit_event
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError
 from gateway.login.lockout import minutes
@@ -29,8 +29,6 @@ from gateway.sessions import SessionManager
 from gateway.store.base import Kind
 
 __all__ = ["LoginPages"]
-
-audit = logging.getLogger("roam.audit")
 
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 
@@ -77,14 +75,15 @@ class LoginPages:
         pending = await self.authorizer.find_pending(pending_id)
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
-        client_id = first_param(pending.pairs, "client_id") or "-"
+        client_id = first_param(pending.pairs, "client_id")
         address = self.throttle.address(request.scope)
         if username and password:  # an empty form checks nothing and costs nothing
             slot = await self.throttle.reserve(address)
             if slot.refused:
                 self.metrics.login_failure(self.source_name, "web", "throttled")
-                audit.warning("login throttled", extra={"source": address, "client": client_id,
-                                                        "retry_after": slot.retry_after})
+                audit_event("login", "denied", subject=mask_username(username),
+                            client=client_id, source=address, reason="throttled",
+                            retry_after=slot.retry_after)
                 message = (f"当前网络登录失败次数过多，已暂停登录，请 {minutes(slot.retry_after)} "
                            "分钟后再试。")
                 return self._render(request, pending.id, pending.pairs, status=429,
@@ -93,17 +92,16 @@ class LoginPages:
             identity = await self.source.authenticate(username, password)
         except LockedOut as exc:
             self.metrics.login_failure(self.source_name, "web", "locked")
-            audit.warning("login locked", extra={"user": mask_username(username),
-                                                 "client": client_id, "source": address,
-                                                 "retry_after": exc.retry_after})
+            audit_event("login", "locked", subject=mask_username(username), client=client_id,
+                        source=address, retry_after=exc.retry_after)
             message = (f"登录失败次数过多，账户已临时锁定，请 {minutes(exc.retry_after)} "
                        "分钟后再试。")
             return self._render(request, pending.id, pending.pairs, status=429, error=message,
                                 retry_after=exc.retry_after)
         except LoginError as exc:
             self.metrics.login_failure(self.source_name, "web", "password")
-            audit.info("login failed", extra={"user": mask_username(username),
-                                              "client": client_id, "source": address})
+            audit_event("login", "failure", subject=mask_username(username), client=client_id,
+                        source=address)
             return self._render(request, pending.id, pending.pairs, status=401, error=str(exc))
         await self.throttle.succeeded(address)
         if pending.next is not None:
@@ -119,8 +117,8 @@ class LoginPages:
         if pending.next is None:
             await self.authorizer.note_login(pending, session)  # its prompt=login, max_age
         self.metrics.login(self.source_name, "web", identity.acr)
-        audit.info("login ok", extra={"sub": identity.subject, "acr": identity.acr,
-                                      "client": client_id, "sid": session.sid})
+        audit_event("login", "success", subject=identity.subject, client=client_id,
+                    source=address, acr=identity.acr, sid=session.sid, method="password")
         return response
 
     def _render(self, request: Request, pending_id: str, pairs: list[tuple[str, str]], *,

@@ -19,7 +19,6 @@ The factors themselves are ``StepUpFactor``s; the demo's simulated ones are in
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.assurance import LEVEL_NAMES, METHOD_LEVELS, PRIMARY_METHODS, level_of
+from gateway.audit import audit_event
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import LockedOut, LoginError, PageError
 from gateway.identity import LEVELS, Identity, level_rank
@@ -37,8 +37,6 @@ from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind
 
 __all__ = ["LEVEL_NAMES", "StepUpFactor", "StepUpPages"]
-
-audit = logging.getLogger("roam.audit")
 
 
 class StepUpFactor(Protocol):
@@ -119,16 +117,16 @@ class StepUpPages:
             # A page from an earlier step (back button, second tab): show the current one.
             return RedirectResponse(f"/stepup?r={pending.id}", status_code=303)
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        who = f"sub={session.identity.subject} sid={session.sid} factor={factor.name}"
+        who = {"subject": session.identity.subject, "client": _client_id(client),
+               "sid": session.sid, "factor": factor.name}
         try:
             await factor.verify(session, fields)
         except LockedOut as exc:
-            audit.warning("stepup locked %s client=%s retry_after=%s", who, _client_id(client),
-                          exc.retry_after)
+            audit_event("stepup", "locked", **who, retry_after=exc.retry_after)
             return await self._render(request, pending, session, client, steps, target,
                                       error=str(exc), status=429)
         except LoginError as exc:
-            audit.info("stepup failed %s client=%s", who, _client_id(client))
+            audit_event("stepup", "failure", **who)
             return await self._render(request, pending, session, client, steps, target,
                                       error=str(exc), status=401)
         before = session.identity
@@ -137,8 +135,7 @@ class StepUpPages:
                                     auth_time=before.auth_time)  # the password's time
         response = RedirectResponse(f"/stepup?r={pending.id}", status_code=303)
         await self.sessions.elevate(session, identity, response)
-        audit.info("stepup ok %s acr=%s->%s client=%s", who, before.acr, identity.acr,
-                   _client_id(client))
+        audit_event("stepup", "success", **who, acr_before=before.acr, acr=identity.acr)
         return response
 
     async def _next_step(
@@ -172,9 +169,9 @@ class StepUpPages:
         """No factor reaches ``needed``: the RP hears so, a person gets a page."""
         identity = session.identity
         verified = identity.verified_level
-        audit.info("stepup unmet sub=%s sid=%s acr=%s verified=%s target=%s client=%s",
-                   identity.subject, session.sid, identity.acr, verified or "-", needed,
-                   _client_id(client))
+        audit_event("stepup", "denied", subject=identity.subject, client=_client_id(client),
+                    sid=session.sid, reason="no factor reaches the level", acr=identity.acr,
+                    verified=verified, needed=needed)
         unverified = level_rank(verified) < level_rank(needed)
         if client is not None:
             return await self.authorizer.fail(
@@ -223,6 +220,6 @@ class StepUpPages:
         return response
 
 
-def _client_id(client: Client | None) -> str:
-    return client.client_id if client is not None else "-"
+def _client_id(client: Client | None) -> str | None:
+    return client.client_id if client is not None else None
 

@@ -9,56 +9,27 @@ not throttled by each other's successes.
 
 The address is the TCP peer's. Behind load balancers or reverse proxies listed in
 ``[gateway] trusted_proxies`` it is the right-most ``X-Forwarded-For`` entry that is not
-one of them (the way nginx's ``real_ip_recursive`` reads it); from anyone else the header
-is ignored, so a client cannot pick the key it is counted under. An IPv6 client counts
+one of them (``gateway.addresses``); from anyone else the header is ignored, so a client
+cannot pick the key it is counted under. An IPv6 client counts
 by its /64, the block one subscriber gets.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.addresses import parse_address, scope_address
 from gateway.login.lockout import Attempts, Slot
 from gateway.store.base import Kind, Store
 
-__all__ = ["SourceThrottle", "client_address", "source_key"]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _address(text: str) -> Address | None:
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def client_address(peer: str, forwarded_for: Iterable[str],
-                   trusted: Sequence[Network]) -> str:
-    """The client's address: ``peer`` unless it is a trusted proxy, then the right-most
-    ``X-Forwarded-For`` hop that is not. Unparsable values stop the walk at the last
-    trusted hop. "" when the peer is unknown."""
-    current = _address(peer)
-    if current is None:
-        return ""
-    hops = [hop for value in forwarded_for for hop in value.split(",")]
-    while hops and any(current in network for network in trusted):
-        found = _address(hops.pop())
-        if found is None:
-            break
-        current = found
-    return str(current)
+__all__ = ["SourceThrottle", "source_key"]
 
 
 def source_key(address: str) -> str:
     """The key an address is counted under: IPv4 as is, IPv6 by its /64."""
-    parsed = _address(address)
+    parsed = parse_address(address)
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed) if parsed is not None else "unknown"
@@ -74,11 +45,7 @@ class SourceThrottle:
 
     def address(self, scope: Mapping[str, Any]) -> str:
         """The client address of an ASGI request ``scope``."""
-        client = scope.get("client")
-        peer = str(client[0]) if client else ""
-        forwarded = [value.decode("latin-1") for name, value in scope.get("headers", ())
-                     if name == b"x-forwarded-for"]
-        return client_address(peer, forwarded, self.trusted)
+        return scope_address(scope, self.trusted)
 
     async def reserve(self, address: str) -> Slot:
         """A slot for one login attempt from ``address``; check ``Slot.refused``."""

@@ -29,13 +29,13 @@ above is kept as it is.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from urllib.parse import unquote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from gateway.audit import audit_event
 from gateway.config import ClientConfig, Systems
 from gateway.errors import PageError, ProtocolError
 from gateway.login.transfer_tickets import Ticket, TransferTickets
@@ -47,8 +47,6 @@ from gateway.sessions import SessionManager
 from gateway.urls import normalized_url, origin_on, url_under
 
 __all__ = ["TICKET_PATH", "TRANSFER_METHOD", "TRANSFER_PATH", "Transfer", "transfer_target"]
-
-audit = logging.getLogger("roam.audit")
 
 TICKET_PATH = "/sso/transfer-ticket"
 TRANSFER_PATH = "/sso/transfer"
@@ -125,7 +123,7 @@ def _refused(reason: str, **fields: str) -> PageError:
     """The one page every refused transfer shows; the log line carries its reference."""
     page = PageError("链接已失效", "该登录链接无效、已过期或已被使用，请返回小程序重新打开该服务。",
                      status=400)
-    audit.warning("transfer refused", extra={"reason": reason, "ref": page.ref, **fields})
+    audit_event("transfer.ticket.redeem", "failure", reason=reason, ref=page.ref, **fields)
     return page
 
 
@@ -169,8 +167,8 @@ class Transfer:
         value = await self.tickets.mint(ticket)
         query = urlencode({"ticket": value, "target": ticket.target})
         url = f"{self.issuer}{TRANSFER_PATH}?{query}"
-        audit.info("transfer ticket", extra={"client": ticket.client_id, "sub": ticket.subject,
-                                             "target": ticket.target})
+        audit_event("transfer.ticket.issue", "success", subject=ticket.subject,
+                    client=ticket.client_id, target=ticket.target)
         return JSONResponse({"transfer_url": url, "expires_in": self.tickets.ttl},
                             headers=_NO_STORE)
 
@@ -206,7 +204,6 @@ class Transfer:
         else:
             session = await self.sessions.start(identity, response, current=current)
             self.metrics.login("transfer_ticket", "webview", identity.acr)
-        audit.info("transfer", extra={"client": ticket.client_id, "sub": identity.subject,
-                                      "acr": identity.acr, "sid": session.sid,
-                                      "target": target})
+        audit_event("transfer.ticket.redeem", "success", subject=identity.subject,
+                    client=ticket.client_id, acr=identity.acr, sid=session.sid, target=target)
         return response

@@ -157,6 +157,11 @@ class Metrics:
     def store_failure(self, operation: str) -> Callable[[], None]:
         return _ignore
 
+    def audit(self, *, written: int, dropped: int, failed: int, queued: int) -> None:
+        """The audit trail's writer since its last report: events ``written``, events
+        ``dropped`` (queue full or refused by the sink), batches ``failed`` (kept for
+        another try), and the events ``queued`` now."""
+
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """``/metrics``' body and content type for this ``Accept`` header."""
         raise LookupError("metrics are off")
@@ -243,6 +248,18 @@ class PrometheusMetrics(Metrics):
         self.store_errors = Counter(
             "roam_store_errors_total", "Store calls that failed (the store did not answer).",
             ("operation",), registry=on)
+        self.audit_events = Counter(
+            "roam_audit_events_total",
+            "Audit events: written to the trail, or dropped (queue full, refused by the sink).",
+            ("result",), registry=on)
+        self.audit_write_failures = Counter(
+            "roam_audit_write_failures_total",
+            "Audit batches the sink did not take (kept queued for another try).", registry=on)
+        self.audit_queue = Gauge(
+            "roam_audit_queue_events", "Audit events waiting to be written.", registry=on,
+            multiprocess_mode="livesum")
+        self._audit_written = self.audit_events.labels("written")
+        self._audit_dropped = self.audit_events.labels("dropped")
         Gauge("roam_build_info", "The gateway's version; always 1.", ("version",),
               registry=on, multiprocess_mode="max").labels(version or "unknown").set(1)
         if multiprocess_dir is None:  # per-process facts; a multiprocess scrape has none
@@ -341,6 +358,14 @@ class PrometheusMetrics(Metrics):
             counter.inc()
 
         return failed
+
+    # -- the audit trail (gateway.audit.trail) ------------------------------------------------
+
+    def audit(self, *, written: int, dropped: int, failed: int, queued: int) -> None:
+        self._audit_written.inc(written)
+        self._audit_dropped.inc(dropped)
+        self.audit_write_failures.inc(failed)
+        self.audit_queue.set(queued)
 
     # -- /metrics ------------------------------------------------------------------------------
 

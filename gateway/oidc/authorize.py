@@ -25,6 +25,7 @@ from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredErro
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.audit import audit_event
 from gateway.errors import PageError
 from gateway.identity import level_rank
 from gateway.ids import new_id
@@ -254,8 +255,11 @@ class Authorizer:
         if session is not None and grant is not None:
             await self.sessions.link(session, client.client_id, grant.grant_id,
                                      offline=grant.offline)
-        log.info("authorize ok", extra={"client": client.client_id,
-                                        "sid": session and session.sid})
+        if session is not None:
+            # silent: the session was there already, no page was shown (single sign-on)
+            audit_event("authorize.code", "success", subject=session.identity.subject,
+                        client=client.client_id, sid=session.sid, acr=session.identity.acr,
+                        silent=pending is None)
         return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
 
     async def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,

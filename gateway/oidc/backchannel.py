@@ -4,12 +4,14 @@ Browsers block third-party cookies, so front-channel iframes cannot log a person
 the city and county systems; the gateway POSTs a signed logout token to each RP's
 ``backchannel_logout_uri`` instead. Delivery runs in the background (the person's logout
 never waits for an RP), to all RPs at once, with retries and exponential backoff, and
-every state change goes to the store (kind ``bcl_delivery``) and the audit log so an
+every state change goes to the store (kind ``bcl_delivery``) and the audit trail
+(``backchannel.deliver``: delivered, each failed attempt, given up, refused) so an
 operator can see which systems were told. URLs pass the SSRF guard before every attempt.
 
 Neither the logout token nor the subject is ever logged: the token is a bearer credential
 for ending sessions and the ``sub`` is personal data. The store record keeps the ``sub``
-(ops may need to know whose logout failed); logs name only client, ``sid`` and ``jti``.
+(ops may need to know whose logout failed); logs and the audit trail name only client,
+``sid`` (the ``logout`` event before them names the subject) and ``jti``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from gateway.audit import Outcome, audit_event
 from gateway.errors import RoamError
 from gateway.keys import KeyRing
 from gateway.metrics.recorder import Metrics
@@ -43,9 +46,11 @@ _MAX_ERROR = 200
 Status = Literal["pending", "delivered", "failed", "refused"]
 _OUTCOMES: dict[str, str] = {"delivered": "delivered", "failed": "given_up",
                              "refused": "refused", "pending": "retry"}  # the metric's words
+_AUDIT_OUTCOMES: dict[Status, Outcome] = {"pending": "failure", "delivered": "success",
+                                          "failed": "failure", "refused": "denied"}
 Target = tuple[Client, str, str | None]
 
-audit = logging.getLogger("roam.audit")
+log = logging.getLogger("roam.backchannel")
 _jitter = random.Random()  # noqa: S311 - spreads retries; not a security use
 
 
@@ -214,7 +219,7 @@ class BackchannelLogout:
         try:
             await self.deliver_all(targets)
         except Exception:
-            audit.exception("backchannel logout: delivery batch crashed")
+            log.exception("backchannel logout: delivery batch crashed")
 
     async def _deliver(self, client: Client, sub: str, sid: str | None) -> Delivery:
         uri = cast(str, client.config.backchannel_logout_uri)
@@ -225,15 +230,15 @@ class BackchannelLogout:
             token, delivery.jti = self._token(client, sub, sid)
         except (ValueError, RoamError) as error:
             # A caller bug (sid missing) or a key ring without the client's algorithm.
-            audit.error("backchannel logout: cannot mint token client=%s sid=%s: %s",
-                        client.client_id, sid, error)
+            log.error("backchannel logout: cannot mint token",
+                      extra={"client": client.client_id, "sid": sid, "cause": str(error)})
             return await self._finish(delivery, "failed", "cannot mint logout token")
         await self._record(delivery)
         try:
             return await self._attempts(delivery, client, token)
         except Exception:
-            audit.exception("backchannel logout: delivery crashed client=%s sid=%s jti=%s",
-                            client.client_id, sid, delivery.jti)
+            log.exception("backchannel logout: delivery crashed",
+                          extra={"client": client.client_id, "sid": sid, "jti": delivery.jti})
             return await self._finish(delivery, "failed", "internal error")
 
     async def _attempts(self, delivery: Delivery, client: Client, token: str) -> Delivery:
@@ -256,9 +261,9 @@ class BackchannelLogout:
             delivery.updated = self.clock()
             await self._record(delivery)
             self.metrics.backchannel(delivery.client_id, "retry")
-            audit.info("backchannel logout retrying client=%s sid=%s jti=%s attempts=%d: %s",
-                       delivery.client_id, delivery.sid, delivery.jti, delivery.attempts,
-                       error_text)
+            audit_event("backchannel.deliver", "failure", client=delivery.client_id,
+                        sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
+                        status="retrying", error=error_text)
             await self.sleep(min(self._delay(delivery.attempts), self.retry_for - elapsed))
             token, _ = self._token(client, delivery.sub, delivery.sid)  # fresh jti, iat, exp
 
@@ -304,10 +309,9 @@ class BackchannelLogout:
         delivery.updated = self.clock()
         await self._record(delivery)
         self.metrics.backchannel(delivery.client_id, _OUTCOMES[status])
-        log = audit.info if status == "delivered" else audit.warning
-        log("backchannel logout %s client=%s sid=%s jti=%s attempts=%d%s", status,
-            delivery.client_id, delivery.sid, delivery.jti, delivery.attempts,
-            f": {delivery.last_error}" if delivery.last_error else "")
+        audit_event("backchannel.deliver", _AUDIT_OUTCOMES[status], client=delivery.client_id,
+                    sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
+                    status=status, error=delivery.last_error)
         return delivery
 
     async def _record(self, delivery: Delivery) -> None:
@@ -316,5 +320,6 @@ class BackchannelLogout:
             await self.store.upsert(Kind.BACKCHANNEL_DELIVERY, delivery.jti, delivery.to_dict(),
                                     RECORD_TTL)
         except RoamError as error:
-            audit.warning("backchannel logout: cannot record jti=%s client=%s: %s",
-                          delivery.jti, delivery.client_id, error)
+            log.warning("backchannel logout: cannot record the delivery",
+                        extra={"jti": delivery.jti, "client": delivery.client_id,
+                               "cause": str(error)})

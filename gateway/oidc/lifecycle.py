@@ -6,6 +6,7 @@ still be active (``ActiveTokens``); a refresh token must be its grant's current 
 refresh token ends its whole grant; revoking an access token puts its ``jti`` on the
 revocation list until it expires.
 Confidential clients may introspect their own tokens; registered resource servers any.
+Each revocation is an audit event (``token.revoke``); introspection is not.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.audit import audit_event
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.bridge import (
     HttpRequest,
+    Reply,
     check_basic_credentials,
     form_params,
     json_reply,
@@ -194,16 +197,28 @@ class LifecycleEndpoints:
                 token, request.form.get("token_type_hint"))
         _FOUND.set(request.work.found)
 
-    async def _run(self, request: Request, name: str) -> Response:
+    async def _run(self, request: Request, name: str) -> tuple[HttpRequest, Reply]:
         check_basic_credentials(request.headers)
         pairs = await form_params(request)
         oauth_request = HttpRequest("POST", published_url(self.issuer, request), request.headers,
                                      form=pairs)
         reply = await self.server.endpoint_response(name, oauth_request, self._read)
-        return json_reply(reply)
+        return oauth_request, reply
 
     async def revoke(self, request: Request) -> Response:
-        return await self._run(request, "revocation")
+        oauth_request, reply = await self._run(request, "revocation")
+        found = oauth_request.work.found.get(oauth_request.form.get("token") or "")
+        client = getattr(oauth_request, "client", None)
+        grant = found.grant if isinstance(found, FoundToken) else None
+        body = reply.body if isinstance(reply.body, dict) else {}
+        audit_event("token.revoke", "success" if reply.status < 400 else "failure",
+                    subject=grant.identity.subject if grant is not None else None,
+                    client=getattr(client, "client_id", None) or oauth_request.form.get(
+                        "client_id"),
+                    token_type=found.kind if isinstance(found, FoundToken) else None,
+                    known=isinstance(found, FoundToken), sid=grant.sid if grant else None,
+                    error=body.get("error"))
+        return json_reply(reply)
 
     async def introspect(self, request: Request) -> Response:
-        return await self._run(request, "introspection")
+        return json_reply((await self._run(request, "introspection"))[1])

@@ -7,8 +7,7 @@ through ``SessionLogout.end`` so none of them skips back-channel logout.
 
 from __future__ import annotations
 
-import logging
-
+from gateway.audit import audit_event
 from gateway.background import Background
 from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
@@ -17,8 +16,6 @@ from gateway.oidc.clients import Client, ClientRegistry
 from gateway.sessions import Session, SessionManager
 
 __all__ = ["SessionLogout"]
-
-audit = logging.getLogger("roam.audit")
 
 
 class SessionLogout:
@@ -50,9 +47,9 @@ class SessionLogout:
             if client is not None and client.config.backchannel_logout_uri:
                 seen.setdefault(client.client_id, client)
         targets = [(client, session.identity.subject, session.sid) for client in seen.values()]
-        audit.info("logout sid=%s sub=%s reason=%s rps=%s backchannel=%s", session.sid,
-                   session.identity.subject, reason, len({link.client_id for link in links}),
-                   len(targets))
+        audit_event("logout", "success", subject=session.identity.subject, sid=session.sid,
+                    reason=reason, rps=len({link.client_id for link in links}),
+                    grants_revoked=len(links), backchannel=len(targets))
         if not targets:
             return []
         if wait or self.background is None:

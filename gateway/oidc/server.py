@@ -31,6 +31,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
+from gateway.audit import audit_event
 from gateway.channels import ChannelError, ChannelLogin
 from gateway.config import Systems, TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
@@ -52,7 +53,7 @@ from gateway.oidc.refresh import PresentedToken, RefreshTokens, token_digest
 from gateway.oidc.token_exchange import TOKEN_EXCHANGE, SubjectTokens, TokenExchangeGrant
 from gateway.store.base import Kind, Store
 
-__all__ = ["RoamAuthorizationServer", "channel_refusal", "pending_grant"]
+__all__ = ["RoamAuthorizationServer", "channel_refusal", "claimed_client_id", "pending_grant"]
 
 
 class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
@@ -153,7 +154,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         thumbprint goes to ``request.work.jkt``, to which the tokens will be bound. A
         request with neither costs one header and one client look-up."""
         proofs = request.headers.getlist("dpop") if "dpop" in request.headers else []
-        client = self.clients.get(_claimed_client_id(request))
+        client = self.clients.get(claimed_client_id(request))
         required = client is not None and client.config.dpop_bound_access_tokens
         if not proofs and not required:
             return None
@@ -220,6 +221,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if not used[1]:
                 # A replay: whoever holds the other copy may be an attacker. End the grant.
                 await self.store.revoke_by_grant(code.grant.grant_id)
+                audit_event("grant.revoke", "success", subject=code.grant.identity.subject,
+                            client=code.grant.client_id, sid=code.grant.sid,
+                            reason="authorization code used twice")
                 return self._refuse(request,
                                     "This grant was already used; its tokens are revoked.")
             return None
@@ -239,6 +243,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if outcome == "retired":
             # A replay, or the loser of a race: another copy exists. End the grant.
             await self.store.revoke_by_grant(grant.grant_id)
+            audit_event("grant.revoke", "success", subject=grant.identity.subject,
+                        client=grant.client_id, sid=grant.sid,
+                        reason="refresh token used twice")
             return self._refuse(request, "This refresh token was already used; "
                                          "its grant is revoked.")
         work.refreshed = grant
@@ -330,7 +337,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         request.work.issued = grant, token_digest(refresh_token) if refresh_token else ""
 
 
-def _claimed_client_id(request: HttpRequest) -> str | None:
+def claimed_client_id(request: HttpRequest) -> str | None:
     """The client a token request says it is (authlib authenticates it later)."""
     client_id = request.form.get("client_id")
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")

@@ -1,5 +1,5 @@
 """Operations: the operators' console (accounts with two factors, their sessions, the
-status page and admin API)."""
+status page and admin API) and the probes load balancers ask (``probes``)."""
 
 from gateway.ops.console import Board, Console, UnknownTarget
 from gateway.ops.console_sessions import ConsoleSession, ConsoleSessions
@@ -11,6 +11,7 @@ from gateway.ops.operators import (
     load_operators,
     new_totp_secret,
 )
+from gateway.ops.probes import Probes
 
 __all__ = [
     "Board",
@@ -20,6 +21,7 @@ __all__ = [
     "Operator",
     "OperatorLogin",
     "OpsLoginRefused",
+    "Probes",
     "Role",
     "UnknownTarget",
     "load_operators",

@@ -16,12 +16,12 @@ Without a console session, pages go to the login and the API answers 401 JSON.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from gateway.audit import audit_event
 from gateway.csrf import FIELD, Csrf
 from gateway.errors import PageError
 from gateway.ops.console_sessions import ConsoleSession, ConsoleSessions
@@ -29,7 +29,6 @@ from gateway.ops.operators import OperatorLogin, OpsLoginRefused
 
 __all__ = ["REFRESH", "Board", "Console", "UnknownTarget"]
 
-audit = logging.getLogger("roam.audit")
 
 REFRESH = 15  # seconds between the status page's reloads
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -109,7 +108,7 @@ class Console:
         session = await self.sessions.load(request)
         if session is not None:
             await self.sessions.end(session, response)
-            audit.info("ops logout", extra={"operator": session.operator})
+            audit_event("operator.logout", "success", subject=session.operator)
         else:
             self.sessions.clear(response)
         return response
@@ -171,8 +170,8 @@ class Console:
     async def _rotate(self, session: ConsoleSession, values: dict[str, Any], *,
                       page: bool) -> None:
         if not session.may_change:
-            audit.warning("ops rotation refused", extra={"operator": session.operator,
-                                                         "reason": "viewer"})
+            audit_event("operator.rotation", "denied", subject=session.operator,
+                        reason="viewer")
             raise PageError("无权操作", "只读账号不能调整实例，请使用运维账号。", status=403)
         system, instance = values.get("system"), values.get("instance")
         wanted, reason = values.get("in_rotation"), values.get("reason") or ""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateway.audit import audit_event
 from gateway.errors import ConfigError
 from gateway.store.base import Kind, Store
 
@@ -50,7 +50,6 @@ __all__ = [
     "new_totp_secret",
 ]
 
-audit = logging.getLogger("roam.audit")
 
 STEP = 30  # seconds per TOTP code (RFC 6238's default, what authenticator apps use)
 MIN_SECRET_BYTES = 20  # RFC 4226 §4: 160 bits
@@ -164,25 +163,25 @@ class OperatorLogin:
         name = name.strip()
         counted = await self.store.incr(Kind.OPS_FAILURES, name[:64], self.lockout_seconds)
         if counted.value > self.max_failures:  # locked: nothing is checked
-            audit.warning("ops login refused", extra={"operator": name[:64],
-                                                      "reason": "locked"})
+            audit_event("operator.login", "locked", subject=name[:64], reason="locked")
             raise OpsLoginRefused("失败次数过多，账号已临时锁定，请稍后再试",
                                   max(1, counted.expires_in))
         operator = self.operators.get(name)
         password_ok = await self._password(operator, password)
         step = self._step(operator, code) if operator is not None else None
         if operator is None or not password_ok or step is None:
-            audit.warning("ops login refused", extra={
-                "operator": name[:64], "reason": "unknown operator" if operator is None
-                else "password" if not password_ok else "totp"})
+            audit_event("operator.login", "failure", subject=name[:64],
+                        reason="unknown operator" if operator is None
+                        else "password" if not password_ok else "totp")
             raise OpsLoginRefused(WRONG)
         used = await self.store.incr(Kind.OPS_TOTP, f"{operator.name}:{step}", 4 * STEP)
         if used.value > 1:
-            audit.warning("ops login refused", extra={"operator": operator.name,
-                                                      "reason": "totp code reused"})
+            audit_event("operator.login", "denied", subject=operator.name,
+                        reason="totp code reused")
             raise OpsLoginRefused("该动态验证码已使用，请等待下一个验证码")
         await self.store.destroy(Kind.OPS_FAILURES, operator.name)
-        audit.info("ops login", extra={"operator": operator.name, "role": operator.role.value})
+        audit_event("operator.login", "success", subject=operator.name,
+                    role=operator.role.value)
         return operator
 
     async def _password(self, operator: Operator | None, password: str) -> bool:

@@ -18,7 +18,6 @@ of its own is ordinary routing and needs no word.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
@@ -26,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from connectors.base import Connector, RedirectsLogin
+from gateway.audit import audit_event
 from gateway.config import route_of
 from gateway.errors import new_reference
 from gateway.legacy.access import Gate, Refusal
@@ -43,8 +43,6 @@ from gateway.sessions import SessionManager
 from gateway.urls import origin_on
 
 __all__ = ["GoPages"]
-
-audit = logging.getLogger("roam.audit")
 
 NOTICE_SECONDS = 5
 """How long the page saying where a person is sent instead stays before it goes on."""
@@ -85,10 +83,10 @@ class GoPages:
             target = origin_on(self.issuer, system.hosts[0]) + "/"
         else:
             target = f"{self.proxy_prefix}{system.id}/"
-        audit.info("go", extra={"item": item, "region": region, "system": system.id,
-                                "via": found.region, "fallback": found.fallback,
-                                "skipped": [s.system.id for s in found.skipped],
-                                "sid": session.sid})
+        audit_event("route.resolve", "success", subject=session.identity.subject,
+                    system=system.id, item=item, region=region, via=found.region,
+                    fallback=found.fallback, sid=session.sid,
+                    skipped=[s.system.id for s in found.skipped])
         if found.skipped:
             return self._notice(found, item, target)
         return RedirectResponse(target, status_code=303)
@@ -137,8 +135,8 @@ class GoPages:
                      for r, s in exc.nearby]
         else:  # pragma: no cover - the three above are every RouteError
             raise exc
-        audit.info("go not found", extra={"ref": ref, "item": item, "region": region,
-                                          "error": str(exc)})
+        audit_event("route.resolve", "failure", ref=ref, item=item, region=region,
+                    error=str(exc))
         return self.pages.render("go_error.html", {
             "title": title, "detail": detail, "links_title": links_title, "links": links,
             "ref": ref}, status=404)

@@ -304,3 +304,40 @@ def test_the_http_verifier_needs_a_base_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert any("binding.base_url is required" in p for p in caught.value.problems)
+
+
+def test_bad_audit_settings_are_each_named(tmp_path: Path) -> None:
+    main = """
+[audit]
+sink = "mysql"
+retention_days = 30
+queue_size = 10
+batch_size = 0
+batch_interval = 0
+schema_name = "Robert'); DROP TABLE"
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main, GOOD_CLIENT), env={})
+    problems = [p for p in caught.value.problems if ": audit." in p]
+    keys = sorted(p.split(": audit.")[1].split(":")[0] for p in problems)
+    assert keys == ["batch_interval", "batch_size", "queue_size", "retention_days",
+                    "schema_name", "sink"]
+    assert any("six months" in p for p in problems)
+
+
+def test_the_audit_database_needs_a_connection_string_kept_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, '[audit]\nsink = "postgresql"\n', GOOD_CLIENT)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert any("needs a connection string: ROAM_AUDIT_DSN" in p for p in caught.value.problems)
+    dsn = "postgresql://roam:s3cret@db.example/roam"
+    config = load_config(path, env={"ROAM_AUDIT_DSN": dsn})
+    assert config.settings.audit.dsn.get_secret_value() == dsn
+    assert "s3cret" not in repr(config) + str(config.settings)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[audit]\nbatch_size = 500\nqueue_size = 200\n',
+                          GOOD_CLIENT), env={})
+    assert any("batch_size (500) is larger than audit.queue_size (200)" in p
+               for p in caught.value.problems)
+    assert load_config(write(tmp_path, "[audit]\nretention_days = 0\n", GOOD_CLIENT),
+                       env={}).settings.audit.retention_days == 0  # keep every event

@@ -10,8 +10,9 @@ from connectors.base import RelyingParty
 from connectors.oidc import OidcConfig
 from gateway.config import ServiceItem, SystemConfig, Systems, load_systems
 from gateway.regions import RegionDirectory
+from tests.support.cli import roam
 from tests.support.gateway import REPO
-from tests.test_cli import roam, with_shipped_files
+from tests.test_cli import with_shipped_files
 
 SHIPPED = REPO / "config" / "systems.toml"
 

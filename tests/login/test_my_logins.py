@@ -16,6 +16,7 @@ from gateway.binding.bindings import Bindings
 from gateway.binding.identity import ChannelIdentity
 from gateway.store import MemoryStore
 from gateway.store.redis import RedisStore
+from tests.support.audit import audited
 from tests.support.browser import at
 from tests.support.gateway import DEMO_PASSWORD, config_on_port
 from tests.support.servers import free_port, serve
@@ -114,7 +115,7 @@ def test_my_logins_lists_and_removes_the_persons_bindings(
         expect(page.locator("#bindings")).to_contain_text("支付宝小程序")
     assert _on_redis(resolve, redis_url, redis_prefix) == [(wechat.subject, "L1"),
                                                            ("c-0001", "L2")]
-    assert any(r.getMessage() == "channel binding removed" for r in caplog.records)
+    assert audited(caplog.records, "binding.remove", "success")
 
 
 def test_removing_a_binding_needs_the_csrf_token(redis_url: str, redis_prefix: str) -> None:

@@ -30,6 +30,7 @@ from gateway.sessions import Session
 from gateway.store import RedisStore
 from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
+from tests.support.audit import audited
 from tests.support.gateway import DEMO_PASSWORD, config_on_port, form_field, query
 from tests.support.rp import authorize_url, rp_client, validate_id_token
 from tests.support.servers import free_port, serve
@@ -170,8 +171,8 @@ def test_no_factor_lifts_a_session_above_the_accounts_verified_level(
         f"The account is verified only to {verified}; the request needs {asked}.")
     assert params["state"] == "s-unmet"
     assert "code" not in params
-    assert any("stepup unmet" in r.getMessage() and f"verified={verified}" in r.getMessage()
-               for r in caplog.records if r.name == "roam.audit")
+    assert any(getattr(r, "verified", None) == verified and getattr(r, "needed", None) == asked
+               for r in audited(caplog.records, "stepup", "denied"))
 
 
 def test_an_unmet_deep_link_says_the_account_needs_verifying(gateway_url: str,

@@ -27,6 +27,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.keys import KeyRing
 from gateway.store.memory import MemoryStore
+from tests.support.audit import audited
 from tests.support.browser import at, fresh_page
 from tests.support.gateway import REPO, config_on_port, log_in
 from tests.support.rp import authorize_url, full_login, rp_client
@@ -283,8 +284,8 @@ def test_no_ticket_or_token_reaches_a_log(stack: Stack, caplog: pytest.LogCaptur
         assert web_view.get(url).status_code == 400  # the replay is logged too
     lines = [json.dumps(record.__dict__, default=str) for record in caplog.records
              if record.name.startswith(("roam", "uvicorn"))]  # the gateway's, not the test's
-    assert any("transfer refused" in line for line in lines)
-    assert any('"msg": "transfer"' in line for line in lines)
+    assert audited(caplog.records, "transfer.ticket.redeem", "failure")
+    assert audited(caplog.records, "transfer.ticket.redeem", "success")
     assert not [line for line in lines if ticket in line or token in line]
 
 

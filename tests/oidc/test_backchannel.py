@@ -32,6 +32,7 @@ from gateway.oidc.clients import Client
 from gateway.outbound import OutboundPolicy
 from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
+from tests.support.audit import audited
 from tests.support.servers import free_port, serve
 
 ISSUER = "https://sso.hunan.example.gov.cn"
@@ -434,7 +435,8 @@ async def test_start_never_crashes_the_task_group(
             sender.start(group, [(rp, SUB, None)])
     statuses = sorted(r["status"] for _, _, r in await _records(memory))
     assert statuses == ["failed", "failed"]
-    assert any("internal error" in r.getMessage() for r in caplog.records)
+    assert any(getattr(r, "error", None) == "internal error"
+               for r in audited(caplog.records, "backchannel.deliver", "failure"))
 
 
 async def test_logs_name_client_and_status_but_never_token_or_sub(
@@ -452,12 +454,15 @@ async def test_logs_name_client_and_status_but_never_token_or_sub(
             [(rp, SUB, SID), (refused, SUB, SID)])
     assert [d.status for d in done] == ["delivered", "refused"]
 
-    audit = [r for r in caplog.records if r.name == "roam.audit"]
-    text = "\n".join(r.getMessage() for r in audit)
-    assert "backchannel logout delivered client=changsha-gov sid=" + SID in text
-    assert "attempts=2" in text
-    assert "backchannel logout refused client=yueyang-gov" in text
-    assert any(r.levelno == logging.WARNING and "refused" in r.getMessage() for r in audit)
+    deliveries = audited(caplog.records, "backchannel.deliver")
+    fields = [(getattr(r, "client", None), getattr(r, "status", None), getattr(r, "attempts", 0))
+              for r in deliveries]
+    assert ("changsha-gov", "retrying", 1) in fields
+    assert ("changsha-gov", "delivered", 2) in fields
+    assert ("yueyang-gov", "refused", 0) in fields
+    assert all(getattr(r, "sid", None) == SID for r in deliveries)
+    assert any(r.levelno == logging.WARNING and getattr(r, "status", None) == "refused"
+               for r in deliveries)
     everything = caplog.text + "\n".join(repr(r.args) for r in caplog.records)
     for token in rps.tokens("flaky"):
         assert token not in everything

@@ -4,11 +4,14 @@ its own (``gateway_process``)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +23,9 @@ import httpx
 from gateway.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
+# The demo's audit file is the repository's var/audit.jsonl: test gateways write theirs here
+AUDIT_DIR = Path(tempfile.mkdtemp(prefix="roam-test-audit-"))
+atexit.register(shutil.rmtree, AUDIT_DIR, ignore_errors=True)
 DEMO_PASSWORD = "Roam@2026"
 CITIZEN = "13800000001"  # c-0001 in config/directory.toml, level L2
 SECRETS = {
@@ -41,8 +47,9 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
     health = base.settings.health.model_copy(update={"active": False})
+    audit = base.settings.audit.model_copy(update={"path": str(AUDIT_DIR / f"{port}.jsonl")})
     settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section,
-                                                "health": health})
+                                                "health": health, "audit": audit})
     # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
     # not post logout tokens to a demo someone is running, so they are off unless asked.
     changes = clients or {}
@@ -101,7 +108,8 @@ def gateway_process(port: int, *, env: Mapping[str, str] | None = None,
     end, unless the test stopped it (SIGKILL too) already."""
     child = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
     child.update(ROAM_GATEWAY_PORT=str(port), ROAM_GATEWAY_ISSUER=f"http://127.0.0.1:{port}",
-                 PYTHONPATH=str(REPO), **(env or {}))
+                 ROAM_AUDIT_PATH=str(AUDIT_DIR / f"{port}.jsonl"), PYTHONPATH=str(REPO))
+    child.update(env or {})
     with contextlib.ExitStack() as files:
         out = files.enter_context(log.open("a", encoding="utf-8")) if log else subprocess.PIPE
         process = subprocess.Popen(

@@ -22,7 +22,8 @@ from uuid import uuid4
 import pytest
 import redis
 
-__all__ = ["delete_prefixed", "redis_prefix", "redis_server_url", "redis_url", "unused_port"]
+__all__ = ["RedisServer", "delete_prefixed", "redis_prefix", "redis_server_url", "redis_url",
+           "started_redis_server", "unused_port"]
 
 _LOCAL_URL = "redis://127.0.0.1:6379/15"
 
@@ -45,16 +46,28 @@ def _answers(url: str, timeout: float = 0.5) -> bool:
         client.close()
 
 
+class RedisServer:
+    """A ``redis-server`` process of the test's own: its URL, and a way to take it down."""
+
+    def __init__(self, url: str, process: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.process = process
+
+    def stop(self) -> None:
+        """Terminate the server (a test's outage) and wait until it is gone."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @contextmanager
-def redis_server_url() -> Iterator[str]:
-    """Yield a URL of a working Redis; a server started here is stopped on exit."""
-    from_env = os.environ.get("REDIS_URL")
-    if from_env:
-        yield from_env
-        return
-    if _answers(_LOCAL_URL):
-        yield _LOCAL_URL
-        return
+def started_redis_server() -> Iterator[RedisServer]:
+    """A throwaway ``redis-server`` on a free port, stopped on exit (or earlier by the
+    test, with :meth:`RedisServer.stop`)."""
     executable = shutil.which("redis-server")
     if executable is None:
         # Fail, never skip: a silently skipped Redis suite would hide a broken store.
@@ -70,20 +83,30 @@ def redis_server_url() -> Iterator[str]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        server = RedisServer(url, process)
         try:
             deadline = time.monotonic() + 10
             while not _answers(url, timeout=0.2):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server on port {port} did not start")
                 time.sleep(0.05)
-            yield url
+            yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()
+
+
+@contextmanager
+def redis_server_url() -> Iterator[str]:
+    """Yield a URL of a working Redis; a server started here is stopped on exit."""
+    from_env = os.environ.get("REDIS_URL")
+    if from_env:
+        yield from_env
+        return
+    if _answers(_LOCAL_URL):
+        yield _LOCAL_URL
+        return
+    with started_redis_server() as server:
+        yield server.url
 
 
 def delete_prefixed(url: str, prefix: str) -> int:

@@ -1,0 +1,46 @@
+"""``audit_event(action, outcome, …)``: how the gateway says something happened.
+
+A typed front to the ``roam.audit`` logger: the fields every event has are named
+parameters, the rest are details. The record is logged (a JSON line, as before) and, while
+a trail runs, becomes an event of the trail (``gateway.audit.handler``). Pass the ``sub``,
+or a user name already masked (``mask_username``); never a secret.
+
+Actions are dotted names, the thing then what was done to it: ``login``, ``stepup``,
+``token.issue``, ``token.refresh``, ``token.revoke``, ``logout``,
+``backchannel.deliver``, ``cas.ticket.issue``, ``route.resolve``, ``binding.bind``,
+``operator.sessions.revoke``… (docs/operations.md lists them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.audit.event import Outcome
+from gateway.audit.handler import AUDIT_LOGGER
+
+__all__ = ["audit_event"]
+
+_log = logging.getLogger(AUDIT_LOGGER)
+
+# Names a LogRecord has already: a detail of that name is written with a trailing "_".
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime"}
+
+_LEVELS: dict[str, int] = {"success": logging.INFO, "failure": logging.INFO,
+                           "denied": logging.WARNING, "locked": logging.WARNING,
+                           "error": logging.ERROR}
+
+
+def audit_event(action: str, outcome: Outcome, *, subject: str | None = None,
+                client: str | None = None, system: str | None = None,
+                source: str | None = None, **details: object) -> None:
+    """Record that ``action`` happened with ``outcome``. ``source`` defaults to the
+    address of the client of the request being served."""
+    fields: dict[str, object] = {"action": action, "outcome": outcome}
+    for name, value in details.items():
+        fields[f"{name}_" if name in _RESERVED else name] = value
+    for name, value in (("subject", subject), ("client", client), ("system", system),
+                        ("source", source)):
+        if value is not None:
+            fields[name] = value
+    _log.log(_LEVELS[outcome], action, extra=fields)

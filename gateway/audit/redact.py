@@ -1,0 +1,113 @@
+"""What of a log call's fields may enter the audit trail, which is kept for months.
+
+Call sites already pass masked values (``mask_username``, ``mask_id_number``) and no
+secret. This is the second line, applied to every event: a field named like a secret
+(a password, a token, a code, a ticket, a session key, a cookie) keeps only that it was
+there; a resident ID number or a mobile number anywhere in a string is masked
+(``430***********1234``, ``138****1234``); a JWT is cut out; a ``name`` is masked as a
+name. Strings are made storable as well: no NUL (PostgreSQL text refuses it), no lone
+surrogates, at most :data:`MAX_TEXT` characters. Values come out as text, integers
+(below 10^10), booleans or null: a float becomes its text, so that every JSON library
+spells an event alike (the hash chain needs one spelling).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.identifiers import validate_resident_id
+from gateway.privacy import mask_id_number, mask_name, mask_phone
+
+__all__ = ["MAX_TEXT", "REDACTED", "Scalar", "redact_fields", "redact_text"]
+
+Scalar = str | int | bool | None
+
+MAX_TEXT = 512
+REDACTED = "[redacted]"
+
+#: Field names whose values are secrets (exact, lower case) ...
+_SECRET_NAMES = frozenset({
+    "password", "passwd", "secret", "token", "code", "phone_code", "ticket", "state",
+    "nonce", "session_key", "cookie", "authorization", "credential", "dsn", "assertion",
+    "id_token_hint", "subject_token", "verification_code", "otp", "auth_code",
+    "authorization_code", "platform_code", "sms_code",
+})
+#: ... and the endings that make one (``status_code`` and the like are no secret).
+_SECRET_ENDINGS = ("_password", "_secret", "_token", "_ticket", "_key", "_cookie")
+
+# A resident ID number (18 characters, the last may be X) or a mainland mobile number,
+# not part of a longer run of letters and digits.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# No NUL, no surrogate, no run of 11 digits (an ID or mobile number), no "eyJ" (a JWT).
+_NOTHING_TO_DO = re.compile("(?:[^\x00\ud800-\udfffe0-9]|e(?!yJ)|[0-9]{1,10}(?![0-9]))*")
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower().rstrip("_")  # "name_": a field renamed beside a LogRecord's own
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_ENDINGS)
+
+
+def _id_number(match: re.Match[str]) -> str:
+    text = match.group()
+    try:
+        validate_resident_id(text.upper())
+    except ValueError:
+        return text  # 18 digits that are no ID number (a timestamp, an order number)
+    return mask_id_number(text)
+
+
+def _mobile(match: re.Match[str]) -> str:
+    text = match.group()
+    prefix = text[: len(text) - 11]
+    return prefix + mask_phone(text[-11:])
+
+
+def redact_text(text: str) -> str:
+    """``text`` with ID and mobile numbers masked, JWTs cut out, made storable, cut to
+    :data:`MAX_TEXT` characters."""
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "…"
+    if _NOTHING_TO_DO.fullmatch(text):  # most values: one pass, nothing found
+        return text
+    text = _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
+    text = _JWT.sub("[jwt]", text)
+    text = _ID_NUMBER.sub(_id_number, text)
+    return _MOBILE.sub(_mobile, text)
+
+
+def _value(name: str, value: Any) -> Scalar:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # a phone or ID number passed as a number is masked all the same
+        return value if abs(value) < 10**10 else redact_text(str(value))
+    if isinstance(value, float):
+        # as text: JSON libraries spell floats differently (1e-07, 1e-7), and jsonb writes
+        # 1e20 back as an integer; the hash needs one spelling
+        return repr(value)
+    text = value if isinstance(value, str) else str(value)
+    if name.rstrip("_") == "name":
+        return mask_name(text)
+    return redact_text(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key(name: str) -> tuple[str, bool]:
+    """A field name as stored, and whether it names a secret (names are few: cached)."""
+    key = redact_text(name)[:64]
+    return key, _is_secret(key)
+
+
+def redact_fields(fields: Mapping[str, Any]) -> dict[str, Scalar]:
+    """Each field as a storable scalar, secrets and personal numbers kept out."""
+    out: dict[str, Scalar] = {}
+    for name, value in fields.items():
+        key, secret = _key(str(name))
+        out[key] = REDACTED if secret and value not in (None, "") else _value(key, value)
+    return out
