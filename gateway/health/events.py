@@ -77,7 +77,9 @@ class LogObserver:
                   "reason": change.reason, "by": change.by}
         leaving = change.state in ("down", "drained")
         (log.warning if leaving else log.info)("instance health changed", extra=fields)
-        audit.info("instance health changed", extra={**fields, "outcome": change.state})
+        # an audit event (gateway/audit reads roam.audit records): the change happened
+        audit.info("instance health changed", extra={**fields, "action": "health.change",
+                                                     "outcome": "success"})
 
     def checked(self, result: CheckResult) -> None:
         if not result.ok:
