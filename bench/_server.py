@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
 import os
 import platform
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.app import create_app
+from gateway.app import gateway_app
+from gateway.audit import AuditTrail, open_trail
 from gateway.config import ClientConfig, Config, load_config
 from gateway.ids import new_id
 from gateway.keys import KeyRing
+from gateway.metrics import Metrics
 from gateway.oidc.bridge import NO_STORE
 from gateway.oidc.clients import secret_digest
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.server import LOOP, uvicorn_config
+from gateway.wiring import build_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "config" / "roam.toml"
@@ -82,8 +87,10 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
     ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``);
     ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``);
-    ``ops=False`` turns off what operators watch the gateway through (metrics), as
-    ``--ops on,off`` of ``bench/proxy.py`` and ``bench/sso.py`` compare."""
+    ``ops=False`` turns off what operators watch the gateway through — metrics and active
+    health checks here, the audit trail in :func:`build_app` — as ``--ops on,off`` of
+    ``bench/proxy.py`` and ``bench/sso.py`` compare. (Passive health stays: the proxy
+    routes by it, it is not an option.)"""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
     update: dict[str, Any] = {
@@ -98,6 +105,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
         update["proxy"] = settings.proxy.model_copy(update={"path_mode": True})
     if not ops:
         update["metrics"] = settings.metrics.model_copy(update={"enabled": False})
+        update["health"] = settings.health.model_copy(update={"active": False})
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
@@ -158,6 +166,14 @@ class Floor:
         return JSONResponse(body, headers=NO_STORE)
 
 
+class Unheard(AuditTrail):
+    """An audit trail that never takes ``roam.audit``'s records (``--ops off``)."""
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+
 def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
               systems: str | None = None, path_mode: bool = False,
               ops: bool = True) -> Starlette:
@@ -165,7 +181,9 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
                           secret=secret, systems=systems, path_mode=path_mode, ops=ops)
     keys = KeyRing.ephemeral(ALGS)
-    app = create_app(config, keys=keys)  # the store comes from config, as in production
+    # the store comes from config, as in production; ops off: an audit trail not listening
+    audit = None if ops else Unheard(open_trail(config, Metrics()).sink)
+    app = gateway_app(build_gateway(config, keys=keys, audit=audit))
     floor = Floor(config, keys)
     info: dict[str, Any] = {
         **runtime(),

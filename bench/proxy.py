@@ -29,9 +29,10 @@ session's cookie, with the same headers, to all three targets. Rounds are interl
 (direct, nginx, gateway) × ``--rounds``; each round has ``--warmup`` unmeasured then
 ``--duration`` measured seconds.
 
-``--ops on,off`` runs two gateways side by side, one with what operators watch (metrics)
-and one without, as two more interleaved targets, and prints the throughput of the first
-÷ the second (target ≥ 0.95): the cost of that instrumentation on the proxy's hot path.
+``--ops on,off`` runs two gateways side by side, one with what operators watch (metrics,
+active health checks, the audit trail) and one without, as two more interleaved targets,
+and prints the throughput of the first ÷ the second (target ≥ 0.95): the cost of that on
+the proxy's hot path (bench/_server.py's ``bench_config``).
 
 Reported per target: requests/s (median of rounds), p50/p99 latency over every measured
 request, the latency added to the direct call (p50 and p99 differences), the ratio to nginx,
