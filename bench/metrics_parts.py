@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench.token import ROOT
+from bench.processes import ROOT
 from gateway.config import load_config
 from gateway.metrics.recorder import open_metrics
 from gateway.store import MemoryStore

@@ -72,18 +72,10 @@ import aiohttp
 import yarl
 
 from bench._proxy_upstream import BODY, HEADERS_PATH
-from bench.token import (
-    ROOT,
-    ServerProcess,
-    free_port,
-    login,
-    machine_busy,
-    machine_line,
-    percentile,
-    process_cpu,
-    sigterm_as_interrupt,
-    wait_for_quiet,
-)
+from bench.flows import login
+from bench.machine import machine_busy, machine_line, process_cpu, wait_for_quiet
+from bench.processes import ROOT, ServerProcess, free_port, sigterm_as_interrupt
+from bench.rounds import percentile
 
 SYSTEM_ID = "bench-upstream"
 SYSTEM_HOST = f"{SYSTEM_ID}.localhost"  # the system's own host (the gateway's port)
@@ -99,10 +91,14 @@ NGINX = "/usr/sbin/nginx"
 class Child:
     """A child process in its own session: stopped with its whole process group."""
 
-    def __init__(self, name: str, command: list[str], *, port: int) -> None:
+    def __init__(self, name: str, command: list[str], *, port: int,
+                 env: dict[str, str] | None = None, probe: str = REQUEST_PATH,
+                 body: bytes | None = BODY) -> None:
         self.name = name
         self.command = command
         self.port = port
+        self.env = env  # None: this process's environment
+        self.probe, self.body = probe, body  # ready once GET probe answers 200 (with body)
         self.base = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -120,7 +116,7 @@ class Child:
         return pids
 
     def __enter__(self) -> Child:
-        self.process = subprocess.Popen(self.command, cwd=ROOT,  # noqa: S603
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,  # noqa: S603
                                         start_new_session=True)
         return self
 
@@ -150,8 +146,8 @@ class Child:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited while starting")
             with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(self.base + REQUEST_PATH) as resp:
-                    if resp.status == 200 and await resp.read() == BODY:
+                async with http.get(self.base + self.probe) as resp:
+                    if resp.status == 200 and self.body in (None, await resp.read()):
                         return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not answer in 30 s")

@@ -34,6 +34,8 @@ from pathlib import Path
 import aiohttp
 import yarl
 
+from bench.flows import login
+from bench.processes import ROOT, SECRET_ENV, ServerProcess, sigterm_as_interrupt
 from bench.proxy import (
     REQUEST_PATH,
     SYSTEM_ID,
@@ -41,7 +43,6 @@ from bench.proxy import (
     upstream_child,
     write_systems,
 )
-from bench.token import ROOT, SECRET_ENV, ServerProcess, login, sigterm_as_interrupt
 
 
 @contextlib.contextmanager

@@ -30,8 +30,9 @@ from typing import cast
 import aiohttp
 import httptools
 
+from bench.machine import process_cpu
+from bench.processes import ServerProcess
 from bench.proxy import REQUEST_PATH, upstream_child
-from bench.token import ServerProcess, process_cpu
 
 CONCURRENCY = 16
 

@@ -1,0 +1,114 @@
+"""Who used the machine's CPU, and waiting for it to be quiet: the benches share a machine.
+
+Shared by every script in ``bench/``: CPU seconds of a process and of the whole machine
+(``/proc``), what each party used over a measured window, and the machine line every
+report starts with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (all threads); 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds every core has spent not idle since boot (from ``/proc/stat``)."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    at: float
+    server: float
+    client: float
+    redis: float
+    machine: float
+    platform: float = 0.0  # a mock platform's process (bench/miniprogram.py)
+
+    @classmethod
+    def take(cls, server_pid: int, redis_pid: int | None,
+             platform_pid: int | None = None) -> CpuSnapshot:
+        return cls(time.perf_counter(), process_cpu(server_pid), time.process_time(),
+                   process_cpu(redis_pid) if redis_pid else 0.0, machine_busy(),
+                   process_cpu(platform_pid) if platform_pid else 0.0)
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Cores used (1.0 = one core busy) between two snapshots."""
+
+    seconds: float
+    server: float
+    client: float
+    redis: float
+    others: float  # everything else on the machine: other people's work, the kernel
+    platform: float = 0.0
+
+    @classmethod
+    def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
+        seconds = b.at - a.at
+        server, client, redis_ = (b.server - a.server, b.client - a.client, b.redis - a.redis)
+        platform_ = b.platform - a.platform
+        others = max(0.0, b.machine - a.machine - server - client - redis_ - platform_)
+        return cls(seconds, server / seconds, client / seconds, redis_ / seconds,
+                   others / seconds, platform_ / seconds)
+
+
+async def wait_for_quiet(server_pid: int, redis_pid: int | None, *, limit: float,
+                         patience: float) -> float:
+    """Wait (up to ``patience`` s) until others use under ``limit`` cores; returns their use."""
+    started = time.monotonic()
+    told = -math.inf
+    while True:
+        a = CpuSnapshot.take(server_pid, redis_pid)
+        await asyncio.sleep(1.0)
+        others = CpuUse.between(a, CpuSnapshot.take(server_pid, redis_pid)).others
+        waited = time.monotonic() - started
+        if others <= limit or waited >= patience:
+            return others
+        if waited - told >= 15:
+            told = waited
+            print(f"  (waiting: other processes use {others:.2f} cores)", file=sys.stderr,
+                  flush=True)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (f"machine: nproc={os.cpu_count()}, CPU {cpu_model()}, "
+            f"Python {platform.python_version()}; server: 1 uvicorn {info.get('uvicorn')} "
+            f"worker, loop={info.get('loop')}, http={info.get('http')}, "
+            f"starlette {info.get('starlette')}, authlib {info.get('authlib')}, "
+            f"joserfc {info.get('joserfc')}, cryptography {info.get('cryptography')}, "
+            f"redis-py {info.get('redis')}; client: aiohttp {aiohttp.__version__}")
+
