@@ -74,5 +74,6 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.token
 	$(BIN)/python -m bench.sso
+	$(BIN)/python -m bench.miniprogram
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.proxy_parts

@@ -38,6 +38,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench._platforms import channels_section
+from bench.processes import SECRET_ENV  # the bench picks one per run
 from gateway.app import gateway_app
 from gateway.audit import AuditTrail, open_trail
 from gateway.config import ClientConfig, Config, load_config
@@ -56,9 +58,7 @@ CONFIG_FILE = ROOT / "config" / "roam.toml"
 #: One confidential client per algorithm; the bench authenticates as these.
 ALGS = ("RS256", "ES256")
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: the bench reads Location
-
-
-SECRET_ENV = "ROAMBENCH_CLIENT_SECRET"  # the bench picks one per run
+LOGIN_URI = "http://127.0.0.1:9/login"  # the RP's own login page: where a transfer leads
 
 
 def client_id(alg: str) -> str:
@@ -72,6 +72,7 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
             client_name=f"Bench client ({alg})",
             client_secret_sha256=secret_digest(secret),
             redirect_uris=(REDIRECT_URI,),
+            initiate_login_uri=LOGIN_URI,
             scopes=("openid", "profile"),
             claims=("name",),
             token_endpoint_auth_method="client_secret_basic",
@@ -83,14 +84,15 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
 
 def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
                  systems: str | None = None, path_mode: bool = False,
-                 ops: bool = True) -> Config:
+                 ops: bool = True, platforms: tuple[str, Path] | None = None) -> Config:
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
     ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``);
     ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``);
     ``ops=False`` turns off what operators watch the gateway through — metrics and active
     health checks here, the audit trail in :func:`build_app` — as ``--ops on,off`` of
     ``bench/proxy.py`` and ``bench/sso.py`` compare. (Passive health stays: the proxy
-    routes by it, it is not an option.)"""
+    routes by it, it is not an option.) ``platforms`` (base URL, key directory) are mock
+    platforms to log in with (``bench/_platforms.py``, for ``bench/miniprogram.py``)."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
     update: dict[str, Any] = {
@@ -106,6 +108,8 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
     if not ops:
         update["metrics"] = settings.metrics.model_copy(update={"enabled": False})
         update["health"] = settings.health.model_copy(update={"active": False})
+    if platforms is not None:
+        update["channels"] = channels_section(*platforms)
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
@@ -176,10 +180,11 @@ class Unheard(AuditTrail):
 
 def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
               systems: str | None = None, path_mode: bool = False,
-              ops: bool = True) -> Starlette:
+              ops: bool = True, platforms: tuple[str, Path] | None = None) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
-                          secret=secret, systems=systems, path_mode=path_mode, ops=ops)
+                          secret=secret, systems=systems, path_mode=path_mode, ops=ops,
+                          platforms=platforms)
     keys = KeyRing.ephemeral(ALGS)
     # the store comes from config, as in production; ops off: an audit trail not listening
     audit = None if ops else Unheard(open_trail(config, Metrics()).sink)
@@ -189,6 +194,7 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
         **runtime(),
         "clients": {alg: client_id(alg) for alg in ALGS},
         "redirect_uri": REDIRECT_URI,
+        "login_uri": LOGIN_URI,
         "store": store,
         "ops": "on" if ops else "off",
         "pid": str(os.getpid()),
@@ -220,14 +226,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve systems without hosts under /s/<id>/ (bench/proxy_ab.py)")
     parser.add_argument("--ops", choices=("on", "off"), default="on",
                         help="off: no metrics (bench/proxy.py and bench/sso.py --ops on,off)")
+    parser.add_argument("--platforms", default=None,
+                        help="base URL of bench/_platforms.py's mocks: log in with them "
+                             "(bench/miniprogram.py)")
+    parser.add_argument("--key-dir", type=Path, default=None,
+                        help="the mocks' key directory (with --platforms)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must hold the bench clients' secret")
+    if (args.platforms is None) != (args.key_dir is None):
+        parser.error("--platforms and --key-dir go together")
     app = build_app(store=args.store, redis_url=args.redis_url, prefix=args.prefix,
                     port=args.port, secret=secret, systems=args.systems,
-                    path_mode=args.path_mode, ops=args.ops == "on")
+                    path_mode=args.path_mode, ops=args.ops == "on",
+                    platforms=(args.platforms, args.key_dir) if args.platforms else None)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
     uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
                                   log_level="warning")).run()
