@@ -26,6 +26,7 @@ import importlib.util
 import logging
 import os
 import platform
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,6 +101,9 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
             update={"issuer": f"http://127.0.0.1:{port}", "port": port}),
         "store": settings.store.model_copy(
             update={"backend": store, "redis_url": redis_url, "prefix": prefix}),
+        # the trail is written as in the demo (a file), but not into the checkout
+        "audit": settings.audit.model_copy(update={"path": str(
+            Path(tempfile.gettempdir()) / f"roam-bench-audit-{port}.jsonl")}),
     }
     if systems is not None:
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
