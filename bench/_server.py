@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path-mode", action="store_true",
                         help="serve systems without hosts under /s/<id>/ (bench/proxy_ab.py)")
     parser.add_argument("--ops", choices=("on", "off"), default="on",
-                        help="off: no metrics (bench/proxy.py and bench/sso.py --ops on,off)")
+                        help="off: no metrics, active health checks or audit trail "
+                             "(bench/proxy.py and bench/sso.py --ops on,off)")
     parser.add_argument("--platforms", default=None,
                         help="base URL of bench/_platforms.py's mocks: log in with them "
                              "(bench/miniprogram.py)")
