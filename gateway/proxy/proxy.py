@@ -46,7 +46,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
@@ -66,6 +65,7 @@ from gateway.legacy.handover import Handover
 from gateway.metrics.recorder import Metrics
 from gateway.pages import Pages
 from gateway.proxy.answers import MiB, ProxyAnswers, is_navigation
+from gateway.proxy.bodies import Body, TooLarge, Whole, small_length
 from gateway.proxy.forwarding import (
     Headers,
     client_response_headers,
@@ -73,6 +73,7 @@ from gateway.proxy.forwarding import (
     upstream_request_headers,
 )
 from gateway.proxy.hosts import HOST_ROUTED
+from gateway.proxy.request_facts import RequestFacts
 from gateway.proxy.upstream import (
     Upstream,
     UpstreamBusy,
@@ -97,98 +98,6 @@ _ROUTABLE = frozenset({"up", "trial"})
 
 
 # -- the proxy -----------------------------------------------------------------------------
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Body:
-    """The client's body as an async iterable, counted against the limit; ``started``
-    tells whether any of it was consumed (then the request can no longer be retried)."""
-
-    def __init__(self, request: Request, limit: int) -> None:
-        self.request = request
-        self.limit = limit
-        self.started = False
-        self.too_large = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        self.started = True
-        received = 0
-        async for chunk in self.request.stream():
-            received += len(chunk)
-            if received > self.limit:
-                self.too_large = True
-                raise _TooLarge
-            if chunk:
-                yield chunk
-
-
-SMALL_BODY = 64 * 1024
-
-
-class _Whole:
-    """An upstream answer read whole, as ASGI: its head, then its body in one message."""
-
-    __slots__ = ("body", "headers", "status_code")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status_code, self.headers, self.body = status, headers, body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-def _small_length(headers: Headers) -> int | None:
-    """The upstream's Content-Length if it announces a small body, else None (stream it)."""
-    for name, value in headers:
-        if name.lower() == "content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                return None
-            return length if 0 <= length <= SMALL_BODY else None
-    return None
-
-
-class _Facts(NamedTuple):
-    """What the proxy needs of the request headers, found in one pass (Starlette's
-    ``Headers.get`` scans the list once per name)."""
-
-    host: str
-    cookie: str
-    length: str | None  # Content-Length as sent
-    chunked: bool  # a Transfer-Encoding was sent
-    foreign: bool  # sent by another site's page, not as a top-level GET navigation
-    # (Fetch Metadata: a frame's navigation is Sec-Fetch-Dest: iframe, not document)
-
-    @classmethod
-    def of(cls, raw: list[tuple[bytes, bytes]], method: str) -> _Facts:
-        host = cookie = ""
-        length: str | None = None
-        chunked = False
-        site = mode = dest = b""
-        for name, value in raw:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"cookie":
-                cookie = value.decode("latin-1")  # one header, as Starlette reads it
-            elif name == b"content-length":
-                length = value.decode("latin-1")
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"sec-fetch-site":
-                site = value.lower()
-            elif name == b"sec-fetch-mode":
-                mode = value.lower()
-            elif name == b"sec-fetch-dest":
-                dest = value.lower()
-        foreign = site in (b"same-site", b"cross-site") and not (
-            mode == b"navigate" and dest == b"document" and method in ("GET", "HEAD"))
-        return cls(host, cookie, length, chunked, foreign)
-
 
 class Proxy:
     """The ``/s/{system}/{path:path}`` endpoint; see the module docstring."""
@@ -281,7 +190,7 @@ class Proxy:
         host = request.scope.get(HOST_ROUTED)
         if host is None and system.hosts:  # never served on the issuer's origin
             return self._to_own_host(request, system, raw_path, query)
-        facts = _Facts.of(request.scope["headers"], request.method)
+        facts = RequestFacts.of(request.scope["headers"], request.method)
         if facts.foreign:  # another site's page may not act here as the person
             return self.answers.fail(request, 403, "cross_site_request", "请求被拒绝",
                                      "其他网站或系统的页面不能以您的身份访问该系统。")
@@ -316,7 +225,7 @@ class Proxy:
             if int(declared) > self.max_body:
                 return self.answers.too_large(request)
         has_body = (declared is not None and int(declared) > 0) or facts.chunked
-        body = _Body(request, self.max_body) if has_body else None
+        body = Body(request, self.max_body) if has_body else None
         headers = self._request_headers(
             request, prefix, host_name(host) + self._issuer_port if host else self._issuer_host)
         return await self._forward(request, system, connector, identity, rest, query,
@@ -375,7 +284,7 @@ class Proxy:
 
     async def _forward(self, request: Request, system: SystemConfig,
                        connector: PresentsIdentity, identity: Identity, rest: str, query: str,
-                       headers: Headers, body: _Body | None, prefix: str) -> ASGIApp:
+                       headers: Headers, body: Body | None, prefix: str) -> ASGIApp:
         method = request.method.upper()
         health = self.health
         order = self._order(system)
@@ -413,11 +322,11 @@ class Proxy:
                 await health.failed(system.id, instance, "timeout" if timed_out else "broken")
                 return self.answers.upstream_error(request, 504 if timed_out else 502, system,
                                                    instance, exc)
-            except _TooLarge:  # the client library let the body's own error through
+            except TooLarge:  # the client library let the body's own error through
                 return self.answers.too_large(request)
             if resp.status >= 500:
                 await health.failed(system.id, instance, f"status {resp.status}")
-            small = _small_length(resp.headers)
+            small = small_length(resp.headers)
             if small is None:
                 if resp.status < 500:
                     await health.succeeded(system.id, instance)
@@ -486,7 +395,7 @@ class Proxy:
         """A small body, read whole: one body message instead of streaming's head/body/end
         (measured: Starlette's streaming machinery was ~17 % of the proxy's CPU on 1 KiB
         answers)."""
-        return _Whole(resp.status, self._response_headers(resp, instance, prefix), content)
+        return Whole(resp.status, self._response_headers(resp, instance, prefix), content)
 
     def _relay(self, resp: UpstreamResponse, system: SystemConfig, instance: str,
                prefix: str) -> StreamingResponse:
