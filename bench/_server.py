@@ -109,8 +109,9 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
     if path_mode:
         update["proxy"] = settings.proxy.model_copy(update={"path_mode": True})
-    if not ops:
+    if not ops and "metrics" in off_parts():
         update["metrics"] = settings.metrics.model_copy(update={"enabled": False})
+    if not ops and "health" in off_parts():
         update["health"] = settings.health.model_copy(update={"active": False})
     if platforms is not None:
         update["channels"] = channels_section(*platforms)
@@ -174,6 +175,22 @@ class Floor:
         return JSONResponse(body, headers=NO_STORE)
 
 
+OFF_PARTS_ENV = "ROAMBENCH_OFF_PARTS"
+OPS_PARTS = ("metrics", "health", "audit")
+
+
+def off_parts() -> frozenset[str]:
+    """What ``--ops off`` turns off: ``$ROAMBENCH_OFF_PARTS`` (comma-separated, of
+    metrics, health, audit; all three by default), to tell the parts' costs apart."""
+    raw = os.environ.get(OFF_PARTS_ENV)
+    parts = frozenset(p.strip() for p in raw.split(",") if p.strip()) if raw else frozenset(
+        OPS_PARTS)
+    unknown = parts - set(OPS_PARTS)
+    if unknown:
+        raise SystemExit(f"{OFF_PARTS_ENV}: unknown parts {sorted(unknown)}")
+    return parts
+
+
 class Unheard(AuditTrail):
     """An audit trail that never takes ``roam.audit``'s records (``--ops off``)."""
 
@@ -191,7 +208,8 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
                           platforms=platforms)
     keys = KeyRing.ephemeral(ALGS)
     # the store comes from config, as in production; ops off: an audit trail not listening
-    audit = None if ops else Unheard(open_trail(config, Metrics()).sink)
+    audit = None if ops or "audit" not in off_parts() else Unheard(
+        open_trail(config, Metrics()).sink)
     app = gateway_app(build_gateway(config, keys=keys, audit=audit))
     floor = Floor(config, keys)
     info: dict[str, Any] = {

@@ -20,8 +20,10 @@ machine, rounds) is shared with the other benches (``bench/processes.py``,
 ``bench/machine.py``, ``bench/rounds.py``); ``hop`` is ``bench/miniprogram.py``'s too.
 
 ``--ops on,off`` runs, per store, two servers side by side — with what operators watch
-(metrics) and without — their rounds interleaved, and prints the hop throughput of the
-first ÷ the second (target ≥ 0.95).
+(metrics, active health checks, the audit trail) and without — their rounds interleaved,
+which of them goes first alternating from round to round (with the same one always first
+it was always the slower, by more than the parts cost), and prints the hop throughput of
+the first ÷ the second (target ≥ 0.95).
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ async def bench_store(servers: Sequence[ServerProcess], options: Options,
             combos = {server.port: Combination(label(server, options), alg)
                       for server in servers}
             for number in range(1, options.rounds + 1):
-                for server in servers:
+                # with two servers, which goes first alternates: no side always first
+                for server in (servers if number % 2 else servers[::-1]):
                     for run in (
                         functools.partial(run_round, http, server, target="floor", alg=alg,
                                           tokens=floor_tokens, warmup=options.warmup,
