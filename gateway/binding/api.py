@@ -20,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.attempts import Attempts
 from gateway.audit import audit_event
 from gateway.binding.bindings import Bindings
 from gateway.binding.identity import ChannelIdentity
@@ -68,8 +69,10 @@ class BindEndpoints:
         self.digests = digests
         self.known_area = known_area
         self.limits = limits
-        self._tries = (Kind.BIND_TRIES, limits.max_attempts, limits.window)
-        self._id_tries = (Kind.BIND_ID_TRIES, limits.max_id_attempts, limits.id_window)
+        self._tries = Attempts(store, Kind.BIND_TRIES, limit=limits.max_attempts,
+                               window=limits.window)
+        self._id_tries = Attempts(store, Kind.BIND_ID_TRIES, limit=limits.max_id_attempts,
+                                  window=limits.id_window)
 
     async def _identity(self, request: Request) -> ChannelIdentity:
         """The channel identity behind the request's token (module docstring)."""
@@ -96,16 +99,16 @@ class BindEndpoints:
             return data
         return dict(await request.form())
 
-    async def _slot(self, limit: tuple[Kind, int, int], key: str, what: str,
+    @staticmethod
+    async def _slot(attempts: Attempts, key: str, what: str,
                     identity: ChannelIdentity) -> None:
-        """Take a numbered slot before the work (gateway/login/lockout.py's rule)."""
-        kind, allowed, window = limit
-        counted = await self.store.incr(kind, key, window)
-        if counted.value > allowed:
+        """Take a numbered slot before the work (gateway/attempts.py)."""
+        slot = await attempts.reserve(key)
+        if slot.refused:
             audit_event("binding.bind", "denied", subject=identity.subject,
                         channel=identity.channel, reason="too many attempts", limit=what)
             raise _error("temporarily_unavailable", "实名核验尝试次数过多，请稍后再试", 429,
-                         {"Retry-After": str(max(1, counted.expires_in))})
+                         {"Retry-After": str(slot.retry_after)})
 
     async def bind(self, request: Request) -> Response:
         """Name and ID number → the verifier → an L2 binding, and a face check started

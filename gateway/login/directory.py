@@ -25,6 +25,7 @@ import anyio.to_thread
 from argon2 import Parameters, PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateway.attempts import Attempts
 from gateway.errors import LoginError
 from gateway.identifiers import (
     normalise_resident_id,
@@ -36,7 +37,7 @@ from gateway.login.directory_file import (
     load_entries,
     parse_entries,
 )
-from gateway.login.lockout import Attempts, account_locked
+from gateway.login.lockout import account_locked
 from gateway.store.base import Kind, Store
 from gateway.store.memory import MemoryStore
 

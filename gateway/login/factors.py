@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gateway.attempts import Attempts
 from gateway.errors import LockedOut, LoginError, PageError
 from gateway.identity import Identity
-from gateway.login.lockout import Attempts
 from gateway.login.stepup import StepUpFactor
 from gateway.privacy import mask_phone
 from gateway.sessions import Session

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.addresses import parse_address, scope_address
-from gateway.login.lockout import Attempts, Slot
+from gateway.attempts import Attempts, Slot
 from gateway.store.base import Kind, Store
 
 __all__ = ["SourceThrottle", "source_key"]

@@ -37,6 +37,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateway.attempts import Attempts
 from gateway.audit import audit_event
 from gateway.errors import ConfigError
 from gateway.store.base import Kind, Store
@@ -148,8 +149,8 @@ class OperatorLogin:
                  clock: Callable[[], float] = time.time) -> None:
         self.operators = dict(operators)
         self.store = store
-        self.max_failures = max_failures
-        self.lockout_seconds = lockout_seconds
+        self.failures = Attempts(store, Kind.OPS_FAILURES, limit=max_failures,
+                                 window=lockout_seconds)
         self.clock = clock
         self._hasher = PasswordHasher()
         self._dummy = self._hasher.hash("no such operator")
@@ -161,11 +162,10 @@ class OperatorLogin:
                 > MAX_INPUT:
             raise OpsLoginRefused("请输入账号、密码和动态验证码")
         name = name.strip()
-        counted = await self.store.incr(Kind.OPS_FAILURES, name[:64], self.lockout_seconds)
-        if counted.value > self.max_failures:  # locked: nothing is checked
+        slot = await self.failures.reserve(name[:64])
+        if slot.refused:  # locked: nothing is checked
             audit_event("operator.login", "locked", subject=name[:64], reason="locked")
-            raise OpsLoginRefused("失败次数过多，账号已临时锁定，请稍后再试",
-                                  max(1, counted.expires_in))
+            raise OpsLoginRefused("失败次数过多，账号已临时锁定，请稍后再试", slot.retry_after)
         operator = self.operators.get(name)
         password_ok = await self._password(operator, password)
         step = self._step(operator, code) if operator is not None else None
@@ -179,7 +179,7 @@ class OperatorLogin:
             audit_event("operator.login", "denied", subject=operator.name,
                         reason="totp code reused")
             raise OpsLoginRefused("该动态验证码已使用，请等待下一个验证码")
-        await self.store.destroy(Kind.OPS_FAILURES, operator.name)
+        await self.failures.reset(operator.name)
         audit_event("operator.login", "success", subject=operator.name,
                     role=operator.role.value)
         return operator
