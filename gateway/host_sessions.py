@@ -37,7 +37,14 @@ from gateway.cookies import cookie_value, host_cookie_name
 from gateway.identity import Identity
 from gateway.ids import new_id
 from gateway.memo import remember
-from gateway.sessions import Session, SessionManager, secret_digest, session_group
+from gateway.sessions import (
+    Session,
+    SessionManager,
+    cookie_parts,
+    secret_digest,
+    secret_matches,
+    session_group,
+)
 from gateway.store.base import Kind, Store, load_payload
 
 __all__ = [
@@ -199,9 +206,10 @@ class HostSessions:
 
     async def load(self, value: str, *, system: str) -> HostSession | None:
         """The live host session of this cookie value for ``system``, touched, or None."""
-        hsid, _, secret = value.partition(".")
-        if not hsid or not secret:
+        parts = cookie_parts(value)
+        if parts is None:
             return None
+        hsid, secret = parts
         text = await self.store.find_text(Kind.HOST_SESSION, hsid)
         if text is None:
             return None
@@ -209,8 +217,7 @@ class HostSessions:
         if found is None:
             found = remember(self._decoded, text, HostSession.from_dict(hsid, load_payload(text)),
                              limit=_DECODED_KEPT)
-        if found.system != system or not hmac.compare_digest(found.secret_sha256,
-                                                             secret_digest(secret)):
+        if found.system != system or not secret_matches(found.secret_sha256, secret):
             return None
         now = int(self.clock())
         if self.sessions.expired(found, now):

@@ -40,7 +40,9 @@ __all__ = [
     "SessionLink",
     "SessionManager",
     "Timed",
+    "cookie_parts",
     "secret_digest",
+    "secret_matches",
     "session_group",
     "subject_group",
 ]
@@ -57,8 +59,21 @@ def session_group(sid: str) -> str:
 
 
 def secret_digest(secret: str) -> str:
-    """What the store keeps of a cookie's secret (the issuer's session, a host session)."""
+    """What the store keeps of a cookie's secret (the issuer's session, a host session,
+    an operator's console session)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def cookie_parts(value: str) -> tuple[str, str] | None:
+    """A session cookie's ``<id>.<secret>``: the id the store keeps it under and the
+    secret only its digest is kept of; None for anything else."""
+    sid, _, secret = value.partition(".")
+    return (sid, secret) if sid and secret else None
+
+
+def secret_matches(stored_digest: str, secret: str) -> bool:
+    """Whether ``secret`` is the one ``stored_digest`` was made of (constant time)."""
+    return hmac.compare_digest(stored_digest, secret_digest(secret))
 
 
 class Timed(Protocol):
@@ -172,13 +187,12 @@ class SessionManager:
 
     async def load_cookie(self, value: str) -> Session | None:
         """As :meth:`load`, from the session cookie's value."""
-        sid, _, secret = value.partition(".")
-        if not sid or not secret:
+        parts = cookie_parts(value)
+        if parts is None:
             return None
+        sid, secret = parts
         session = await self._read(sid)
-        if session is None:
-            return None
-        if not hmac.compare_digest(session.secret_sha256, secret_digest(secret)):
+        if session is None or not secret_matches(session.secret_sha256, secret):
             return None
         now = int(self.clock())
         if self.expired(session, now):

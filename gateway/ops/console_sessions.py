@@ -9,7 +9,6 @@ digest. A citizen's session gives nothing here, and an operator's nothing there.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from starlette.responses import Response
 from gateway.cookies import cookie_value, host_cookie_name
 from gateway.ids import new_id
 from gateway.ops.operators import Operator, Role
-from gateway.sessions import secret_digest
+from gateway.sessions import cookie_parts, secret_digest, secret_matches
 from gateway.store.base import Kind, Store
 
 __all__ = ["OPS_COOKIE", "ConsoleSession", "ConsoleSessions"]
@@ -69,12 +68,12 @@ class ConsoleSessions:
         """The operator's live session, its idle clock restarted; None when there is none
         or it timed out (the store's TTL is the idle timeout)."""
         value = cookie_value(request.headers.get("cookie", ""), self.cookie_name)
-        sid, _, secret = value.partition(".")
-        if not sid or not secret:
+        parts = cookie_parts(value)
+        if parts is None:
             return None
+        sid, secret = parts
         data = await self.store.find(Kind.OPS_SESSION, sid)
-        if data is None or not hmac.compare_digest(str(data.get("secret_sha256", "")),
-                                                   secret_digest(secret)):
+        if data is None or not secret_matches(str(data.get("secret_sha256", "")), secret):
             return None
         now, created = int(self.clock()), int(data["created"])
         ttl = self._ttl(created, now)
