@@ -32,8 +32,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import uvicorn
 from authlib.oidc.core.util import create_half_hash
+from psycopg import sql
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +47,7 @@ from bench.processes import SECRET_ENV  # the bench picks one per run
 from gateway.app import gateway_app
 from gateway.audit import AuditTrail, open_trail
 from gateway.config import ClientConfig, Config, load_config
+from gateway.config.settings import AuditSection
 from gateway.ids import new_id
 from gateway.keys import KeyRing
 from gateway.metrics import Metrics
@@ -101,9 +105,7 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
             update={"issuer": f"http://127.0.0.1:{port}", "port": port}),
         "store": settings.store.model_copy(
             update={"backend": store, "redis_url": redis_url, "prefix": prefix}),
-        # the trail is written as in the demo (a file), but not into the checkout
-        "audit": settings.audit.model_copy(update={"path": str(
-            Path(tempfile.gettempdir()) / f"roam-bench-audit-{port}.jsonl")}),
+        "audit": audit_section(settings.audit, port),
     }
     if systems is not None:
         update["routing"] = settings.routing.model_copy(update={"systems_file": systems})
@@ -173,6 +175,33 @@ class Floor:
             "refresh_token": new_id(32), "id_token": id_token,
         }
         return JSONResponse(body, headers=NO_STORE)
+
+
+AUDIT_DSN_ENV = "ROAMBENCH_AUDIT_DSN"
+
+
+def audit_schema(port: int) -> str:
+    return f"roambench_{port}"
+
+
+def audit_section(section: AuditSection, port: int) -> AuditSection:
+    """The trail as in the demo (a file, but not into the checkout), or in PostgreSQL when
+    ``$ROAMBENCH_AUDIT_DSN`` names a database (a schema of this server's own, dropped when
+    it stops: :func:`drop_audit_schema`)."""
+    dsn = os.environ.get(AUDIT_DSN_ENV)
+    if dsn:
+        return section.model_copy(update={"sink": "postgresql", "dsn": SecretStr(dsn),
+                                           "schema_name": audit_schema(port)})
+    return section.model_copy(update={"path": str(
+        Path(tempfile.gettempdir()) / f"roam-bench-audit-{port}.jsonl")})
+
+
+def drop_audit_schema(port: int) -> None:
+    dsn = os.environ.get(AUDIT_DSN_ENV)
+    if dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(audit_schema(port))))
 
 
 OFF_PARTS_ENV = "ROAMBENCH_OFF_PARTS"
@@ -266,8 +295,11 @@ def main(argv: list[str] | None = None) -> None:
                     path_mode=args.path_mode, ops=args.ops == "on",
                     platforms=(args.platforms, args.key_dir) if args.platforms else None)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
-    uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
-                                  log_level="warning")).run()
+    try:
+        uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port,
+                                      access_log=False, log_level="warning")).run()
+    finally:
+        drop_audit_schema(args.port)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ Run from the repository root::
 
     python -m bench.audit [--events 20000] [--rounds 5] [--dsn postgresql://…/test]
 
-1. **The request path.** ``audit_event(...)`` as a login calls it, the JSON log line
-   written to ``/dev/null`` as ``roam serve`` writes it — with the trail's handler attached
-   (the event built, redacted and queued) against without it (the log line alone, which
-   is what an audited step cost before the trail). CPU per event, rounds alternating,
-   medians; the ratio is with ÷ without.
+1. **The request path.** ``audit_event(...)`` as a login calls it, JSON log lines
+   written to ``/dev/null`` as ``roam serve`` writes them: with no trail running (the log
+   line alone, what an audited step cost before the trail), and with the trail's handler
+   attached, for a success (the event built, redacted and queued; no log line, by
+   ``[audit] log_events``' default) and for a failure (the event and its log line). CPU
+   per event, rounds alternating, medians.
 2. **The writer.** Events stored per second in PostgreSQL in batches of ``--batch``:
    chained (``PostgresSink.append``: the chain row locked, numbered, hashed, the rows
    copied in), by one writer and by four at once, against the same rows copied into a
@@ -32,7 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from gateway.audit.event import Event, new_event
+from gateway.audit.event import Event, Outcome, new_event
 from gateway.audit.file_sink import FileSink
 from gateway.audit.handler import AUDIT_LOGGER, AuditHandler
 from gateway.audit.postgres import PostgresSink
@@ -40,34 +41,40 @@ from gateway.audit.queue import EventQueue
 from gateway.audit.record import audit_event
 from gateway.logs import JsonFormatter
 
+REQUEST_CASES = ("log line, no trail", "trail, a success", "trail, a failure")
 
-def request_path(events: int, rounds: int) -> tuple[float, float]:
-    """Median µs of CPU per ``audit_event`` call: (log line only, log line + trail)."""
+
+def request_path(events: int, rounds: int) -> dict[str, float]:
+    """Median µs of CPU per ``audit_event`` call, by :data:`REQUEST_CASES`: the JSON log
+    line alone (no trail running: what an audited step cost before the trail), a success
+    with the trail (``log_events = "failures"``: the event built, redacted and queued, no
+    line), a failure with the trail (the event and its log line)."""
     logger = logging.getLogger(AUDIT_LOGGER)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    results: dict[str, list[float]] = {case: [] for case in REQUEST_CASES}
     with open("/dev/null", "w") as sink:
         line = logging.StreamHandler(sink)
         line.setFormatter(JsonFormatter())
         logger.addHandler(line)
         queue = EventQueue(events + 1, batch_size=events + 1)
         trail = AuditHandler(queue, node="bench:1")
-        alone: list[float] = []
-        with_trail: list[float] = []
         for _ in range(rounds):
-            for results, attach in ((alone, False), (with_trail, True)):
+            for case in REQUEST_CASES:
+                attach = case != REQUEST_CASES[0]
+                outcome: Outcome = "failure" if case == REQUEST_CASES[2] else "success"
                 if attach:
                     trail.attach()
                 start = time.process_time()
                 for i in range(events):
-                    audit_event("login", "success", subject="c-0001", client="changsha-gov",
+                    audit_event("login", outcome, subject="c-0001", client="changsha-gov",
                                 source="192.0.2.1", acr="L2", sid=f"s-{i}", method="password")
-                results.append((time.process_time() - start) / events * 1e6)
+                results[case].append((time.process_time() - start) / events * 1e6)
                 if attach:
                     trail.detach()
                     queue.discard(len(queue))
         logger.removeHandler(line)
-    return statistics.median(alone), statistics.median(with_trail)
+    return {case: statistics.median(times) for case, times in results.items()}
 
 
 def batch(size: int) -> list[Event]:
@@ -151,10 +158,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    alone, with_trail = request_path(args.events, args.rounds)
-    print(f"request path, CPU per audit_event: log line {alone:.1f} µs, "
-          f"log line + trail {with_trail:.1f} µs: {with_trail / alone:.2f} x "
-          f"(+{with_trail - alone:.1f} µs)")
+    costs = request_path(args.events, args.rounds)
+    print("request path, CPU per audit_event: " + ", ".join(
+        f"{case} {cost:.1f} µs" for case, cost in costs.items()))
     rates = asyncio.run(writer(args.dsn, args.batches, args.batch, args.rounds))
     for writers in (1, 4):
         (plain, plain_cpu), (chain, chain_cpu) = (rates[f"plain x{writers}"],

@@ -120,6 +120,13 @@ class Combination:
     def errors(self) -> list[str]:
         return [e for r in self.rounds for e in r.errors]
 
+    def paired(self, other: Combination, target: str) -> list[float]:
+        """Round by round, this rate ÷ ``other``'s, sorted: the rounds of one number ran
+        back to back, so a machine drifting from round to round (a neighbour's load, the
+        clock) cancels out of each ratio, which a ratio of the two medians does not."""
+        return sorted(mine.rate / theirs.rate for mine, theirs in
+                      zip(self.of(target), other.of(target), strict=True) if theirs.rate)
+
 
 def round_line(store: str, alg: str, number: int, r: Round) -> str:
     cpu = r.cpu or CpuUse(0.0, 0.0, 0.0, 0.0, 0.0)

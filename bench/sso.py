@@ -39,6 +39,7 @@ if __name__ == "__main__" and not __package__:
 import dataclasses
 import functools
 import secrets
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,8 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(results, target="hop", label="SSO hop"))
     if len(options.ops) == 2:
         for first, second in zip(results[::2], results[1::2], strict=True):
+            paired = first.paired(second, "hop")
             print(f"{first.alg}: hop throughput {first.store} ÷ {second.store} "
                   f"{first.rate('hop') / second.rate('hop'):.3f} (target ≥ 0.95 for on ÷ off);"
+                  f" round by round {statistics.median(paired):.3f} (median; "
+                  f"{paired[0]:.3f}–{paired[-1]:.3f}); the floor's, round by round, "
+                  f"{statistics.median(first.paired(second, 'floor')):.3f};"
                   f" server CPU ms/hop {first.cpu_ms('hop'):.2f} / {second.cpu_ms('hop'):.2f}")
     return 1 if any(c.errors() for c in results) else 0
 

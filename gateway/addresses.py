@@ -9,6 +9,7 @@ recorded or counted as (nginx's ``real_ip_recursive`` reads it the same way).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=4096)  # clients come back: parsing costs more than the look-up
 def parse_address(text: str) -> Address | None:
     """An IP address, IPv4-mapped IPv6 as IPv4; None if ``text`` is not one."""
     try:
@@ -44,7 +46,12 @@ def client_address(peer: str, forwarded_for: Iterable[str],
         if found is None:
             break
         current = found
-    return str(current)
+    return _spelled(current)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spelled(address: Address) -> str:
+    return str(address)
 
 
 def scope_address(scope: Mapping[str, Any], trusted: Sequence[Network]) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -50,6 +50,9 @@ class Link:
     prev: str
     hash: str
     event: Event
+    #: :meth:`to_json` as a JSON line, when :func:`chain` made the link (its canonical
+    #: bytes with the hash added: the event is serialised once)
+    line: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (file lines, exports): the event with ``seq``, ``prev``, ``hash``."""
@@ -86,13 +89,16 @@ def digest(seq: int, prev: str, event: Event) -> str:
 
 
 def chain(after: Anchor, events: Sequence[Event]) -> list[Link]:
-    """``events`` appended after ``after``: numbered and hashed in order."""
+    """``events`` appended after ``after``: numbered and hashed in order, each with its
+    JSON line."""
     links: list[Link] = []
     seq, prev = after.seq, after.hash
     for event in events:
         seq += 1
-        hashed = digest(seq, prev, event)
-        links.append(Link(seq, prev, hashed, event))
+        body = canonical(seq, prev, event)
+        hashed = hashlib.sha256(body).hexdigest()
+        line = b"%s,\"hash\":\"%s\"}\n" % (body[:-1], hashed.encode("ascii"))
+        links.append(Link(seq, prev, hashed, event, line))
         prev = hashed
     return links
 

@@ -70,7 +70,7 @@ class FileSink:
     def _append(self, events: list[Event]) -> list[Link]:
         with self._locked(fcntl.LOCK_EX):
             links = chain(self._last(), events)
-            data = b"".join(orjson.dumps(link.to_json()) + b"\n" for link in links)
+            data = b"".join(link.line or orjson.dumps(link.to_json()) + b"\n" for link in links)
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:

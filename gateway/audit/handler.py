@@ -1,35 +1,56 @@
-"""``roam.audit`` log records → audit events, queued.
+"""Audit events into the running trail's queue: from :func:`audit_event` directly, and
+from any record logged on ``roam.audit``.
 
-The ``roam.audit`` logger is the one API for auditing, everywhere in the gateway: a call
-site writes ``audit_event(...)`` (``gateway.audit.record``) or a plain
-``logging.getLogger("roam.audit").info(...)``, and the JSON log line and the trail's
-event come from that one call, so they cannot disagree, and nothing that audits needs
-the trail passed in. :class:`AuditHandler`, attached while a trail runs, turns each
-record into an :class:`~gateway.audit.event.Event`: its ``action`` and ``outcome``
-fields (else the message, and an outcome read from the level), the subject (``subject``,
-``sub`` or ``user``), ``client``, ``system``, ``source`` (else the request's client
-address), the request id, and every other field as a detail. It only queues: building
-an event costs microseconds and never waits.
+The ``roam.audit`` logger is the one channel for auditing, everywhere in the gateway: a
+call site writes ``audit_event(...)`` (``gateway.audit.record``) or a plain
+``logging.getLogger("roam.audit").info(...)``, and nothing that audits needs the trail
+passed in. While a trail runs, its :class:`AuditHandler` sits on that logger:
 
-Tests run several gateways in one process, each serving on a thread of its own: a
-record goes to the trail running on the thread it was made on, and a record from any
-other thread to every trail (in production there is one).
+* ``audit_event`` hands it the event's fields directly (:meth:`AuditHandler.take`), with
+  no ``LogRecord`` made, and a JSON log line is written only for the outcomes the trail's
+  ``log_events`` names (by default every outcome but success, as Keycloak logs its
+  success events at DEBUG): the trail is the record, and a log line per login would cost
+  more than the event;
+* any other record on ``roam.audit`` becomes an event through :func:`event_of`: its
+  ``action`` and ``outcome`` fields (else the message, and an outcome read from the
+  level), the subject (``subject``, ``sub`` or ``user``), ``client``, ``system``,
+  ``source`` (else the request's client address), the request id, and every other field
+  as a detail.
+
+Either way an event is built and queued in microseconds and nothing waits.
+
+Tests run several gateways in one process, each serving on a thread of its own: an event
+goes to the trail running on the thread it was made on, and one from any other thread to
+every trail (in production there is one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
+from collections.abc import Mapping
+from typing import Literal
 
 from gateway.audit.event import OUTCOMES, Event, new_event
 from gateway.audit.queue import EventQueue
 from gateway.logs import current_client_address, current_request_id, extra_fields
 
-__all__ = ["AUDIT_LOGGER", "AuditHandler", "event_of"]
+__all__ = ["AUDIT_ID", "AUDIT_LOGGER", "AuditHandler", "LogEvents", "event_of", "takers"]
 
 AUDIT_LOGGER = "roam.audit"
 
+#: The field of a log line that a trail already holds as an event: the event's id, which
+#: joins the line to the stored event (and tells the handler not to queue it again).
+AUDIT_ID = "audit_id"
+
+LogEvents = Literal["all", "failures", "none"]
+"""Which audited outcomes are also written as a log line while a trail keeps them."""
+
 _SUBJECT_FIELDS = ("subject", "sub", "user")
+
+_logger = logging.getLogger(AUDIT_LOGGER)
 
 
 def _first(fields: dict[str, object], names: tuple[str, ...]) -> object:
@@ -67,24 +88,62 @@ def event_of(record: logging.LogRecord, *, node: str | None = None) -> Event:
                      request_id=current_request_id(), node=node, details=fields)
 
 
+def takers() -> list[AuditHandler]:
+    """The trails an event made on this thread goes to: the one running on this thread,
+    else every one running (none: no trail runs, the log line is the only record)."""
+    handlers = [h for h in _logger.handlers if isinstance(h, AuditHandler)]
+    if len(handlers) > 1:
+        here = threading.get_ident()
+        own = [h for h in handlers if h.thread == here]
+        return own or handlers
+    return handlers
+
+
 class AuditHandler(logging.Handler):
-    def __init__(self, queue: EventQueue, *, node: str | None = None) -> None:
+    def __init__(self, queue: EventQueue, *, node: str | None = None,
+                 log_events: LogEvents = "failures") -> None:
         super().__init__(logging.NOTSET)
         self.queue = queue
         self.node = node
+        self.log_events: LogEvents = log_events
         self.thread = threading.get_ident()  # the thread the trail's event loop runs on
         self.failed = 0  # records that could not be made into events
+
+    def logs(self, outcome: str) -> bool:
+        """Whether an event of ``outcome`` this trail keeps is also a log line."""
+        return self.log_events == "all" or (self.log_events == "failures"
+                                            and outcome != "success")
+
+    def take(self, action: str, outcome: str, *, subject: object, client: object,
+             system: object, source: object, details: Mapping[str, object]) -> Event | None:
+        """Queue the event ``audit_event`` describes (made on the calling thread, in the
+        request being served). The event, or None if it could not be made."""
+        try:
+            event = new_event(action, outcome, at=time.time(), subject=subject,
+                              client=client, system=system,
+                              source=source or current_client_address(),
+                              request_id=current_request_id(), node=self.node,
+                              details=details)
+        except Exception:  # auditing must never fail the step it audits
+            self.failed += 1
+            return None
+        self.queue.put(event)
+        return event
+
+    def put(self, event: Event) -> None:
+        """Queue an event made for another trail (tests' several gateways)."""
+        self.queue.put(dataclasses.replace(event, node=self.node))
 
     def owns(self, record: logging.LogRecord) -> bool:
         if record.thread == self.thread:
             return True
-        others = logging.getLogger(AUDIT_LOGGER).handlers
+        others = _logger.handlers
         return not any(isinstance(h, AuditHandler) and h.thread == record.thread
                        for h in others)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.owns(record):
-            return
+        if AUDIT_ID in record.__dict__ or not self.owns(record):
+            return  # the line of an event already taken, or another trail's record
         try:
             event = event_of(record, node=self.node)
         except Exception:  # a log call must never fail
@@ -95,10 +154,9 @@ class AuditHandler(logging.Handler):
     def attach(self) -> None:
         """Start receiving ``roam.audit``'s records (at INFO and above, whatever the
         logging configuration: the trail must not depend on a log level)."""
-        logger = logging.getLogger(AUDIT_LOGGER)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-        logger.addHandler(self)
+        if _logger.getEffectiveLevel() > logging.INFO:
+            _logger.setLevel(logging.INFO)
+        _logger.addHandler(self)
 
     def detach(self) -> None:
-        logging.getLogger(AUDIT_LOGGER).removeHandler(self)
+        _logger.removeHandler(self)

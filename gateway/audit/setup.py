@@ -63,4 +63,5 @@ def open_trail(config: Config, metrics: Metrics | None = None) -> AuditTrail:
     section = config.settings.audit
     return AuditTrail(open_sink(config), queue_size=section.queue_size,
                       batch_size=section.batch_size, batch_interval=section.batch_interval,
-                      retention_days=section.retention_days, metrics=metrics)
+                      retention_days=section.retention_days, metrics=metrics,
+                      log_events=section.log_events)

@@ -1,17 +1,17 @@
 """The audit trail of one gateway process: the queue, the batch writer, pruning, and
 whether it is healthy.
 
-While :meth:`AuditTrail.running` (the app's lifespan, or a CLI command) the ``roam.audit``
-logger's records are queued as events and one task writes them to the sink in batches:
-when ``batch_size`` are waiting, else every ``batch_interval`` seconds. A login only
-queues. When the sink fails (a database outage) the batch stays queued and the writer
-tries again with backoff, up to 30 s apart; while the queue is full new events are
-dropped and counted, and an ``audit.dropped`` event saying how many is written first
-when writing works again. Failures and drops are logged on ``roam.trail`` (at most once a
-minute while they last), counted in :attr:`AuditTrail.stats` and the metrics
+While :meth:`AuditTrail.running` (the app's lifespan, or a CLI command) ``audit_event``'s
+events and the ``roam.audit`` logger's records are queued and one task writes them to the
+sink in batches: when ``batch_size`` are waiting, else every ``batch_interval`` seconds.
+A login only queues. When the sink fails (a database outage) the batch stays queued and
+the writer tries again with backoff, up to 30 s apart; while the queue is full new
+events are dropped and counted, and an ``audit.dropped`` event saying how many is written
+first when writing works again. Failures and drops are logged on ``roam.trail`` (at most
+once a minute while they last), counted in :attr:`AuditTrail.stats` and the metrics
 (``roam_audit_*``), and make :meth:`AuditTrail.problem` — readiness — answer what is
-wrong. Once an hour (and at start)
-events older than ``retention_days`` are pruned behind an anchor. On the way out what is
+wrong. Once an hour (and at start) events older than ``retention_days`` are pruned
+behind an anchor. On the way out what is
 queued is written, for up to ``drain_timeout`` seconds.
 """
 
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from gateway.audit.event import Event, new_event
-from gateway.audit.handler import AuditHandler
+from gateway.audit.handler import AuditHandler, LogEvents
 from gateway.audit.queue import EventQueue
 from gateway.audit.sink import AuditSink
 from gateway.errors import AuditError
@@ -68,7 +68,7 @@ class AuditTrail:
     def __init__(self, sink: AuditSink, *, queue_size: int = 10_000, batch_size: int = 200,
                  batch_interval: float = 1.0, retention_days: int = 180,
                  drain_timeout: float = 5.0, node: str | None = None,
-                 metrics: Metrics | None = None,
+                 metrics: Metrics | None = None, log_events: LogEvents = "failures",
                  clock: Callable[[], float] = time.time) -> None:
         self.sink = sink
         self.batch_size = batch_size
@@ -76,6 +76,7 @@ class AuditTrail:
         self.retention_days = retention_days
         self.drain_timeout = drain_timeout
         self.node = node or node_name()
+        self.log_events: LogEvents = log_events  # which kept events are log lines too
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._reported_stats = AuditStats(0, 0, 0, 0, 0, queue_size, None)  # to the metrics
@@ -99,7 +100,7 @@ class AuditTrail:
         """Receive ``roam.audit`` records and write them until the block ends."""
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self._ready = asyncio.Event()
-        handler = AuditHandler(self.queue, node=self.node)
+        handler = AuditHandler(self.queue, node=self.node, log_events=self.log_events)
         handler.attach()
         try:
             async with anyio.create_task_group() as group:

@@ -213,6 +213,9 @@ class AuditSection(Strict):
     queue_size: int = Field(default=10000, ge=100, le=1_000_000)  # events waiting, at most
     batch_size: int = Field(default=200, ge=1, le=10000)  # events per write
     batch_interval: float = Field(default=1.0, ge=0.01, le=60)  # seconds between writes
+    # which kept events are also a JSON log line: "failures" (every outcome but success),
+    # "all", or "none" (the trail alone)
+    log_events: Literal["all", "failures", "none"] = "failures"
 
     @field_validator("retention_days")
     @classmethod

@@ -7,12 +7,13 @@ import logging
 import threading
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.handler import AUDIT_LOGGER, AuditHandler, event_of
+from gateway.audit.handler import AUDIT_LOGGER, AuditHandler, LogEvents, event_of
 from gateway.audit.queue import EventQueue
 from gateway.audit.record import audit_event
 from gateway.logs import RequestIds
@@ -113,3 +114,49 @@ def test_event_of_takes_sub_or_user_as_the_subject() -> None:
                               extra={"user": "138****0001", "client_id": "c"})
     event = event_of(record)
     assert (event.subject, event.client, event.outcome) == ("138****0001", "c", "success")
+
+
+def test_a_kept_success_is_no_log_line_and_a_kept_failure_names_its_event(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The trail is the record of successes (``log_events = "failures"``, the default);
+    a failure's log line carries the id of its event, and is not queued a second time."""
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    handler, queue = attached()
+    try:
+        audit_event("login", "success", subject="c-0001")
+        audit_event("login", "failure", user="138****0001", reason="password")
+    finally:
+        handler.detach()
+    kept_success, kept_failure = queue.peek(10)
+    assert (kept_success.outcome, kept_failure.outcome) == ("success", "failure")
+    [line] = [r for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert (line.__dict__["outcome"], line.__dict__["audit_id"]) == ("failure",
+                                                                    kept_failure.id)
+
+
+@pytest.mark.parametrize(("log_events", "lines"), [("all", ["success", "failure"]),
+                                                   ("none", [])])
+def test_log_events_says_which_kept_events_are_log_lines_too(
+        caplog: pytest.LogCaptureFixture, log_events: LogEvents, lines: list[str]) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    queue = EventQueue(100, batch_size=10)
+    handler = AuditHandler(queue, node="test:1", log_events=log_events)
+    handler.attach()
+    try:
+        audit_event("token.issue", "success", client="changsha-gov")
+        audit_event("token.issue", "failure", client="changsha-gov")
+    finally:
+        handler.detach()
+    assert len(queue) == 2  # the trail keeps both whatever is logged
+    logged = [r for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert [r.__dict__["outcome"] for r in logged] == lines
+    assert all(r.__dict__["audit_id"] in {e.id for e in queue.peek(2)} for r in logged)
+
+
+def test_with_no_trail_running_every_event_is_a_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    audit_event("operator.rotation", "success", system="yuelu-bdc")
+    [line] = [r for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert line.__dict__["system"] == "yuelu-bdc"
+    assert "audit_id" not in line.__dict__  # no trail holds it

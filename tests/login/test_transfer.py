@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -27,9 +28,9 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.keys import KeyRing
 from gateway.store.memory import MemoryStore
-from tests.support.audit import audited
+from tests.support.audit import audited, kept
 from tests.support.browser import at, fresh_page
-from tests.support.gateway import REPO, config_on_port, log_in
+from tests.support.gateway import REPO, audit_file, config_on_port, log_in
 from tests.support.rp import authorize_url, full_login, rp_client
 from tests.support.servers import free_port, serve
 
@@ -53,6 +54,7 @@ class Stack:
     rp_a: str  # 长沙市政务服务
     rp_b: str  # 岳阳市政务服务
     clock: Clock
+    trail: Path  # the gateway's audit file
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +63,14 @@ def stack() -> Iterator[Stack]:
     gateway_port = free_port()
     ports = {"changsha-gov": free_port(), "yueyang-gov": free_port()}
     config = demo_config(shipped, gateway_port=gateway_port, rp_ports=ports)
+    audit = config.settings.audit.model_copy(update={"path": str(audit_file(gateway_port))})
+    config = config.revised(settings=config.settings.model_copy(update={"audit": audit}))
     rps = {client_id: app for client_id, (_, app) in demo_rp_apps(config).items()}
     clock = Clock()
     with (serve(create_app(config, store=MemoryStore(clock=clock)), gateway_port) as gateway,
           serve(rps["changsha-gov"], ports["changsha-gov"]) as rp_a,
           serve(rps["yueyang-gov"], ports["yueyang-gov"]) as rp_b):
-        yield Stack(gateway, rp_a, rp_b, clock)
+        yield Stack(gateway, rp_a, rp_b, clock, audit_file(gateway_port))
 
 
 def _token(stack: Stack, client_id: str = "hunan-miniapp", **settings: str) -> str:
@@ -284,8 +288,10 @@ def test_no_ticket_or_token_reaches_a_log(stack: Stack, caplog: pytest.LogCaptur
         assert web_view.get(url).status_code == 400  # the replay is logged too
     lines = [json.dumps(record.__dict__, default=str) for record in caplog.records
              if record.name.startswith(("roam", "uvicorn"))]  # the gateway's, not the test's
-    assert audited(caplog.records, "transfer.ticket.redeem", "failure")
-    assert audited(caplog.records, "transfer.ticket.redeem", "success")
+    assert audited(caplog.records, "transfer.ticket.redeem", "failure")  # a log line...
+    assert kept(stack.trail, "transfer.ticket.redeem", "failure")  # ...and in the trail
+    assert kept(stack.trail, "transfer.ticket.redeem", "success")  # (only in the trail)
+    lines.append(stack.trail.read_text("utf-8"))
     assert not [line for line in lines if ticket in line or token in line]
 
 

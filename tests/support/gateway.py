@@ -26,6 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 # The demo's audit file is the repository's var/audit.jsonl: test gateways write theirs here
 AUDIT_DIR = Path(tempfile.mkdtemp(prefix="roam-test-audit-"))
 atexit.register(shutil.rmtree, AUDIT_DIR, ignore_errors=True)
+
+
+def audit_file(port: int) -> Path:
+    """The trail file of the test gateway on ``port``."""
+    return AUDIT_DIR / f"{port}.jsonl"
+
+
 DEMO_PASSWORD = "Roam@2026"
 CITIZEN = "13800000001"  # c-0001 in config/directory.toml, level L2
 SECRETS = {
@@ -47,7 +54,7 @@ def config_on_port(port: int, *, clients: dict[str, dict[str, Any]] | None = Non
         update={"issuer": f"http://127.0.0.1:{port}", "port": port})
     store_section = base.settings.store.model_copy(update=store)
     health = base.settings.health.model_copy(update={"active": False})
-    audit = base.settings.audit.model_copy(update={"path": str(AUDIT_DIR / f"{port}.jsonl")})
+    audit = base.settings.audit.model_copy(update={"path": str(audit_file(port))})
     settings = base.settings.model_copy(update={"gateway": gateway, "store": store_section,
                                                 "health": health, "audit": audit})
     # The shipped clients' back-channel URIs point at the demo's fixed ports: a test must
@@ -108,7 +115,7 @@ def gateway_process(port: int, *, env: Mapping[str, str] | None = None,
     end, unless the test stopped it (SIGKILL too) already."""
     child = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
     child.update(ROAM_GATEWAY_PORT=str(port), ROAM_GATEWAY_ISSUER=f"http://127.0.0.1:{port}",
-                 ROAM_AUDIT_PATH=str(AUDIT_DIR / f"{port}.jsonl"), PYTHONPATH=str(REPO))
+                 ROAM_AUDIT_PATH=str(audit_file(port)), PYTHONPATH=str(REPO))
     child.update(env or {})
     with contextlib.ExitStack() as files:
         out = files.enter_context(log.open("a", encoding="utf-8")) if log else subprocess.PIPE
