@@ -16,6 +16,8 @@ writer's included) ÷ the hops it served is its CPU per hop; the round's figure 
 on's, the throughput a one-worker server, CPU-bound at saturation, serves with ops on as
 a share of without (target ≥ 0.95). The rounds' median is printed with their range.
 
+``--sides off,off`` (or ``on,on``) is the control: two alike gateways, whose ratio
+shows what the method itself can tell apart (about ±2 % here).
 ``--target floor`` paces ``/floor/token`` instead (no audit event, no store): what ops
 cost a request that does not use them. ``--audit postgresql`` has the "on" gateway write
 its trail to PostgreSQL (``--dsn``; a schema of its own, dropped afterwards), production's
@@ -161,8 +163,9 @@ async def measure(servers: Sequence[ServerProcess], options: argparse.Namespace,
                 spent = process_cpu(side.server.pid) - cpu
                 side.cpu_ms.append(spent / max(side.done, 1) * 1000)
             on, off = sides[0].cpu_ms[-1], sides[1].cpu_ms[-1]
-            print(f"  round {number}: server CPU ms/{options.target} on {on:.3f}, off "
-                  f"{off:.3f}: off ÷ on {off / on:.3f}  (served {sides[0].done} / "
+            print(f"  round {number}: server CPU ms/{options.target} {options.sides[0]} "
+                  f"{on:.3f}, {options.sides[1]} {off:.3f}: second ÷ first {off / on:.3f}"
+                  f"  (served {sides[0].done} / "
                   f"{sides[1].done}; others' CPU {use.others:.0%})", file=sys.stderr,
                   flush=True)
         return sides, info
@@ -189,7 +192,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the 'on' gateway's audit sink (default file, the demo's)")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    return parser.parse_args(argv)
+    parser.add_argument("--sides", default="on,off", choices=("on,off", "off,off", "on,on"),
+                        help="the two gateways: on,off (default), or an A/A control of two "
+                             "alike, which shows what the method itself can tell apart")
+    options = parser.parse_args(argv)
+    options.sides = tuple(options.sides.split(","))
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,15 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with environment, sigterm_as_interrupt():
         results, info = per_store(["redis"], options.redis_url, prefix,
                                   lambda servers, redis: measure(servers, options, redis),
-                                  ops=tuple(os.environ.get("AA", "on,off").split(",")))
-    on, off = results
+                                  ops=options.sides)
+    on, off = results  # the first and second of --sides
     ratios = sorted(b / a for a, b in zip(on.cpu_ms, off.cpu_ms, strict=True))
     print(machine_line(info))
     pace = f"{options.rate:g}/s each" if options.rate > 0 else f"{options.users} users each"
+    first, second = options.sides
     print(f"{options.target} at {pace}, {options.rounds} rounds of "
           f"{options.duration:g} s, audit sink {options.audit}: server CPU ms/"
-          f"{options.target} on {statistics.median(on.cpu_ms):.3f}, off "
-          f"{statistics.median(off.cpu_ms):.3f}; off ÷ on, round by round "
+          f"{options.target} {first} {statistics.median(on.cpu_ms):.3f}, {second} "
+          f"{statistics.median(off.cpu_ms):.3f}; {second} ÷ {first}, round by round "
           f"{statistics.median(ratios):.3f} (median; {ratios[0]:.3f}–{ratios[-1]:.3f}); "
           f"target ≥ 0.95")
     errors = on.errors + off.errors

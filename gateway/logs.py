@@ -45,11 +45,14 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "JsonFormatter",
     "RequestIds",
+    "RequestPeer",
     "configure_logging",
     "current_client_address",
+    "current_peer",
     "current_request_id",
     "extra_fields",
     "new_request_id",
+    "peer_address",
     "quiet_outbound_logs",
 ]
 
@@ -66,7 +69,8 @@ _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "roam_request_id", default=None)
 # The request being served and the proxies trusted in front: its client's address is
 # worked out only if something asks (an audit event), never on the way through.
-_REQUEST_PEER: contextvars.ContextVar[tuple[Scope, tuple[Network, ...]] | None] = (
+RequestPeer = tuple[Scope, tuple[Network, ...]]
+_REQUEST_PEER: contextvars.ContextVar[RequestPeer | None] = (
     contextvars.ContextVar("roam_request_peer", default=None))
 
 # Attributes every LogRecord has: everything else on a record came in through ``extra``.
@@ -98,7 +102,17 @@ def current_request_id() -> str | None:
 def current_client_address() -> str | None:
     """The client address of the request being served in this context (behind
     ``[gateway] trusted_proxies``, the one they forwarded), if any."""
-    peer = _REQUEST_PEER.get()
+    return peer_address(_REQUEST_PEER.get())
+
+
+def current_peer() -> RequestPeer | None:
+    """The request being served in this context, to work its client address out later
+    (:func:`peer_address`): the audit trail does, off the request's path."""
+    return _REQUEST_PEER.get()
+
+
+def peer_address(peer: RequestPeer | None) -> str | None:
+    """The client address of a :func:`current_peer`, if any."""
     if peer is None:
         return None
     return scope_address(*peer) or None

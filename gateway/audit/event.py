@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from gateway.audit.redact import Scalar, redact_fields, redact_text
+from gateway.logs import RequestPeer, peer_address
 
-__all__ = ["OUTCOMES", "Event", "Outcome", "format_time", "new_event", "new_event_id",
-           "parse_time"]
+__all__ = ["OUTCOMES", "Event", "Outcome", "Reported", "format_time", "new_event",
+           "new_event_id", "parse_time"]
 
 Outcome = Literal["success", "failure", "denied", "locked", "error"]
 """success; failure (wrong credentials, a bad or spent token); denied (refused by policy:
@@ -103,12 +104,45 @@ class Event:
 def new_event(action: str, outcome: str, *, at: float | datetime, subject: object = None,
               client: object = None, system: object = None, source: object = None,
               request_id: object = None, node: str | None = None,
-              details: Mapping[str, Any] | None = None) -> Event:
-    """An event with a fresh id, every value redacted and cut to size."""
+              details: Mapping[str, Any] | None = None, id: str | None = None) -> Event:
+    """An event (with a fresh id unless given), every value redacted and cut to size."""
     moment = at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
-    return Event(id=new_event_id(), time=moment.astimezone(UTC),
+    return Event(id=id or new_event_id(), time=moment.astimezone(UTC),
                  action=_text(action, 64) or "unknown",
                  outcome=outcome if outcome in OUTCOMES else "error",
                  subject=_text(subject), client=_text(client), system=_text(system),
                  source=_text(source, 64), request_id=_text(request_id, 64), node=node,
                  details=redact_fields(details or {}))
+
+
+class Reported(NamedTuple):
+    """An event as ``audit_event`` reported it, not yet an :class:`Event`: the request's
+    facts taken as they are (its id and time fixed), while the redaction, the client's
+    address and the shaping wait for the trail's writer, which does them a batch at a
+    time (:meth:`event`). A request pays for a tuple."""
+
+    id: str
+    at: float
+    action: str
+    outcome: str
+    subject: object
+    client: object
+    system: object
+    source: object
+    peer: RequestPeer | None  # the request, for its client address when ``source`` is None
+    request_id: str | None
+    node: str | None
+    details: Mapping[str, object]
+
+    def event(self) -> Event:
+        """The event; the same one each time (nothing random is left to decide)."""
+        source = self.source or peer_address(self.peer)
+        try:
+            return new_event(self.action, self.outcome, at=self.at, subject=self.subject,
+                             client=self.client, system=self.system, source=source,
+                             request_id=self.request_id, node=self.node,
+                             details=self.details, id=self.id)
+        except Exception as error:  # a detail that cannot be written: the rest can
+            return new_event(str(self.action), str(self.outcome), at=self.at, id=self.id,
+                             node=self.node, request_id=self.request_id,
+                             details={"unrecordable": type(error).__name__})

@@ -6,8 +6,10 @@ call site writes ``audit_event(...)`` (``gateway.audit.record``) or a plain
 ``logging.getLogger("roam.audit").info(...)``, and nothing that audits needs the trail
 passed in. While a trail runs, its :class:`AuditHandler` sits on that logger:
 
-* ``audit_event`` hands it the event's fields directly (:meth:`AuditHandler.take`), with
-  no ``LogRecord`` made, and a JSON log line is written only for the outcomes the trail's
+* ``audit_event`` hands it the event's facts directly (:meth:`AuditHandler.take`), with
+  no ``LogRecord`` made; they are queued as reported (a tuple), and the writer redacts
+  and shapes them, a batch at a time. A JSON log line is written only for the outcomes
+  the trail's
   ``log_events`` names (by default every outcome but success, as Keycloak logs its
   success events at DEBUG): the trail is the record, and a log line per login would cost
   more than the event;
@@ -17,7 +19,7 @@ passed in. While a trail runs, its :class:`AuditHandler` sits on that logger:
   ``source`` (else the request's client address), the request id, and every other field
   as a detail.
 
-Either way an event is built and queued in microseconds and nothing waits.
+Either way the request only queues, in microseconds, and nothing waits.
 
 Tests run several gateways in one process, each serving on a thread of its own: an event
 goes to the trail running on the thread it was made on, and one from any other thread to
@@ -26,16 +28,15 @@ every trail (in production there is one).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Literal
 
-from gateway.audit.event import OUTCOMES, Event, new_event
+from gateway.audit.event import OUTCOMES, Event, Reported, new_event, new_event_id
 from gateway.audit.queue import EventQueue
-from gateway.logs import current_client_address, current_request_id, extra_fields
+from gateway.logs import current_client_address, current_peer, current_request_id, extra_fields
 
 __all__ = ["AUDIT_ID", "AUDIT_LOGGER", "AuditHandler", "LogEvents", "event_of", "takers"]
 
@@ -115,24 +116,18 @@ class AuditHandler(logging.Handler):
                                             and outcome != "success")
 
     def take(self, action: str, outcome: str, *, subject: object, client: object,
-             system: object, source: object, details: Mapping[str, object]) -> Event | None:
-        """Queue the event ``audit_event`` describes (made on the calling thread, in the
-        request being served). The event, or None if it could not be made."""
-        try:
-            event = new_event(action, outcome, at=time.time(), subject=subject,
-                              client=client, system=system,
-                              source=source or current_client_address(),
-                              request_id=current_request_id(), node=self.node,
-                              details=details)
-        except Exception:  # auditing must never fail the step it audits
-            self.failed += 1
-            return None
-        self.queue.put(event)
-        return event
+             system: object, source: object, details: Mapping[str, object]) -> Reported:
+        """Queue the event ``audit_event`` reports (on the calling thread, in the request
+        being served), as reported: the writer makes it an event."""
+        reported = Reported(new_event_id(), time.time(), action, outcome, subject, client,
+                            system, source, current_peer(), current_request_id(),
+                            self.node, details)
+        self.queue.put(reported)
+        return reported
 
-    def put(self, event: Event) -> None:
-        """Queue an event made for another trail (tests' several gateways)."""
-        self.queue.put(dataclasses.replace(event, node=self.node))
+    def put(self, reported: Reported) -> None:
+        """Queue what another trail took (tests' several gateways)."""
+        self.queue.put(reported._replace(node=self.node))
 
     def owns(self, record: logging.LogRecord) -> bool:
         if record.thread == self.thread:

@@ -1,5 +1,9 @@
 """The events waiting to be written: bounded, and never a wait for whoever adds one.
 
+What ``audit_event`` reports waits here as it was reported (a
+:class:`~gateway.audit.event.Reported`) and becomes an event when the writer takes it
+(:meth:`EventQueue.peek`), a batch at a time, off the request's path.
+
 A login must not wait for the audit trail, so :meth:`EventQueue.put` never blocks: when
 the queue is full the new event is dropped and counted, and the writer records how many
 were lost as an event of its own once it can write again. Events are taken out only
@@ -13,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from gateway.audit.event import Event
+from gateway.audit.event import Event, Reported
 
 __all__ = ["EventQueue"]
 
@@ -24,13 +28,13 @@ class EventQueue:
         self.capacity = capacity
         self.batch_size = batch_size
         self.on_batch = on_batch  # called (in the putting thread) when a batch is ready
-        self._events: deque[Event] = deque()
+        self._events: deque[Event | Reported] = deque()
         self._lock = threading.Lock()
         self._dropped = 0  # since the writer last took the count
         self.dropped_total = 0
         self.queued_total = 0
 
-    def put(self, event: Event) -> bool:
+    def put(self, event: Event | Reported) -> bool:
         """Queue ``event``; False (and counted) if the queue is full."""
         with self._lock:
             if len(self._events) >= self.capacity:
@@ -45,9 +49,11 @@ class EventQueue:
         return True
 
     def peek(self, count: int) -> list[Event]:
-        """The oldest ``count`` events, left in the queue."""
+        """The oldest ``count`` events, left in the queue (taken again, a reported event
+        is the same event)."""
         with self._lock:
-            return [self._events[i] for i in range(min(count, len(self._events)))]
+            items = [self._events[i] for i in range(min(count, len(self._events)))]
+        return [item if isinstance(item, Event) else item.event() for item in items]
 
     def discard(self, count: int) -> None:
         """Remove the oldest ``count`` events (stored by the sink)."""

@@ -46,11 +46,10 @@ def audit_event(action: str, outcome: Outcome, *, subject: str | None = None,
         first, *others = trails
         event = first.take(action, outcome, subject=subject, client=client, system=system,
                            source=source, details=extras)
-        if event is not None:
-            for other in others:  # several trails run only in tests
-                other.put(event)
-            if not any(trail.logs(outcome) for trail in trails):
-                return  # kept by the trail, and no log line asked for
+        for other in others:  # several trails run only in tests
+            other.put(event)
+        if not any(trail.logs(outcome) for trail in trails):
+            return  # kept by the trail, and no log line asked for
     fields: dict[str, object] = {"action": action, "outcome": outcome, **extras}
     for name, value in (("subject", subject), ("client", client), ("system", system),
                         ("source", source)):

@@ -86,6 +86,7 @@ def test_every_step_is_audited_and_nothing_secret_is_kept(
     assert by_name["login success"]["subject"] == "c-0001"
     assert by_name["token.issue success"]["client"] == "changsha-gov"
     assert by_name["token.issue success"]["details"]["grant_type"] == "authorization_code"
+    assert by_name["token.issue success"]["details"]["id_token_issued"] is True
     assert by_name["route.resolve success"]["system"]
     assert anyio.run(verify_trail, FileSink(trail_path)).ok
 
