@@ -21,6 +21,7 @@ bound once per (system, status), with no label look-up (``bench/proxy.py --ops o
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
@@ -40,6 +41,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.config import MetricsSection, Systems
 from gateway.errors import ConfigError
+from gateway.metrics.later import Later
 from gateway.metrics.traffic import Traffic, traffic_by_system
 
 __all__ = [
@@ -175,6 +177,15 @@ def _ignore_seconds(seconds: float) -> None:
     return None
 
 
+def _counted_and_timed(counter: Any, histogram: Any) -> Callable[[float], None]:
+    """One request: ``counter`` + 1, its ``seconds`` into ``histogram``."""
+    def record(seconds: float) -> None:
+        counter.inc()
+        histogram.observe(seconds)
+
+    return record
+
+
 def _ignore() -> None:
     return None
 
@@ -271,34 +282,35 @@ class PrometheusMetrics(Metrics):
             self.token_errors)
         self._hops, self._logouts = _Children(self.silent_hops), _Children(self.logouts)
         self._deliveries = _Children(self.backchannel_deliveries)
-        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._proxied: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._requests: dict[tuple[str, str, int], Callable[[float], None]] = {}
+        self._proxied: dict[tuple[str, int], Callable[[float], None]] = {}
+        # traffic and store timings recorded a batch at a time; with several workers each
+        # value at once, so that any worker's scrape shows every other's
+        self._later = Later() if multiprocess_dir is None else Later(batch=1)
 
     # -- traffic (bound children: no label look-up per request) ----------------------------
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        bound = self._requests.get(key)
-        if bound is None:
+        record = self._requests.get(key)
+        if record is None:
             shown = method if method in METHODS else "other"
-            bound = self._requests[key] = (
+            record = self._requests[key] = _counted_and_timed(
                 self.http_requests.labels(route, shown, str(status)),
                 self.http_duration.labels(route))
-        bound[0].inc()
-        bound[1].observe(seconds)
+        self._later.add(record, seconds)
 
     def proxied(self, system_id: str, status: int, seconds: float) -> None:
         key = (system_id, status)
-        bound = self._proxied.get(key)
-        if bound is None:
+        record = self._proxied.get(key)
+        if record is None:
             region = self._regions.get(system_id)
             if region is None:  # a name a client typed, not a system
                 system_id, region = "unknown", ""
-            bound = self._proxied[key] = (
+            record = self._proxied[key] = _counted_and_timed(
                 self.proxy_requests.labels(system_id, region, str(status)),
                 self.proxy_duration.labels(system_id, region))
-        bound[0].inc()
-        bound[1].observe(seconds)
+        self._later.add(record, seconds)
 
     # -- instances ---------------------------------------------------------------------------
 
@@ -348,7 +360,7 @@ class PrometheusMetrics(Metrics):
     # -- the store (gateway.store.measured) ----------------------------------------------------
 
     def store_timer(self, operation: str) -> Callable[[float], None]:
-        return self.store_duration.labels(operation).observe
+        return functools.partial(self._later.add, self.store_duration.labels(operation).observe)
 
     def store_failure(self, operation: str) -> Callable[[], None]:
         counter = self.store_errors.labels(operation)
@@ -376,8 +388,14 @@ class PrometheusMetrics(Metrics):
     def traffic(self) -> dict[str, Traffic]:
         return traffic_by_system(self._readable().collect())
 
+    def flush(self) -> None:
+        """Record the observations held (``gateway.metrics.later``): before any reading."""
+        self._later.flush()
+
     def _readable(self) -> CollectorRegistry:
-        """This registry, or in multiprocess mode every worker's values summed."""
+        """This registry, or in multiprocess mode every worker's values summed (what
+        this process holds recorded first)."""
+        self.flush()
         if self.multiprocess_dir is None:
             return self.registry
         merged = CollectorRegistry()
