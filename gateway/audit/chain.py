@@ -50,9 +50,9 @@ class Link:
     prev: str
     hash: str
     event: Event
-    #: :meth:`to_json` as a JSON line, when :func:`chain` made the link (its canonical
-    #: bytes with the hash added: the event is serialised once)
-    line: bytes | None = field(default=None, compare=False, repr=False)
+    #: the canonical bytes that were hashed, when :func:`chain` made the link: a sink
+    #: that writes JSON builds on them instead of serialising the event again
+    body: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (file lines, exports): the event with ``seq``, ``prev``, ``hash``."""
@@ -89,16 +89,14 @@ def digest(seq: int, prev: str, event: Event) -> str:
 
 
 def chain(after: Anchor, events: Sequence[Event]) -> list[Link]:
-    """``events`` appended after ``after``: numbered and hashed in order, each with its
-    JSON line."""
+    """``events`` appended after ``after``: numbered and hashed in order."""
     links: list[Link] = []
     seq, prev = after.seq, after.hash
     for event in events:
         seq += 1
         body = canonical(seq, prev, event)
         hashed = hashlib.sha256(body).hexdigest()
-        line = b"%s,\"hash\":\"%s\"}\n" % (body[:-1], hashed.encode("ascii"))
-        links.append(Link(seq, prev, hashed, event, line))
+        links.append(Link(seq, prev, hashed, event, body))
         prev = hashed
     return links
 

@@ -37,6 +37,14 @@ def _anchor_line(anchor: Anchor) -> bytes:
     return orjson.dumps({"anchor": {"seq": anchor.seq, "hash": anchor.hash}}) + b"\n"
 
 
+def _line(link: Link) -> bytes:
+    """A link's line: :meth:`Link.to_json`, made from the bytes :func:`chain` hashed when
+    it has them (the event serialised once; keys in another order, which JSON allows)."""
+    if link.body is None:
+        return orjson.dumps(link.to_json()) + b"\n"
+    return b"%s,\"hash\":\"%s\"}\n" % (link.body[:-1], link.hash.encode("ascii"))
+
+
 def _parse(line: bytes, number: int, path: Path) -> Link | Anchor:
     try:
         data = orjson.loads(line)
@@ -70,7 +78,7 @@ class FileSink:
     def _append(self, events: list[Event]) -> list[Link]:
         with self._locked(fcntl.LOCK_EX):
             links = chain(self._last(), events)
-            data = b"".join(link.line or orjson.dumps(link.to_json()) + b"\n" for link in links)
+            data = b"".join(map(_line, links))
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:

@@ -9,10 +9,9 @@ passed in. While a trail runs, its :class:`AuditHandler` sits on that logger:
 * ``audit_event`` hands it the event's facts directly (:meth:`AuditHandler.take`), with
   no ``LogRecord`` made; they are queued as reported (a tuple), and the writer redacts
   and shapes them, a batch at a time. A JSON log line is written only for the outcomes
-  the trail's
-  ``log_events`` names (by default every outcome but success, as Keycloak logs its
-  success events at DEBUG): the trail is the record, and a log line per login would cost
-  more than the event;
+  the trail's ``log_events`` names (by default every outcome but success, as Keycloak
+  logs its success events at DEBUG): the trail is the record, and a log line per login
+  would cost more than the event;
 * any other record on ``roam.audit`` becomes an event through :func:`event_of`: its
   ``action`` and ``outcome`` fields (else the message, and an outcome read from the
   level), the subject (``subject``, ``sub`` or ``user``), ``client``, ``system``,

@@ -28,6 +28,8 @@ class Later:
         self.batch = batch
         self.within = within
         self._held: list[tuple[Callable[[float], None], float]] = []
+        # the loop on which a flush is set for ``within`` after the oldest held value
+        self._timer: asyncio.AbstractEventLoop | None = None
 
     def add(self, record: Callable[[float], None], value: float) -> None:
         """``record(value)``, soon."""
@@ -35,11 +37,19 @@ class Later:
         held.append((record, value))
         if len(held) >= self.batch:
             self.flush()
-        elif len(held) == 1:
-            try:
-                asyncio.get_running_loop().call_later(self.within, self.flush)
-            except RuntimeError:  # no event loop here: nothing would flush it later
-                self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop here: nothing would flush it later
+            self.flush()
+            return
+        if self._timer is not loop:  # none set (or set on a loop since gone): one timer
+            loop.call_later(self.within, self._timed_out)
+            self._timer = loop
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self.flush()
 
     def flush(self) -> None:
         """Record everything held."""

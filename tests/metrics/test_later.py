@@ -55,3 +55,23 @@ async def test_a_scrape_shows_what_is_held() -> None:
     body, _ = metrics.exposition("text/plain")
     assert _value(body, "roam_http_requests_total", route="/token", status="200") == 1
     assert _value(body, "roam_store_operation_duration_seconds_count", operation="find") == 1
+
+
+def test_a_timer_set_on_a_loop_since_gone_is_set_again() -> None:
+    recorded: list[float] = []
+    later = Later(batch=100, within=0.05)
+
+    async def add_and_leave() -> None:
+        later.add(recorded.append, 1.0)  # the loop ends before its timer fires
+
+    async def add_and_wait() -> None:
+        later.add(recorded.append, 2.0)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if recorded:
+                break
+
+    asyncio.run(add_and_leave())
+    assert recorded == []
+    asyncio.run(add_and_wait())
+    assert recorded == [1.0, 2.0]
