@@ -186,8 +186,9 @@ def audit_schema(port: int) -> str:
 
 def audit_section(section: AuditSection, port: int) -> AuditSection:
     """The trail as in the demo (a file, but not into the checkout), or in PostgreSQL when
-    ``$ROAMBENCH_AUDIT_DSN`` names a database (a schema of this server's own, dropped when
-    it stops: :func:`drop_audit_schema`)."""
+    ``$ROAMBENCH_AUDIT_DSN`` names a database (a schema of this server's own, which the
+    bench drops once the server stopped: :func:`drop_audit_schema`; uvicorn ends the
+    process by the signal it was stopped with, so the server cannot)."""
     dsn = os.environ.get(AUDIT_DSN_ENV)
     if dsn:
         return section.model_copy(update={"sink": "postgresql", "dsn": SecretStr(dsn),
@@ -295,11 +296,8 @@ def main(argv: list[str] | None = None) -> None:
                     path_mode=args.path_mode, ops=args.ops == "on",
                     platforms=(args.platforms, args.key_dir) if args.platforms else None)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
-    try:
-        uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port,
-                                      access_log=False, log_level="warning")).run()
-    finally:
-        drop_audit_schema(args.port)
+    uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
+                                  log_level="warning")).run()
 
 
 if __name__ == "__main__":

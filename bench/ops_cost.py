@@ -37,17 +37,18 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
 
 import aiohttp
 
-from bench._server import AUDIT_DSN_ENV, off_parts
+from bench._server import AUDIT_DSN_ENV, drop_audit_schema, off_parts
 from bench.flows import login
 from bench.machine import CpuSnapshot, CpuUse, machine_line, process_cpu
 from bench.processes import ServerProcess, per_store, sigterm_as_interrupt
@@ -205,13 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"roambench:{secrets.token_hex(4)}:"
     print(f"command: python -m bench.ops_cost {' '.join(sys.argv[1:] if argv is None else argv)}"
           f"  (off: {','.join(sorted(off_parts()))})", file=sys.stderr, flush=True)
-    environment = contextlib.ExitStack()
-    if options.audit == "postgresql":
-        environment.enter_context(_environ(AUDIT_DSN_ENV, options.dsn))
-    with environment, sigterm_as_interrupt():
-        results, info = per_store(["redis"], options.redis_url, prefix,
-                                  lambda servers, redis: measure(servers, options, redis),
-                                  ops=options.sides)
+    sink = {AUDIT_DSN_ENV: options.dsn} if options.audit == "postgresql" else {}
+    ports: list[int] = []  # the servers', whose PostgreSQL schemas go once they stopped
+
+    def bench(servers: Sequence[ServerProcess], redis: int | None
+              ) -> Coroutine[Any, Any, tuple[list[Side], dict[str, object]]]:
+        ports.extend(server.port for server in servers)
+        return measure(servers, options, redis)
+
+    with mock.patch.dict(os.environ, sink), sigterm_as_interrupt():
+        try:
+            results, info = per_store(["redis"], options.redis_url, prefix, bench,
+                                      ops=options.sides)
+        finally:
+            for port in ports:
+                drop_audit_schema(port)
     on, off = results  # the first and second of --sides
     ratios = sorted(b / a for a, b in zip(on.cpu_ms, off.cpu_ms, strict=True))
     print(machine_line(info))
@@ -227,19 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for error in sorted(set(errors))[:5]:
         print(f"  error: {error}", file=sys.stderr)
     return 1 if errors else 0
-
-
-@contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
 
 
 if __name__ == "__main__":
