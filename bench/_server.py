@@ -54,7 +54,7 @@ from gateway.metrics import Metrics
 from gateway.oidc.bridge import NO_STORE
 from gateway.oidc.clients import secret_digest
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
-from gateway.server import LOOP, uvicorn_config
+from gateway.server import LOOP, freeze_startup_objects, uvicorn_config
 from gateway.wiring import build_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                     path_mode=args.path_mode, ops=args.ops == "on",
                     platforms=(args.platforms, args.key_dir) if args.platforms else None)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
+    freeze_startup_objects()
     uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
                                   log_level="warning")).run()
 

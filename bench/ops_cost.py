@@ -193,9 +193,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the 'on' gateway's audit sink (default file, the demo's)")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--sides", default="on,off", choices=("on,off", "off,off", "on,on"),
-                        help="the two gateways: on,off (default), or an A/A control of two "
-                             "alike, which shows what the method itself can tell apart")
+    parser.add_argument("--sides", default="on,off",
+                        choices=("on,off", "off,on", "off,off", "on,on"),
+                        help="the two gateways: on,off (default), off,on (the same, the "
+                             "other started first), or an A/A control of two alike, which "
+                             "shows what the method itself can tell apart")
     options = parser.parse_args(argv)
     options.sides = tuple(options.sides.split(","))
     return options

@@ -80,12 +80,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import access_log
     from gateway.app import create_app
     from gateway.proxy.dispatch import HeadLimits
-    from gateway.server import uvicorn_config
+    from gateway.server import freeze_startup_objects, uvicorn_config
 
     config = _config(args)
     app = create_app(config)
     gw = config.settings.gateway
     access_log.install()  # query strings can hold tickets: never logged
+    freeze_startup_objects()
     uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port,
                                   limits=HeadLimits.of(gw),
                                   trusted_proxies=gw.trusted_proxies)).run()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import importlib.util
 from typing import Any, ClassVar
 
@@ -47,6 +48,7 @@ __all__ = [
     "LOOP",
     "HoldingTransport",
     "TurnWritesHttpToolsProtocol",
+    "freeze_startup_objects",
     "limited_protocol",
     "uvicorn_config",
 ]
@@ -213,3 +215,14 @@ def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = Tru
                           loop=LOOP, http=http,
                           lifespan="on", proxy_headers=False, server_header=False,
                           access_log=access_log, log_level=log_level, log_config=None)
+
+
+def freeze_startup_objects() -> None:
+    """Called once before serving: what exists now (modules, config, the app, ~100,000
+    objects) lives as long as the process, so it leaves the cycle collector's
+    generations (``gc.freeze``). A full collection then walks only what was made since,
+    instead of every object each time (tens of ms; ~2 % of a saturated server's CPU,
+    bench/ops_cost.py). Objects frozen are still freed when their last reference goes."""
+    gc.collect()
+    gc.freeze()
+

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +27,8 @@ from gateway.server import HoldingTransport, TurnWritesHttpToolsProtocol, uvicor
 from tests.proxy.test_proxy import Proxied, proxied, status_of
 from tests.support.pins import installed_within_pin
 from tests.support.servers import free_port, raw_exchange, serve, serve_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def whoami(request: Request) -> Response:
@@ -205,3 +210,18 @@ def test_the_limits_are_the_configured_ones() -> None:
         assert status_of(raw_exchange(url, request + b"A: 1\r\n" * 14 + b"\r\n")) == 200
         assert status_of(raw_exchange(url, ten_kib)) == 431
         assert status_of(raw_exchange(url, many)) == 431
+
+
+def test_objects_made_before_serving_leave_the_collectors_generations() -> None:
+    """``roam serve`` freezes what start-up made (in a process of its own here: freezing
+    this test process would keep its garbage cycles for the rest of the run)."""
+    script = ("import gc\nfrom gateway.app import create_app\nfrom gateway.config import "
+              "load_config\nfrom gateway.server import freeze_startup_objects\n"
+              "app = create_app(load_config('config/roam.toml', env={}))\n"
+              "assert gc.get_freeze_count() == 0\nfreeze_startup_objects()\n"
+              "print(gc.get_freeze_count(), gc.get_count()[0])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,  # noqa: S603
+                          check=True, cwd=ROOT, timeout=120)
+    frozen, young = map(int, done.stdout.split())
+    assert frozen > 10_000  # modules, config, the app
+    assert young < 100  # collected first: nothing young was frozen with it

@@ -76,7 +76,8 @@ def canonical(seq: int, prev: str, event: Event) -> bytes:
     separators=(",", ":"), ensure_ascii=False)`` in UTF-8 — what any JSON library with
     sorted keys and no spaces writes — made by orjson, 15 times faster. A value no event
     can hold (a tampered row's float or huge integer) takes the slow path, and fails."""
-    body = {"seq": seq, "prev": prev, **event.to_json()}
+    body = event.to_json()
+    body["seq"], body["prev"] = seq, prev
     try:
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer past 64 bits

@@ -35,7 +35,9 @@ OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 def format_time(moment: datetime) -> str:
     """UTC to the microsecond, ``2026-05-12T01:30:01.417000Z``: one spelling per instant."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:

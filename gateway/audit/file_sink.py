@@ -4,9 +4,10 @@ Each line is a stored event (:meth:`Link.to_json`); after pruning, the first lin
 ``{"anchor": {"seq": …, "hash": …}}``. Beside it, ``<file>.head`` holds the last event's
 ``seq`` and hash (replaced atomically after each batch), so cutting events off the end
 is seen, and ``<file>.lock`` serialises writers: each batch takes an exclusive
-``flock``, reads the last line to chain after it and appends with one write and an
-``fsync``. Several processes may share the file on one machine; a cluster uses
-PostgreSQL. The file is created mode 0600. Blocking I/O runs in worker threads.
+``flock``, reads the last line to chain after it (unless the file is as this sink's
+last append left it: same inode and size) and appends with one write and an ``fsync``.
+Several processes may share the file on one machine; a cluster uses PostgreSQL. The
+file is created mode 0600. Blocking I/O runs in worker threads.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class FileSink:
         self.path = Path(path)
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        # (inode, size, head) of the file after this sink's last append
+        self._ours: tuple[int, int, Anchor] | None = None
 
     @property
     def name(self) -> str:
@@ -77,18 +80,24 @@ class FileSink:
 
     def _append(self, events: list[Event]) -> list[Link]:
         with self._locked(fcntl.LOCK_EX):
-            links = chain(self._last(), events)
-            data = b"".join(map(_line, links))
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
             except OSError as error:
                 raise AuditError(f"audit file {self.path}: cannot append: {error}") from None
-            self._write_head(Anchor(links[-1].seq, links[-1].hash))
+            try:
+                links = chain(self._last(fd), events)
+                data = b"".join(map(_line, links))
+                os.write(fd, data)
+                os.fsync(fd)
+                after = os.fstat(fd)
+            except OSError as error:
+                self._ours = None
+                raise AuditError(f"audit file {self.path}: cannot append: {error}") from None
+            finally:
+                os.close(fd)
+            head = Anchor(links[-1].seq, links[-1].hash)
+            self._write_head(head)
+            self._ours = (after.st_ino, after.st_size, head)
             return links
 
     def _write_head(self, head: Anchor) -> None:
@@ -99,8 +108,13 @@ class FileSink:
         except OSError as error:
             raise AuditError(f"audit file {self.head_path}: cannot write: {error}") from None
 
-    def _last(self) -> Anchor:
-        """What the next event follows: the last line's event or anchor (genesis if none)."""
+    def _last(self, fd: int) -> Anchor:
+        """What the next event follows: the last line's event or anchor (genesis if
+        none). The file as this sink left it (same inode, same size): its last write's
+        head, not read again."""
+        ours, now = self._ours, os.fstat(fd)
+        if ours is not None and ours[:2] == (now.st_ino, now.st_size):
+            return ours[2]
         try:
             with open(self.path, "rb") as file:
                 line = _last_line(file)

@@ -51,6 +51,7 @@ LogEvents = Literal["all", "failures", "none"]
 _SUBJECT_FIELDS = ("subject", "sub", "user")
 
 _logger = logging.getLogger(AUDIT_LOGGER)
+_attaching = threading.Lock()
 
 
 def _first(fields: dict[str, object], names: tuple[str, ...]) -> object:
@@ -88,13 +89,18 @@ def event_of(record: logging.LogRecord, *, node: str | None = None) -> Event:
                      request_id=current_request_id(), node=node, details=fields)
 
 
-def takers() -> list[AuditHandler]:
+# The trails attached now (kept by attach/detach: an event does not walk the logger's
+# handlers). One in production; several only in tests, each on a thread of its own.
+_attached: tuple[AuditHandler, ...] = ()
+
+
+def takers() -> tuple[AuditHandler, ...]:
     """The trails an event made on this thread goes to: the one running on this thread,
     else every one running (none: no trail runs, the log line is the only record)."""
-    handlers = [h for h in _logger.handlers if isinstance(h, AuditHandler)]
+    handlers = _attached
     if len(handlers) > 1:
         here = threading.get_ident()
-        own = [h for h in handlers if h.thread == here]
+        own = tuple(h for h in handlers if h.thread == here)
         return own or handlers
     return handlers
 
@@ -148,9 +154,15 @@ class AuditHandler(logging.Handler):
     def attach(self) -> None:
         """Start receiving ``roam.audit``'s records (at INFO and above, whatever the
         logging configuration: the trail must not depend on a log level)."""
+        global _attached
         if _logger.getEffectiveLevel() > logging.INFO:
             _logger.setLevel(logging.INFO)
         _logger.addHandler(self)
+        with _attaching:
+            _attached = (*(h for h in _attached if h is not self), self)
 
     def detach(self) -> None:
+        global _attached
         _logger.removeHandler(self)
+        with _attaching:
+            _attached = tuple(h for h in _attached if h is not self)

@@ -38,18 +38,21 @@ def audit_event(action: str, outcome: Outcome, *, subject: str | None = None,
                 source: str | None = None, **details: object) -> None:
     """Record that ``action`` happened with ``outcome``. ``source`` defaults to the
     address of the client of the request being served."""
-    extras = {f"{name}_" if name in _RESERVED else name: value
-              for name, value in details.items()}
+    extras = details if _RESERVED.isdisjoint(details) else {
+        f"{name}_" if name in _RESERVED else name: value for name, value in details.items()}
     trails = takers()
     event = None
     if trails:
-        first, *others = trails
-        event = first.take(action, outcome, subject=subject, client=client, system=system,
-                           source=source, details=extras)
-        for other in others:  # several trails run only in tests
-            other.put(event)
-        if not any(trail.logs(outcome) for trail in trails):
-            return  # kept by the trail, and no log line asked for
+        event = trails[0].take(action, outcome, subject=subject, client=client,
+                               system=system, source=source, details=extras)
+        if len(trails) == 1:
+            if not trails[0].logs(outcome):
+                return  # kept by the trail, and no log line asked for
+        else:  # several trails run only in tests
+            for other in trails[1:]:
+                other.put(event)
+            if not any(trail.logs(outcome) for trail in trails):
+                return
     fields: dict[str, object] = {"action": action, "outcome": outcome, **extras}
     for name, value in (("subject", subject), ("client", client), ("system", system),
                         ("source", source)):

@@ -13,7 +13,6 @@ spells an event alike (the hash chain needs one spelling).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -109,17 +108,32 @@ def _value(name: str, value: Any) -> Scalar:
     return redact_text(text)
 
 
-@functools.lru_cache(maxsize=1024)
-def _key(name: str) -> tuple[str, bool]:
-    """A field name as stored, and whether it names a secret (names are few: cached)."""
-    key = redact_text(name)[:64]
-    return key, _is_secret(key)
+# Field names as stored, whether they name a secret, and whether a name: names are few
+# (the gateway's own), so each is worked out once. Bounded all the same.
+_KEYS: dict[object, tuple[str, bool, bool]] = {}
+_KEYS_MAX = 1024
+
+
+def _key(name: object) -> tuple[str, bool, bool]:
+    known = _KEYS.get(name)
+    if known is None:
+        key = redact_text(str(name))[:64]
+        known = (key, _is_secret(key), key.rstrip("_") == "name")
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[name] = known
+    return known
 
 
 def redact_fields(fields: Mapping[str, Any]) -> dict[str, Scalar]:
     """Each field as a storable scalar, secrets and personal numbers kept out."""
     out: dict[str, Scalar] = {}
+    clean = _CLEAN
     for name, value in fields.items():
-        key, secret = _key(str(name))
-        out[key] = REDACTED if secret and value not in (None, "") else _value(key, value)
+        key, secret, named = _key(name)
+        if secret:
+            out[key] = REDACTED if value not in (None, "") else _value(key, value)
+        elif value.__class__ is str and not named and value in clean:
+            out[key] = value  # most values: seen clean before
+        else:
+            out[key] = _value(key, value)
     return out

@@ -3,7 +3,8 @@
 ``recorder`` defines every metric and the calls that record them (one object per app,
 passed to the parts that record: the layer below the features, so that each can);
 ``routes`` times the gateway's own routes; ``endpoint`` serves ``/metrics`` to scrapers
-only. The store is timed by ``gateway.store.measured``, and the proxy records its own
+only; ``tally`` keeps the series every request writes as plain numbers (one
+process). The store is timed by ``gateway.store.measured``, and the proxy records its own
 requests. The operators' console is ``gateway.ops``.
 """
 

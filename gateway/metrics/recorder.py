@@ -15,13 +15,14 @@ process starts with has ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory shared 
 workers of one host, wiped before they start), every value is kept in a file there and
 ``/metrics`` in any worker answers the sum over all of them (docs/operations.md).
 
-The proxy's hot path records one counter and one histogram per request through children
-bound once per (system, status), with no label look-up (``bench/proxy.py --ops on,off``).
+The series written on every request (requests to the gateway's routes and the proxy's,
+store calls) are tallies in one process (``gateway.metrics.tally``: an add, no lock), and
+are recorded through children bound once per label values, with no label look-up
+(``bench/ops_cost.py``, ``bench/proxy.py --ops on,off``).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
@@ -41,7 +42,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.config import MetricsSection, Systems
 from gateway.errors import ConfigError
-from gateway.metrics.later import Later
+from gateway.metrics.tally import CounterTally, HistogramTally, Tallies
 from gateway.metrics.traffic import Traffic, traffic_by_system
 
 __all__ = [
@@ -190,6 +191,25 @@ def _ignore() -> None:
     return None
 
 
+def _hot_series(tallies: Tallies | None, registry: CollectorRegistry) -> tuple[
+        Callable[[str, str, tuple[str, ...]], Counter | CounterTally],
+        Callable[[str, str, tuple[str, ...], tuple[float, ...]], Histogram | HistogramTally]]:
+    """How the series written on every request are made: as ``tallies`` when given,
+    else as prometheus-client's own metrics on ``registry``."""
+    def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter | CounterTally:
+        if tallies is not None:
+            return tallies.counter(name, doc, labels)
+        return Counter(name, doc, labels, registry=registry)
+
+    def histogram(name: str, doc: str, labels: tuple[str, ...],
+                  buckets: tuple[float, ...]) -> Histogram | HistogramTally:
+        if tallies is not None:
+            return tallies.histogram(name, doc, labels, buckets)
+        return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+    return counter, histogram
+
+
 class PrometheusMetrics(Metrics):
     """Every metric on ``registry`` (a new one by default); values in ``multiprocess_dir``
     files when set (prometheus-client's multiprocess mode, which the process must have
@@ -205,20 +225,24 @@ class PrometheusMetrics(Metrics):
         self._regions = {s.id: s.region for s in systems} if systems is not None else {}
         on = self.registry
         live: Literal["mostrecent"] = "mostrecent"  # multiprocess: the last value set
-        self.http_requests = Counter(
+        # written on every request: plain numbers in one process (gateway.metrics.tally),
+        # prometheus-client's file-backed values with several
+        tallies = Tallies() if multiprocess_dir is None else None
+        counter, histogram = _hot_series(tallies, on)
+        self.http_requests = counter(
             "roam_http_requests_total", "Requests to the gateway's own routes.",
-            ("route", "method", "status"), registry=on)
-        self.http_duration = Histogram(
+            ("route", "method", "status"))
+        self.http_duration = histogram(
             "roam_http_request_duration_seconds",
             "Time to answer a request to the gateway's own routes.",
-            ("route",), buckets=REQUEST_BUCKETS, registry=on)
-        self.proxy_requests = Counter(
+            ("route",), REQUEST_BUCKETS)
+        self.proxy_requests = counter(
             "roam_proxy_requests_total", "Requests the proxy answered, by system.",
-            ("system", "region", "status"), registry=on)
-        self.proxy_duration = Histogram(
+            ("system", "region", "status"))
+        self.proxy_duration = histogram(
             "roam_proxy_request_duration_seconds",
             "Time to answer a proxied request, the whole body sent.",
-            ("system", "region"), buckets=REQUEST_BUCKETS, registry=on)
+            ("system", "region"), REQUEST_BUCKETS)
         self.instance_healthy = Gauge(
             "roam_instance_healthy", "1 if the instance takes traffic, else 0.",
             ("system", "upstream"), registry=on, multiprocess_mode=live)
@@ -253,9 +277,9 @@ class PrometheusMetrics(Metrics):
             "roam_backchannel_deliveries_total",
             "Back-channel logout deliveries: delivered, retry scheduled, given up, refused.",
             ("client", "outcome"), registry=on)
-        self.store_duration = Histogram(
+        self.store_duration = histogram(
             "roam_store_operation_duration_seconds", "Time a store call took.",
-            ("operation",), buckets=STORE_BUCKETS, registry=on)
+            ("operation",), STORE_BUCKETS)
         self.store_errors = Counter(
             "roam_store_errors_total", "Store calls that failed (the store did not answer).",
             ("operation",), registry=on)
@@ -284,9 +308,8 @@ class PrometheusMetrics(Metrics):
         self._deliveries = _Children(self.backchannel_deliveries)
         self._requests: dict[tuple[str, str, int], Callable[[float], None]] = {}
         self._proxied: dict[tuple[str, int], Callable[[float], None]] = {}
-        # traffic and store timings recorded a batch at a time; with several workers each
-        # value at once, so that any worker's scrape shows every other's
-        self._later = Later() if multiprocess_dir is None else Later(batch=1)
+        if tallies is not None:
+            on.register(tallies)
 
     # -- traffic (bound children: no label look-up per request) ----------------------------
 
@@ -298,7 +321,7 @@ class PrometheusMetrics(Metrics):
             record = self._requests[key] = _counted_and_timed(
                 self.http_requests.labels(route, shown, str(status)),
                 self.http_duration.labels(route))
-        self._later.add(record, seconds)
+        record(seconds)
 
     def proxied(self, system_id: str, status: int, seconds: float) -> None:
         key = (system_id, status)
@@ -310,7 +333,7 @@ class PrometheusMetrics(Metrics):
             record = self._proxied[key] = _counted_and_timed(
                 self.proxy_requests.labels(system_id, region, str(status)),
                 self.proxy_duration.labels(system_id, region))
-        self._later.add(record, seconds)
+        record(seconds)
 
     # -- instances ---------------------------------------------------------------------------
 
@@ -360,7 +383,7 @@ class PrometheusMetrics(Metrics):
     # -- the store (gateway.store.measured) ----------------------------------------------------
 
     def store_timer(self, operation: str) -> Callable[[float], None]:
-        return functools.partial(self._later.add, self.store_duration.labels(operation).observe)
+        return self.store_duration.labels(operation).observe
 
     def store_failure(self, operation: str) -> Callable[[], None]:
         counter = self.store_errors.labels(operation)
@@ -388,14 +411,8 @@ class PrometheusMetrics(Metrics):
     def traffic(self) -> dict[str, Traffic]:
         return traffic_by_system(self._readable().collect())
 
-    def flush(self) -> None:
-        """Record the observations held (``gateway.metrics.later``): before any reading."""
-        self._later.flush()
-
     def _readable(self) -> CollectorRegistry:
-        """This registry, or in multiprocess mode every worker's values summed (what
-        this process holds recorded first)."""
-        self.flush()
+        """This registry, or in multiprocess mode every worker's values summed."""
         if self.multiprocess_dir is None:
             return self.registry
         merged = CollectorRegistry()

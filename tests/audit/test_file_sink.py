@@ -56,6 +56,26 @@ async def test_writers_in_parallel_keep_one_chain(tmp_path: Path) -> None:
     assert [line["seq"] for line in trail_lines(path)] == list(range(1, 201))
 
 
+async def test_a_writer_chains_after_what_others_wrote_since_its_last_batch(
+        tmp_path: Path) -> None:
+    """A sink does not read back a file as it left it; one another writer appended to,
+    or pruned (a new file), it reads again."""
+    path = tmp_path / "audit.jsonl"
+    ours, theirs = FileSink(path), FileSink(path)
+    await ours.append(events(2, at=JAN_1))
+    await ours.append(events(2, at=JAN_1 + 10))
+    await theirs.append(events(3, at=JAN_1 + 20))
+    after_theirs = await ours.append(events(1, at=JAN_1 + 30))
+    assert after_theirs[0].seq == 8
+    assert await theirs.prune(datetime.fromtimestamp(JAN_1 + 25, UTC)) == 7
+    after_prune = await ours.append(events(1, at=JAN_1 + 40))
+    assert after_prune[0].seq == 9
+    assert after_prune[0].prev == after_theirs[0].hash
+    verdict = await verify_trail(FileSink(path))
+    assert verdict.ok, verdict.problem
+    assert (verdict.anchor.seq, verdict.count) == (7, 2)
+
+
 async def test_pruning_leaves_an_anchor_the_rest_verifies_from(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = FileSink(path)

@@ -13,7 +13,6 @@ from tests.support.redis_server import unused_port
 
 
 def count(metrics: PrometheusMetrics, name: str, operation: str) -> float:
-    metrics.flush()  # what is held is recorded first, as a scrape does
     found = metrics.registry.get_sample_value(name, {"operation": operation})
     return found or 0.0
 
