@@ -14,7 +14,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Address", "Network", "client_address", "parse_address", "scope_address"]
+__all__ = ["Address", "Network", "client_address", "parse_address", "scope_address",
+           "scope_peer"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,12 +55,18 @@ def _spelled(address: Address) -> str:
     return str(address)
 
 
-def scope_address(scope: Mapping[str, Any], trusted: Sequence[Network]) -> str:
-    """The client address of an ASGI request ``scope``."""
+def scope_peer(scope: Mapping[str, Any], trusted: Sequence[Network]
+               ) -> tuple[str, tuple[str, ...]]:
+    """What an ASGI request's client address is worked out from (:func:`client_address`):
+    the peer's address, and the ``X-Forwarded-For`` values when a proxy is trusted."""
     client = scope.get("client")
     peer = str(client[0]) if client else ""
     if not trusted:  # nothing in front is believed: the header is never read
-        return client_address(peer, (), trusted)
-    forwarded = [value.decode("latin-1") for name, value in scope.get("headers", ())
-                 if name == b"x-forwarded-for"]
-    return client_address(peer, forwarded, trusted)
+        return peer, ()
+    return peer, tuple(value.decode("latin-1") for name, value in scope.get("headers", ())
+                       if name == b"x-forwarded-for")
+
+
+def scope_address(scope: Mapping[str, Any], trusted: Sequence[Network]) -> str:
+    """The client address of an ASGI request ``scope``."""
+    return client_address(*scope_peer(scope, trusted), trusted)

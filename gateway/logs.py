@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.addresses import Network, scope_address
+from gateway.addresses import Network, client_address, scope_address, scope_peer
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -69,9 +69,14 @@ _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "roam_request_id", default=None)
 # The request being served and the proxies trusted in front: its client's address is
 # worked out only if something asks (an audit event), never on the way through.
-RequestPeer = tuple[Scope, tuple[Network, ...]]
-_REQUEST_PEER: contextvars.ContextVar[RequestPeer | None] = (
+_REQUEST_PEER: contextvars.ContextVar[tuple[Scope, tuple[Network, ...]] | None] = (
     contextvars.ContextVar("roam_request_peer", default=None))
+
+RequestPeer = tuple[str, tuple[str, ...], tuple[Network, ...]]
+"""What a request's client address is worked out from: the peer's address, the
+``X-Forwarded-For`` values (read only when a proxy is trusted) and the trusted proxies.
+Small and immutable, not the request's scope: an audit event holds it until the trail's
+writer takes it, and must not keep the whole request alive that long."""
 
 # Attributes every LogRecord has: everything else on a record came in through ``extra``.
 # ``color_message`` is uvicorn's copy of its message with ANSI colours: never written.
@@ -102,20 +107,25 @@ def current_request_id() -> str | None:
 def current_client_address() -> str | None:
     """The client address of the request being served in this context (behind
     ``[gateway] trusted_proxies``, the one they forwarded), if any."""
-    return peer_address(_REQUEST_PEER.get())
+    served = _REQUEST_PEER.get()
+    return None if served is None else scope_address(*served) or None
 
 
 def current_peer() -> RequestPeer | None:
-    """The request being served in this context, to work its client address out later
-    (:func:`peer_address`): the audit trail does, off the request's path."""
-    return _REQUEST_PEER.get()
+    """The client of the request being served in this context, to work its address out
+    later (:func:`peer_address`): the audit trail does, off the request's path."""
+    served = _REQUEST_PEER.get()
+    if served is None:
+        return None
+    scope, trusted = served
+    return (*scope_peer(scope, trusted), trusted)
 
 
 def peer_address(peer: RequestPeer | None) -> str | None:
     """The client address of a :func:`current_peer`, if any."""
     if peer is None:
         return None
-    return scope_address(*peer) or None
+    return client_address(*peer) or None
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class Anchor:
         return cls(0, GENESIS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per event, on the writer's path
 class Link:
     """An event as it is stored: its place in the chain and the two hashes."""
 

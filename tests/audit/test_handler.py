@@ -3,8 +3,11 @@ which trail takes a record when several run in one process."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway.audit.handler import AUDIT_LOGGER, AuditHandler, LogEvents, event_of
 from gateway.audit.queue import EventQueue
@@ -77,6 +81,39 @@ async def test_the_request_id_and_client_address_come_from_the_request() -> None
     [event] = queue.peek(10)
     assert event.request_id == answer.headers["x-request-id"]
     assert event.source == "203.0.113.9"  # behind a trusted proxy: the client it forwarded
+
+
+async def test_a_queued_event_keeps_nothing_of_the_request_alive() -> None:
+    """An event waits up to a batch interval: it holds the client's address parts, not
+    the request's scope (and through it everything the request touched)."""
+    scopes: list[weakref.ref[WeakScope]] = []
+
+    class WeakScope(dict[str, Any]):  # a dict that can be weakly referenced
+        pass
+
+    async def endpoint(request: Request) -> Response:
+        audit_event("route.resolve", "success", subject="c-0001")
+        return PlainTextResponse("ok")
+
+    inner = RequestIds(Starlette(routes=[Route("/", endpoint)]), trusted=["127.0.0.0/8"])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        kept = WeakScope(scope)
+        scopes.append(weakref.ref(kept))
+        await inner(kept, receive, send)
+
+    handler, queue = attached()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            await http.get("/", headers={"X-Forwarded-For": "198.51.100.4"})
+    finally:
+        handler.detach()
+    gc.collect()
+    assert len(queue) == 1
+    assert scopes[0]() is None  # gone, while its event is still queued
+    [event] = queue.peek(10)
+    assert event.source == "198.51.100.4"
 
 
 def test_a_record_goes_to_the_trail_of_its_own_thread() -> None:
