@@ -230,7 +230,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
         if request.url.path.startswith(API_PATHS):
             body = {"error": error, "error_description": f"{description} (ref {ref})."}
             return JSONResponse(body, status_code=status, headers=headers)
-        page = PageError(title, detail, status=status)
+        page = PageError(title, detail, status=status, headers=headers)
         page.ref = ref
         return pages.error(page)
 

@@ -199,7 +199,9 @@ def _open_health(config: Config) -> tuple[Store, SharedHealth]:
     from gateway.store import open_store
 
     store = config.settings.store
-    opened = open_store(store.backend, redis_url=store.redis_url, prefix=store.prefix)
+    opened = open_store(store.backend, redis_url=store.redis_url, prefix=store.prefix,
+                        timeout=store.timeout, connect_timeout=store.connect_timeout,
+                        circuit_open=store.circuit_open)
     return opened, SharedHealth(opened, config.systems)
 
 

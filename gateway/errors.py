@@ -119,9 +119,11 @@ class ProtocolError(RoamError):
 class PageError(RoamError):
     """An error shown to a person as a Chinese page with a reference id."""
 
-    def __init__(self, title: str, detail: str, *, status: int = 400) -> None:
+    def __init__(self, title: str, detail: str, *, status: int = 400,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{title}: {detail}")
         self.title = title
         self.detail = detail
         self.status = status
+        self.headers = headers or {}  # e.g. Retry-After on a 503
         self.ref = new_reference()

@@ -38,8 +38,10 @@ class Pages:
     def error(self, exc: PageError) -> HTMLResponse:
         log.warning("page error", extra={"ref": exc.ref, "status": exc.status,
                                          "detail": exc.detail})
-        return self.render(
+        page = self.render(
             "error.html",
             {"title": exc.title, "detail": exc.detail, "ref": exc.ref},
             status=exc.status,
         )
+        page.headers.update(exc.headers)
+        return page

@@ -294,8 +294,10 @@ def build_gateway(
                                  path_mode=settings.proxy.path_mode)
     owns_store, owns_http = store is None, http is None
     if store is None:
-        store = open_store(settings.store.backend, redis_url=settings.store.redis_url,
-                           prefix=settings.store.prefix)
+        section = settings.store
+        store = open_store(section.backend, redis_url=section.redis_url, prefix=section.prefix,
+                           timeout=section.timeout, connect_timeout=section.connect_timeout,
+                           circuit_open=section.circuit_open)
     if http is None:
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
     if metrics is None:

@@ -119,6 +119,12 @@ class StoreSection(Strict):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "roam:"
+    # seconds a Redis command's answer, and a new connection, may take: short, so that a
+    # frozen or unreachable Redis answers requests with 503 quickly instead of holding them
+    timeout: float = Field(default=1.0, ge=0.05, le=30)
+    connect_timeout: float = Field(default=1.0, ge=0.05, le=30)
+    # after a command timed out, calls fail at once for this many seconds (0: never)
+    circuit_open: float = Field(default=2.0, ge=0, le=60)
 
 
 class LoginSection(Strict):

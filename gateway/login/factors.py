@@ -112,7 +112,7 @@ class SimulatedSms:
         payload = {"code_sha256": _sha256(code), "expires": int(self.clock()) + self.ttl}
         await self.store.upsert(Kind.STEPUP_CODE, sid, payload, self.ttl)
         await self.store.upsert(Kind.STEPUP_SMS_OUTBOX, sid, {"code": code}, self.ttl)
-        log.info("stepup sms sent (simulated) sid=%s phone=%s", sid, mask_phone(phone))
+        log.info("stepup sms sent (simulated)", extra={"sid": sid, "phone": mask_phone(phone)})
         return code
 
     async def _void(self, sid: str) -> None:

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.audit import audit_event
-from gateway.errors import PageError
+from gateway.errors import PageError, StoreError, new_reference
 from gateway.identity import level_rank
 from gateway.ids import new_id
 from gateway.metrics.recorder import Metrics
@@ -122,7 +122,38 @@ class Authorizer:
         return local_path(value)
 
     async def authorize(self, request: Request) -> Response:
-        return await self._process(request, await request_params(request), pending=None)
+        pairs = await request_params(request)
+        try:
+            return await self._process(request, pairs, pending=None)
+        except StoreError as exc:
+            if "none" not in (first_param(pairs, "prompt") or "").split():
+                raise  # a person may be looking: the error page, with Retry-After
+            return self.unavailable(pairs, exc)
+
+    def unavailable(self, pairs: Sequence[tuple[str, str]], exc: StoreError) -> Response:
+        """A silent request (``prompt=none``) while the store does not answer: back to the
+        client with ``temporarily_unavailable`` (RFC 6749 §4.1.2.1) instead of leaving the
+        person on a gateway page no one asked to see. Only to a registered redirect URI
+        (``client_for`` needs no store: clients are configured)."""
+        ref = new_reference()
+        log.error("store failure", extra={"ref": ref, "path": "/authorize", "cause": str(exc)})
+        return self._redirect_error(pairs, "temporarily_unavailable",
+                                    f"The service is temporarily unavailable; try again "
+                                    f"shortly (ref {ref}).")
+
+    def _redirect_error(self, pairs: Sequence[tuple[str, str]], error: str,
+                        description: str) -> Response:
+        """``error`` to the client's redirect URI, re-checked first: never redirect
+        blindly."""
+        redirect_uri = first_param(pairs, "redirect_uri") or ""
+        self.client_for(pairs)
+        params = {"error": error, "error_description": description}
+        state = first_param(pairs, "state")
+        if state:
+            params["state"] = state
+        params["iss"] = self.issuer
+        log.info("authorize error", extra={"error": error, "description": description})
+        return RedirectResponse(add_query(redirect_uri, params), status_code=302)
 
     async def resume(self, request: Request) -> Response:
         pending = await self.find_pending(request.query_params.get("r"))
@@ -213,17 +244,9 @@ class Authorizer:
 
     async def fail(self, pending: Pending, error: str, description: str) -> Response:
         """Send an error back to the client of a parked (already validated) request."""
-        pairs = pending.pairs
-        redirect_uri = first_param(pairs, "redirect_uri") or ""
-        self.client_for(pairs)  # re-checks client and redirect URI: never redirect blindly
+        self.client_for(pending.pairs)
         await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
-        params = {"error": error, "error_description": description}
-        state = first_param(pairs, "state")
-        if state:
-            params["state"] = state
-        params["iss"] = self.issuer
-        log.info("authorize error", extra={"error": error, "description": description})
-        return RedirectResponse(add_query(redirect_uri, params), status_code=302)
+        return self._redirect_error(pending.pairs, error, description)
 
     async def _process(
         self, request: Request, pairs: list[tuple[str, str]], *, pending: Pending | None

@@ -5,7 +5,9 @@ database outage would not help. ``/readyz`` (readiness) says whether it should b
 traffic: the store answers, the signing keys every client needs are loaded, the
 configuration was loaded and checked (a process with a bad one never starts), and the
 audit trail can record (its sink is writable, writes are not failing, its queue is not
-full). Each check has :attr:`Probes.timeout` seconds; all run together. Not ready is
+full). Each check has :attr:`Probes.timeout` seconds (0.5: a frozen store makes the
+gateway not ready within a second, inside a load balancer's usual one-second probe
+timeout); all run together. Not ready is
 ``503`` with every check's state, the failing ones named; the answer carries no
 secret and no address — the causes are logged on ``roam.probes``.
 """
@@ -37,7 +39,7 @@ _PROBE_ID = "-readyz-"  # a key read and never written: the store must answer "n
 
 class Probes:
     def __init__(self, *, config: Config, store: Store, keys: KeyRing, audit: AuditTrail,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 0.5) -> None:
         self.config = config
         self.store = store
         self.keys = keys

@@ -71,8 +71,8 @@ def head_refused(status: int, headers: list[tuple[bytes, bytes]], pages: Pages) 
         page = PageError("请求头过大", "请求头或 Cookie 过大，请清除本站 Cookie 后重试。",
                          status=431)
         code = "request_header_too_large"
-    log.warning("request head refused ref=%s status=%s lines=%d", page.ref, status,
-                len(headers))
+    log.warning("request head refused",
+                extra={"ref": page.ref, "status": status, "lines": len(headers)})
     request = Request({"type": "http", "headers": headers})
     answer: Response = (pages.error(page) if is_navigation(request) else
                         JSONResponse({"error": code, "ref": page.ref}, status_code=status,

@@ -407,8 +407,9 @@ class Proxy:
                     yield chunk
             except UpstreamError as exc:
                 ref = new_reference()
-                log.warning("proxy response broken ref=%s system=%s instance=%s: %s: %s",
-                            ref, system.id, instance, type(exc).__name__, exc)
+                log.warning("proxy response broken", extra={
+                    "ref": ref, "system": system.id, "instance": instance,
+                    "cause": f"{type(exc).__name__}: {exc}"})
                 raise  # abort the connection: the client must not take a cut body as whole
             finally:
                 await resp.close()

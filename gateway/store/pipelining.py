@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError, NoScriptError
 
 __all__ = ["Pipeliner"]
 
@@ -30,6 +30,16 @@ class Pipeliner:
 
     async def command(self, *args: Any) -> Any:
         return await self._enqueue(args, None)
+
+    async def idempotent(self, *args: Any) -> Any:
+        """A command that may run twice with the same effect (a read, a ``DEL``): sent
+        again, once, if the connection broke under it. After a quick Redis restart the
+        pool's old connections are dead, and the first command on each would fail. A
+        script is never sent again: whether it ran on the old connection is unknown."""
+        try:
+            return await self._enqueue(args, None)
+        except ConnectionError:
+            return await self._enqueue(args, None)
 
     async def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA; a script the server lost (a restart, SCRIPT FLUSH) is loaded again."""

@@ -25,6 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.errors import StoreError
 from gateway.store.base import (
@@ -40,6 +41,7 @@ from gateway.store.base import (
     grant_of,
     load_payload,
 )
+from gateway.store.breaker import Breaker
 from gateway.store.pipelining import Pipeliner
 
 __all__ = ["RedisStore"]
@@ -166,9 +168,11 @@ return 0
 class RedisStore:
     """Shared, Cluster-ready store; scripts make consume and index updates atomic."""
 
-    def __init__(self, client: Redis, *, prefix: str = "roam:") -> None:
+    def __init__(self, client: Redis, *, prefix: str = "roam:",
+                 breaker: Breaker | None = None) -> None:
         self._client = client
         self._prefix = prefix
+        self._breaker = breaker if breaker is not None else Breaker(0)
         self._upsert = client.register_script(_UPSERT)
         self._index = client.register_script(_INDEX)
         self._consume = client.register_script(_CONSUME)
@@ -180,19 +184,23 @@ class RedisStore:
         self._pipeliner = Pipeliner(client)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "roam:") -> RedisStore:
-        """Open a pool; timeouts default to 5 s so a dead Redis fails a request, not hangs it.
-
-        The URL's query string (``?socket_timeout=…``) overrides those defaults.
+    def from_url(cls, url: str, *, prefix: str = "roam:", timeout: float = 1.0,
+                 connect_timeout: float = 1.0, circuit_open: float = 2.0) -> RedisStore:
+        """Open a pool; a command's answer may take ``timeout`` seconds and a connection
+        ``connect_timeout`` (``[store]``), so a frozen or dead Redis fails a request
+        quickly instead of holding it; after a timeout, calls fail at once for
+        ``circuit_open`` seconds (``gateway.store.breaker``). The URL's query string
+        (``?socket_timeout=…``) overrides the timeouts.
         """
         try:
-            client = Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=5.0)
+            client = Redis.from_url(url, socket_connect_timeout=connect_timeout,
+                                    socket_timeout=timeout)
         except ValueError:
             # from None: the original message may quote the URL, password included.
             raise StoreError(
                 "invalid redis URL (expected redis://, rediss:// or unix://)"
             ) from None
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, breaker=Breaker(circuit_open))
 
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                      version: str = "") -> None:
@@ -224,7 +232,7 @@ class RedisStore:
     async def find_text(self, kind: str, id: str) -> str | bytes | None:
         key = self._record_key(kind, id)
         with self._converted("find"):
-            raw = await self._pipeliner.command("HGET", key, "p")
+            raw = await self._pipeliner.idempotent("HGET", key, "p")
         if raw is not None and not isinstance(raw, bytes | str):
             raise StoreError("redis returned a record that is not JSON")
         return raw
@@ -243,7 +251,7 @@ class RedisStore:
     async def find_versioned(self, kind: str, id: str) -> Versioned | None:
         key = self._record_key(kind, id)
         with self._converted("find"):
-            raw, version, history = await self._pipeliner.command("HMGET", key, "p", "v", "h")
+            raw, version, history = await self._pipeliner.idempotent("HMGET", key, "p", "v", "h")
         if raw is None:
             return None
         previous = tuple(_text(history).split("\n")) if history else ()
@@ -290,7 +298,7 @@ class RedisStore:
     async def destroy(self, kind: str, id: str) -> None:
         key = self._record_key(kind, id)
         with self._converted("destroy"):
-            await self._pipeliner.command("DEL", key)
+            await self._pipeliner.idempotent("DEL", key)
 
     async def find_by_grant(self, grant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         with self._converted("find_by_grant"):
@@ -336,11 +344,17 @@ class RedisStore:
 
     @contextmanager
     def _converted(self, action: str) -> Iterator[None]:
-        """Callers see StoreError only; redis-py's own exceptions stop here."""
+        """Callers see StoreError only; redis-py's own exceptions stop here. A timeout
+        opens the breaker; while it is open nothing is sent."""
+        self._breaker.check()
         try:
             yield
+        except RedisTimeoutError as exc:
+            self._breaker.timed_out()
+            raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
+        self._breaker.answered()
 
     def _scrub(self, exc: BaseException) -> str:
         message = f"{type(exc).__name__}: {exc}"

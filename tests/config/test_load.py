@@ -55,6 +55,8 @@ idle_timeout = "soon"
 colour = "red"
 [store]
 backend = "mongo"
+timeout = 0
+connect_timeout = 60
 """
     clients = """
 [[client]]
@@ -82,6 +84,8 @@ redirect_uris = ["https://p.example/cb#frag"]
         f"{main_path}: session.idle_timeout",
         f"{main_path}: session.colour",
         f"{main_path}: store.backend",
+        f"{main_path}: store.timeout",
+        f"{main_path}: store.connect_timeout",
         f"{clients_path}: client[0].client_id",
         f"{clients_path}: client[0].redirect_uris",
         f"{clients_path}: client[0].scopes",

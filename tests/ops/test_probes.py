@@ -3,6 +3,9 @@ database that is not there, a key ring without a client's algorithm."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any
 
 import httpx
@@ -19,8 +22,8 @@ from tests.support.redis_server import started_redis_server, unused_port
 from tests.support.servers import free_port, serve
 
 
-def probe(url: str, path: str) -> tuple[int, dict[str, Any]]:
-    answer = httpx.get(f"{url}{path}", timeout=10)
+def probe(url: str, path: str, *, timeout: float = 10) -> tuple[int, dict[str, Any]]:
+    answer = httpx.get(f"{url}{path}", timeout=timeout)
     assert answer.headers["cache-control"] == "no-store"
     return answer.status_code, answer.json()
 
@@ -48,6 +51,27 @@ def test_not_ready_while_redis_is_down_and_ready_again_after() -> None:
             assert body["checks"]["audit"] == "ok"
             assert "redis" not in str(body)  # no address, no URL
             assert probe(url, "/healthz") == (200, {"status": "ok"})  # alive all the same
+
+
+def test_a_frozen_redis_makes_it_not_ready_within_a_second_and_ready_after() -> None:
+    """SIGSTOP: the connection stays open and nothing answers (a hung server, a network
+    that drops packets), the case a refused connection does not show."""
+    with started_redis_server() as redis:
+        port = free_port()
+        config = config_on_port(port, backend="redis", redis_url=redis.url, prefix="roamtest:")
+        with serve(create_app(config), port) as url:
+            assert probe(url, "/readyz")[0] == 200
+            os.kill(redis.process.pid, signal.SIGSTOP)
+            try:  # asked as a load balancer asks, giving up after a second
+                status, body = probe(url, "/readyz", timeout=1.0)
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)
+            assert (status, body["failing"], body["checks"]["store"]) == (
+                503, ["store"], "timed out")
+            deadline = time.monotonic() + 10
+            while probe(url, "/readyz")[0] != 200:  # recovers by itself
+                assert time.monotonic() < deadline, "still not ready after Redis resumed"
+                time.sleep(0.1)
 
 
 def with_audit_database(config: Config, dsn: str) -> Config:

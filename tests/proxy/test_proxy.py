@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -369,6 +371,54 @@ async def test_other_methods_are_405_before_any_upstream(gateway: str) -> None:
     assert allowed.json()["method"] == "OPTIONS"
 
 
+class Truncating:
+    """An upstream that promises 100 000 bytes, sends 10 and closes the connection."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(65536)):
+                    head += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 100000\r\n\r\n0123456789")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "h1"])
+async def test_a_truncated_upstream_body_is_one_log_line_and_a_cut_answer(
+        transport: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The head was sent on already, so the client's answer ends short (it sees the body
+    incomplete, never a whole-looking one); the gateway logs one line, no traceback."""
+    upstream = Truncating()
+    systems = Systems([system("cut", [upstream.url])], [ServiceItem(code=ITEM, name="事项")])
+    try:
+        with serve(gateway_app(systems, transport), proxy_headers=False) as url:
+            async with client(url) as http:
+                with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
+                    await http.get("/s/cut/x", headers=JSON)
+    finally:
+        upstream.close()
+    broken = [r for r in caplog.records if r.getMessage().startswith("proxy response broken")]
+    assert len(broken) == 1
+    assert getattr(broken[0], "system", None) == "cut"
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback anywhere
+    assert "Exception in ASGI application" not in caplog.text
+
+
 async def test_store_failure_is_503_with_retry_after(
         upstreams: tuple[str, str, str], caplog: pytest.LogCaptureFixture) -> None:
     """Redis down (nothing listens where the store points): 503 with Retry-After."""
@@ -393,6 +443,7 @@ async def test_store_failure_is_503_with_retry_after(
     # the log carries the ref shown, as a field of its own
     assert any(getattr(r, "ref", None) == api.json()["ref"] for r in caplog.records)
     assert page.status_code == 503
+    assert page.headers["retry-after"] == "5"  # the page says when to try again too
     assert "服务暂时不可用" in page.text
     assert "secret0" not in caplog.text
 
