@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.addresses import Network, client_address, scope_address, scope_peer
+from gateway.addresses import Network, client_address, scope_peer
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -107,8 +107,7 @@ def current_request_id() -> str | None:
 def current_client_address() -> str | None:
     """The client address of the request being served in this context (behind
     ``[gateway] trusted_proxies``, the one they forwarded), if any."""
-    served = _REQUEST_PEER.get()
-    return None if served is None else scope_address(*served) or None
+    return peer_address(current_peer())
 
 
 def current_peer() -> RequestPeer | None:

@@ -225,4 +225,3 @@ def freeze_startup_objects() -> None:
     bench/ops_cost.py). Objects frozen are still freed when their last reference goes."""
     gc.collect()
     gc.freeze()
-

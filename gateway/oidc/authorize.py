@@ -135,6 +135,7 @@ class Authorizer:
         client with ``temporarily_unavailable`` (RFC 6749 §4.1.2.1) instead of leaving the
         person on a gateway page no one asked to see. Only to a registered redirect URI
         (``client_for`` needs no store: clients are configured)."""
+        self.client_for(pairs)
         ref = new_reference()
         log.error("store failure", extra={"ref": ref, "path": "/authorize", "cause": str(exc)})
         return self._redirect_error(pairs, "temporarily_unavailable",
@@ -143,10 +144,9 @@ class Authorizer:
 
     def _redirect_error(self, pairs: Sequence[tuple[str, str]], error: str,
                         description: str) -> Response:
-        """``error`` to the client's redirect URI, re-checked first: never redirect
-        blindly."""
+        """``error`` to the request's redirect URI, which the caller checked with
+        ``client_for`` first: never redirect blindly."""
         redirect_uri = first_param(pairs, "redirect_uri") or ""
-        self.client_for(pairs)
         params = {"error": error, "error_description": description}
         state = first_param(pairs, "state")
         if state:
@@ -244,7 +244,7 @@ class Authorizer:
 
     async def fail(self, pending: Pending, error: str, description: str) -> Response:
         """Send an error back to the client of a parked (already validated) request."""
-        self.client_for(pending.pairs)
+        self.client_for(pending.pairs)  # re-checked: never redirect blindly
         await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
         return self._redirect_error(pending.pairs, error, description)
 

@@ -28,31 +28,29 @@ class Breaker:
     def __init__(self, open_for: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.open_for = open_for  # 0: never opens
         self.clock = clock
-        self._until = 0.0  # calls fail at once before this time
-        self._opened = False
+        self._until = 0.0  # calls fail at once before this time; 0: no timeout since the
+        # last answer (the outage, if any, is over)
 
     @property
     def open(self) -> bool:
-        return self._until > 0 and self.clock() < self._until
+        return bool(self._until) and self.clock() < self._until
 
     def check(self) -> None:
         """Raise StoreError while the breaker is open (the call is not sent)."""
-        if self._until and self.clock() < self._until:
+        if self.open:
             raise StoreError("store not asked: it timed out moments ago (circuit open)")
 
     def timed_out(self) -> None:
         """A call found no answer within the timeout: open for ``open_for`` seconds."""
         if self.open_for <= 0:
             return
-        self._until = self.clock() + self.open_for
-        if not self._opened:
-            self._opened = True
+        if not self._until:
             log.warning("store circuit opened: calls fail at once",
                         extra={"seconds": self.open_for})
+        self._until = self.clock() + self.open_for
 
     def answered(self) -> None:
         """A call got its answer: the store works."""
-        if self._opened:
-            self._opened = False
+        if self._until:
             self._until = 0.0
             log.warning("store circuit closed: the store answers again")

@@ -349,10 +349,9 @@ class RedisStore:
         self._breaker.check()
         try:
             yield
-        except RedisTimeoutError as exc:
-            self._breaker.timed_out()
-            raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
         except (RedisError, OSError) as exc:
+            if isinstance(exc, RedisTimeoutError):
+                self._breaker.timed_out()
             raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
         self._breaker.answered()
 
