@@ -310,7 +310,7 @@ def build_gateway(
     sessions = SessionManager(store, settings.session, issuer=issuer,
                               link_ttl=settings.tokens.refresh_token_ttl)
     active = ActiveTokens(store, sessions)
-    refresh = RefreshTokens(active)
+    refresh = RefreshTokens(active, reuse_interval=settings.tokens.refresh_reuse_interval)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
     source = source or open_source(config, store)

@@ -113,6 +113,9 @@ class TokensSection(Strict):
     access_token_ttl: int = Field(default=600, ge=30)
     id_token_ttl: int = Field(default=600, ge=30)
     refresh_token_ttl: int = Field(default=1209600, ge=60)
+    # seconds a refresh token just rotated may be presented again and get the same new
+    # token (a retry after a lost answer, concurrent copies) instead of ending the grant
+    refresh_reuse_interval: int = Field(default=30, ge=0, le=300)
 
 
 class StoreSection(Strict):

@@ -11,6 +11,15 @@ swap proves it and returns the grant, authlib issues. Exactly one of any number 
 uses wins; a token the grant retired (a replay, or the loser of a race) revokes the grant;
 a token never issued changes nothing. The store holds digests only.
 
+A rotation whose answer is lost (a timeout, a process killed, a stalled Redis that runs
+the swap later) must not cost the grant, so a token just rotated may be presented again
+for ``[tokens] refresh_reuse_interval`` seconds (Hydra's ``refresh_token_reuse_interval``,
+Okta's grace period): it gets the same new token back, not a revocation. The swap leaves
+that token in the store sealed with a key derived from the one presented (AES-GCM under
+HKDF-SHA256 of it), so only a holder of the rotated token can read it, and the store
+still holds nothing usable by itself. Concurrent copies of one token all get the same new
+one; replay outside the window, or of an older token, still revokes the grant.
+
 The session is looked up only while that can change the answer. Logging out, revoking or
 another person's login revoke the session's grants outright, so a lookup can only catch
 the session running out of time. Each check writes into the next token when the session
@@ -26,12 +35,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.ids import new_id
 from gateway.oidc.active import ActiveTokens
@@ -40,7 +55,8 @@ from gateway.oidc.grant import Grant
 from gateway.sessions import Session
 from gateway.store.base import Advance, Kind
 
-__all__ = ["NEVER", "Description", "PresentedToken", "RefreshTokens", "Touch", "token_digest"]
+__all__ = ["NEVER", "Description", "PresentedToken", "RefreshTokens", "Rotated", "Touch",
+           "seal_next", "token_digest", "unseal_next"]
 
 NEVER = -1
 """``session_until`` of grants no session lookup can end (offline, or made without one)."""
@@ -51,6 +67,39 @@ _SHAPE = re.compile(r"[A-Za-z0-9_-]{16,1024}\.[A-Za-z0-9_-]{43}")
 def token_digest(token: str) -> str:
     raw = hashlib.sha256(token.encode()).digest()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _sealing_key(presented: str) -> AESGCM:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"roam refresh-token reuse v1")
+    return AESGCM(hkdf.derive(presented.encode()))
+
+
+def seal_next(presented: str, next_token: str, grant_id: str) -> str:
+    """``next_token``, readable only with ``presented`` (the token it replaces)."""
+    nonce = os.urandom(12)
+    sealed = _sealing_key(presented).encrypt(nonce, next_token.encode(), grant_id.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+
+def unseal_next(presented: str, memo: str, grant_id: str) -> str | None:
+    """What :func:`seal_next` sealed; None if ``memo`` was not sealed with ``presented``."""
+    try:
+        raw = base64.urlsafe_b64decode(memo + "=" * (-len(memo) % 4))
+        return _sealing_key(presented).decrypt(raw[:12], raw[12:], grant_id.encode()).decode()
+    except (binascii.Error, ValueError, InvalidTag):
+        return None
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A rotation that proved the token: the grant, and the token that now follows it —
+    the caller's own (``"advanced"``), or the one an earlier use of the same token got
+    (``"repeated"``, within the reuse window)."""
+
+    grant: Grant
+    outcome: Advance
+    next_token: str
 
 
 @dataclass(frozen=True)
@@ -114,11 +163,12 @@ Touch = Callable[[], Awaitable[None]]
 
 
 class RefreshTokens:
-    def __init__(self, active: ActiveTokens, *,
+    def __init__(self, active: ActiveTokens, *, reuse_interval: float = 0,
                  clock: Callable[[], float] = time.time) -> None:
         self.active = active
         self.store = active.store
         self.settings = active.sessions.settings
+        self.reuse_interval = reuse_interval  # seconds a rotated token may come again
         self.clock = clock
 
     def first(self, grant: Grant, *, jkt: str | None = None) -> str:
@@ -147,16 +197,26 @@ class RefreshTokens:
     def next_token(self, presented: PresentedToken) -> str:
         return presented.description.token()
 
-    async def rotate(self, presented: PresentedToken,
-                     next_token: str) -> tuple[Grant, Advance] | None:
-        """Swap the grant's current token for ``next_token`` if ``presented`` is it."""
-        found = await self.store.advance(Kind.GRANT, presented.description.grant_id,
-                                         token_digest(presented.token),
-                                         token_digest(next_token))
+    async def rotate(self, presented: PresentedToken, next_token: str) -> Rotated | None:
+        """Swap the grant's current token for ``next_token`` if ``presented`` is it; within
+        the reuse window after it was swapped, the token that replaced it. None: no such
+        grant (revoked, expired)."""
+        grant_id = presented.description.grant_id
+        memo = ""
+        if self.reuse_interval > 0:
+            memo = seal_next(presented.token, next_token, grant_id)
+        found = await self.store.advance(Kind.GRANT, grant_id, token_digest(presented.token),
+                                         token_digest(next_token), memo=memo,
+                                         reuse_for=self.reuse_interval)
         if found is None:
             return None
-        payload, outcome = found
-        return Grant.from_dict(payload), outcome
+        grant = Grant.from_dict(found.payload)
+        if found.outcome != "repeated":
+            return Rotated(grant, found.outcome, next_token)
+        earlier = unseal_next(presented.token, found.memo, grant_id)
+        if earlier is None:  # not sealed with this token: a record no rotation wrote
+            return Rotated(grant, "unknown", next_token)
+        return Rotated(grant, "repeated", earlier)
 
     async def lookup(self, token: str) -> tuple[Grant, bool] | None:
         """Revocation and introspection: the grant of a *current* token and whether its

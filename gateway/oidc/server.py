@@ -235,19 +235,22 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             # Checked before the swap: a thief without the key cannot retire the token.
             return self._refuse(request, "The refresh token is bound to another DPoP key.")
         work = request.work
-        work.next_refresh_token = self.refresh.next_token(presented)
-        rotated = await self.refresh.rotate(presented, work.next_refresh_token)
-        if rotated is None or rotated[1] == "unknown":
+        rotated = await self.refresh.rotate(presented, self.refresh.next_token(presented))
+        if rotated is None or rotated.outcome == "unknown":
             return self._refuse(request, "The refresh token is invalid, expired or revoked.")
-        grant, outcome = rotated
-        if outcome == "retired":
-            # A replay, or the loser of a race: another copy exists. End the grant.
+        grant = rotated.grant
+        if rotated.outcome == "retired":
+            # A replay past the reuse window: another copy exists. End the grant.
             await self.store.revoke_by_grant(grant.grant_id)
             audit_event("grant.revoke", "success", subject=grant.identity.subject,
                         client=grant.client_id, sid=grant.sid,
                         reason="refresh token used twice")
             return self._refuse(request, "This refresh token was already used; "
                                          "its grant is revoked.")
+        # "repeated": used again within the reuse window (a retry whose answer was lost,
+        # or a concurrent copy): the token its first use got, not a revocation
+        work.next_refresh_token = rotated.next_token
+        work.reused = rotated.outcome == "repeated"
         work.refreshed = grant
         return None
 

@@ -68,7 +68,8 @@ def audit_token(request: HttpRequest, reply: Reply) -> None:
         audit_event(action, "success", subject=subject, client=client_id,
                     grant_type=grant_type, sid=sid, scope=body.get("scope"),
                     token_type=body.get("token_type"), refresh="refresh_token" in body,
-                    id_token_issued="id_token" in body)
+                    id_token_issued="id_token" in body,
+                    reused=request.work.reused)  # a retry within the reuse window
     else:
         audit_event(action, "error" if reply.status >= 500 else "failure", subject=subject,
                     client=client_id, grant_type=grant_type, sid=sid, status=reply.status,

@@ -33,6 +33,7 @@ class StoreWork:
     # a refresh: the token that replaces the presented one, and the grant the swap proved
     next_refresh_token: str | None = None
     refreshed: Grant | None = None
+    reused: bool = False  # the token came again within the reuse window
     # a code's redemption: the grant record (and its version) that replaces the pending
     # one, written before anything is sent and only if no revocation removed it
     issued: tuple[Grant, str] | None = None

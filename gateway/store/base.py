@@ -8,6 +8,10 @@ A record may also carry a *version*: an opaque string that ``advance`` replaces 
 compare-and-swap, remembering the last ``VERSION_HISTORY`` versions it replaced. Rotating
 refresh tokens is that: the grant's version is its current token's digest, so one atomic
 call on one key both checks a token and retires it, and a retired one is recognised.
+An advance may leave a *memo* for a short while (``reuse_for``): whoever presents the
+version it just replaced again in that time gets the memo back (``"repeated"``) instead
+of ``"retired"`` — the refresh-token reuse grace window, which makes a rotation safe to
+repeat when its answer was lost.
 
 ``swap`` is the other way to change a versioned record: optimistic concurrency. A writer
 reads the record and its version (``find_versioned``), computes the next payload, and
@@ -33,12 +37,14 @@ from gateway.errors import StoreError
 __all__ = [
     "VERSION_HISTORY",
     "Advance",
+    "Advanced",
     "Counted",
     "Kind",
     "Store",
     "Versioned",
     "check_delta",
     "check_kind",
+    "check_reuse",
     "check_ttl",
     "check_version",
     "dump_payload",
@@ -50,9 +56,18 @@ VERSION_HISTORY = 16
 """How many replaced versions a record remembers (newest first)."""
 
 
-Advance = Literal["advanced", "retired", "unknown"]
-"""What ``advance`` found: the expected version (now replaced), one it had replaced
-before, or neither."""
+Advance = Literal["advanced", "repeated", "retired", "unknown"]
+"""What ``advance`` found: the expected version (now replaced); the version the last
+advance replaced, presented again within its ``reuse_for`` (nothing changed); one it had
+replaced before; or neither."""
+
+
+class Advanced(NamedTuple):
+    """What ``advance`` answers for a live record."""
+
+    payload: dict[str, Any]
+    outcome: Advance
+    memo: str = ""  # ``"repeated"``: the memo the advance that replaced the version left
 
 
 class Kind(StrEnum):
@@ -129,6 +144,18 @@ def check_version(version: str, *, empty_ok: bool = False) -> str:
     return version
 
 
+MAX_REUSE = 3600.0
+"""The longest ``reuse_for`` an advance may ask (seconds)."""
+
+
+def check_reuse(memo: str, reuse_for: float) -> None:
+    """A memo is a string (kept only with a positive ``reuse_for``, at most an hour)."""
+    if not isinstance(memo, str) or len(memo) > 4096:
+        raise ValueError("a memo must be a string of at most 4096 characters")
+    if not 0 <= reuse_for <= MAX_REUSE:  # NaN fails this too
+        raise ValueError(f"reuse_for must be between 0 and {MAX_REUSE:.0f} seconds")
+
+
 def grant_of(payload: Mapping[str, Any]) -> str | None:
     """The grant a payload belongs to; only a non-empty string counts, in both stores."""
     grant_id = payload.get("grant_id")
@@ -192,13 +219,16 @@ class Store(Protocol):
     async def find_versioned(self, kind: str, id: str) -> Versioned | None:
         """As ``find``, with the record's version and the versions it replaced."""
 
-    async def advance(self, kind: str, id: str, expected: str,
-                      new: str) -> tuple[dict[str, Any], Advance] | None:
+    async def advance(self, kind: str, id: str, expected: str, new: str, *,
+                      memo: str = "", reuse_for: float = 0) -> Advanced | None:
         """Replace the version with ``new`` if it is ``expected``, atomically; and the payload.
 
         ``"advanced"`` for exactly one caller however many race with the same ``expected``
-        (which then heads the history); ``"retired"`` if ``expected`` is in the history;
-        ``"unknown"`` otherwise; None if the record is absent or expired. Only an advance
+        (which then heads the history). With ``reuse_for`` > 0 that advance also keeps
+        ``memo`` for ``reuse_for`` seconds: until then, ``expected`` presented again is
+        ``"repeated"`` with that memo, and nothing changes (so the same call, sent twice,
+        answers alike). Otherwise ``"retired"`` if ``expected`` is in the history;
+        ``"unknown"`` if not; None if the record is absent or expired. Only an advance
         changes anything, and never the payload or the TTL.
         """
 

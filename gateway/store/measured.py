@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import StoreError
-from gateway.store.base import Advance, Counted, Store, Versioned
+from gateway.store.base import Advanced, Counted, Store, Versioned
 
 __all__ = ["OPERATIONS", "MeasuredStore", "StoreMeter"]
 
@@ -68,9 +68,10 @@ class MeasuredStore:
     async def find_versioned(self, kind: str, id: str) -> Versioned | None:
         return await self._run("find_versioned", self.inner.find_versioned(kind, id))
 
-    async def advance(self, kind: str, id: str, expected: str,
-                      new: str) -> tuple[dict[str, Any], Advance] | None:
-        return await self._run("advance", self.inner.advance(kind, id, expected, new))
+    async def advance(self, kind: str, id: str, expected: str, new: str, *,
+                      memo: str = "", reuse_for: float = 0) -> Advanced | None:
+        return await self._run("advance", self.inner.advance(kind, id, expected, new,
+                                                             memo=memo, reuse_for=reuse_for))
 
     async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                       version: str = "") -> bool:

@@ -19,11 +19,12 @@ import orjson
 
 from gateway.store.base import (
     VERSION_HISTORY,
-    Advance,
+    Advanced,
     Counted,
     Versioned,
     check_delta,
     check_kind,
+    check_reuse,
     check_ttl,
     check_version,
     dump_payload,
@@ -44,6 +45,7 @@ class _Record:
     consumed: bool = False
     version: str = ""
     previous: tuple[str, ...] = ()
+    reuse: tuple[str, float, str] | None = None  # (replaced version, until, memo)
 
 
 @dataclass(slots=True)
@@ -121,18 +123,25 @@ class MemoryStore:
             return None
         return Versioned(_load(record.text), record.version, record.previous)
 
-    async def advance(self, kind: str, id: str, expected: str,
-                      new: str) -> tuple[dict[str, Any], Advance] | None:
+    async def advance(self, kind: str, id: str, expected: str, new: str, *,
+                      memo: str = "", reuse_for: float = 0) -> Advanced | None:
         check_version(expected)
         check_version(new)
+        check_reuse(memo, reuse_for)
         record = self._live(_key(kind, id))
         if record is None:
             return None
+        now = self._clock()
         if record.version != expected:
-            return _load(record.text), "retired" if expected in record.previous else "unknown"
+            reuse = record.reuse
+            if reuse is not None and reuse[0] == expected and now < reuse[1]:
+                return Advanced(_load(record.text), "repeated", reuse[2])
+            return Advanced(_load(record.text),
+                            "retired" if expected in record.previous else "unknown")
         record.previous = (expected, *record.previous)[:VERSION_HISTORY]
         record.version = new
-        return _load(record.text), "advanced"
+        record.reuse = (expected, now + reuse_for, memo) if reuse_for > 0 else None
+        return Advanced(_load(record.text), "advanced")
 
     async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                       version: str = "") -> bool:

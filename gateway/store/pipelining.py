@@ -35,15 +35,26 @@ class Pipeliner:
         """A command that may run twice with the same effect (a read, a ``DEL``): sent
         again, once, if the connection broke under it. After a quick Redis restart the
         pool's old connections are dead, and the first command on each would fail. A
-        script is never sent again: whether it ran on the old connection is unknown."""
+        script is sent again only when it says it may (:meth:`script`): whether it ran on
+        the old connection is unknown."""
         try:
             return await self._enqueue(args, None)
         except ConnectionError:
             return await self._enqueue(args, None)
 
-    async def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA; a script the server lost (a restart, SCRIPT FLUSH) is loaded again."""
-        return await self._enqueue(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+    async def script(self, script: AsyncScript, keys: list[str], args: list[Any], *,
+                     repeatable: bool = False) -> Any:
+        """EVALSHA; a script the server lost (a restart, SCRIPT FLUSH) is loaded again.
+        ``repeatable``: the caller knows a second run answers as the first would have
+        (``RedisStore.advance`` with a reuse window), so it is sent again, once, if the
+        connection broke under it."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        if not repeatable:
+            return await self._enqueue(command, script)
+        try:
+            return await self._enqueue(command, script)
+        except ConnectionError:
+            return await self._enqueue(command, script)
 
     def _enqueue(self, args: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

@@ -3,8 +3,10 @@
 Layout, chosen so every command and script touches exactly one key (Redis Cluster safe):
 
 * a record is a hash at ``{prefix}{{kind:id}}`` with fields ``p`` (payload JSON),
-  ``g`` (its grant id, if any), ``c`` (set once consumed), ``v`` (its version, if any) and
-  ``h`` (replaced versions, newest first, newline-separated); it always carries a TTL;
+  ``g`` (its grant id, if any), ``c`` (set once consumed), ``v`` (its version, if any),
+  ``h`` (replaced versions, newest first, newline-separated) and, for an advance's reuse
+  window, ``r``, ``t`` and ``m`` (the version it replaced, until when in epoch
+  milliseconds, the memo); it always carries a TTL;
 * a counter (``incr``) is a hash at the same key as a record would be, with field ``n``
   and the TTL its first increment set;
 * a grant index is a set at ``{prefix}grant:{{grant_id}}`` of record keys; its TTL is
@@ -18,7 +20,8 @@ names them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,10 +34,12 @@ from gateway.errors import StoreError
 from gateway.store.base import (
     VERSION_HISTORY,
     Advance,
+    Advanced,
     Counted,
     Versioned,
     check_delta,
     check_kind,
+    check_reuse,
     check_ttl,
     check_version,
     dump_payload,
@@ -61,14 +66,20 @@ return 1
 """
 
 # Compare-and-swap of the version; the replaced one goes to the front of the history,
-# which keeps at most ARGV[3] entries. {payload, 1}: advanced, {payload, 2}: ARGV[1] is
-# in the history, {payload, 0}: neither; nil: no such record.
+# which keeps at most ARGV[3] entries. With ARGV[5] (until when, epoch ms) not 0 the
+# advance also keeps 'r' (the version it replaced), 't' (ARGV[5]) and 'm' (the memo
+# ARGV[4]); ARGV[6] is now (epoch ms).
+# {payload, 1}: advanced; {payload, 3, memo}: ARGV[1] is 'r' and 't' is not past;
+# {payload, 2}: ARGV[1] is in the history; {payload, 0}: neither; nil: no such record.
 _ADVANCE = """
-local fields = redis.call('HMGET', KEYS[1], 'p', 'v', 'h')
+local fields = redis.call('HMGET', KEYS[1], 'p', 'v', 'h', 'r', 't', 'm')
 if not fields[1] then
   return false
 end
 if fields[2] ~= ARGV[1] then
+  if fields[4] == ARGV[1] and (tonumber(fields[5]) or 0) > tonumber(ARGV[6]) then
+    return {fields[1], 3, fields[6]}
+  end
   if fields[3] then
     for entry in string.gmatch(fields[3], '[^\\n]+') do
       if entry == ARGV[1] then
@@ -91,6 +102,11 @@ if fields[3] then
   end
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'h', history)
+if ARGV[5] ~= '0' then
+  redis.call('HSET', KEYS[1], 'r', ARGV[1], 't', ARGV[5], 'm', ARGV[4])
+else
+  redis.call('HDEL', KEYS[1], 'r', 't', 'm')
+end
 return {fields[1], 1}
 """
 
@@ -115,7 +131,7 @@ elseif not held[1] or (held[2] or '') ~= ARGV[5] then
 end
 """ + _UPSERT
 
-_OUTCOMES: dict[int, Advance] = {0: "unknown", 1: "advanced", 2: "retired"}
+_OUTCOMES: dict[int, Advance] = {0: "unknown", 1: "advanced", 2: "retired", 3: "repeated"}
 
 # PTTL is -1 for a set SADD just created (no expiry yet) and -2 for a missing key; both
 # are below any real TTL, so one comparison covers them.
@@ -169,8 +185,10 @@ class RedisStore:
     """Shared, Cluster-ready store; scripts make consume and index updates atomic."""
 
     def __init__(self, client: Redis, *, prefix: str = "roam:",
-                 breaker: Breaker | None = None) -> None:
+                 breaker: Breaker | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._client = client
+        self._clock = clock  # wall time: every gateway process compares reuse windows by it
         self._prefix = prefix
         self._breaker = breaker if breaker is not None else Breaker(0)
         self._upsert = client.register_script(_UPSERT)
@@ -185,7 +203,8 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "roam:", timeout: float = 1.0,
-                 connect_timeout: float = 1.0, circuit_open: float = 2.0) -> RedisStore:
+                 connect_timeout: float = 1.0, circuit_open: float = 2.0,
+                 clock: Callable[[], float] = time.time) -> RedisStore:
         """Open a pool; a command's answer may take ``timeout`` seconds and a connection
         ``connect_timeout`` (``[store]``), so a frozen or dead Redis fails a request
         quickly instead of holding it; after a timeout, calls fail at once for
@@ -200,7 +219,7 @@ class RedisStore:
             raise StoreError(
                 "invalid redis URL (expected redis://, rediss:// or unix://)"
             ) from None
-        return cls(client, prefix=prefix, breaker=Breaker(circuit_open))
+        return cls(client, prefix=prefix, breaker=Breaker(circuit_open), clock=clock)
 
     async def upsert(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                      version: str = "") -> None:
@@ -257,19 +276,27 @@ class RedisStore:
         previous = tuple(_text(history).split("\n")) if history else ()
         return Versioned(_load(raw), _text(version), previous)
 
-    async def advance(self, kind: str, id: str, expected: str,
-                      new: str) -> tuple[dict[str, Any], Advance] | None:
+    async def advance(self, kind: str, id: str, expected: str, new: str, *,
+                      memo: str = "", reuse_for: float = 0) -> Advanced | None:
         key = self._record_key(kind, id)
         check_version(expected)
         check_version(new)
+        check_reuse(memo, reuse_for)
+        now = int(self._clock() * 1000)
+        until = now + math.ceil(reuse_for * 1000) if reuse_for > 0 else 0
+        args = [expected, new, VERSION_HISTORY, memo, until, now]
         with self._converted("advance"):
-            reply = await self._pipeliner.script(self._advance, [key],
-                                                 [expected, new, VERSION_HISTORY])
+            # With a reuse window the call is safe to send twice: if the first ran, the
+            # second is "repeated" with this call's own memo.
+            reply = await self._pipeliner.script(self._advance, [key], args,
+                                                 repeatable=reuse_for > 0)
         if reply is None:
             return None
-        if not isinstance(reply, list) or len(reply) != 2 or reply[1] not in _OUTCOMES:
+        if not isinstance(reply, list) or len(reply) not in (2, 3) \
+                or reply[1] not in _OUTCOMES:
             raise StoreError("redis advance returned an unexpected reply")
-        return _load(reply[0]), _OUTCOMES[reply[1]]
+        memo_back = _text(reply[2]) if len(reply) == 3 else ""
+        return Advanced(_load(reply[0]), _OUTCOMES[reply[1]], memo_back)
 
     async def replace(self, kind: str, id: str, payload: Mapping[str, Any], ttl: int, *,
                       version: str = "") -> bool:

@@ -47,14 +47,23 @@ def test_every_step_is_audited_and_nothing_secret_is_kept(
             "username": CITIZEN, "password": "Wrong-Pass-1"})
         assert failed.status_code == 401
         request_ids = {"login failure": failed.headers["x-request-id"]}
-        # then the right one, a code, tokens, a refresh, a replay of the old refresh token
+        # then the right one, a code, tokens, a refresh, the same refresh again (a retry
+        # within the reuse window), one more, and a replay of the first refresh token
         client, token, _ = full_login(url, browser)
         secrets += [token["access_token"], token["refresh_token"], token["id_token"]]
         refreshed = client.refresh_token(f"{url}/token", refresh_token=token["refresh_token"])
         secrets += [refreshed["access_token"], refreshed["refresh_token"]]
+        form = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+        retry = httpx.post(f"{url}/token", auth=("changsha-gov", SECRETS["changsha-gov"]),
+                           data=form)
+        assert retry.status_code == 200
+        secrets.append(retry.json()["access_token"])
+        retry_id = retry.headers["x-request-id"]
+        onward = client.refresh_token(f"{url}/token",
+                                      refresh_token=refreshed["refresh_token"])
+        secrets += [onward["access_token"], onward["refresh_token"]]
         replay = httpx.post(f"{url}/token", auth=("changsha-gov", SECRETS["changsha-gov"]),
-                            data={"grant_type": "refresh_token",
-                                  "refresh_token": token["refresh_token"]})
+                            data=form)
         assert replay.status_code == 400
         request_ids["token.refresh failure"] = replay.headers["x-request-id"]
         revoked = httpx.post(f"{url}/revoke", auth=("changsha-gov", SECRETS["changsha-gov"]),
@@ -88,6 +97,10 @@ def test_every_step_is_audited_and_nothing_secret_is_kept(
     assert by_name["token.issue success"]["details"]["grant_type"] == "authorization_code"
     assert by_name["token.issue success"]["details"]["id_token_issued"] is True
     assert by_name["route.resolve success"]["system"]
+    reused = [e["details"]["reused"] for e in stored if e["action"] == "token.refresh"
+              and e["outcome"] == "success"]
+    assert reused == [False, True, False]
+    assert next(e for e in stored if e["request_id"] == retry_id)["details"]["reused"]
     assert anyio.run(verify_trail, FileSink(trail_path)).ok
 
     everything = trail_path.read_text("utf-8") + caplog.text + "".join(

@@ -95,8 +95,13 @@ def test_revoking_an_access_token_spares_the_grant(gateway_url: str,
 
 def test_refresh_reuse_shows_as_inactive(gateway_url: str, browser: httpx.Client) -> None:
     client, token, _ = full_login(gateway_url, browser)
-    rotated = client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
-    with pytest.raises(OAuthError):
+    between = client.refresh_token(f"{gateway_url}/token",
+                                   refresh_token=token["refresh_token"])
+    # a rotated token is not active, even within the reuse window
+    assert introspect(gateway_url, token["refresh_token"]).json() == {"active": False}
+    rotated = client.refresh_token(f"{gateway_url}/token",
+                                   refresh_token=between["refresh_token"])
+    with pytest.raises(OAuthError):  # two rotations back: a replay
         client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
     for dead in (rotated["refresh_token"], rotated["access_token"], token["access_token"]):
         assert introspect(gateway_url, dead).json() == {"active": False}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -13,7 +14,15 @@ from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.grant import Grant
-from gateway.oidc.refresh import NEVER, Description, RefreshTokens, token_digest
+from gateway.oidc.refresh import (
+    NEVER,
+    Description,
+    RefreshTokens,
+    Rotated,
+    seal_next,
+    token_digest,
+    unseal_next,
+)
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import VERSION_HISTORY, Kind
 from gateway.store.memory import MemoryStore
@@ -21,6 +30,27 @@ from tests.support.gateway import SECRETS
 from tests.support.rp import full_login
 
 AUTH = ("changsha-gov", SECRETS["changsha-gov"])
+WINDOW = 30  # [tokens] refresh_reuse_interval, as shipped
+
+
+class Later:
+    """The store's clock, moved forward by hand: a reuse window passes without a wait."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+
+@pytest.fixture(scope="module")
+def later() -> Later:
+    return Later()
+
+
+@pytest.fixture(scope="module")
+def store(later: Later) -> MemoryStore:
+    return MemoryStore(clock=later)
 
 
 def refresh(gateway_url: str, token: str, **extra: str) -> httpx.Response:
@@ -31,18 +61,59 @@ def refresh(gateway_url: str, token: str, **extra: str) -> httpx.Response:
 # --- through the token endpoint ------------------------------------------------------------
 
 
-def test_concurrent_refresh_with_one_token_succeeds_once_and_ends_the_grant(
+def test_concurrent_copies_of_one_token_all_get_the_same_new_one(
         gateway_url: str, browser: httpx.Client) -> None:
     _, token, _ = full_login(gateway_url, browser)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda _: refresh(gateway_url, token["refresh_token"]),
                                 range(16)))
-    winners = [a.json() for a in answers if a.status_code == 200]
-    assert len(winners) == 1
-    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code != 200)
-    # the losers held a copy of a token that was already used: the grant ends
-    assert refresh(gateway_url, winners[0]["refresh_token"]).json()["error"] == "invalid_grant"
+    assert [a.status_code for a in answers] == [200] * 16
+    new = {a.json()["refresh_token"] for a in answers}
+    assert len(new) == 1, "one rotation; the other copies got its token"
+    # the access tokens are each their own, and all good
+    assert len({a.json()["access_token"] for a in answers}) == 16
+    following = refresh(gateway_url, new.pop())
+    assert following.status_code == 200, "no copy ended the grant"
+
+
+def test_a_retry_within_the_window_keeps_the_grant(gateway_url: str,
+                                                   browser: httpx.Client) -> None:
+    client, token, _ = full_login(gateway_url, browser)
+    first = client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
+    # the RP never saw that answer (a timeout) and sends the old token again
+    retry = client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
+    assert retry["refresh_token"] == first["refresh_token"]
+    assert retry["access_token"] != first["access_token"]
+    userinfo = httpx.get(f"{gateway_url}/userinfo",
+                         headers={"Authorization": f"Bearer {retry['access_token']}"})
+    assert userinfo.status_code == 200
+    onward = client.refresh_token(f"{gateway_url}/token", refresh_token=retry["refresh_token"])
+    assert onward["refresh_token"] != retry["refresh_token"]
+
+
+def test_a_replay_after_the_window_ends_the_grant(gateway_url: str, browser: httpx.Client,
+                                                  later: Later) -> None:
+    client, token, _ = full_login(gateway_url, browser)
+    first = client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
+    later.skipped += WINDOW + 1
+    replay = refresh(gateway_url, token["refresh_token"])
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    assert refresh(gateway_url, first["refresh_token"]).json()["error"] == "invalid_grant"
+    gone = httpx.get(f"{gateway_url}/userinfo",
+                     headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert gone.status_code == 401
+
+
+def test_an_older_token_within_the_window_still_ends_the_grant(gateway_url: str,
+                                                               browser: httpx.Client) -> None:
+    client, token, _ = full_login(gateway_url, browser)
+    first = client.refresh_token(f"{gateway_url}/token", refresh_token=token["refresh_token"])
+    second = client.refresh_token(f"{gateway_url}/token", refresh_token=first["refresh_token"])
+    # the first token was rotated two steps ago: a copy someone else holds
+    assert refresh(gateway_url, token["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refresh(gateway_url, second["refresh_token"]).json()["error"] == "invalid_grant"
 
 
 def test_the_store_keeps_digests_never_refresh_tokens(gateway_url: str, browser: httpx.Client,
@@ -130,12 +201,13 @@ class Clock:
 class Rig:
     """A session, a grant made in it and its current refresh token, on a fake clock."""
 
-    def __init__(self, *, offline: bool = False) -> None:
+    def __init__(self, *, offline: bool = False, reuse_interval: float = 0) -> None:
         self.clock = Clock()
         self.store = MemoryStore(clock=self.clock)
         sessions = SessionManager(self.store, SessionSection(idle_timeout=IDLE),
                                   issuer="http://127.0.0.1:1", clock=self.clock)
-        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions), clock=self.clock)
+        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions),
+                                     reuse_interval=reuse_interval, clock=self.clock)
         now = int(self.clock.now)
         self.session = Session(sid="sid-1", identity=IDENTITY, created=now, last_seen=now)
         self.grant = Grant(grant_id="g" * 22, client_id="changsha-gov", identity=IDENTITY,
@@ -160,8 +232,7 @@ class Rig:
         assert presented is not None
         new = self.refresh.next_token(presented)
         rotated = await self.refresh.rotate(presented, new)
-        assert rotated is not None
-        assert rotated == (self.grant, "advanced")
+        assert rotated == Rotated(self.grant, "advanced", new)
         if touch is not None:
             await touch()
         self.token = new
@@ -228,8 +299,9 @@ async def test_a_token_is_current_only_with_its_exact_description() -> None:
     tampered = f"{widened.partition('.')[0]}.{secret}"
     presented, _ = await rig.refresh.present(tampered)
     assert presented is not None, "a description is believed only after the swap"
-    assert await rig.refresh.rotate(presented, rig.refresh.next_token(presented)) == (
-        rig.grant, "unknown")
+    rotated = await rig.refresh.rotate(presented, rig.refresh.next_token(presented))
+    assert rotated is not None
+    assert (rotated.grant, rotated.outcome) == (rig.grant, "unknown")
     assert await rig.refresh.lookup(tampered) is None
     assert await rig.refresh.lookup(rig.token) == (rig.grant, True)
 
@@ -246,3 +318,46 @@ def test_descriptions_round_trip_and_refuse_junk() -> None:
                  "WyJhIiwiYiIsImMiLG51bGxd." + secret,  # four fields
                  "eyJhIjoxLCJiIjoyLCJjIjozfQ." + secret):  # an object
         assert Description.of(junk) is None, junk
+
+
+# --- the reuse window, unit by unit ----------------------------------------------------------
+
+
+async def test_without_a_window_a_second_use_is_retired() -> None:
+    rig = Rig(reuse_interval=0)
+    await rig.start()
+    presented, _ = await rig.refresh.present(rig.token)
+    assert presented is not None
+    first = await rig.refresh.rotate(presented, rig.refresh.next_token(presented))
+    again = await rig.refresh.rotate(presented, rig.refresh.next_token(presented))
+    assert (first and first.outcome, again and again.outcome) == ("advanced", "retired")
+
+
+async def test_a_repeat_gets_the_first_use_s_token_and_the_store_cannot_read_it() -> None:
+    rig = Rig(reuse_interval=WINDOW)
+    await rig.start()
+    presented, _ = await rig.refresh.present(rig.token)
+    assert presented is not None
+    mine = rig.refresh.next_token(presented)
+    first = await rig.refresh.rotate(presented, mine)
+    assert first == Rotated(rig.grant, "advanced", mine)
+    again = await rig.refresh.rotate(presented, rig.refresh.next_token(presented))
+    assert again == Rotated(rig.grant, "repeated", mine)
+    held = repr(rig.store.snapshot()) + repr(rig.store._records)  # memo included
+    assert mine.partition(".")[2] not in held
+    rig.clock.now += WINDOW
+    late = await rig.refresh.rotate(presented, rig.refresh.next_token(presented))
+    assert late is not None
+    assert late.outcome == "retired"
+
+
+def test_a_sealed_token_opens_only_with_the_token_it_replaced() -> None:
+    old, new = Description("g" * 22, "c", "openid", None, NEVER).token(), "n" * 40
+    memo = seal_next(old, new, "g" * 22)
+    assert unseal_next(old, memo, "g" * 22) == new
+    assert unseal_next(old + "x", memo, "g" * 22) is None
+    assert unseal_next(old, memo, "h" * 22) is None, "bound to its grant"
+    tampered = memo[:-2] + ("A" if memo[-2] != "A" else "B") + memo[-1]
+    assert unseal_next(old, tampered, "g" * 22) is None
+    assert unseal_next(old, "not base64 !", "g" * 22) is None
+    assert seal_next(old, new, "g" * 22) != memo, "a fresh nonce each time"

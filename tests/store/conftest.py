@@ -40,7 +40,8 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         # Asked for here, not in the signature, so memory runs never need a Redis.
         url: str = request.getfixturevalue("redis_url")
         prefix: str = request.getfixturevalue("redis_prefix")
-        opened = RedisStore.from_url(url, prefix=prefix)
+        # the fake clock judges reuse windows (Redis's own TTLs run on real time)
+        opened = RedisStore.from_url(url, prefix=prefix, clock=clock)
     yield opened
     await opened.close()
 

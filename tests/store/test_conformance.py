@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from gateway.store import Store
-from gateway.store.base import VERSION_HISTORY, load_payload
-from tests.store.conftest import Elapse, Expiries
+from gateway.store.base import MAX_REUSE, VERSION_HISTORY, Advanced, load_payload
+from tests.store.conftest import Elapse, Expiries, FakeClock
 
 PAYLOAD: dict[str, Any] = {
     "client_id": "rp-changsha",
@@ -241,26 +241,28 @@ async def test_versioned_record_round_trips(store: Store) -> None:
 
 async def test_advance_swaps_and_remembers(store: Store) -> None:
     await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
-    assert await store.advance("grant", "g", "v1", "v2") == (PAYLOAD, "advanced")
-    assert await store.advance("grant", "g", "v1", "v3") == (PAYLOAD, "retired")
-    assert await store.advance("grant", "g", "other", "v3") == (PAYLOAD, "unknown")
+    assert await store.advance("grant", "g", "v1", "v2") == Advanced(PAYLOAD, "advanced")
+    assert await store.advance("grant", "g", "v1", "v3") == Advanced(PAYLOAD, "retired")
+    assert await store.advance("grant", "g", "other", "v3") == Advanced(PAYLOAD, "unknown")
     assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
-    assert await store.advance("grant", "g", "v2", "v3") == (PAYLOAD, "advanced")
+    assert await store.advance("grant", "g", "v2", "v3") == Advanced(PAYLOAD, "advanced")
     assert await store.find_versioned("grant", "g") == (PAYLOAD, "v3", ("v2", "v1"))
 
 
 async def test_advance_keeps_a_bounded_history(store: Store) -> None:
     await store.upsert("grant", "g", PAYLOAD, 60, version="v0")
     for n in range(VERSION_HISTORY + 5):
-        assert await store.advance("grant", "g", f"v{n}", f"v{n + 1}") == (PAYLOAD, "advanced")
+        advanced = await store.advance("grant", "g", f"v{n}", f"v{n + 1}")
+        assert advanced == Advanced(PAYLOAD, "advanced")
     found = await store.find_versioned("grant", "g")
     assert found is not None
     last = VERSION_HISTORY + 5
     assert found.version == f"v{last}"
     assert found.previous == tuple(f"v{n}" for n in range(last - 1, 4, -1))
     assert len(found.previous) == VERSION_HISTORY
-    assert await store.advance("grant", "g", "v5", "x") == (PAYLOAD, "retired")
-    assert await store.advance("grant", "g", "v4", "x") == (PAYLOAD, "unknown"), "forgotten"
+    assert await store.advance("grant", "g", "v5", "x") == Advanced(PAYLOAD, "retired")
+    forgotten = await store.advance("grant", "g", "v4", "x")
+    assert forgotten == Advanced(PAYLOAD, "unknown")
 
 
 async def test_advance_is_single_winner_under_concurrency(store: Store) -> None:
@@ -286,7 +288,8 @@ async def test_advance_of_missing_or_expired_is_none(store: Store, elapse: Elaps
 
 async def test_advance_keeps_payload_ttl_and_grant(store: Store, elapse: Elapse) -> None:
     await store.upsert("grant", "g", {"grant_id": "g1"}, 1, version="v1")
-    assert await store.advance("grant", "g", "v1", "v2") == ({"grant_id": "g1"}, "advanced")
+    advanced = await store.advance("grant", "g", "v1", "v2")
+    assert advanced == Advanced({"grant_id": "g1"}, "advanced")
     assert [i for _, i, _ in await store.find_by_grant("g1")] == ["g"]
     await elapse(1.2)
     assert await store.find_versioned("grant", "g") is None, "advance must keep the TTL"
@@ -305,7 +308,72 @@ async def test_upsert_forgets_version_and_history(store: Store) -> None:
     await store.advance("grant", "g", "v1", "v2")
     await store.upsert("grant", "g", {"fresh": True}, 60)
     assert await store.find_versioned("grant", "g") == ({"fresh": True}, "", ())
-    assert await store.advance("grant", "g", "v2", "v3") == ({"fresh": True}, "unknown")
+    assert await store.advance("grant", "g", "v2", "v3") == Advanced({"fresh": True}, "unknown")
+
+
+# --- the reuse window of an advance ---------------------------------------------------------
+
+
+async def test_within_the_window_the_replaced_version_gets_the_memo(store: Store,
+                                                                    clock: FakeClock) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    assert await store.advance("grant", "g", "v1", "v2", memo="m2", reuse_for=30) == Advanced(
+        PAYLOAD, "advanced")
+    clock.now += 29
+    for _ in range(3):  # as often as it comes, and nothing changes
+        assert await store.advance("grant", "g", "v1", "other", memo="x", reuse_for=30) == \
+            Advanced(PAYLOAD, "repeated", "m2")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
+    clock.now += 2  # past the window: a replay
+    assert await store.advance("grant", "g", "v1", "other") == Advanced(PAYLOAD, "retired")
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v2", ("v1",))
+
+
+async def test_the_same_advance_sent_twice_answers_alike(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    first = await store.advance("grant", "g", "v1", "v2", memo="sealed-v2", reuse_for=10)
+    again = await store.advance("grant", "g", "v1", "v2", memo="sealed-v2", reuse_for=10)
+    assert first == Advanced(PAYLOAD, "advanced")
+    assert again == Advanced(PAYLOAD, "repeated", "sealed-v2")
+
+
+async def test_only_the_version_just_replaced_is_repeated(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    await store.advance("grant", "g", "v1", "v2", memo="m2", reuse_for=30)
+    await store.advance("grant", "g", "v2", "v3", memo="m3", reuse_for=30)
+    assert await store.advance("grant", "g", "v1", "x") == Advanced(PAYLOAD, "retired")
+    assert await store.advance("grant", "g", "v2", "x") == Advanced(PAYLOAD, "repeated", "m3")
+    # an advance without a window ends the last one's
+    await store.advance("grant", "g", "v3", "v4")
+    assert await store.advance("grant", "g", "v3", "x") == Advanced(PAYLOAD, "retired")
+
+
+async def test_concurrent_copies_one_advances_the_rest_repeat(store: Store) -> None:
+    await store.upsert("grant", "race", PAYLOAD, 60, version="v1")
+    results = await asyncio.gather(*(
+        store.advance("grant", "race", "v1", f"next{n}", memo=f"m{n}", reuse_for=30)
+        for n in range(40)))
+    assert [r.outcome for r in results if r].count("advanced") == 1
+    winner = next(n for n, r in enumerate(results) if r and r.outcome == "advanced")
+    others = [r for r in results if r and r.outcome != "advanced"]
+    assert others == [Advanced(PAYLOAD, "repeated", f"m{winner}")] * 39
+
+
+async def test_upsert_forgets_the_reuse_window(store: Store) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    await store.advance("grant", "g", "v1", "v2", memo="m2", reuse_for=30)
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v2")
+    assert await store.advance("grant", "g", "v1", "x") == Advanced(PAYLOAD, "unknown")
+
+
+@pytest.mark.parametrize(("memo", "reuse_for"), [
+    ("m", -1), ("m", MAX_REUSE + 1), ("m", float("nan")), ("x" * 4097, 10), (None, 10)])
+async def test_bad_reuse_is_refused_and_changes_nothing(store: Store, memo: Any,
+                                                        reuse_for: Any) -> None:
+    await store.upsert("grant", "g", PAYLOAD, 60, version="v1")
+    with pytest.raises(ValueError, match=r"memo|reuse_for"):
+        await store.advance("grant", "g", "v1", "v2", memo=memo, reuse_for=reuse_for)
+    assert await store.find_versioned("grant", "g") == (PAYLOAD, "v1", ())
 
 
 @pytest.mark.parametrize("version", ["", "a\nb"])

@@ -26,8 +26,10 @@ async def test_every_call_passes_through_and_is_timed() -> None:
     versioned = await store.find_versioned("session", "a")
     assert versioned is not None
     assert versioned.version == "v1"
-    assert await store.advance("session", "a", "v1", "v2") == ({"grant_id": "g", "n": 1},
-                                                                 "advanced")
+    assert await store.advance("session", "a", "v1", "v2", memo="m", reuse_for=5) == (
+        {"grant_id": "g", "n": 1}, "advanced", "")
+    assert await store.advance("session", "a", "v1", "v3") == (
+        {"grant_id": "g", "n": 1}, "repeated", "m"), "memo and window passed through"
     assert await store.swap("lease", "b", {"n": 1}, 60, expected=None, version="node")
     assert await store.replace("session", "a", {"grant_id": "g", "n": 2}, 60)
     assert await store.find_by_grant("g") == [("session", "a", {"grant_id": "g", "n": 2})]
@@ -37,7 +39,9 @@ async def test_every_call_passes_through_and_is_timed() -> None:
     assert await store.revoke_by_grant("g") == 1
     await store.close()
     for operation in OPERATIONS:
-        assert count(metrics, "roam_store_operation_duration_seconds_count", operation) == 1, \
+        calls = 2 if operation == "advance" else 1
+        assert count(metrics, "roam_store_operation_duration_seconds_count", operation) == \
+            calls, \
             operation
         assert count(metrics, "roam_store_errors_total", operation) == 0
 

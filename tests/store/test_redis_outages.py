@@ -85,6 +85,27 @@ async def test_a_script_on_a_dead_connection_fails_once_and_is_not_resent() -> N
             await store.close()
 
 
+async def test_an_advance_with_a_reuse_window_is_resent_on_a_dead_connection() -> None:
+    """Sent twice, it answers as once (``"repeated"`` with its own memo), so the dead
+    connection of a quick restart costs no error; without a window it would (the test
+    above)."""
+    port = unused_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=PREFIX)
+        try:
+            with redis_on(port, workdir):
+                await store.upsert("grant", "g", {"n": 1}, 60, version="v1")
+            with redis_on(port, workdir):  # a new server: nothing kept
+                assert await store.advance("grant", "g", "v1", "v2", memo="m",
+                                           reuse_for=5) is None
+                await store.upsert("grant", "g", {"n": 1}, 60, version="v1")
+                advanced = await store.advance("grant", "g", "v1", "v2", memo="m", reuse_for=5)
+                assert advanced is not None
+                assert advanced.outcome == "advanced"
+        finally:
+            await store.close()
+
+
 async def test_a_frozen_redis_fails_calls_within_the_timeout_and_recovers() -> None:
     with started_redis_server() as redis:
         store = RedisStore.from_url(redis.url, prefix=PREFIX, timeout=0.3)
