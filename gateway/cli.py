@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "parser"]
 
 DEFAULT_CONFIG = "config/roam.toml"
+MAX_WORKERS = 64
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -75,22 +76,46 @@ def _audited(config: Config, emit: Callable[[], None]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
     import uvicorn
+    from prometheus_client.multiprocess import mark_process_dead
 
     from gateway import access_log
     from gateway.app import create_app
+    from gateway.metrics.recorder import MULTIPROC_ENV
     from gateway.proxy.dispatch import HeadLimits
     from gateway.server import freeze_startup_objects, uvicorn_config
+    from gateway.workers import Supervisor, bind_socket, clear_metric_files, process_problems
 
     config = _config(args)
-    app = create_app(config)
     gw = config.settings.gateway
+    workers = args.workers or gw.workers
+    problems = process_problems(config, workers, os.environ)
+    if problems:
+        raise ConfigError(problems)
     access_log.install()  # query strings can hold tickets: never logged
-    freeze_startup_objects()
-    uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port,
-                                  limits=HeadLimits.of(gw),
-                                  trusted_proxies=gw.trusted_proxies)).run()
-    return 0
+
+    def serve(sockets: list[socket.socket] | None = None) -> None:
+        app = create_app(config)  # in each worker: its own pool, trail and prober
+        freeze_startup_objects()
+        uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port,
+                                      limits=HeadLimits.of(gw),
+                                      trusted_proxies=gw.trusted_proxies)).run(sockets)
+
+    if workers == 1:
+        serve()
+        return 0
+    files = os.environ.get(MULTIPROC_ENV) if config.settings.metrics.enabled else None
+    if files:
+        clear_metric_files(files)  # a new worker must not meet an old one's counts
+
+    def gone(pid: int) -> None:
+        if files:
+            mark_process_dead(pid, files)  # type: ignore[no-untyped-call]
+
+    return Supervisor(workers, bind_socket(gw.host, gw.port), lambda sock: serve([sock]),
+                      on_death=gone).run()
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -108,10 +133,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         open_operators,
         open_source,
     )
+    from gateway.workers import process_problems
 
     config = _config(args)  # the main, clients and systems files, and the rules across them
     keys = load_keys(config)
     problems = key_problems(config, keys)
+    workers = args.workers or config.settings.gateway.workers
+    problems.extend(process_problems(config, workers, os.environ))
     if config.settings.metrics.enabled:
         problems.extend(multiprocess_problems(os.environ))
         try:
@@ -393,18 +421,35 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number of processes from 1 to {MAX_WORKERS}")
+    return count
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="roam", description="Roam single sign-on gateway")
     top.add_argument("--config", default=os.environ.get("ROAM_CONFIG", DEFAULT_CONFIG),
                      help=f"main config file (default: $ROAM_CONFIG or {DEFAULT_CONFIG})")
     sub = top.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", help="run the gateway").set_defaults(func=cmd_serve)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--workers", type=_workers, default=None,
+                       help="worker processes on one port (default: gateway.workers); "
+                            "more than 1 needs redis, a key directory, the secret and "
+                            "$PROMETHEUS_MULTIPROC_DIR")
+    serve.set_defaults(func=cmd_serve)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True)
-    config.add_parser("check", help="validate every file; exit 2 on problems").set_defaults(
-        func=cmd_config_check)
+    check = config.add_parser("check", help="validate every file; exit 2 on problems")
+    check.add_argument("--workers", type=_workers, default=None,
+                       help="check for this many workers (default: gateway.workers)")
+    check.set_defaults(func=cmd_config_check)
 
     clients = sub.add_parser("clients", help="relying parties").add_subparsers(
         dest="action", required=True)

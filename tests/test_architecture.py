@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("features", ("gateway.oidc", "gateway.login", "gateway.legacy", "gateway.routing",
                   "gateway.proxy", "gateway.binding", "gateway.ops")),
     ("assembly", ("gateway.wiring", "gateway.app", "gateway.cli", "gateway.server",
-                  "gateway.access_log")),
+                  "gateway.access_log", "gateway.workers")),
     ("demo", ("demo",)),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
@@ -42,7 +42,8 @@ NEIGHBOURS: dict[str, set[str]] = {
     "gateway.routing": {"gateway.legacy"},
     "gateway.proxy": {"gateway.legacy", "gateway.routing"},
     "gateway.app": {"gateway.wiring"},
-    "gateway.cli": {"gateway.app", "gateway.wiring", "gateway.server", "gateway.access_log"},
+    "gateway.cli": {"gateway.app", "gateway.wiring", "gateway.server", "gateway.access_log",
+                    "gateway.workers"},
 }
 FOUNDATION_AND_CONNECTORS_ARE_OPEN = {"foundation", "connectors", "config", "services"}
 

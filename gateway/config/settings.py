@@ -63,6 +63,7 @@ class GatewaySection(Strict):
     port: int = Field(default=8000, ge=1, le=65535)
     key_dir: str = ""  # empty: ephemeral in-memory keys (demo and tests only)
     clients_file: str = "clients.toml"
+    workers: int = Field(default=1, ge=1, le=64)  # processes `roam serve` runs on one port
     # Request heads, as nginx's large_client_header_buffers 4 8k: past them 431 (414 for
     # the request line), read no further, never forwarded.
     max_header_line: int = Field(default=8192, ge=1024, le=65536)  # one line, bytes

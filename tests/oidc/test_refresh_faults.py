@@ -9,22 +9,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from gateway.keyfiles import generate_key_file
 from gateway.oidc.refresh import Description, token_digest
-from tests.support.gateway import SECRETS, gateway_process
-from tests.support.redis_server import RedisServer, started_redis_server
+from tests.support.gateway import SECRETS, gateway_process, processes_env
+from tests.support.redis_server import RedisServer
 from tests.support.rp import full_login
 from tests.support.servers import free_port
 
@@ -33,22 +30,10 @@ PREFIX = "roam-test-refresh-faults:"
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with started_redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
+def env(tmp_path: Path, own_redis: RedisServer) -> dict[str, str]:
     """What every gateway process of a test shares: Redis, keys and the secret."""
-    keys = tmp_path / "keys"
-    keys.mkdir(mode=0o700)
-    for alg in ("RS256", "ES256"):
-        generate_key_file(keys, alg)
-    return {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_server.url,
-            "ROAM_STORE_PREFIX": PREFIX, "ROAM_STORE_TIMEOUT": "0.5",
-            "ROAM_STORE_CIRCUIT_OPEN": "0.5", "ROAM_GATEWAY_KEY_DIR": str(keys),
-            "ROAM_SECRET": secrets.token_urlsafe(32)}
+    return {**processes_env(tmp_path, own_redis.url, PREFIX), "ROAM_STORE_TIMEOUT": "0.5",
+            "ROAM_STORE_CIRCUIT_OPEN": "0.5"}
 
 
 def refresh(url: str, token: str) -> httpx.Response:
@@ -88,30 +73,30 @@ def still_good(url: str, answer: httpx.Response) -> None:
 
 
 def test_a_refresh_run_late_by_a_frozen_redis_keeps_the_grant(
-        env: dict[str, str], redis_server: RedisServer) -> None:
+        env: dict[str, str], own_redis: RedisServer) -> None:
     with gateway_process(free_port(), env=env) as (url, _), \
             httpx.Client(base_url=url) as browser:
         _, token, _ = full_login(url, browser)
         # a token rotated once carries its session's deadline: refreshing it makes one
         # store call, the rotation, which the freeze then catches
         held = refresh(url, token["refresh_token"]).json()["refresh_token"]
-        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
         try:
             lost = refresh(url, held)
         finally:
-            os.kill(redis_server.process.pid, signal.SIGCONT)
+            os.kill(own_redis.process.pid, signal.SIGCONT)
         assert lost.status_code == 503, lost.text
         assert lost.json()["error"] == "temporarily_unavailable"
         # Redis ran the rotation when it resumed: the RP holds a token already rotated
         deadline = time.monotonic() + 5
-        while current_version(redis_server.url, held) == token_digest(held):
+        while current_version(own_redis.url, held) == token_digest(held):
             assert time.monotonic() < deadline, "the rotation sent before the freeze never ran"
             time.sleep(0.05)
         still_good(url, refresh_until_answered(url, held))
 
 
 def test_a_gateway_killed_after_receiving_a_refresh_costs_no_grant(
-        env: dict[str, str], redis_server: RedisServer) -> None:
+        env: dict[str, str], own_redis: RedisServer) -> None:
     """Killed 1–8 ms after the request reached it: the rotation ran or it did not; the
     RP's retry at another gateway process works either way."""
     rotated_before_death = 0
@@ -122,7 +107,7 @@ def test_a_gateway_killed_after_receiving_a_refresh_costs_no_grant(
             held = token["refresh_token"]
             with gateway_process(free_port(), env=env) as (doomed, process):
                 send_and_kill(doomed, process, held, delay_ms / 1000)
-            rotated_before_death += current_version(redis_server.url, held) != token_digest(
+            rotated_before_death += current_version(own_redis.url, held) != token_digest(
                 held)
             still_good(other, refresh_until_answered(other, held))
     # Told, not asserted (the timing is the kernel's): how many trials were ambiguous

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Systems, load_config
-from tests.support.gateway import REPO, gateway_process
+from tests.support.gateway import REPO, gateway_process, processes_env
 from tests.support.health import HealthEndpoint
 from tests.support.servers import free_port, serve
 
@@ -67,8 +67,7 @@ class Cluster:
         (tmp / "clients.toml").write_text(  # the shipped ones name the shipped systems
             re.sub(r"(?m)^token_exchange_audiences = .*$", "", clients), "utf-8")
         self.env = {
-            "ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
-            "ROAM_STORE_PREFIX": prefix, "ROAM_PROXY_PATH_MODE": "true",
+            **processes_env(tmp, redis_url, prefix), "ROAM_PROXY_PATH_MODE": "true",
             "ROAM_ROUTING_SYSTEMS_FILE": str(tmp / "systems.toml"),
             "ROAM_GATEWAY_CLIENTS_FILE": str(tmp / "clients.toml"),
             "ROAM_HEALTH_INTERVAL": "1", "ROAM_HEALTH_TIMEOUT": "0.5",

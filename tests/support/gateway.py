@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from gateway.config import Config, load_config
+from gateway.keyfiles import generate_key_file
 
 REPO = Path(__file__).resolve().parents[2]
 # The demo's audit file is the repository's var/audit.jsonl: test gateways write theirs here
@@ -103,6 +105,18 @@ def log_in(http: httpx.Client, authorize_url: str, username: str = CITIZEN,
 
 def query(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def processes_env(directory: Path, redis_url: str, prefix: str) -> dict[str, str]:
+    """What ``roam serve`` processes on one Redis share (it refuses them otherwise): the
+    store, a key directory made in ``directory``, and the gateway's secret."""
+    keys = directory / "keys"
+    keys.mkdir(mode=0o700)
+    for alg in ("RS256", "ES256"):
+        generate_key_file(keys, alg)
+    return {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
+            "ROAM_STORE_PREFIX": prefix, "ROAM_GATEWAY_KEY_DIR": str(keys),
+            "ROAM_SECRET": secrets.token_urlsafe(32)}
 
 
 @contextlib.contextmanager

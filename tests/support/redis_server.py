@@ -122,6 +122,13 @@ def delete_prefixed(url: str, prefix: str) -> int:
         client.close()
 
 
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop, freeze or kill."""
+    with started_redis_server() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of the session's Redis."""
