@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
 import httpx
 
 from connectors.base import Connector, ConnectorContext, PresentsIdentity
@@ -120,7 +121,9 @@ class Gateway:
     async def running(self, *, checks: bool = False) -> AsyncIterator[None]:
         """The app's lifespan (or a CLI command): the audit trail's writer and background
         work run inside — with ``checks`` (the app's, not a CLI command's) reading the
-        shared health and probing instances; on the way out the proxy's connections are
+        shared health, probing instances and taking over back-channel deliveries whose
+        process stopped; on the way out deliveries still held are handed over (released
+        in the store for another process), the proxy's connections are
         closed, and the outbound HTTP client and the store if the gateway made them, and
         last what the audit trail still holds is written."""
         async with self.audit.running():
@@ -128,7 +131,12 @@ class Gateway:
                 async with self.background.running():
                     if checks:
                         self.background.group.start_soon(self.health.run)
-                    yield
+                        self.background.group.start_soon(self.backchannel.run)
+                    try:
+                        yield
+                    finally:  # before the group is cancelled: no delivery waits a lease
+                        with anyio.CancelScope(shield=True):
+                            await self.backchannel.hand_over()
             finally:
                 await self.upstream.aclose()
                 if self.owns_http:
@@ -324,7 +332,8 @@ def build_gateway(
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),
-                                    retry_for=settings.outbound.retry_for, metrics=metrics)
+                                    retry_for=settings.outbound.retry_for, metrics=metrics,
+                                    clients=clients.get, lease=settings.outbound.lease)
     logout = SessionLogout(sessions=sessions, active=active, clients=clients,
                            backchannel=backchannel, background=background, metrics=metrics)
     proxied = {sid: c for sid, c in connectors.items() if isinstance(c, PresentsIdentity)}

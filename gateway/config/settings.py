@@ -181,6 +181,16 @@ class OutboundSection(Strict):
     allowed_networks: tuple[str, ...] = ()  # special-use networks allowed anyway (CIDR)
     timeout: float = Field(default=5.0, gt=0, le=60)
     retry_for: int = Field(default=300, ge=0, le=86400)  # seconds to keep retrying a delivery
+    # seconds a gateway process holds a delivery past its next attempt: if it stops,
+    # another takes the delivery over this long after (longer than an attempt may take)
+    lease: float = Field(default=15.0, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> OutboundSection:
+        if self.lease <= self.timeout:
+            raise ValueError(f"lease ({self.lease} s) must be longer than timeout "
+                             f"({self.timeout} s): a delivery is held while it is attempted")
+        return self
 
     @field_validator("allowed_networks")
     @classmethod

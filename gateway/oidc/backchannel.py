@@ -3,8 +3,10 @@
 Browsers block third-party cookies, so front-channel iframes cannot log a person out of
 the city and county systems; the gateway POSTs a signed logout token to each RP's
 ``backchannel_logout_uri`` instead. Delivery runs in the background (the person's logout
-never waits for an RP), to all RPs at once, with retries and exponential backoff, and
-every state change goes to the store (kind ``bcl_delivery``) and the audit trail
+never waits for an RP), to all RPs at once, with retries and exponential backoff; each is
+in the store before the logout answers, and survives the process that took it
+(``gateway.oidc.delivery_queue``). Every state change goes to the store (kind
+``bcl_delivery``) and the audit trail
 (``backchannel.deliver``: delivered, each failed attempt, given up, refused) so an
 operator can see which systems were told. URLs pass the SSRF guard before every attempt.
 
@@ -16,14 +18,14 @@ for ending sessions and the ``sub`` is personal data. The store record keeps the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import os
 import random
 import secrets
+import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -34,21 +36,21 @@ from gateway.errors import RoamError
 from gateway.keys import KeyRing
 from gateway.metrics.recorder import Metrics
 from gateway.oidc.clients import Client
+from gateway.oidc.delivery import Delivery, Status
+from gateway.oidc.delivery_queue import DeliveryQueue
 from gateway.outbound import OutboundPolicy, OutboundRefused
 from gateway.store.base import Kind, Store
 
 __all__ = ["EVENT", "BackchannelLogout", "Delivery", "Status", "logout_token"]
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
-RECORD_TTL = 7 * 24 * 3600  # long enough for an operator to look into a failed delivery
 _MAX_ERROR = 200
-
-Status = Literal["pending", "delivered", "failed", "refused"]
 _OUTCOMES: dict[str, str] = {"delivered": "delivered", "failed": "given_up",
                              "refused": "refused", "pending": "retry"}  # the metric's words
 _AUDIT_OUTCOMES: dict[Status, Outcome] = {"pending": "failure", "delivered": "success",
                                           "failed": "failure", "refused": "denied"}
 Target = tuple[Client, str, str | None]
+Started = tuple[Delivery, Client, "str | None", "str | None"]  # + version, first token
 
 log = logging.getLogger("roam.backchannel")
 _jitter = random.Random()  # noqa: S311 - spreads retries; not a security use
@@ -107,40 +109,17 @@ def logout_token(
     return token
 
 
-@dataclass
-class Delivery:
-    """One logout token's journey to one RP, as recorded in the store.
-
-    ``jti`` is the first token's; retries send fresh tokens but keep this record id.
-    ``sub`` is kept out of ``repr`` so a stray log line cannot leak it.
-    """
-
-    jti: str
-    client_id: str
-    sid: str | None
-    uri: str
-    sub: str = field(repr=False)
-    attempts: int = 0
-    status: Status = "pending"
-    last_error: str | None = None
-    created: float = 0.0
-    updated: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Delivery:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
 class BackchannelLogout:
-    """Delivers logout tokens to RPs: concurrently, retried, guarded, recorded.
+    """Delivers logout tokens to RPs: concurrently, retried, guarded, recorded — and
+    durably: each delivery is in the store before the logout answers, and any gateway
+    process carries on with one whose process stopped (``gateway.oidc.delivery_queue``).
 
     ``clock`` and ``sleep`` are injectable so tests can drive the backoff schedule;
     ``jitter`` is the largest fraction added to each delay so many gateways restarting
-    together do not retry in lockstep.
+    together do not retry in lockstep. ``clients`` finds the RP of a delivery taken over
+    from another process; ``lease`` is how long a process holds a delivery past its next
+    attempt (more than an attempt's timeout), and every ``lease`` / 3 seconds each process
+    looks for deliveries whose lease ran out.
     """
 
     def __init__(
@@ -159,6 +138,9 @@ class BackchannelLogout:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         token_ttl: int = 120,
         metrics: Metrics | None = None,
+        clients: Callable[[str], Client | None] | None = None,
+        node: str | None = None,
+        lease: float = 15.0,
     ) -> None:
         if retry_for < 0 or initial_delay <= 0 or max_delay < initial_delay or jitter < 0:
             raise ValueError("retry_for >= 0, 0 < initial_delay <= max_delay, jitter >= 0")
@@ -175,34 +157,74 @@ class BackchannelLogout:
         self.sleep = sleep
         self.token_ttl = token_ttl
         self.metrics = metrics or Metrics()
+        self.clients = clients or (lambda client_id: None)
+        self.queue = DeliveryQueue(store, node=node or _this_process(), lease=lease,
+                                   clock=clock)
+        self._held: dict[str, tuple[Delivery, str | None, anyio.CancelScope]] = {}
+        self._closing = False
 
     # -- public ------------------------------------------------------------------------
 
-    def start(self, task_group: anyio.abc.TaskGroup, targets: Iterable[Target]) -> None:
-        """Deliver in the background of ``task_group`` (owned by the app's lifespan).
-
-        Returns at once so a person's logout never waits for an RP. Nothing raised inside
-        reaches the task group: a crash there would take every other background job down.
-        """
-        batch = list(targets)  # the caller may reuse its list
-        task_group.start_soon(self._deliver_safely, batch, name="backchannel-logout")
+    async def start(self, task_group: anyio.abc.TaskGroup,
+                    targets: Iterable[Target]) -> list[Delivery]:
+        """Record a delivery to every target with a back-channel URI, then deliver them in
+        the background of ``task_group`` (owned by the app's lifespan). Returns once they
+        are in the store, before any RP is called: a person's logout never waits for an
+        RP, and a process stopped right after still leaves them to the others. Nothing
+        raised inside reaches the task group."""
+        started = await self._record_all(targets)
+        for delivery, client, version, token in started:
+            if token is not None:
+                task_group.start_soon(self._work_safely, delivery, client, version, token,
+                                      name="backchannel-logout")
+        return [delivery for delivery, _, _, _ in started]
 
     async def deliver_all(self, targets: Sequence[Target]) -> list[Delivery]:
-        """Deliver to every ``(client, sub, sid)`` whose client has a back-channel URI.
+        """Record and deliver to every ``(client, sub, sid)`` whose client has a
+        back-channel URI, waiting for the outcome (the CLI).
 
         All RPs are called concurrently; each is retried on its own schedule. Returns the
         final record of each delivery, in the order of ``targets``.
         """
-        wanted = [t for t in targets if t[0].config.backchannel_logout_uri]
-        results: list[Delivery | None] = [None] * len(wanted)
-
-        async def one(index: int, target: Target) -> None:
-            results[index] = await self._deliver(*target)
-
+        started = await self._record_all(targets)
         async with anyio.create_task_group() as group:
-            for index, target in enumerate(wanted):
-                group.start_soon(one, index, target)
-        return [r for r in results if r is not None]
+            for delivery, client, version, token in started:
+                if token is not None:
+                    group.start_soon(self._work_safely, delivery, client, version, token)
+        return [delivery for delivery, _, _, _ in started]
+
+    async def run(self) -> None:
+        """In every gateway process's lifespan: take over deliveries whose process
+        stopped, and work on them here."""
+        async with anyio.create_task_group() as group:
+            while not self._closing:
+                await self.sleep(self.queue.lease / 3 * (1 + _jitter.uniform(0, 0.2)))
+                try:
+                    claimed = await self.queue.claim_expired()
+                except RoamError as error:
+                    log.warning("backchannel logout: cannot look for deliveries to take over",
+                                extra={"cause": str(error)})
+                    continue
+                for delivery, version in claimed:
+                    client = self.clients(delivery.client_id)
+                    if client is None or not client.config.backchannel_logout_uri:
+                        await self._finish(delivery, "failed", "client no longer registered")
+                        continue
+                    group.start_soon(self._work_safely, delivery, client, version)
+
+    async def hand_over(self) -> None:
+        """Stopping on purpose (SIGTERM): stop working and release every delivery held,
+        so another process takes them over at once instead of after the lease."""
+        self._closing = True
+        held = list(self._held.values())
+        self._held.clear()
+        for delivery, version, scope in held:
+            scope.cancel()
+            with anyio.move_on_after(2):
+                await self.queue.release(delivery, version)
+        if held:
+            log.info("backchannel logout: deliveries handed over",
+                     extra={"count": len(held)})
 
     async def deliveries(self, jtis: Iterable[str]) -> list[Delivery]:
         """The stored records of these deliveries; unknown or expired ones are left out."""
@@ -215,57 +237,90 @@ class BackchannelLogout:
 
     # -- one RP ------------------------------------------------------------------------
 
-    async def _deliver_safely(self, targets: Sequence[Target]) -> None:
-        try:
-            await self.deliver_all(targets)
-        except Exception:
-            log.exception("backchannel logout: delivery batch crashed")
+    async def _record_all(self, targets: Iterable[Target]) -> list[Started]:
+        """A delivery per target with a back-channel URI, recorded with the ``jti`` of
+        its first token (minted now); one whose token cannot be made is recorded failed."""
+        started: list[Started] = []
+        for client, sub, sid in targets:
+            uri = client.config.backchannel_logout_uri
+            if not uri:
+                continue
+            now = self.clock()
+            delivery = Delivery(jti=secrets.token_urlsafe(16), client_id=client.client_id,
+                                sid=sid, uri=uri, sub=sub, created=now, updated=now,
+                                next_attempt=now)
+            try:
+                token, delivery.jti = self._token(client, sub, sid)
+            except (ValueError, RoamError) as error:
+                # A caller bug (sid missing) or a key ring without the client's algorithm.
+                log.error("backchannel logout: cannot mint token",
+                          extra={"client": client.client_id, "sid": sid, "cause": str(error)})
+                await self._finish(delivery, "failed", "cannot mint logout token")
+                started.append((delivery, client, None, None))
+                continue
+            started.append((delivery, client, await self.queue.add(delivery), token))
+        return started
 
-    async def _deliver(self, client: Client, sub: str, sid: str | None) -> Delivery:
-        uri = cast(str, client.config.backchannel_logout_uri)
-        now = self.clock()
-        delivery = Delivery(jti=secrets.token_urlsafe(16), client_id=client.client_id,
-                            sid=sid, uri=uri, sub=sub, created=now, updated=now)
-        try:
-            token, delivery.jti = self._token(client, sub, sid)
-        except (ValueError, RoamError) as error:
-            # A caller bug (sid missing) or a key ring without the client's algorithm.
-            log.error("backchannel logout: cannot mint token",
-                      extra={"client": client.client_id, "sid": sid, "cause": str(error)})
-            return await self._finish(delivery, "failed", "cannot mint logout token")
-        await self._record(delivery)
-        try:
-            return await self._attempts(delivery, client, token)
-        except Exception:
-            log.exception("backchannel logout: delivery crashed",
-                          extra={"client": client.client_id, "sid": sid, "jti": delivery.jti})
-            return await self._finish(delivery, "failed", "internal error")
+    async def _work_safely(self, delivery: Delivery, client: Client, version: str | None,
+                           token: str | None = None) -> None:
+        with anyio.CancelScope() as scope:
+            self._held[delivery.jti] = (delivery, version, scope)
+            try:
+                await self._work(delivery, client, version, token)
+            except Exception:
+                log.exception("backchannel logout: delivery crashed",
+                              extra={"client": client.client_id, "sid": delivery.sid,
+                                     "jti": delivery.jti})
+                await self._finish(delivery, "failed", "internal error")
+            finally:
+                self._held.pop(delivery.jti, None)
 
-    async def _attempts(self, delivery: Delivery, client: Client, token: str) -> Delivery:
-        first_attempt: float | None = None
+    async def _work(self, delivery: Delivery, client: Client, version: str | None,
+                    token: str | None) -> None:
+        """Attempts until delivered, refused or ``retry_for`` after the first; ``token``
+        for the first of them (None: a fresh one, as for every retry)."""
         while True:
+            wait = delivery.next_attempt - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+            if token is None:
+                token, _ = self._token(client, delivery.sub, delivery.sid)  # fresh jti, exp
             try:
                 await self.policy.check(delivery.uri)
             except OutboundRefused as error:
-                return await self._finish(delivery, "refused", str(error))
-            if first_attempt is None:
-                first_attempt = self.clock()
+                await self._finish(delivery, "refused", str(error))
+                return
+            if delivery.first_attempt is None:
+                delivery.first_attempt = self.clock()
             delivery.attempts += 1
             error_text = await self._post(delivery.uri, token)
+            token = None
             if error_text is None:
-                return await self._finish(delivery, "delivered", None)
-            elapsed = self.clock() - first_attempt
+                await self._finish(delivery, "delivered", None)
+                return
+            now = self.clock()
+            elapsed = now - delivery.first_attempt
             if elapsed >= self.retry_for:
-                return await self._finish(delivery, "failed", error_text)
+                await self._finish(delivery, "failed", error_text)
+                return
             delivery.last_error = error_text
-            delivery.updated = self.clock()
-            await self._record(delivery)
+            delivery.updated = now
+            delivery.next_attempt = now + min(self._delay(delivery.attempts),
+                                              self.retry_for - elapsed)
             self.metrics.backchannel(delivery.client_id, "retry")
             audit_event("backchannel.deliver", "failure", client=delivery.client_id,
                         sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
                         status="retrying", error=error_text)
-            await self.sleep(min(self._delay(delivery.attempts), self.retry_for - elapsed))
-            token, _ = self._token(client, delivery.sub, delivery.sid)  # fresh jti, iat, exp
+            if self._closing:
+                return  # handed over with its new schedule
+            version = await self.queue.keep(delivery, version)
+            if version is None:
+                log.warning("backchannel logout: delivery taken over by another process",
+                            extra={"jti": delivery.jti, "client": delivery.client_id})
+                return
+            held = self._held.get(delivery.jti)
+            if held is not None:
+                self._held[delivery.jti] = (delivery, version, held[2])
 
     def _token(self, client: Client, sub: str, sid: str | None) -> tuple[str, str]:
         return _mint(self.keys, issuer=self.issuer, client=client, sub=sub, sid=sid,
@@ -303,23 +358,17 @@ class BackchannelLogout:
 
     # -- records -----------------------------------------------------------------------
 
-    async def _finish(self, delivery: Delivery, status: Status, error: str | None) -> Delivery:
+    async def _finish(self, delivery: Delivery, status: Status, error: str | None) -> None:
         delivery.status = status
         delivery.last_error = None if error is None else error[:_MAX_ERROR]
         delivery.updated = self.clock()
-        await self._record(delivery)
+        delivery.owner, delivery.lease_until = "", 0.0
+        await self.queue.finish(delivery)
         self.metrics.backchannel(delivery.client_id, _OUTCOMES[status])
         audit_event("backchannel.deliver", _AUDIT_OUTCOMES[status], client=delivery.client_id,
                     sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
                     status=status, error=delivery.last_error)
-        return delivery
 
-    async def _record(self, delivery: Delivery) -> None:
-        """Best effort: a store outage must not stop the RP from being told."""
-        try:
-            await self.store.upsert(Kind.BACKCHANNEL_DELIVERY, delivery.jti, delivery.to_dict(),
-                                    RECORD_TTL)
-        except RoamError as error:
-            log.warning("backchannel logout: cannot record the delivery",
-                        extra={"jti": delivery.jti, "client": delivery.client_id,
-                               "cause": str(error)})
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"

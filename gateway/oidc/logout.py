@@ -11,8 +11,9 @@ from gateway.audit import audit_event
 from gateway.background import Background
 from gateway.metrics.recorder import Metrics
 from gateway.oidc.active import ActiveTokens
-from gateway.oidc.backchannel import BackchannelLogout, Delivery
+from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import Client, ClientRegistry
+from gateway.oidc.delivery import Delivery
 from gateway.sessions import Session, SessionManager
 
 __all__ = ["SessionLogout"]
@@ -34,7 +35,8 @@ class SessionLogout:
         """Log the session out of the gateway and of every RP it was used with.
 
         With ``wait`` (the CLI) the back-channel deliveries are awaited, retries included;
-        otherwise they run in the background and this returns at once.
+        otherwise they are recorded in the store (so any gateway process finishes them if
+        this one stops) and run in the background, and this returns.
         """
         links = await self.sessions.links(session.sid)
         for link in links:
@@ -54,5 +56,5 @@ class SessionLogout:
             return []
         if wait or self.background is None:
             return await self.backchannel.deliver_all(targets)
-        self.backchannel.start(self.background.group, targets)
+        await self.backchannel.start(self.background.group, targets)  # recorded first
         return []

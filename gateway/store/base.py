@@ -271,5 +271,10 @@ class Store(Protocol):
     async def revoke_by_grant(self, grant_id: str) -> int:
         """Remove every record whose payload carried this ``grant_id``; returns how many."""
 
+    async def forget(self, grant_id: str, kind: str, id: str) -> None:
+        """Take the record out of the grant's index, whatever it holds now: for a record
+        rewritten without the grant (or removed) that will never join it again, so the
+        index stays as small as what still belongs to it. Absent is fine."""
+
     async def close(self) -> None:
         """Release connections."""

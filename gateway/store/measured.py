@@ -22,7 +22,8 @@ __all__ = ["OPERATIONS", "MeasuredStore", "StoreMeter"]
 T = TypeVar("T")
 
 OPERATIONS = ("upsert", "find", "find_text", "consume", "find_versioned", "advance",
-              "replace", "swap", "incr", "destroy", "find_by_grant", "revoke_by_grant")
+              "replace", "swap", "incr", "destroy", "find_by_grant", "revoke_by_grant",
+              "forget")
 """The store protocol's calls, as the ``operation`` label names them."""
 
 
@@ -94,6 +95,9 @@ class MeasuredStore:
 
     async def revoke_by_grant(self, grant_id: str) -> int:
         return await self._run("revoke_by_grant", self.inner.revoke_by_grant(grant_id))
+
+    async def forget(self, grant_id: str, kind: str, id: str) -> None:
+        await self._run("forget", self.inner.forget(grant_id, kind, id))
 
     async def close(self) -> None:
         await self.inner.close()

@@ -204,6 +204,13 @@ class MemoryStore:
                 removed += 1
         return removed
 
+    async def forget(self, grant_id: str, kind: str, id: str) -> None:
+        members = self._grants.get(grant_id)
+        if members is not None:
+            members.discard(_key(kind, id))
+            if not members:
+                del self._grants[grant_id]
+
     async def close(self) -> None:
         self._records.clear()
         self._grants.clear()

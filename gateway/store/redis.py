@@ -359,6 +359,11 @@ class RedisStore:
                 results = await pipe.execute()
         return sum(int(n) for n in results[:-1])
 
+    async def forget(self, grant_id: str, kind: str, id: str) -> None:
+        with self._converted("forget"):
+            await self._pipeliner.idempotent("SREM", self._grant_key(grant_id),
+                                             self._record_key(kind, id))
+
     async def close(self) -> None:
         with self._converted("close"):
             await self._client.aclose()

@@ -345,3 +345,20 @@ def test_the_audit_database_needs_a_connection_string_kept_secret(tmp_path: Path
                for p in caught.value.problems)
     assert load_config(write(tmp_path, "[audit]\nretention_days = 0\n", GOOD_CLIENT),
                        env={}).settings.audit.retention_days == 0  # keep every event
+
+
+def test_process_settings_are_checked(tmp_path: Path) -> None:
+    """[gateway] workers, [tokens] refresh_reuse_interval, [outbound] lease: defaults,
+    bounds, and a lease that must outlast an attempt."""
+    config = load_config(write(tmp_path, "", GOOD_CLIENT), env={})
+    settings = config.settings
+    assert (settings.gateway.workers, settings.tokens.refresh_reuse_interval,
+            settings.outbound.lease) == (1, 30, 15.0)
+    main = ("[gateway]\nworkers = 0\n[tokens]\nrefresh_reuse_interval = 301\n"
+            "[outbound]\ntimeout = 5\nlease = 4\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, main, GOOD_CLIENT), env={})
+    text = "\n".join(caught.value.problems)
+    for key in ("gateway.workers", "tokens.refresh_reuse_interval", "outbound"):
+        assert f"{tmp_path / 'roam.toml'}: {key}" in text, text
+    assert "lease (4.0 s) must be longer than timeout (5.0 s)" in text

@@ -27,8 +27,10 @@ from starlette.routing import Route
 from gateway.config import ClientConfig, OutboundSection
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
-from gateway.oidc.backchannel import EVENT, BackchannelLogout, Delivery, logout_token
+from gateway.oidc.backchannel import EVENT, BackchannelLogout, logout_token
 from gateway.oidc.clients import Client
+from gateway.oidc.delivery import Delivery
+from gateway.oidc.delivery_queue import DeliveryQueue
 from gateway.outbound import OutboundPolicy
 from gateway.store.base import Kind
 from gateway.store.memory import MemoryStore
@@ -411,7 +413,7 @@ async def test_start_returns_at_once_and_delivers_in_the_background(
     rp = client("changsha-gov", f"{rp_url}/bcl/slow")
     sender = bcl(http, ring, memory)
     async with anyio.create_task_group() as group:
-        sender.start(group, [(rp, SUB, SID)])
+        await sender.start(group, [(rp, SUB, SID)])
         # start() has returned while the RP still holds the request open.
         assert await wait_for(received)
         assert not release.is_set()
@@ -431,8 +433,8 @@ async def test_start_never_crashes_the_task_group(
     sender = bcl(closed, ring, memory)
     with caplog.at_level(logging.INFO, logger="roam.audit"):
         async with anyio.create_task_group() as group:
-            sender.start(group, [(rp, SUB, SID)])
-            sender.start(group, [(rp, SUB, None)])
+            await sender.start(group, [(rp, SUB, SID)])
+            await sender.start(group, [(rp, SUB, None)])
     statuses = sorted(r["status"] for _, _, r in await _records(memory))
     assert statuses == ["failed", "failed"]
     assert any(getattr(r, "error", None) == "internal error"
@@ -479,3 +481,25 @@ async def _records(store: MemoryStore) -> list[tuple[str, str, dict[str, Any]]]:
         if payload is not None:
             found.append((kind, record_id, payload))
     return found
+
+
+async def test_a_stopping_process_hands_its_deliveries_over_at_once(
+    http: httpx.AsyncClient, ring: KeyRing, memory: MemoryStore,
+) -> None:
+    rp = client("changsha-gov", f"http://127.0.0.1:{free_port()}/bcl")  # nothing listens
+    sender = bcl(http, ring, memory, retry_for=300, initial_delay=60, node="a:1")
+    async with anyio.create_task_group() as group:
+        (started,) = await sender.start(group, [(rp, SUB, SID)])
+        for _ in range(200):  # its first attempt fails, then it waits a minute
+            stored = await memory.find(Kind.BACKCHANNEL_DELIVERY, started.jti)
+            if stored and stored["attempts"] == 1:
+                break
+            await anyio.sleep(0.01)
+        assert stored is not None
+        assert (stored["owner"], stored["attempts"]) == ("a:1", 1)
+        await sender.hand_over()
+    other = DeliveryQueue(memory, node="b:2", lease=15)
+    [(taken, _)] = await other.claim_expired()  # no lease to wait out
+    assert (taken.jti, taken.attempts, taken.owner) == (started.jti, 1, "b:2")
+    assert taken.first_attempt is not None
+    assert taken.next_attempt > taken.first_attempt, "the schedule goes on"

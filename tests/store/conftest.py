@@ -11,39 +11,18 @@ import pytest
 import redis.asyncio
 
 from gateway.store import MemoryStore, RedisStore, Store
+from tests.support.stores import FakeClock
+
+__all__ = ["Elapse", "Expiries", "FakeClock"]
 
 Elapse = Callable[[float], Awaitable[None]]
 Expiries = Callable[[], Awaitable[list[float]]]
 
 
-class FakeClock:
-    """Memory-store time that tests move by hand instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    opened: Store
-    if request.param == "memory":
-        opened = MemoryStore(clock=clock)
-    else:
-        # Asked for here, not in the signature, so memory runs never need a Redis.
-        url: str = request.getfixturevalue("redis_url")
-        prefix: str = request.getfixturevalue("redis_prefix")
-        # the fake clock judges reuse windows (Redis's own TTLs run on real time)
-        opened = RedisStore.from_url(url, prefix=prefix, clock=clock)
-    yield opened
-    await opened.close()
+def store(any_store: Store) -> Store:
+    """Every test here runs on MemoryStore and on a real Redis (tests/support/stores.py)."""
+    return any_store
 
 
 @pytest.fixture

@@ -164,6 +164,21 @@ async def test_find_by_grant_skips_records_moved_or_destroyed(store: Store) -> N
     assert [i for _, i, _ in await store.find_by_grant("other")] == ["1"]
 
 
+async def test_forget_takes_a_record_out_of_its_grant_index(store: Store) -> None:
+    await store.upsert("bcl_delivery", "d1", {"grant_id": "queue", "n": 1}, 60)
+    await store.upsert("bcl_delivery", "d2", {"grant_id": "queue", "n": 2}, 60)
+    await store.upsert("bcl_delivery", "d1", {"n": 1, "done": True}, 60)  # left the queue
+    await store.forget("queue", "bcl_delivery", "d1")
+    await store.forget("queue", "bcl_delivery", "never")  # absent is fine
+    assert [i for _, i, _ in await store.find_by_grant("queue")] == ["d2"]
+    # out of the index whatever it holds: no longer found, nor revoked, through it
+    await store.forget("queue", "bcl_delivery", "d2")
+    assert await store.find_by_grant("queue") == []
+    assert await store.revoke_by_grant("queue") == 0
+    assert await store.find("bcl_delivery", "d1") == {"n": 1, "done": True}, "records kept"
+    assert await store.find("bcl_delivery", "d2") == {"grant_id": "queue", "n": 2}
+
+
 async def test_revoke_unknown_grant_is_zero(store: Store) -> None:
     assert await store.revoke_by_grant("never-seen") == 0
 

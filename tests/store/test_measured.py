@@ -37,6 +37,7 @@ async def test_every_call_passes_through_and_is_timed() -> None:
     assert (await store.incr("login_failures", "x", 60)).value == 1
     await store.destroy("login_failures", "x")
     assert await store.revoke_by_grant("g") == 1
+    await store.forget("g", "session", "a")
     await store.close()
     for operation in OPERATIONS:
         calls = 2 if operation == "advance" else 1
