@@ -41,6 +41,7 @@ system-packages:
 	@missing=""; \
 	test -x "$(CHROMIUM)" || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	if [ -z "$$POSTGRES_URL" ] && ! command -v initdb >/dev/null 2>&1 \
 	        && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	        && ! $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" \

@@ -101,7 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         freeze_startup_objects()
         uvicorn.Server(uvicorn_config(app, host=gw.host, port=gw.port,
                                       limits=HeadLimits.of(gw),
-                                      trusted_proxies=gw.trusted_proxies)).run(sockets)
+                                      trusted_proxies=gw.trusted_proxies,
+                                      https=config.issuer.startswith("https://"))).run(sockets)
 
     if workers == 1:
         serve()
@@ -224,12 +225,9 @@ def _shared_store(config: Config, command: str) -> None:
 
 def _open_health(config: Config) -> tuple[Store, SharedHealth]:
     from gateway.health import SharedHealth
-    from gateway.store import open_store
+    from gateway.wiring import configured_store
 
-    store = config.settings.store
-    opened = open_store(store.backend, redis_url=store.redis_url, prefix=store.prefix,
-                        timeout=store.timeout, connect_timeout=store.connect_timeout,
-                        circuit_open=store.circuit_open)
+    opened = configured_store(config)
     return opened, SharedHealth(opened, config.systems)
 
 

@@ -228,13 +228,18 @@ def _incoming(headers: list[tuple[bytes, bytes]]) -> str | None:
 class RequestIds:
     """Pure ASGI middleware: a request id for each HTTP request, set for the logs of
     everything that serves it and sent back in ``X-Request-Id`` (unless a proxied system
-    answered with one of its own)."""
+    answered with one of its own). ``headers`` go on every answer that lacks them too
+    (``Strict-Transport-Security`` when the issuer is https): this is the one place that
+    sees every answer, the proxy's included, so they cost no wrapper of their own."""
 
-    def __init__(self, app: ASGIApp, *, trusted: Iterable[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, trusted: Iterable[str] = (),
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
         self.app = app
         # Only a load balancer in front (``[gateway] trusted_proxies``) names a request: a
         # client could otherwise put its lines under another request's id.
         self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+        self.headers = tuple((name.lower().encode("latin-1"), value.encode("latin-1"))
+                             for name, value in headers)
 
     def _from_trusted(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -252,16 +257,15 @@ class RequestIds:
             return
         request_id = ((_incoming(scope["headers"]) if self._from_trusted(scope) else None)
                       or new_request_id())
-        echo = (_HEADER, request_id.encode("ascii"))
+        added = ((_HEADER, request_id.encode("ascii")), *self.headers)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.get("headers", ())
-                for name, _ in headers:
-                    if name.lower() == _HEADER:
-                        break
-                else:
-                    message = {**message, "headers": [*headers, echo]}
+                present = {name.lower() for name, _ in headers}
+                missing = [pair for pair in added if pair[0] not in present]
+                if missing:
+                    message = {**message, "headers": [*headers, *missing]}
             await send(message)
 
         token = _REQUEST_ID.set(request_id)

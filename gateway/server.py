@@ -43,6 +43,7 @@ from gateway.pages import Pages
 from gateway.proxy.dispatch import HeadLimits, head_refused
 
 __all__ = [
+    "HSTS",
     "HTTP",
     "LINGER",
     "LOOP",
@@ -54,6 +55,11 @@ __all__ = [
 ]
 
 # Both are dependencies (uvloop not on Windows): the fastest loop and HTTP parser measured.
+#: With an https issuer every answer tells browsers to use https only, for two years (the
+#: issuer's host only: systems' hosts answer for themselves; no ``preload``, a commitment
+#: an operator makes).
+HSTS = "max-age=63072000"
+
 LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
@@ -198,7 +204,8 @@ HTTP = TurnWritesHttpToolsProtocol
 
 def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = True,
                    log_level: str = "info", limits: HeadLimits | None = None,
-                   trusted_proxies: tuple[str, ...] = ()) -> uvicorn.Config:
+                   trusted_proxies: tuple[str, ...] = (), https: bool = False
+                   ) -> uvicorn.Config:
     """uvloop, httptools with writes sent per loop turn and request heads within
     ``limits``, the app's own lifespan. ``X-Forwarded-*`` from clients are not trusted
     (``proxy_headers=False``): the proxy sets its own. No ``Server: uvicorn`` header: the
@@ -211,7 +218,9 @@ def uvicorn_config(app: ASGIApp, *, host: str, port: int, access_log: bool = Tru
     records up to the root logger, which :func:`gateway.logs.configure_logging` (called
     once by ``roam`` and the demo) gives the JSON handler, so its lines are JSON too."""
     http = limited_protocol(limits or HeadLimits())
-    return uvicorn.Config(RequestIds(app, trusted=trusted_proxies), host=host, port=port,
+    headers = [("Strict-Transport-Security", HSTS)] if https else []
+    return uvicorn.Config(RequestIds(app, trusted=trusted_proxies, headers=headers),
+                          host=host, port=port,
                           loop=LOOP, http=http,
                           lifespan="on", proxy_headers=False, server_header=False,
                           access_log=access_log, log_level=log_level, log_config=None)

@@ -152,6 +152,20 @@ def gateway_cookie_names(secure: bool) -> frozenset[str]:
                       host_cookie_name(OPS_COOKIE, secure=True), OPS_COOKIE})
 
 
+def configured_store(config: Config, env: Mapping[str, str] | None = None) -> Store:
+    """The store ``[store]`` names (passwords from the variables it names)."""
+    section = config.settings.store
+    env = os.environ if env is None else env
+    return open_store(section.backend, redis_url=section.redis_url, prefix=section.prefix,
+                      timeout=section.timeout, connect_timeout=section.connect_timeout,
+                      circuit_open=section.circuit_open, cluster_nodes=section.cluster_nodes,
+                      sentinels=section.sentinels, sentinel_service=section.sentinel_service,
+                      password=env.get(section.password_env, "") if section.password_env
+                      else "",
+                      sentinel_password=env.get(section.sentinel_password_env, "")
+                      if section.sentinel_password_env else "")
+
+
 def open_operators(config: Config) -> dict[str, Operator]:
     """The console's operators (``[ops] operators_file``; none: no console). The demo's
     file, whose secrets are public, only on a loopback issuer."""
@@ -302,10 +316,7 @@ def build_gateway(
                                  path_mode=settings.proxy.path_mode)
     owns_store, owns_http = store is None, http is None
     if store is None:
-        section = settings.store
-        store = open_store(section.backend, redis_url=section.redis_url, prefix=section.prefix,
-                           timeout=section.timeout, connect_timeout=section.connect_timeout,
-                           circuit_open=section.circuit_open)
+        store = configured_store(config)
     if http is None:
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
     if metrics is None:

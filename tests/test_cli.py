@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import roam
 from tests.support.gateway import REPO
 
@@ -69,6 +71,32 @@ def test_env_override_error_exits_2() -> None:
     result = roam("config", "check", env={"ROAM_STORE_BACKEND": "mongo"})
     assert result.returncode == 2
     assert "ROAM_STORE_BACKEND" in result.stderr
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"ROAM_STORE_REDIS_URL": "redis+cluster://:s3cret@10.0.0.1:7000"},
+     ["store.redis_url", "scheme 'redis+cluster' is not redis://"]),
+    ({"ROAM_STORE_REDIS_URL": "redis://10.0.0.1:7000/0?cluster=true"},
+     ["store.redis_url", "a Cluster or Sentinel is not a URL option"]),
+    ({"ROAM_STORE_CLUSTER_NODES": "redis://:s3cret@10.0.0.1,redis://10.0.0.2:7000/3"},
+     ["store.cluster_nodes", "'10.0.0.1' is not redis://host:port"]),
+    ({"ROAM_STORE_SENTINELS": "10.0.0.1:26379,10.0.0.2"},
+     ["store.sentinels", "'10.0.0.2' is not host:port"]),
+    ({"ROAM_STORE_SENTINELS": "10.0.0.1:26379"}, ["sentinels and sentinel_service go together"]),
+    ({"ROAM_STORE_SENTINELS": "10.0.0.1:26379", "ROAM_STORE_SENTINEL_SERVICE": "roam",
+      "ROAM_STORE_CLUSTER_NODES": "redis://10.0.0.1:7000"},
+     ["cluster_nodes and sentinels both set"]),
+])
+def test_a_redis_topology_config_check_refuses_names_each_problem(
+        env: dict[str, str], expected: list[str]) -> None:
+    result = roam("config", "check", env={"ROAM_STORE_BACKEND": "redis", **env})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr, "a password in a URL is never shown"
+    lines = [line for line in result.stderr.splitlines() if "store" in line]
+    assert lines, result.stderr
+    for text in expected:
+        assert any(text in line for line in lines), result.stderr
 
 
 def test_clients_list() -> None:

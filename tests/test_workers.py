@@ -79,9 +79,11 @@ def nodes_in_trail(port: int) -> set[str]:
     return {json.loads(line).get("node", "") for line in lines if line.strip()} - {""}
 
 
-def test_workers_share_one_port_and_each_other_s_tokens(shared: dict[str, str]) -> None:
+def test_workers_share_one_port_and_each_other_s_tokens(shared: dict[str, str],
+                                                        tmp_path: Path) -> None:
     port = free_port()
-    with gateway_process(port, env={**shared, "ROAM_GATEWAY_WORKERS": "2"}) as (url, parent):
+    with gateway_process(port, env={**shared, "ROAM_GATEWAY_WORKERS": "2"},
+                         log=tmp_path / "workers.log") as (url, parent):
         wait_for(lambda: len(workers_of(parent.pid)) == 2, "two workers did not start")
         first = workers_of(parent.pid)
         with httpx.Client(base_url=url) as browser:

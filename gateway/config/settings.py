@@ -121,7 +121,17 @@ class TokensSection(Strict):
 
 class StoreSection(Strict):
     backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # one node (redis://, rediss://, unix://)
+    # A Redis Cluster instead: seed nodes (redis:// or rediss://host:port; any reachable
+    # one tells the client the rest), or a master watched by Sentinel: the sentinels
+    # (host:port) and the name they know it by. Either replaces redis_url.
+    cluster_nodes: tuple[str, ...] = ()
+    sentinels: tuple[str, ...] = ()
+    sentinel_service: str = ""
+    # the data nodes' password (Cluster, or Sentinel's master) and the sentinels' own, from
+    # these environment variables (empty: none, or in the cluster nodes' URLs)
+    password_env: str = ""
+    sentinel_password_env: str = ""
     prefix: str = "roam:"
     # seconds a Redis command's answer, and a new connection, may take: short, so that a
     # frozen or unreachable Redis answers requests with 503 quickly instead of holding them
@@ -129,6 +139,52 @@ class StoreSection(Strict):
     connect_timeout: float = Field(default=1.0, ge=0.05, le=30)
     # after a command timed out, calls fail at once for this many seconds (0: never)
     circuit_open: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _one_node(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not redis://, rediss:// "
+                             "or unix:// (a Cluster is store.cluster_nodes, Sentinel "
+                             "store.sentinels)")
+        if "cluster" in parts.query.lower() or "sentinel" in parts.query.lower():
+            raise ValueError("a Cluster or Sentinel is not a URL option: set "
+                             "store.cluster_nodes, or store.sentinels and sentinel_service")
+        return value
+
+    @field_validator("cluster_nodes")
+    @classmethod
+    def _seed_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for node in value:
+            parts = urlsplit(node)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("redis", "rediss") or not parts.hostname or port is None \
+                    or parts.path not in ("", "/", "/0") or parts.query:
+                shown = node.rpartition("@")[2] if "@" in node else node  # no password
+                raise ValueError(f"{shown!r} is not redis://host:port or rediss://host:port "
+                                 "(a Cluster has database 0 only)")
+        return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> StoreSection:
+        if self.cluster_nodes and self.sentinels:
+            raise ValueError("cluster_nodes and sentinels both set: a store is one or the other")
+        if bool(self.sentinels) != bool(self.sentinel_service):
+            raise ValueError("sentinels and sentinel_service go together")
+        return self
 
 
 class LoginSection(Strict):
@@ -388,7 +444,8 @@ def _secret_variables(model: type[BaseModel], data: object) -> set[str]:
 
 
 def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
-    """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model.
+    """``ROAM_<SECTION>_<KEY>=value`` overrides ``[section] key``; types follow the model,
+    and a list is comma-separated (``ROAM_STORE_SENTINELS=10.0.0.1:26379,10.0.0.2:26379``).
 
     Returns which dotted keys came from which variable, so errors can name it.
     """
@@ -413,6 +470,10 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str])
         if not isinstance(target, dict):
             problems.append(f"environment: {name}: [{section}] is not a table in the file")
             continue
-        target[key] = raw  # pydantic coerces "8080" -> 8080 in lax mode
+        if typing.get_origin(model.model_fields[key].annotation) is tuple:
+            # a list from the environment: comma-separated ("a:1,b:2"; empty: none)
+            target[key] = [item.strip() for item in raw.split(",") if item.strip()]
+        else:
+            target[key] = raw  # pydantic coerces "8080" -> 8080 in lax mode
         applied[f"{section}.{key}"] = name
     return applied

@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, NoScriptError
 
@@ -23,7 +24,7 @@ _Queued = tuple[tuple[Any, ...], "AsyncScript | None", "asyncio.Future[Any]"]
 
 
 class Pipeliner:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._client = client
         self._queue: list[_Queued] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -99,7 +100,8 @@ class Pipeliner:
 
     async def _one(self, args: tuple[Any, ...], script: AsyncScript | None) -> Any:
         try:
-            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+            client: Any = self._client  # one node's execute_command is untyped
+            return await client.execute_command(*args)
         except NoScriptError:
             if script is None:
                 raise

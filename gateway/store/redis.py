@@ -19,15 +19,17 @@ names them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.errors import StoreError
@@ -184,10 +186,16 @@ return 0
 class RedisStore:
     """Shared, Cluster-ready store; scripts make consume and index updates atomic."""
 
-    def __init__(self, client: Redis, *, prefix: str = "roam:",
+    def __init__(self, client: Redis | RedisCluster, *, prefix: str = "roam:",
                  breaker: Breaker | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, secrets: Sequence[str] = (),
+                 also_close: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
         self._client = client
+        pool = getattr(client, "connection_pool", None)  # one node: its URL's password
+        password = pool.connection_kwargs.get("password") if pool is not None else None
+        # what no error message may show (a client's errors may quote its settings)
+        self._secrets = tuple(s for s in (*secrets, password) if isinstance(s, str) and s)
+        self._also_close = tuple(also_close)
         self._clock = clock  # wall time: every gateway process compares reuse windows by it
         self._prefix = prefix
         self._breaker = breaker if breaker is not None else Breaker(0)
@@ -350,14 +358,15 @@ class RedisStore:
             members = list(await self._client.smembers(grant_key))
             if not members:
                 return 0
-            # One single-key script per member (members hash to different slots), then
-            # SREM only what was read, so a record indexed meanwhile stays revocable.
-            async with self._client.pipeline(transaction=False) as pipe:
-                for member in members:
-                    await self._revoke_one(keys=[member], args=[grant_id], client=pipe)
-                pipe.srem(grant_key, *members)
-                results = await pipe.execute()
-        return sum(int(n) for n in results[:-1])
+            # One single-key script per member (members hash to different slots: on a
+            # Cluster each goes to its own node), sent in one turn so they share round
+            # trips; then SREM only what was read, so a record indexed meanwhile stays
+            # revocable.
+            removed = await asyncio.gather(*(
+                self._pipeliner.script(self._revoke_one, [_text(member)], [grant_id])
+                for member in members))
+            await self._pipeliner.command("SREM", grant_key, *members)
+        return sum(int(n) for n in removed)
 
     async def forget(self, grant_id: str, kind: str, id: str) -> None:
         with self._converted("forget"):
@@ -367,6 +376,8 @@ class RedisStore:
     async def close(self) -> None:
         with self._converted("close"):
             await self._client.aclose()
+            for close in self._also_close:
+                await close()
 
     def _record_key(self, kind: str, id: str) -> str:
         return f"{self._prefix}{{{check_kind(kind)}:{id}}}"
@@ -381,7 +392,7 @@ class RedisStore:
         self._breaker.check()
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             if isinstance(exc, RedisTimeoutError):
                 self._breaker.timed_out()
             raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
@@ -389,9 +400,8 @@ class RedisStore:
 
     def _scrub(self, exc: BaseException) -> str:
         message = f"{type(exc).__name__}: {exc}"
-        password = self._client.connection_pool.connection_kwargs.get("password")
-        if isinstance(password, str) and password:
-            message = message.replace(password, "***")
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
         return message
 
 

@@ -101,9 +101,10 @@ def pending_in_store(redis_url: str) -> int:
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
 def test_deliveries_survive_the_process_that_took_the_logout(
         env: dict[str, str], own_redis: RedisServer, receivers: Receivers,
-        stop: signal.Signals) -> None:
-    with gateway_process(free_port(), env=env) as (other, _):
-        with gateway_process(free_port(), env=env) as (taker, process), \
+        stop: signal.Signals, tmp_path: Path) -> None:
+    with gateway_process(free_port(), env=env, log=tmp_path / "other.log") as (other, _):
+        with gateway_process(free_port(), env=env,
+                             log=tmp_path / "taker.log") as (taker, process), \
                 httpx.Client(base_url=taker) as browser:
             log_in_to_both(taker, browser)
             log_out_everywhere(browser)

@@ -73,8 +73,8 @@ def still_good(url: str, answer: httpx.Response) -> None:
 
 
 def test_a_refresh_run_late_by_a_frozen_redis_keeps_the_grant(
-        env: dict[str, str], own_redis: RedisServer) -> None:
-    with gateway_process(free_port(), env=env) as (url, _), \
+        env: dict[str, str], own_redis: RedisServer, tmp_path: Path) -> None:
+    with gateway_process(free_port(), env=env, log=tmp_path / "a.log") as (url, _), \
             httpx.Client(base_url=url) as browser:
         _, token, _ = full_login(url, browser)
         # a token rotated once carries its session's deadline: refreshing it makes one
@@ -96,16 +96,17 @@ def test_a_refresh_run_late_by_a_frozen_redis_keeps_the_grant(
 
 
 def test_a_gateway_killed_after_receiving_a_refresh_costs_no_grant(
-        env: dict[str, str], own_redis: RedisServer) -> None:
+        env: dict[str, str], own_redis: RedisServer, tmp_path: Path) -> None:
     """Killed 1–8 ms after the request reached it: the rotation ran or it did not; the
     RP's retry at another gateway process works either way."""
     rotated_before_death = 0
-    with gateway_process(free_port(), env=env) as (other, _):
+    with gateway_process(free_port(), env=env, log=tmp_path / "other.log") as (other, _):
         for delay_ms in (1, 2, 4, 8):
             with httpx.Client(base_url=other) as browser:
                 _, token, _ = full_login(other, browser)
             held = token["refresh_token"]
-            with gateway_process(free_port(), env=env) as (doomed, process):
+            log = tmp_path / f"doomed-{delay_ms}.log"
+            with gateway_process(free_port(), env=env, log=log) as (doomed, process):
                 send_and_kill(doomed, process, held, delay_ms / 1000)
             rotated_before_death += current_version(own_redis.url, held) != token_digest(
                 held)

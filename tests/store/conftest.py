@@ -1,5 +1,5 @@
 """The stores under test, for the conformance suites: every test that asks for ``store``
-runs against MemoryStore and a real Redis."""
+runs against MemoryStore, a real Redis, a real Redis Cluster and Redis behind Sentinel."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-import redis.asyncio
 
-from gateway.store import MemoryStore, RedisStore, Store
-from tests.support.stores import FakeClock
+from gateway.store import MemoryStore, Store
+from tests.support.stores import FakeClock, Topology
 
 __all__ = ["Elapse", "Expiries", "FakeClock"]
 
@@ -21,7 +20,7 @@ Expiries = Callable[[], Awaitable[list[float]]]
 
 @pytest.fixture
 def store(any_store: Store) -> Store:
-    """Every test here runs on MemoryStore and on a real Redis (tests/support/stores.py)."""
+    """Every test here runs on each topology (tests/support/stores.py)."""
     return any_store
 
 
@@ -39,7 +38,7 @@ def elapse(store: Store, clock: FakeClock) -> Elapse:
 
 
 @pytest.fixture
-def expiries(request: pytest.FixtureRequest, store: Store, clock: FakeClock) -> Expiries:
+def expiries(topology: Topology, store: Store, clock: FakeClock) -> Expiries:
     """Seconds left on everything the store holds (inf for anything kept forever)."""
 
     async def memory() -> list[float]:
@@ -52,25 +51,23 @@ def expiries(request: pytest.FixtureRequest, store: Store, clock: FakeClock) -> 
         return [record.expires_at - clock.now for record in records.values()] + counters
 
     async def in_redis() -> list[float]:
-        url: str = request.getfixturevalue("redis_url")
-        prefix: str = request.getfixturevalue("redis_prefix")
-        async with redis.asyncio.Redis.from_url(url) as client:
-            left = [await client.pttl(key) async for key in client.scan_iter(match=prefix + "*")]
+        assert topology.raw is not None
+        async with topology.raw() as client:
+            keys = [key async for key in client.scan_iter(match=topology.prefix + "*")]
+            left = [await client.pttl(key) for key in keys]
         return [math.inf if ms == -1 else ms / 1000 for ms in left]
 
     return memory if isinstance(store, MemoryStore) else in_redis
 
 
 @pytest.fixture
-async def peers(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[list[Store]]:
+async def peers(topology: Topology, store: Store) -> AsyncIterator[list[Store]]:
     """Five stores sharing ``store``'s data, standing in for five gateway processes: the
     same MemoryStore (one process is all it serves), or five separate Redis clients."""
     if isinstance(store, MemoryStore):
         yield [store] * 5
         return
-    url: str = request.getfixturevalue("redis_url")
-    prefix: str = request.getfixturevalue("redis_prefix")
-    opened: list[Store] = [RedisStore.from_url(url, prefix=prefix) for _ in range(5)]
+    opened: list[Store] = [topology.open() for _ in range(5)]
     yield opened
     for peer in opened:
         await peer.close()

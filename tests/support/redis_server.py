@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from uuid import uuid4
 import pytest
 import redis
 
+from tests.support.servers import free_port
+
 __all__ = ["RedisServer", "delete_prefixed", "redis_prefix", "redis_server_url", "redis_url",
            "started_redis_server", "unused_port"]
 
@@ -29,11 +30,9 @@ _LOCAL_URL = "redis://127.0.0.1:6379/15"
 
 
 def unused_port() -> int:
-    """A port nothing listens on right now (for own servers and dead-server tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on right now (for own servers and dead-server tests), never
+    one handed out before in this run."""
+    return free_port()
 
 
 def _answers(url: str, timeout: float = 0.5) -> bool:

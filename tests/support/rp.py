@@ -6,6 +6,7 @@ Protocol tests drive the gateway through this real client library, not hand-buil
 from __future__ import annotations
 
 import secrets
+import ssl
 from typing import Any
 
 import httpx
@@ -73,9 +74,11 @@ def authorize_url(client: OAuth2Client, gateway_url: str, **params: str) -> tupl
 
 
 def full_login(gateway_url: str, browser: httpx.Client, client_id: str = "changsha-gov",
-               *, dpop: DPoPSigner | None = None,
+               *, dpop: DPoPSigner | None = None, verify: ssl.SSLContext | bool = True,
                **params: str) -> tuple[OAuth2Client, dict[str, Any], str]:
-    client = rp_client(client_id, gateway_url, dpop=dpop)
+    """Log in through the pages and redeem the code (``verify``: the CA file of an https
+    gateway, for the RP's own calls)."""
+    client = rp_client(client_id, gateway_url, dpop=dpop, verify=verify)
     nonce = secrets.token_urlsafe(12)
     url, verifier = authorize_url(client, gateway_url, nonce=nonce, **params)
     callback = log_in(browser, url)

@@ -13,11 +13,21 @@ import uvicorn
 
 from gateway.server import HTTP
 
+_GIVEN: set[int] = set()
+_GIVING = threading.Lock()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, never one this test run handed out before: a test that takes two
+    ports before binding either must not get the same one twice."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with _GIVING:
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 @contextlib.contextmanager
