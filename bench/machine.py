@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -40,6 +41,22 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def redis_work(url: str | None) -> tuple[int, int]:
+    """(commands executed, scripts run) by the Redis at ``url`` since it started: every
+    command, those a Lua script calls included (``INFO stats``), and the EVAL/EVALSHA calls
+    among them (``INFO commandstats``); this call's own two INFO commands are taken off.
+    (0, 0) without a URL. The server is shared: other clients' commands count too, so read
+    it on a quiet machine (the benches print others' CPU)."""
+    if not url:
+        return 0, 0
+    with redis.Redis.from_url(url) as client:
+        stats = client.info("stats")
+        commands = client.info("commandstats")
+    scripts = sum(int(commands.get(f"cmdstat_{name}", {}).get("calls", 0))
+                  for name in ("eval", "evalsha", "eval_ro", "evalsha_ro"))
+    return int(stats["total_commands_processed"]), scripts
+
+
 @dataclass(frozen=True)
 class CpuSnapshot:
     at: float
@@ -48,13 +65,17 @@ class CpuSnapshot:
     redis: float
     machine: float
     platform: float = 0.0  # a mock platform's process (bench/miniprogram.py)
+    redis_commands: int = 0  # redis_work(): commands executed, scripts run
+    redis_scripts: int = 0
 
     @classmethod
     def take(cls, server_pid: int, redis_pid: int | None,
-             platform_pid: int | None = None) -> CpuSnapshot:
+             platform_pid: int | None = None, *, redis_url: str | None = None
+             ) -> CpuSnapshot:
+        commands, scripts = redis_work(redis_url)
         return cls(time.perf_counter(), process_cpu(server_pid), time.process_time(),
                    process_cpu(redis_pid) if redis_pid else 0.0, machine_busy(),
-                   process_cpu(platform_pid) if platform_pid else 0.0)
+                   process_cpu(platform_pid) if platform_pid else 0.0, commands, scripts)
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,8 @@ class CpuUse:
     redis: float
     others: float  # everything else on the machine: other people's work, the kernel
     platform: float = 0.0
+    redis_commands: int = 0  # executed in the window (a script's own calls included)
+    redis_scripts: int = 0  # of them, EVAL/EVALSHA
 
     @classmethod
     def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
@@ -74,8 +97,11 @@ class CpuUse:
         server, client, redis_ = (b.server - a.server, b.client - a.client, b.redis - a.redis)
         platform_ = b.platform - a.platform
         others = max(0.0, b.machine - a.machine - server - client - redis_ - platform_)
+        # the first snapshot's two INFO commands ran inside the window
+        commands = max(0, b.redis_commands - a.redis_commands - 2) if a.redis_commands else 0
         return cls(seconds, server / seconds, client / seconds, redis_ / seconds,
-                   others / seconds, platform_ / seconds)
+                   others / seconds, platform_ / seconds, commands,
+                   b.redis_scripts - a.redis_scripts)
 
 
 async def wait_for_quiet(server_pid: int, redis_pid: int | None, *, limit: float,

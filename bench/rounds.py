@@ -50,6 +50,14 @@ class Round:
         """CPU of ``process`` per completed request (Redis's own CPU not included)."""
         return self.cpu_ms()
 
+    def redis_per_request(self) -> tuple[float, float]:
+        """Redis commands executed and scripts run per completed request (NaN: not
+        counted, or none completed)."""
+        if not self.cpu or not self.completed or not self.cpu.redis_commands:
+            return float("nan"), float("nan")
+        return (self.cpu.redis_commands / self.completed,
+                self.cpu.redis_scripts / self.completed)
+
 
 Step = Callable[[], Awaitable[None]]
 """One unit of a user's work (a request, a hop); raises ``RuntimeError`` (or an aiohttp or
@@ -114,6 +122,15 @@ class Combination:
     def cpu_ms(self, target: str) -> float:
         return statistics.median(r.server_ms_per_request for r in self.of(target))
 
+    def redis_per_request(self, target: str) -> str:
+        """``commands (scripts)`` per request, medians of rounds; ``—`` if not counted."""
+        counted = [r.redis_per_request() for r in self.of(target)]
+        counted = [c for c in counted if not math.isnan(c[0])]
+        if not counted:
+            return "—"
+        return (f"{statistics.median(c[0] for c in counted):.1f} "
+                f"({statistics.median(c[1] for c in counted):.1f})")
+
     def others(self) -> float:
         return max((r.cpu.others for r in self.rounds if r.cpu), default=0.0)
 
@@ -144,8 +161,9 @@ def table(results: Sequence[Combination], *, target: str = "token",
     """The Markdown table of docs/performance.md: ``target`` rounds against the floor."""
     lines = [
         f"| store | alg | floor req/s | {label} req/s | ratio | {label} p50 ms "
-        f"| {label} p99 ms | server CPU ms/req floor / {label} | others' CPU (max) | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {label} p99 ms | server CPU ms/req floor / {label} "
+        f"| Redis commands (scripts) per {label} | others' CPU (max) | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in results:
         floor, measured = c.rate("floor"), c.rate(target)
@@ -153,7 +171,8 @@ def table(results: Sequence[Combination], *, target: str = "token",
         lines.append(
             f"| {c.store} | {c.alg} | {floor:.0f} | {measured:.0f} | {measured / floor:.2f} "
             f"| {percentile(lat, 50) * 1e3:.1f} | {percentile(lat, 99) * 1e3:.1f} "
-            f"| {c.cpu_ms('floor'):.2f} / {c.cpu_ms(target):.2f} | {c.others():.0%} "
+            f"| {c.cpu_ms('floor'):.2f} / {c.cpu_ms(target):.2f} "
+            f"| {c.redis_per_request(target)} | {c.others():.0%} "
             f"| {len(c.errors())} |")
     return "\n".join(lines)
 

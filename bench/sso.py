@@ -75,11 +75,13 @@ async def hop(browser: aiohttp.ClientSession, server: ServerProcess, alg: str) -
 
 async def run_hops(browsers: Sequence[aiohttp.ClientSession], server: ServerProcess, *,
                    alg: str, warmup: float, duration: float,
-                   redis_pid: int | None) -> Round:
-    """Every browser hops to the RP silently, back to back; count what completes."""
+                   redis_pid: int | None, redis_url: str | None = None) -> Round:
+    """Every browser hops to the RP silently, back to back; count what completes (and,
+    with ``redis_url``, the Redis commands they cost)."""
     return await drive(Round("hop"), [functools.partial(hop, b, server, alg) for b in browsers],
                        warmup=warmup, duration=duration,
-                       snapshot=lambda: CpuSnapshot.take(server.pid, redis_pid))
+                       snapshot=lambda: CpuSnapshot.take(server.pid, redis_pid,
+                                                         redis_url=redis_url))
 
 
 def label(server: ServerProcess, options: Options) -> str:
@@ -121,7 +123,8 @@ async def bench_store(servers: Sequence[ServerProcess], options: Options,
                                           duration=options.duration, redis_pid=redis),
                         functools.partial(run_hops, browsers[server.port], server, alg=alg,
                                           warmup=options.warmup, duration=options.duration,
-                                          redis_pid=redis),
+                                          redis_pid=redis,
+                                          redis_url=options.redis_url if redis else None),
                     ):
                         combos[server.port].rounds.append(await measure_quietly(
                             run, server=server, redis_pid=redis, options=options,

@@ -82,8 +82,10 @@ async def run_round(
     warmup: float,
     duration: float,
     redis_pid: int | None,
+    redis_url: str | None = None,
 ) -> Round:
-    """Every user posts refresh grants back to back, each continuing its own chain."""
+    """Every user posts refresh grants back to back, each continuing its own chain;
+    ``redis_url``: count the Redis commands they cost too."""
     url = server.base + (FLOOR_PATH if target == "floor" else TOKEN_PATH)
     headers = {"Authorization": server.basic_auth(alg),
                "Content-Type": "application/x-www-form-urlencoded"}
@@ -103,7 +105,8 @@ async def run_round(
 
     return await drive(Round(target), [refresher(i) for i in range(len(tokens))],
                        warmup=warmup, duration=duration,
-                       snapshot=lambda: CpuSnapshot.take(server.pid, redis_pid))
+                       snapshot=lambda: CpuSnapshot.take(server.pid, redis_pid,
+                                                         redis_url=redis_url))
 
 
 async def bench_store(server: ServerProcess, options: Options,
@@ -126,7 +129,8 @@ async def bench_store(server: ServerProcess, options: Options,
             combo.rounds = await alternate([
                 functools.partial(run_round, http, server, target=target, alg=alg,
                                   tokens=tokens, warmup=options.warmup,
-                                  duration=options.duration, redis_pid=redis_pid)
+                                  duration=options.duration, redis_pid=redis_pid,
+                                  redis_url=options.redis_url if redis_pid else None)
                 for target, tokens in (("floor", floor_tokens), ("token", real_tokens))],
                 server=server, redis_pid=redis_pid, options=options, alg=alg)
             results.append(combo)
