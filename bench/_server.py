@@ -56,6 +56,7 @@ from gateway.oidc.clients import secret_digest
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.server import LOOP, freeze_startup_objects, uvicorn_config
 from gateway.wiring import build_gateway
+from gateway.workers import Supervisor, bind_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "config" / "roam.toml"
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
                              "(bench/miniprogram.py)")
     parser.add_argument("--key-dir", type=Path, default=None,
                         help="the mocks' key directory (with --platforms)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on the port, forked as roam serve --workers "
+                             "does (the app built once before: one key ring for all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     secret = os.environ.get(SECRET_ENV)
@@ -297,8 +301,13 @@ def main(argv: list[str] | None = None) -> None:
                     platforms=(args.platforms, args.key_dir) if args.platforms else None)
     # As `roam serve` runs it (gateway/server.py), without the access log (nginx has none).
     freeze_startup_objects()
-    uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
-                                  log_level="warning")).run()
+    config = uvicorn_config(app, host="127.0.0.1", port=args.port, access_log=False,
+                            log_level="warning")
+    if args.workers <= 1:
+        uvicorn.Server(config).run()
+        return
+    Supervisor(args.workers, bind_socket("127.0.0.1", args.port),
+               lambda sock: uvicorn.Server(config).run([sock])).run()
 
 
 if __name__ == "__main__":

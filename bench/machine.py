@@ -33,6 +33,22 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def process_tree_cpu(pid: int) -> float:
+    """As :func:`process_cpu`, with the live children of ``pid`` (a server's workers)."""
+    total = process_cpu(pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                parent = int(fh.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid:
+            total += process_cpu(int(entry))
+    return total
+
+
 def machine_busy() -> float:
     """CPU seconds every core has spent not idle since boot (from ``/proc/stat``)."""
     with open("/proc/stat") as fh:
@@ -73,7 +89,7 @@ class CpuSnapshot:
              platform_pid: int | None = None, *, redis_url: str | None = None
              ) -> CpuSnapshot:
         commands, scripts = redis_work(redis_url)
-        return cls(time.perf_counter(), process_cpu(server_pid), time.process_time(),
+        return cls(time.perf_counter(), process_tree_cpu(server_pid), time.process_time(),
                    process_cpu(redis_pid) if redis_pid else 0.0, machine_busy(),
                    process_cpu(platform_pid) if platform_pid else 0.0, commands, scripts)
 

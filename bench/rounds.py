@@ -191,6 +191,7 @@ class Options:
     noisy: float
     retries: int
     ops: tuple[str, ...] = ("on",)  # bench/sso.py: one server per value, metrics on or off
+    workers: int = 1  # bench/sso.py: worker processes per server
 
 
 

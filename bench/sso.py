@@ -145,8 +145,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--ops", default="on",
                         help="on, off, or on,off: servers with and without metrics, side by "
                              "side (default on)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes per server on its port, as roam serve "
+                             "--workers (default 1); CPU per hop counts all of them")
     args = parser.parse_args(argv)
-    return dataclasses.replace(options_from(parser, args), ops=ops_modes(parser, args.ops))
+    if not 1 <= args.workers <= 64:
+        parser.error("--workers: 1 to 64")
+    return dataclasses.replace(options_from(parser, args), ops=ops_modes(parser, args.ops),
+                               workers=args.workers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt():
         results, info = per_store(options.stores, options.redis_url, prefix,
                                   lambda servers, redis: bench_store(servers, options, redis),
-                                  ops=options.ops)
+                                  ops=options.ops,
+                                  server_args=("--workers", str(options.workers)))
     print(machine_line(info))
     print(table(results, target="hop", label="SSO hop"))
     if len(options.ops) == 2:
