@@ -60,6 +60,7 @@ from gateway.routing.resolve import Resolver
 from gateway.sessions import SessionManager
 from gateway.store import Store, open_store
 from gateway.store.measured import MeasuredStore
+from gateway.store.redis import RedisStore
 from gateway.urls import is_loopback_host
 
 __all__ = [
@@ -321,6 +322,8 @@ def build_gateway(
         http = httpx.AsyncClient(timeout=settings.outbound.timeout, follow_redirects=False)
     if metrics is None:
         metrics = open_metrics(settings.metrics, config.systems, version=__version__)
+    if owns_store and isinstance(store, RedisStore):
+        store.breaker.on_change = metrics.store_circuit  # roam_store_circuit_open
     if metrics.enabled:
         store = MeasuredStore(store, metrics)
     audit = audit or open_trail(config, metrics)

@@ -160,6 +160,9 @@ class Metrics:
     def store_failure(self, operation: str) -> Callable[[], None]:
         return _ignore
 
+    def store_circuit(self, open_: bool) -> None:
+        """The store's circuit breaker opened (True) or closed (False)."""
+
     def audit(self, *, written: int, dropped: int, failed: int, queued: int) -> None:
         """The audit trail's writer since its last report: events ``written``, events
         ``dropped`` (queue full or refused by the sink), batches ``failed`` (kept for
@@ -283,6 +286,10 @@ class PrometheusMetrics(Metrics):
         self.store_errors = Counter(
             "roam_store_errors_total", "Store calls that failed (the store did not answer).",
             ("operation",), registry=on)
+        self.store_circuit_open = Gauge(
+            "roam_store_circuit_open",
+            "1 while the store's circuit breaker is open: a call timed out, none answered since.",
+            registry=on, multiprocess_mode="livemax")
         self.audit_events = Counter(
             "roam_audit_events_total",
             "Audit events: written to the trail, or dropped (queue full, refused by the sink).",
@@ -393,6 +400,9 @@ class PrometheusMetrics(Metrics):
             counter.inc()
 
         return failed
+
+    def store_circuit(self, open_: bool) -> None:
+        self.store_circuit_open.set(1 if open_ else 0)
 
     # -- the audit trail (gateway.audit.trail) ------------------------------------------------
 

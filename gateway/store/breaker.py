@@ -8,7 +8,8 @@ A frozen or partitioned Redis answers nothing, and every request would wait
 again, so a store that came back is used at once and a store still gone costs one
 timeout per window. A refused connection fails fast by itself and does not open it:
 after a quick Redis restart one failed call must not refuse everything for seconds.
-Transitions are logged on ``roam.store``.
+Transitions are logged on ``roam.store`` and told to ``on_change`` (the metric
+``roam_store_circuit_open``): open from a timeout until the next answer.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ log = logging.getLogger("roam.store")
 
 
 class Breaker:
-    def __init__(self, open_for: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, open_for: float, *, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self.open_for = open_for  # 0: never opens
         self.clock = clock
+        self.on_change = on_change  # told True when it opens, False when an answer closes it
         self._until = 0.0  # calls fail at once before this time; 0: no timeout since the
         # last answer (the outage, if any, is over)
 
@@ -44,13 +47,18 @@ class Breaker:
         """A call found no answer within the timeout: open for ``open_for`` seconds."""
         if self.open_for <= 0:
             return
-        if not self._until:
+        opening = not self._until
+        self._until = self.clock() + self.open_for
+        if opening:
             log.warning("store circuit opened: calls fail at once",
                         extra={"seconds": self.open_for})
-        self._until = self.clock() + self.open_for
+            if self.on_change is not None:
+                self.on_change(True)
 
     def answered(self) -> None:
         """A call got its answer: the store works."""
         if self._until:
             self._until = 0.0
             log.warning("store circuit closed: the store answers again")
+            if self.on_change is not None:
+                self.on_change(False)

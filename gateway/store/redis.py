@@ -209,6 +209,11 @@ class RedisStore:
         self._swap = client.register_script(_SWAP)
         self._pipeliner = Pipeliner(client)
 
+    @property
+    def breaker(self) -> Breaker:
+        """The circuit breaker its calls go through (for its metric)."""
+        return self._breaker
+
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "roam:", timeout: float = 1.0,
                  connect_timeout: float = 1.0, circuit_open: float = 2.0,

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import StoreError
+from gateway.metrics.recorder import PrometheusMetrics
 from gateway.store.breaker import Breaker
+from gateway.store.measured import MeasuredStore
+from gateway.store.redis import RedisStore
+from gateway.wiring import build_gateway
+from tests.support.gateway import config_on_port
+from tests.support.servers import free_port
 
 
 class Clock:
@@ -55,3 +61,34 @@ def test_opening_and_closing_are_logged_once_each(caplog: pytest.LogCaptureFixtu
     messages = [r.getMessage() for r in caplog.records if r.name == "roam.store"]
     assert messages == ["store circuit opened: calls fail at once",
                         "store circuit closed: the store answers again"]
+
+
+def test_each_transition_is_told_once_and_the_gateway_exports_it() -> None:
+    told: list[bool] = []
+    breaker = Breaker(5.0, clock=Clock(), on_change=told.append)
+    for _ in range(3):
+        breaker.timed_out()
+    for _ in range(3):
+        breaker.answered()
+    breaker.timed_out()
+    assert told == [True, False, True]
+    metrics = PrometheusMetrics()
+    breaker.on_change = metrics.store_circuit
+    assert metrics.registry.get_sample_value("roam_store_circuit_open") == 0
+    breaker.answered()
+    breaker.timed_out()
+    assert metrics.registry.get_sample_value("roam_store_circuit_open") == 1
+    breaker.answered()
+    assert metrics.registry.get_sample_value("roam_store_circuit_open") == 0
+
+
+def test_the_gateway_s_own_redis_store_reports_its_breaker(redis_url: str,
+                                                           redis_prefix: str) -> None:
+    config = config_on_port(free_port(), backend="redis", redis_url=redis_url,
+                            prefix=redis_prefix)
+    metrics = PrometheusMetrics()
+    gateway = build_gateway(config, metrics=metrics)
+    store = gateway.store.inner if isinstance(gateway.store, MeasuredStore) else gateway.store
+    assert isinstance(store, RedisStore)
+    store.breaker.timed_out()
+    assert metrics.registry.get_sample_value("roam_store_circuit_open") == 1
