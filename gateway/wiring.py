@@ -156,15 +156,17 @@ def gateway_cookie_names(secure: bool) -> frozenset[str]:
 def configured_store(config: Config, env: Mapping[str, str] | None = None) -> Store:
     """The store ``[store]`` names (passwords from the variables it names)."""
     section = config.settings.store
-    env = os.environ if env is None else env
+    named = os.environ if env is None else env
+
+    def variable(name: str) -> str:
+        return named.get(name, "") if name else ""
+
     return open_store(section.backend, redis_url=section.redis_url, prefix=section.prefix,
                       timeout=section.timeout, connect_timeout=section.connect_timeout,
                       circuit_open=section.circuit_open, cluster_nodes=section.cluster_nodes,
                       sentinels=section.sentinels, sentinel_service=section.sentinel_service,
-                      password=env.get(section.password_env, "") if section.password_env
-                      else "",
-                      sentinel_password=env.get(section.sentinel_password_env, "")
-                      if section.sentinel_password_env else "")
+                      password=variable(section.password_env),
+                      sentinel_password=variable(section.sentinel_password_env))
 
 
 def open_operators(config: Config) -> dict[str, Operator]:

@@ -9,15 +9,14 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.gateway import REPO, audit_file, gateway_process, processes_env
+from tests.support.cli import roam
+from tests.support.gateway import audit_file, gateway_process, processes_env
 from tests.support.metrics import scrape, value
 from tests.support.redis_server import RedisServer
 from tests.support.rp import authorize_url, full_login, rp_client
@@ -108,14 +107,6 @@ def test_workers_share_one_port_and_each_other_s_tokens(shared: dict[str, str],
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=40) == 0
         assert not workers_of(parent.pid)
-
-
-def roam(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    child = {k: v for k, v in os.environ.items()
-             if not k.startswith("ROAM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed argv
-        [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, env={**child, **env},
-        capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize(("drop", "expected"), [

@@ -20,7 +20,7 @@ from gateway.audit.record import audit_event
 from gateway.audit.redact import redact_fields, redact_text
 from gateway.audit.setup import audit_problems, open_sink, open_trail
 from gateway.audit.sink import AuditSink, Snapshot
-from gateway.audit.trail import AuditStats, AuditTrail
+from gateway.audit.trail import AuditStats, AuditTrail, node_name
 from gateway.audit.verify import Verdict, verify_trail
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "event_of",
     "format_time",
     "new_event",
+    "node_name",
     "open_sink",
     "open_trail",
     "parse_time",

@@ -19,10 +19,8 @@ for ending sessions and the ``sub`` is personal data. The store record keeps the
 from __future__ import annotations
 
 import logging
-import os
 import random
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -31,7 +29,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from gateway.audit import Outcome, audit_event
+from gateway.audit import Outcome, audit_event, node_name
 from gateway.errors import RoamError
 from gateway.keys import KeyRing
 from gateway.metrics.recorder import Metrics
@@ -158,7 +156,7 @@ class BackchannelLogout:
         self.token_ttl = token_ttl
         self.metrics = metrics or Metrics()
         self.clients = clients or (lambda client_id: None)
-        self.queue = DeliveryQueue(store, node=node or _this_process(), lease=lease,
+        self.queue = DeliveryQueue(store, node=node or node_name(), lease=lease,
                                    clock=clock)
         self._held: dict[str, tuple[Delivery, str | None, anyio.CancelScope]] = {}
         self._closing = False
@@ -186,12 +184,9 @@ class BackchannelLogout:
         All RPs are called concurrently; each is retried on its own schedule. Returns the
         final record of each delivery, in the order of ``targets``.
         """
-        started = await self._record_all(targets)
         async with anyio.create_task_group() as group:
-            for delivery, client, version, token in started:
-                if token is not None:
-                    group.start_soon(self._work_safely, delivery, client, version, token)
-        return [delivery for delivery, _, _, _ in started]
+            started = await self.start(group, targets)
+        return started  # each updated by its delivery, which the group waited for
 
     async def run(self) -> None:
         """In every gateway process's lifespan: take over deliveries whose process
@@ -369,6 +364,3 @@ class BackchannelLogout:
                     sid=delivery.sid, jti=delivery.jti, attempts=delivery.attempts,
                     status=status, error=delivery.last_error)
 
-
-def _this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"

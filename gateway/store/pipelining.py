@@ -38,10 +38,7 @@ class Pipeliner:
         pool's old connections are dead, and the first command on each would fail. A
         script is sent again only when it says it may (:meth:`script`): whether it ran on
         the old connection is unknown."""
-        try:
-            return await self._enqueue(args, None)
-        except ConnectionError:
-            return await self._enqueue(args, None)
+        return await self._sent_again_if_broken(args, None)
 
     async def script(self, script: AsyncScript, keys: list[str], args: list[Any], *,
                      repeatable: bool = False) -> Any:
@@ -52,10 +49,14 @@ class Pipeliner:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         if not repeatable:
             return await self._enqueue(command, script)
+        return await self._sent_again_if_broken(command, script)
+
+    async def _sent_again_if_broken(self, args: tuple[Any, ...],
+                                    script: AsyncScript | None) -> Any:
         try:
-            return await self._enqueue(command, script)
+            return await self._enqueue(args, script)
         except ConnectionError:
-            return await self._enqueue(command, script)
+            return await self._enqueue(args, script)
 
     def _enqueue(self, args: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

@@ -12,8 +12,10 @@ from tests.support.gateway import REPO
 
 def roam(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
          ) -> subprocess.CompletedProcess[str]:
-    """``roam *args`` with no ``ROAM_*`` of the caller's environment, but ``env``."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROAM_")}
+    """``roam *args`` with no ``ROAM_*`` (nor ``PROMETHEUS_MULTIPROC_DIR``) of the caller's
+    environment, but ``env``."""
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("ROAM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     full_env.update(env or {})
     return subprocess.run(  # noqa: S603 - our own CLI, fixed argv
         [sys.executable, "-m", "gateway.cli", *args], cwd=cwd, env=full_env,
