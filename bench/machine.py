@@ -15,7 +15,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import redis
@@ -57,20 +57,28 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
-def redis_work(url: str | None) -> tuple[int, int]:
-    """(commands executed, scripts run) by the Redis at ``url`` since it started: every
-    command, those a Lua script calls included (``INFO stats``), and the EVAL/EVALSHA calls
-    among them (``INFO commandstats``); this call's own two INFO commands are taken off.
-    (0, 0) without a URL. The server is shared: other clients' commands count too, so read
-    it on a quiet machine (the benches print others' CPU)."""
+class RedisWork(NamedTuple):
+    commands: int
+    scripts: int
+    reads: int  # read events: one per batch of commands a client sent (a round trip)
+
+
+def redis_work(url: str | None) -> RedisWork:
+    """What the Redis at ``url`` did since it started: every command, those a Lua script
+    calls included (``INFO stats``), the EVAL/EVALSHA calls among them (``INFO
+    commandstats``) and its read events (``total_reads_processed``: a pipelined batch is
+    one); this call's own two INFO commands are in them. Zeros without a URL. The server
+    is shared: other clients' commands count too, so read it on a quiet machine (the
+    benches print others' CPU)."""
     if not url:
-        return 0, 0
+        return RedisWork(0, 0, 0)
     with redis.Redis.from_url(url) as client:
         stats = client.info("stats")
         commands = client.info("commandstats")
     scripts = sum(int(commands.get(f"cmdstat_{name}", {}).get("calls", 0))
                   for name in ("eval", "evalsha", "eval_ro", "evalsha_ro"))
-    return int(stats["total_commands_processed"]), scripts
+    return RedisWork(int(stats["total_commands_processed"]), scripts,
+                     int(stats.get("total_reads_processed", 0)))
 
 
 @dataclass(frozen=True)
@@ -81,17 +89,19 @@ class CpuSnapshot:
     redis: float
     machine: float
     platform: float = 0.0  # a mock platform's process (bench/miniprogram.py)
-    redis_commands: int = 0  # redis_work(): commands executed, scripts run
+    redis_commands: int = 0  # redis_work(): commands executed, scripts run, reads
     redis_scripts: int = 0
+    redis_reads: int = 0
 
     @classmethod
     def take(cls, server_pid: int, redis_pid: int | None,
              platform_pid: int | None = None, *, redis_url: str | None = None
              ) -> CpuSnapshot:
-        commands, scripts = redis_work(redis_url)
+        commands, scripts, reads = redis_work(redis_url)
         return cls(time.perf_counter(), process_tree_cpu(server_pid), time.process_time(),
                    process_cpu(redis_pid) if redis_pid else 0.0, machine_busy(),
-                   process_cpu(platform_pid) if platform_pid else 0.0, commands, scripts)
+                   process_cpu(platform_pid) if platform_pid else 0.0, commands, scripts,
+                   reads)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,7 @@ class CpuUse:
     platform: float = 0.0
     redis_commands: int = 0  # executed in the window (a script's own calls included)
     redis_scripts: int = 0  # of them, EVAL/EVALSHA
+    redis_reads: int = 0  # batches Redis read: round trips, whatever their size
 
     @classmethod
     def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
@@ -117,7 +128,8 @@ class CpuUse:
         commands = max(0, b.redis_commands - a.redis_commands - 2) if a.redis_commands else 0
         return cls(seconds, server / seconds, client / seconds, redis_ / seconds,
                    others / seconds, platform_ / seconds, commands,
-                   b.redis_scripts - a.redis_scripts)
+                   b.redis_scripts - a.redis_scripts,
+                   max(0, b.redis_reads - a.redis_reads - 2) if a.redis_reads else 0)
 
 
 async def wait_for_quiet(server_pid: int, redis_pid: int | None, *, limit: float,

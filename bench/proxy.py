@@ -3,6 +3,7 @@
 Run from the repository root::
 
     python -m bench.proxy [--duration 10] [--warmup 2] [--rounds 3] [--concurrency 16]
+                          [--store memory|redis]
                           [--upstream aiohttp|asgi] [--patience 60] [--ops on,off]
 
 Three child processes, all on loopback, all stopped on exit (also on Ctrl-C or SIGTERM):
@@ -33,6 +34,10 @@ session's cookie, with the same headers, to all three targets. Rounds are interl
 active health checks, the audit trail) and one without, as two more interleaved targets,
 and prints the throughput of the first ÷ the second (target ≥ 0.95): the cost of that on
 the proxy's hot path (bench/_server.py's ``bench_config``).
+
+``--store redis`` runs the gateways on Redis (``$REDIS_URL``, under a prefix of this run,
+deleted after) instead of the memory store, and reports the Redis commands each proxied
+request costs (``INFO stats`` over each round; the server is shared, so on a quiet one).
 
 Reported per target: requests/s (median of rounds), p50/p99 latency over every measured
 request, the latency added to the direct call (p50 and p99 differences), the ratio to nginx,
@@ -73,8 +78,15 @@ import yarl
 
 from bench._proxy_upstream import BODY, HEADERS_PATH
 from bench.flows import login
-from bench.machine import machine_busy, machine_line, process_cpu, wait_for_quiet
-from bench.processes import ROOT, ServerProcess, free_port, sigterm_as_interrupt
+from bench.machine import machine_busy, machine_line, process_cpu, redis_work, wait_for_quiet
+from bench.processes import (
+    ROOT,
+    ServerProcess,
+    delete_prefixed,
+    free_port,
+    redis_pid,
+    sigterm_as_interrupt,
+)
 from bench.rounds import percentile
 
 SYSTEM_ID = "bench-upstream"
@@ -84,6 +96,8 @@ REQUEST_PATH = "/bench/item?id=430000-0001"  # the same path and query on every 
 TARGETS = ("direct", "nginx", "gateway")
 NGINX = "/usr/sbin/nginx"
 
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # --- child processes ----------------------------------------------------------------------
 
@@ -297,6 +311,7 @@ class Round:
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     cpu: Cpu | None = None
+    redis_commands: int = 0  # what Redis executed in the window (``--store redis``)
 
     @property
     def rate(self) -> float:
@@ -310,7 +325,7 @@ class Round:
 
 async def run_round(url: str, target: str, *, headers: dict[str, str], concurrency: int,
                     warmup: float, duration: float, proxy: list[int],
-                    children: list[int]) -> Round:
+                    children: list[int], redis_url: str | None = None) -> Round:
     """Every user sends the same GET back to back; count what completes in the window."""
     result = Round(target)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -338,9 +353,11 @@ async def run_round(url: str, target: str, *, headers: dict[str, str], concurren
 
         async def meter() -> None:
             await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
-            first = Snapshot.take(proxy, children)
+            first, commands = Snapshot.take(proxy, children), redis_work(redis_url).commands
             await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
             result.cpu = Cpu.between(first, Snapshot.take(proxy, children))
+            if redis_url:  # less this meter's own two INFO commands
+                result.redis_commands = max(0, redis_work(redis_url)[0] - commands - 2)
 
         await asyncio.gather(meter(), *(user(i) for i in range(concurrency)))
     return result
@@ -364,6 +381,10 @@ class Results:
 
     def cpu_ms(self, target: str, part: str) -> float:
         return statistics.median(r.ms_per_request(getattr(r.cpu, part) if r.cpu else 0.0)
+                                 for r in self.of(target))
+
+    def redis_per_request(self, target: str) -> float:
+        return statistics.median(r.redis_commands / r.completed if r.completed else 0.0
                                  for r in self.of(target))
 
     def cores(self, target: str, part: str) -> float:
@@ -432,6 +453,7 @@ class Options:
     noisy: float
     retries: int
     ops: tuple[str, ...] = ("on",)  # one gateway per value: metrics on or off
+    store: str = "memory"  # the gateways' store; "redis": REDIS_URL, a prefix of this run
 
 
 async def session_cookie(gateway: ServerProcess) -> tuple[dict[str, Any], str]:
@@ -500,6 +522,9 @@ async def bench(options: Options, upstream: Child, nginx: Child,
     first = next(iter(requests.values()))
     requests.update(direct=first, nginx=first)
     children = [upstream.pid, *nginx.pids(), *(g.pid for g in gateways.values())]
+    on_redis = options.store == "redis"
+    if on_redis and (pid := redis_pid(REDIS_URL)) is not None:
+        children.append(pid)  # its CPU is this bench's, not "others"
     results = Results()
     targets = [*TARGETS[:2], *(gateway_target(ops, options.ops) for ops in gateways)]
     for number in range(1, options.rounds + 1):
@@ -510,7 +535,9 @@ async def bench(options: Options, upstream: Child, nginx: Child,
                 result = await run_round(urls[target], target, headers=requests[target],
                                          concurrency=options.concurrency,
                                          warmup=options.warmup, duration=options.duration,
-                                         proxy=proxies[target], children=children)
+                                         proxy=proxies[target], children=children,
+                                         redis_url=REDIS_URL if on_redis and
+                                         target.startswith("gateway") else None)
                 print(round_line(number, result), file=sys.stderr, flush=True)
                 for error in result.errors[:5]:
                     print(f"  !! {error}", file=sys.stderr, flush=True)
@@ -554,6 +581,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                              "this is measured again (default 0.3)")
     parser.add_argument("--retries", type=int, default=1,
                         help="how many times a noisy round is measured again (default 1)")
+    parser.add_argument("--store", choices=("memory", "redis"), default="memory",
+                        help="the gateways' store (redis: $REDIS_URL or 127.0.0.1:6379/0, "
+                             "under a prefix of this run; Redis commands per request are "
+                             "reported)")
     parser.add_argument("--ops", default="on",
                         help="on, off, or on,off: gateways with and without metrics, "
                              "side by side (default on)")
@@ -563,7 +594,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                    concurrency=args.concurrency, upstream=args.upstream, quiet=args.quiet,
                    patience=max(0, args.patience), noisy=args.noisy,
-                   retries=max(0, args.retries), ops=ops_modes(parser, args.ops))
+                   retries=max(0, args.retries), ops=ops_modes(parser, args.ops),
+                   store=args.store)
 
 
 def ops_modes(parser: argparse.ArgumentParser, value: str) -> tuple[str, ...]:
@@ -579,14 +611,16 @@ def children(tmp: Path, options: Options
              ) -> Iterator[tuple[Child, Child, dict[str, ServerProcess]]]:
     """Upstream, nginx and a gateway per ``--ops`` mode, started in that order; all stopped
     however this ends."""
+    prefix = f"roambench:proxy:{secrets.token_hex(4)}:"
     with contextlib.ExitStack() as stack:
+        if options.store == "redis":
+            stack.callback(delete_prefixed, REDIS_URL, prefix)
         upstream = stack.enter_context(upstream_child(options.upstream))
         nginx = stack.enter_context(nginx_child(tmp, upstream.port))
         systems = write_systems(tmp, upstream.port)
         gateways = {}
         for ops in options.ops:
-            gateway = ServerProcess("memory", redis_url="redis://127.0.0.1:6379/0",
-                                    prefix="roambench:", ops=ops)
+            gateway = ServerProcess(options.store, redis_url=REDIS_URL, prefix=prefix, ops=ops)
             gateway.command += ["--systems", str(systems)]
             gateways[ops] = stack.enter_context(gateway)
         yield upstream, nginx, gateways
@@ -608,7 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = "aiohttp.web" if options.upstream == "aiohttp" else "bare ASGI app under uvicorn"
     print(f"upstream: {kind}, 1 KiB body; "
           f"nginx {nginx_version}, worker_processes 1, keepalive 32; "
-          f"gateway: memory store, signed-header connector, ops {','.join(options.ops)}")
+          f"gateway: {options.store} store, signed-header connector, "
+          f"ops {','.join(options.ops)}")
     targets = [*TARGETS[:2], *(gateway_target(ops, options.ops) for ops in options.ops)]
     print(f"concurrency {options.concurrency}, {options.rounds} rounds of "
           f"{options.warmup:g} s warm-up + {options.duration:g} s measured per target, "
@@ -619,6 +654,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in targets[2:]:
         print(f"{target} ÷ nginx throughput: "
               f"{results.rate(target) / results.rate('nginx'):.2f} (target ≥ 0.5)")
+    if options.store == "redis":
+        for target in targets[2:]:
+            print(f"{target}: Redis commands per proxied request "
+                  f"{results.redis_per_request(target):.3f} (median of rounds)")
     if len(options.ops) == 2:
         on, off = (gateway_target(ops, options.ops) for ops in ("on", "off"))
         print(f"ops on ÷ off throughput: {results.rate(on) / results.rate(off):.3f} "

@@ -50,13 +50,14 @@ class Round:
         """CPU of ``process`` per completed request (Redis's own CPU not included)."""
         return self.cpu_ms()
 
-    def redis_per_request(self) -> tuple[float, float]:
-        """Redis commands executed and scripts run per completed request (NaN: not
-        counted, or none completed)."""
+    def redis_per_request(self) -> tuple[float, float, float]:
+        """Redis commands executed, scripts run and batches read (round trips) per
+        completed request (NaN: not counted, or none completed)."""
         if not self.cpu or not self.completed or not self.cpu.redis_commands:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), float("nan")
         return (self.cpu.redis_commands / self.completed,
-                self.cpu.redis_scripts / self.completed)
+                self.cpu.redis_scripts / self.completed,
+                self.cpu.redis_reads / self.completed)
 
 
 Step = Callable[[], Awaitable[None]]
@@ -65,16 +66,25 @@ timeout error) when the answer is not the one expected."""
 
 
 async def drive(result: Round, steps: Sequence[Step], *, warmup: float, duration: float,
-                snapshot: Callable[[], CpuSnapshot]) -> Round:
+                snapshot: Callable[[], CpuSnapshot], rate: float = 0.0) -> Round:
     """Each step is a user looping back to back; count what completes in the window.
 
     A step that fails is counted in ``result.errors`` and stops its user, loudly (a token
-    chain may be spent). ``snapshot`` takes the CPU at the window's two ends."""
+    chain may be spent). ``snapshot`` takes the CPU at the window's two ends. ``rate`` > 0
+    paces the users together to that many steps a second (a user never sends before its
+    last step answered): the same load for servers of any capacity."""
     start = time.perf_counter()
     window_start, window_end = start + warmup, start + warmup + duration
+    every = len(steps) / rate if rate > 0 else 0.0  # one user's interval
 
     async def user(index: int, step: Step) -> None:
+        due = start + index / rate if rate > 0 else 0.0
         while (sent := time.perf_counter()) < window_end:
+            if every:
+                if due > sent:
+                    await asyncio.sleep(due - sent)
+                    sent = time.perf_counter()
+                due += every
             try:
                 await step()
             except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
@@ -123,13 +133,15 @@ class Combination:
         return statistics.median(r.server_ms_per_request for r in self.of(target))
 
     def redis_per_request(self, target: str) -> str:
-        """``commands (scripts)`` per request, medians of rounds; ``—`` if not counted."""
+        """``commands (scripts) / round trips`` per request, medians of rounds; ``—`` if
+        not counted."""
         counted = [r.redis_per_request() for r in self.of(target)]
         counted = [c for c in counted if not math.isnan(c[0])]
         if not counted:
             return "—"
         return (f"{statistics.median(c[0] for c in counted):.1f} "
-                f"({statistics.median(c[1] for c in counted):.1f})")
+                f"({statistics.median(c[1] for c in counted):.1f}) / "
+                f"{statistics.median(c[2] for c in counted):.1f}")
 
     def others(self) -> float:
         return max((r.cpu.others for r in self.rounds if r.cpu), default=0.0)
@@ -162,7 +174,8 @@ def table(results: Sequence[Combination], *, target: str = "token",
     lines = [
         f"| store | alg | floor req/s | {label} req/s | ratio | {label} p50 ms "
         f"| {label} p99 ms | server CPU ms/req floor / {label} "
-        f"| Redis commands (scripts) per {label} | others' CPU (max) | errors |",
+        f"| Redis commands (scripts) / round trips per {label} | others' CPU (max) "
+        "| errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in results:
@@ -192,6 +205,7 @@ class Options:
     retries: int
     ops: tuple[str, ...] = ("on",)  # bench/sso.py: one server per value, metrics on or off
     workers: int = 1  # bench/sso.py: worker processes per server
+    rate: float = 0.0  # bench/sso.py: hops a second, paced (0: back to back)
 
 
 

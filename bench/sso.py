@@ -75,11 +75,12 @@ async def hop(browser: aiohttp.ClientSession, server: ServerProcess, alg: str) -
 
 async def run_hops(browsers: Sequence[aiohttp.ClientSession], server: ServerProcess, *,
                    alg: str, warmup: float, duration: float,
-                   redis_pid: int | None, redis_url: str | None = None) -> Round:
+                   redis_pid: int | None, redis_url: str | None = None,
+                   rate: float = 0.0) -> Round:
     """Every browser hops to the RP silently, back to back; count what completes (and,
     with ``redis_url``, the Redis commands they cost)."""
     return await drive(Round("hop"), [functools.partial(hop, b, server, alg) for b in browsers],
-                       warmup=warmup, duration=duration,
+                       warmup=warmup, duration=duration, rate=rate,
                        snapshot=lambda: CpuSnapshot.take(server.pid, redis_pid,
                                                          redis_url=redis_url))
 
@@ -123,7 +124,7 @@ async def bench_store(servers: Sequence[ServerProcess], options: Options,
                                           duration=options.duration, redis_pid=redis),
                         functools.partial(run_hops, browsers[server.port], server, alg=alg,
                                           warmup=options.warmup, duration=options.duration,
-                                          redis_pid=redis,
+                                          redis_pid=redis, rate=options.rate,
                                           redis_url=options.redis_url if redis else None),
                     ):
                         combos[server.port].rounds.append(await measure_quietly(
@@ -148,11 +149,17 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes per server on its port, as roam serve "
                              "--workers (default 1); CPU per hop counts all of them")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="hops a second in all, paced (default 0: back to back): the "
+                             "CPU per hop of servers under the same load, whatever their "
+                             "capacity (the floor still runs back to back)")
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= 64:
         parser.error("--workers: 1 to 64")
+    if args.rate < 0:
+        parser.error("--rate: 0 or more")
     return dataclasses.replace(options_from(parser, args), ops=ops_modes(parser, args.ops),
-                               workers=args.workers)
+                               workers=args.workers, rate=args.rate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

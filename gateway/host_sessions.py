@@ -16,14 +16,19 @@ hop, as oauth2-proxy and Pomerium hand a session to each protected route:
    into the attacker's account by sending them a code), and sets its *host session* cookie:
    ``__Host-roam_host`` under https, host-only, ``HttpOnly``, ``SameSite=Lax``.
 
-The host session is a record of its own (``Kind.HOST_SESSION``) in the issuer session's
-group, so logging out — ``/logout``, 我的登录, ``roam sessions revoke`` — removes every host
-session with it; it carries the identity as handed over (one store read per proxied
-request, as before) and never outlives the issuer session's absolute timeout.
+The host session is a record of its own (``Kind.HOST_SESSION``), one per issuer session
+and system (a new hand-over replaces it, with a new secret: however often a browser comes
+back without its cookie, the session's group stays as small as its systems), in the
+issuer session's group, so logging out — ``/logout``, 我的登录, ``roam sessions revoke`` —
+removes every host session with it; it carries the identity as handed over (one store
+read per proxied request, as before) and never outlives the issuer session's absolute
+timeout.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -54,10 +59,18 @@ __all__ = [
     "HostSession",
     "HostSessions",
     "Taken",
+    "host_session_id",
     "is_state",
 ]
 
 CALLBACK_PATH = "/.roam/callback"
+
+
+def host_session_id(sid: str, system: str) -> str:
+    """The one host session of issuer session ``sid`` on ``system`` (no ``.``: it is the
+    cookie's first part; only the cookie's secret, never this id, lets anyone in)."""
+    digest = hashlib.sha256(f"{sid}\x1f{system}".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 """On a system's host: where the issuer's hand-over code arrives (never proxied)."""
 LOGOUT_PATH = "/.roam/logout"
 """On a system's host: ends the host session and goes on to the issuer's logout."""
@@ -189,7 +202,8 @@ class HostSessions:
             return None
         now = int(self.clock())
         secret = new_id(32)
-        made = HostSession(id=new_id(16), sid=session.sid, system=system,
+        made = HostSession(id=host_session_id(session.sid, system), sid=session.sid,
+                           system=system,
                            identity=session.identity, created=session.created, last_seen=now,
                            secret_sha256=secret_digest(secret), made=now)
         ttl = self.sessions.ttl(made, now)

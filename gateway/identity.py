@@ -87,6 +87,15 @@ class Identity:
         value = self.claims.get("verified_level")
         return value if isinstance(value, str) and level_rank(value) else ""
 
+    def without_personal_data(self) -> Identity:
+        """Who and how, without the claims: what a grant keeps (its claims are kept once,
+        with the session or the person, ``gateway.oidc.people``)."""
+        return replace(self, claims={}, agent=None)
+
+    def with_personal_data(self, other: Identity) -> Identity:
+        """This authentication with ``other``'s claims (the same person's, kept apart)."""
+        return replace(self, claims=dict(other.claims), agent=other.agent)
+
     def with_auth(self, *, acr: str, amr: tuple[str, ...], auth_time: int) -> Identity:
         return replace(self, acr=acr, amr=amr, auth_time=auth_time)
 

@@ -10,8 +10,12 @@ Records it writes (``grant_id`` puts them in the store's grant index):
 
 - ``session/<sid>`` — the session, in group ``sub:<subject>`` (ops can list a subject's
   sessions);
-- ``session_rp/<sid>.<grant>`` — one per authorization an RP got in the session, in group
-  ``sid:<sid>`` (logout finds every RP and grant of the session without a read-modify-write).
+- ``session_rp/<sid>.<mode>.<client>`` — one per client the session authorized (``on``
+  for its grant that ends with the session, ``off`` for its ``offline_access`` grant), in
+  group ``sid:<sid>``: which grant that client holds in this session, so authorizing again
+  reuses it (Keycloak's client session) and logout finds every RP and grant of the
+  session. It lives as long as the session can, and its version is the grant's id, so
+  pointing it at another grant is a compare-and-swap (``gateway.oidc.client_grants``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "SessionManager",
     "Timed",
     "cookie_parts",
+    "link_id",
     "secret_digest",
     "secret_matches",
     "session_group",
@@ -117,21 +122,27 @@ class Session:
 
 @dataclass(frozen=True)
 class SessionLink:
-    """One RP authorization made in a session."""
+    """The grant one client holds in a session (one of each kind at most)."""
 
     client_id: str
     grant_id: str
     created: int
     offline: bool
+    until: int = 0  # the session's absolute end when it was written: the record's life
+
+
+def link_id(sid: str, client_id: str, *, offline: bool) -> str:
+    """``<sid>.<on|off>.<client>``: the sid and the mode have no dots, so the client id
+    (which may) is all the rest."""
+    return f"{sid}.{'off' if offline else 'on'}.{client_id}"
 
 
 class SessionManager:
     def __init__(self, store: Store, settings: SessionSection, *, issuer: str,
-                 link_ttl: int = 1209600, clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings
         self.secure_cookie = not is_loopback_http(issuer)
-        self.link_ttl = link_ttl
         self.clock = clock
         self.cookie_name = host_cookie_name(settings.cookie_name, secure=self.secure_cookie,
                                             domain=settings.cookie_domain)
@@ -141,6 +152,10 @@ class SessionManager:
         """Seconds ``session`` (or a host session) may still live: idle and absolute."""
         remaining = session.created + self.settings.absolute_timeout - now
         return min(self.settings.idle_timeout, remaining)
+
+    def deadline(self, session: Timed) -> int:
+        """When the session ends at the latest (its absolute timeout), epoch seconds."""
+        return session.created + self.settings.absolute_timeout
 
     def expired(self, session: Timed, now: int) -> bool:
         return (self.ttl(session, now) <= 0
@@ -242,27 +257,35 @@ class SessionManager:
         )
         return session
 
-    async def link(self, session: Session, client_id: str, grant_id: str, *,
-                   offline: bool) -> None:
-        """Remember that ``client_id`` got authorization ``grant_id`` in this session."""
+    async def find_link(self, sid: str, client_id: str, *,
+                        offline: bool) -> SessionLink | None:
+        """The grant ``client_id`` holds in the session, if it authorized there before."""
+        found = await self.store.find(Kind.SESSION_LINK,
+                                      link_id(sid, client_id, offline=offline))
+        return None if found is None else _link(found)
+
+    async def swap_link(self, sid: str, client_id: str, grant_id: str, *, offline: bool,
+                        until: int, expected: str | None, created: int | None = None) -> bool:
+        """Point the session's link for ``client_id`` at ``grant_id`` if it still points at
+        ``expected`` (None: if there is none); False if another request changed it first.
+        It lives until ``until``, the session's absolute end."""
+        now = int(self.clock())
         payload = {
-            "grant_id": session_group(session.sid),
+            "grant_id": session_group(sid),
             "client_id": client_id,
             "rp_grant_id": grant_id,
-            "created": int(self.clock()),
+            "created": now if created is None else created,
             "offline": offline,
+            "until": until,
         }
-        await self.store.upsert(Kind.SESSION_LINK, f"{session.sid}.{grant_id}", payload,
-                                self.link_ttl)
+        return await self.store.swap(Kind.SESSION_LINK, link_id(sid, client_id, offline=offline),
+                                     payload, max(1, until - now), expected=expected,
+                                     version=grant_id)
 
     async def links(self, sid: str) -> list[SessionLink]:
         """Every RP authorization of the session, oldest first."""
         found = await self.store.find_by_grant(session_group(sid))
-        links = [
-            SessionLink(client_id=p["client_id"], grant_id=p["rp_grant_id"],
-                        created=int(p["created"]), offline=bool(p.get("offline")))
-            for kind, _, p in found if kind == Kind.SESSION_LINK
-        ]
+        links = [_link(p) for kind, _, p in found if kind == Kind.SESSION_LINK]
         return sorted(links, key=lambda link: (link.created, link.client_id))
 
     async def sessions_of(self, subject: str) -> list[Session]:
@@ -280,3 +303,9 @@ class SessionManager:
     def clear_cookie(self, response: Response) -> None:
         response.delete_cookie(self.cookie_name, path="/", domain=self.settings.cookie_domain,
                                httponly=True, samesite="lax", secure=self.secure_cookie)
+
+
+def _link(payload: dict[str, Any]) -> SessionLink:
+    return SessionLink(client_id=payload["client_id"], grant_id=payload["rp_grant_id"],
+                       created=int(payload["created"]), offline=bool(payload.get("offline")),
+                       until=int(payload.get("until", 0)))

@@ -47,6 +47,7 @@ from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
+from gateway.oidc.people import People
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
 from gateway.ops.console_sessions import OPS_COOKIE
@@ -331,9 +332,10 @@ def build_gateway(
     audit = audit or open_trail(config, metrics)
     issuer = config.issuer
     pages = Pages()
-    sessions = SessionManager(store, settings.session, issuer=issuer,
-                              link_ttl=settings.tokens.refresh_token_ttl)
-    active = ActiveTokens(store, sessions)
+    sessions = SessionManager(store, settings.session, issuer=issuer)
+    digests = open_digests(config)
+    active = ActiveTokens(store, sessions,
+                          People(store, digests, ttl=settings.tokens.refresh_token_ttl))
     refresh = RefreshTokens(active, reuse_interval=settings.tokens.refresh_reuse_interval)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl)
@@ -373,6 +375,6 @@ def build_gateway(
         background=background, backchannel=backchannel, logout=logout,
         source=source, resolver=resolver, health=health, failover=failover,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,
-        bindings=bindings, verifier=verifier, digests=open_digests(config),
+        bindings=bindings, verifier=verifier, digests=digests,
         operators=open_operators(config), metrics=metrics, audit=audit,
         owns_store=owns_store, owns_http=owns_http)

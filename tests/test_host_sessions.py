@@ -76,6 +76,21 @@ async def test_a_code_becomes_a_host_session_for_its_system_only() -> None:
     assert await take(hosts, code, STATE) is None
 
 
+async def test_a_new_hand_over_replaces_the_host_session_of_its_system() -> None:
+    """A browser back without its host cookie (or looping the hop) keeps one host session
+    per system, not one per hop: the newest secret is the one that works."""
+    store = MemoryStore()
+    sessions, hosts = parts(store, Clock())
+    session = await issuer_session(sessions)
+    first = await host_cookie(hosts, session)
+    second = await host_cookie(hosts, session)
+    assert first.partition(".")[0] == second.partition(".")[0]
+    assert await hosts.load(second, system="gjj") is not None
+    assert await hosts.load(first, system="gjj") is None
+    found = await store.find_by_grant(f"sid:{session.sid}")
+    assert [kind for kind, _, _ in found] == [Kind.HOST_SESSION]
+
+
 @pytest.mark.parametrize(("system", "host", "state"), [
     ("shebao", "gjj.roam.test", STATE),  # another system
     ("gjj", "evil.roam.test", STATE),  # another host
@@ -169,8 +184,9 @@ async def test_a_code_is_taken_once_across_processes(two_processes: tuple[Store,
                  for taker in (hosts, other) * 4]
         results = await asyncio.gather(*tries)
         assert sum(r is not None for r in results) == 1
+    # one host session per issuer session and system, whatever number of hand-overs
     found = await first.find_by_grant(f"sid:{session.sid}")
-    assert sum(kind == Kind.HOST_SESSION for kind, _, _ in found) == 20
+    assert sum(kind == Kind.HOST_SESSION for kind, _, _ in found) == 1
 
 
 async def test_work_on_a_systems_host_keeps_the_issuer_session_alive() -> None:

@@ -156,19 +156,46 @@ async def test_unknown_or_missing_cookie_is_no_session() -> None:
 
 
 async def test_links_list_every_rp_authorization_of_the_session() -> None:
-    sessions, _, clock = manager()
+    sessions, _store, clock = manager()
     response = Response()
     session = await sessions.start(IDENTITY, response)
-    await sessions.link(session, "changsha-gov", "g1", offline=False)
+    until = sessions.deadline(session)
+    assert await sessions.swap_link(session.sid, "changsha-gov", "g1", offline=False,
+                                    until=until, expected=None)
     clock.now += 1
-    await sessions.link(session, "yueyang-gov", "g2", offline=True)
+    assert await sessions.swap_link(session.sid, "yueyang-gov", "g2", offline=True,
+                                    until=until, expected=None)
     links = await sessions.links(session.sid)
-    assert [(x.client_id, x.grant_id, x.offline) for x in links] == [
-        ("changsha-gov", "g1", False), ("yueyang-gov", "g2", True)]
+    assert [(x.client_id, x.grant_id, x.offline, x.until) for x in links] == [
+        ("changsha-gov", "g1", False, until), ("yueyang-gov", "g2", True, until)]
+    found = await sessions.find_link(session.sid, "yueyang-gov", offline=True)
+    assert found is not None
+    assert found.grant_id == "g2"
+    assert await sessions.find_link(session.sid, "yueyang-gov", offline=False) is None
     assert [s.sid for s in await sessions.sessions_of("c-0001")] == [session.sid]
     await sessions.destroy(session.sid)
     assert await sessions.links(session.sid) == []
     assert await sessions.sessions_of("c-0001") == []
+
+
+async def test_a_link_moves_only_from_the_grant_it_was_read_with() -> None:
+    """Two authorizations racing to name a new grant for one client: one wins, the other
+    learns it lost (and uses the winner's); the link lives as long as the session can."""
+    sessions, _store, clock = manager()
+    session = await sessions.start(IDENTITY, Response())
+    until = sessions.deadline(session)
+    assert await sessions.swap_link(session.sid, "changsha-gov", "g1", offline=False,
+                                    until=until, expected=None)
+    assert not await sessions.swap_link(session.sid, "changsha-gov", "g2", offline=False,
+                                        until=until, expected=None)
+    assert await sessions.swap_link(session.sid, "changsha-gov", "g2", offline=False,
+                                    until=until, expected="g1")
+    assert not await sessions.swap_link(session.sid, "changsha-gov", "g3", offline=False,
+                                        until=until, expected="g1")
+    links = await sessions.links(session.sid)
+    assert [x.grant_id for x in links] == ["g2"]
+    clock.now = until + 1
+    assert await sessions.find_link(session.sid, "changsha-gov", offline=False) is None
 
 
 async def test_decoding_is_remembered_but_every_change_is_seen_at_once() -> None:

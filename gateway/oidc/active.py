@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from gateway.oidc.grant import Grant
+from gateway.oidc.people import People
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
@@ -19,9 +20,10 @@ __all__ = ["ActiveTokens"]
 
 
 class ActiveTokens:
-    def __init__(self, store: Store, sessions: SessionManager) -> None:
+    def __init__(self, store: Store, sessions: SessionManager, people: People) -> None:
         self.store = store
         self.sessions = sessions
+        self.people = people  # where a grant's claims are kept (the grant has none)
 
     async def check_session(self, grant: Grant) -> tuple[bool, Session | None]:
         """Whether the grant may still be used, and the session that keeps it alive.
@@ -33,13 +35,6 @@ class ActiveTokens:
         session = await self.sessions.find(grant.sid)
         return session is not None, session
 
-    async def session_alive(self, grant: Grant) -> bool:
-        """As ``check_session``, and use by an RP counts as activity of the session."""
-        alive, session = await self.check_session(grant)
-        if session is not None:
-            await self.sessions.touch(session)
-        return alive
-
     async def grant(self, grant_id: str) -> Grant | None:
         """The issued grant; None if revoked, expired, or still pending (code not redeemed)."""
         data = await self.store.find(Kind.GRANT, grant_id)
@@ -49,7 +44,8 @@ class ActiveTokens:
         return grant if grant.issued else None
 
     async def grant_of_access_token(self, claims: dict[str, Any]) -> Grant | None:
-        """The grant behind a verified access token, or None if the token is no longer good."""
+        """The grant behind a verified access token, with its person's claims; None if the
+        token is no longer good."""
         grant = await self.grant(str(claims.get("gid", "")))
         if grant is None or grant.identity.subject != claims.get("sub"):
             return None
@@ -60,9 +56,12 @@ class ActiveTokens:
             revoked = await self.store.find(Kind.REVOKED_ACCESS_TOKEN, jti)
             if revoked is not None:
                 return None
-        if not await self.session_alive(grant):
+        alive, session = await self.check_session(grant)
+        if not alive:
             return None
-        return grant
+        if session is not None:
+            await self.sessions.touch(session)
+        return await self.people.fill(grant, session)
 
     async def revoke_access_token(self, claims: dict[str, Any]) -> None:
         """Deny one access token until it expires anyway (a JWT cannot be recalled)."""

@@ -256,7 +256,8 @@ class Authorizer:
         blocker = await self.blocker(session, client, pairs, pending)
         end_user = None
         if session is not None and not blocker:
-            end_user = pending_grant(session.identity, client.client_id, session.sid)
+            end_user = pending_grant(session.identity, client.client_id, session.sid,
+                                     self.sessions.deadline(session))
 
         oauth_request = HttpRequest(request.method, published_url(self.issuer, request),
                                     dict(request.headers), query=pairs)
@@ -274,10 +275,6 @@ class Authorizer:
             await self.store.destroy(Kind.PARKED_REQUEST, pending.id)
         else:  # no page was shown on the way: a silent SSO hop
             self.metrics.silent_hop(client.client_id)
-        grant = oauth_request.issued_grant
-        if session is not None and grant is not None:
-            await self.sessions.link(session, client.client_id, grant.grant_id,
-                                     offline=grant.offline)
         if session is not None:
             # silent: the session was there already, no page was shown (single sign-on)
             audit_event("authorize.code", "success", subject=session.identity.subject,

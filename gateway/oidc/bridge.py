@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
@@ -41,9 +41,6 @@ log = logging.getLogger("roam.oauth")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
-
-if TYPE_CHECKING:
-    from gateway.oidc.grant import Grant
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]
@@ -75,7 +72,6 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
         form: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(method, uri, headers=headers)
-        self.issued_grant: Grant | None = None  # set when /authorize made a code
         self.work = StoreWork()
         self._args = dict(query)
         self._form = dict(form)

@@ -1,6 +1,11 @@
 """Authorization codes as authlib's code grant wants to see them (store records).
 
-Refresh tokens have no record of their own: ``gateway.oidc.refresh``.
+A code is not in its grant's index: revoking the grant removes the grant's record, and
+a redemption only replaces a live one (``gateway.oidc.server``), so a code of a revoked
+grant is refused without being found. Indexed, every code of a grant reused by its
+client (``gateway.oidc.client_grants``) would stay in the index as long as the grant.
+The code keeps the person's claims for the minute it lives. Refresh tokens have no
+record of their own: ``gateway.oidc.refresh``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ class StoredCode:
             "code_challenge": self.code_challenge,
             "code_challenge_method": self.code_challenge_method,
             "grant": self.grant.to_dict(),
-            "grant_id": self.grant.grant_id,
         }
 
     @classmethod

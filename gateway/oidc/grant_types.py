@@ -7,7 +7,6 @@ Of the authorization server that runs them they need only :class:`GrantServer`.
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import Any, Protocol
 
@@ -21,13 +20,13 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 
-from gateway.ids import new_id
+from gateway.oidc.client_grants import ClientGrants
 from gateway.oidc.clients import Client
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import TokenMinter
 from gateway.oidc.refresh import PresentedToken, RefreshTokens
-from gateway.store.base import Kind, Store
+from gateway.store.base import Store
 
 __all__ = [
     "PENDING_GRACE",
@@ -60,6 +59,9 @@ class GrantServer(Protocol):
 
     @property
     def refresh_token_ttl(self) -> int: ...
+
+    @property
+    def client_grants(self) -> ClientGrants: ...
 
     def tokens_for(self, grant: Grant, client: Client, scope: str, *,
                    jkt: str | None = None) -> dict[str, Any]: ...
@@ -151,15 +153,15 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
         pending: Grant = request.user
         data = request.payload.data
         grant = Grant(
-            grant_id=new_id(16),
+            grant_id="",  # the client's grant in the session: ``_write_code`` finds it
             client_id=request.client.client_id,
             identity=pending.identity,
             scope=request.scope,
             sid=pending.sid,
             nonce=data.get("nonce"),
             offline="offline_access" in request.scope.split(),
+            until=pending.until,
         )
-        request.issued_grant = grant
         stored = StoredCode(
             code=code,
             client_id=request.client.client_id,
@@ -169,7 +171,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             code_challenge_method=data.get("code_challenge_method"),
             grant=grant,
         )
-        request.work.then.append(partial(_write_code, self.server, stored))
+        request.work.then.append(partial(self.server.client_grants.place, stored))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
         stored: StoredCode | None = self.request.work.codes.get(code)
@@ -189,16 +191,6 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         """Consumed instead; the used record stays until its TTL so replays are caught."""
-
-
-async def _write_code(server: GrantServer, stored: StoredCode) -> None:
-    """The code, and its grant's record, pending, from now on: revoking the grant (a replay
-    of the code, a logout) removes that record, and the redemption only ever replaces it.
-    Written together: on Redis the two share their round trips."""
-    store, ttl, grant = server.store, server.code_ttl, stored.grant
-    await asyncio.gather(
-        store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(), ttl + PENDING_GRACE),
-        store.upsert(Kind.CODE, stored.code, stored.to_dict(), ttl))
 
 
 class RefreshGrant(RefreshTokensOfRoam, RefreshTokenGrant):  # type: ignore[misc]

@@ -14,6 +14,7 @@ and writing the grant — a replay handled by another process — is never undon
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -37,11 +38,13 @@ from gateway.config import Systems, TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
 from gateway.oidc.bridge import HttpRequest, Reply
 from gateway.oidc.channel_grant import CHANNEL_GRANT, ChannelCodeGrant
+from gateway.oidc.client_grants import ClientGrants
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.dpop import DPoPError, DPoPProofs
 from gateway.oidc.grant import Grant
 from gateway.oidc.grant_types import (
+    PENDING_GRACE,
     CodeGrant,
     IdTokens,
     OpenIDCodeExtension,
@@ -78,6 +81,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.channels = channels
         self.systems = systems or Systems((), ())
         self.dpop = dpop or DPoPProofs(store)
+        self.people = refresh.active.people
+        self.client_grants = ClientGrants(store, refresh.active.sessions, code_ttl=ttl.code_ttl,
+                                          grace=PENDING_GRACE)
         self.subjects = SubjectTokens(keys=minter.keys, issuer=minter.issuer,
                                       active=refresh.active)
         self.register_token_generator("default", self._generate_token)
@@ -259,18 +265,25 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         only if that is still there. A replay's revocation removes the record whichever
         process it runs in, so it either happens first (then this fails and nothing is
         sent) or removes the record written here (then every token of the grant fails)."""
-        created = request.work.created
+        created, issued = request.work.created, request.work.issued
+        if created is None and issued is None:
+            return True
+        grant, version = created or issued  # type: ignore[misc]
+        ttl = grant.expires_at - int(time.time())
+        if ttl <= 0:  # its session ended before the code was redeemed
+            return False
+        keep = None
+        if not grant.ends_with_session:  # the claims, once, where it can find them later
+            grant = replace(grant, person=self.people.ref(grant.identity))
+            keep = self.people.keep(grant.identity, grant.person)
         if created is not None:
-            grant, version = created
-            await self.store.upsert(Kind.GRANT, grant.grant_id, grant.to_dict(),
-                                    self.ttl.refresh_token_ttl, version=version)
-            return True
-        issued = request.work.issued
-        if issued is None:
-            return True
-        grant, version = issued
-        return await self.store.replace(Kind.GRANT, grant.grant_id, grant.to_dict(),
-                                        self.ttl.refresh_token_ttl, version=version)
+            write: Awaitable[object] = self.store.upsert(
+                Kind.GRANT, grant.grant_id, grant.record(), ttl, version=version)
+        else:
+            write = self.store.replace(Kind.GRANT, grant.grant_id, grant.record(), ttl,
+                                       version=version)
+        results = await asyncio.gather(write, *([keep] if keep is not None else []))
+        return results[0] is not False
 
     async def _finish(self, request: HttpRequest, reply: Reply) -> Reply:
         """Write what authlib decided, once its answer is a success."""
@@ -334,7 +347,10 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if request.authorization_code is None:
             return
         grant: Grant = request.user
-        grant = replace(grant, expires_at=int(time.time()) + self.ttl.refresh_token_ttl)
+        expires_at = int(time.time()) + self.ttl.refresh_token_ttl
+        if grant.ends_with_session and grant.until:
+            expires_at = min(expires_at, grant.until)  # it cannot outlive its session
+        grant = replace(grant, expires_at=expires_at)
         request.user = grant
         refresh_token = token.get("refresh_token")
         request.work.issued = grant, token_digest(refresh_token) if refresh_token else ""
@@ -355,9 +371,11 @@ def claimed_client_id(request: HttpRequest) -> str | None:
     return client_id
 
 
-def pending_grant(identity: Identity, client_id: str, sid: str | None) -> Grant:
-    """The "user" handed to authlib at /authorize; the real grant id is made with the code."""
-    return Grant(grant_id="", client_id=client_id, identity=identity, scope="", sid=sid)
+def pending_grant(identity: Identity, client_id: str, sid: str | None, until: int) -> Grant:
+    """The "user" handed to authlib at /authorize (``until``: the session's absolute end);
+    the grant's id is found with the code (``gateway.oidc.client_grants``)."""
+    return Grant(grant_id="", client_id=client_id, identity=identity, scope="", sid=sid,
+                 until=until)
 
 
 def channel_refusal(error: ChannelError) -> Reply:

@@ -79,6 +79,7 @@ class Kind(StrEnum):
     PARKED_LOGIN = "authz_login"  # the login (sid, auth_time) made for a parked request
     CODE = "code"  # an authorization code
     GRANT = "grant"  # one authorization; its version is the current refresh token's digest
+    PERSON = "person"  # a person's claims, named by grants that outlive their session
     REVOKED_ACCESS_TOKEN = "revoked_at"  # a revoked access token's jti, until it expires
     BACKCHANNEL_DELIVERY = "bcl_delivery"  # a back-channel logout delivery and its outcome
     LOGIN_FAILURES = "login_failures"  # counter: password attempts on an account, per window

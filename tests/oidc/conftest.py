@@ -29,3 +29,12 @@ def browser(gateway_url: str) -> Iterator[httpx.Client]:
     """A cookie-keeping client that does not follow redirects, like a careful browser."""
     with httpx.Client(base_url=gateway_url, follow_redirects=False) as client:
         yield client
+
+
+@pytest.fixture
+def redis_gateway(redis_url: str, redis_prefix: str) -> Iterator[str]:
+    """A gateway on the test Redis, under this test's key prefix."""
+    port = free_port()
+    config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix)
+    with serve(create_app(config), port) as url:
+        yield url

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
-from gateway.app import create_app
-from tests.support.gateway import SECRETS, config_on_port
+from tests.support.gateway import SECRETS
 from tests.support.rp import YUEYANG_CALLBACK, authorize_url, full_login, rp_client
-from tests.support.servers import free_port, serve
-
-
-@pytest.fixture
-def redis_gateway(redis_url: str, redis_prefix: str) -> Iterator[str]:
-    port = free_port()
-    config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix)
-    with serve(create_app(config), port) as url:
-        yield url
 
 
 def test_sso_refresh_and_replay_on_redis(redis_gateway: str, redis_url: str,

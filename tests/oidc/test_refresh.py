@@ -11,9 +11,11 @@ import pytest
 from authlib.integrations.base_client import OAuthError
 
 from gateway.config import SessionSection
+from gateway.digests import KeyedDigests
 from gateway.identity import Identity, PersonKind
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.grant import Grant
+from gateway.oidc.people import People
 from gateway.oidc.refresh import (
     NEVER,
     Description,
@@ -206,7 +208,8 @@ class Rig:
         self.store = MemoryStore(clock=self.clock)
         sessions = SessionManager(self.store, SessionSection(idle_timeout=IDLE),
                                   issuer="http://127.0.0.1:1", clock=self.clock)
-        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions),
+        people = People(self.store, KeyedDigests.ephemeral(), ttl=3600)
+        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions, people),
                                      reuse_interval=reuse_interval, clock=self.clock)
         now = int(self.clock.now)
         self.session = Session(sid="sid-1", identity=IDENTITY, created=now, last_seen=now)

@@ -19,6 +19,7 @@ from tests.support.rp import authorize_url, full_login, rp_client
 from tests.support.servers import free_port
 
 AUTH = ("changsha-gov", SECRETS["changsha-gov"])
+YUEYANG = ("yueyang-gov", SECRETS["yueyang-gov"])
 ANSWERS = {200, 302, 303, 503}  # anything else (a 500 above all) fails the test
 RECOVERED = 10  # rounds in a row without a 503
 
@@ -51,14 +52,17 @@ class Traffic:
         return answer
 
     def round(self) -> bool:
-        """One hop, one refresh, one userinfo; whether all three were answered."""
-        client = rp_client("changsha-gov", self.url)
+        """One hop, one refresh, one userinfo; whether all three were answered. The hop is
+        another RP's: a code for 长沙 would make its refresh token stale (one grant per
+        client and session, gateway/oidc/client_grants.py)."""
+        client = rp_client("yueyang-gov", self.url)
         auth_url, verifier = authorize_url(client, self.url, prompt="none", nonce="n")
         hop = self.seen(self.browser.get(auth_url))
         ok = hop.status_code == 302 and "code=" in hop.headers["location"]
         if ok:
-            token = self.seen(httpx.post(f"{self.url}/token", auth=AUTH, timeout=10, data={
+            token = self.seen(httpx.post(f"{self.url}/token", timeout=10, data={
                 "grant_type": "authorization_code", "code_verifier": verifier,
+                "client_id": YUEYANG[0], "client_secret": YUEYANG[1],  # client_secret_post
                 "code": hop.headers["location"].split("code=")[1].split("&")[0],
                 "redirect_uri": client.redirect_uri}))
             ok = token.status_code == 200
