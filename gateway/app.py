@@ -154,7 +154,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
                         bearer=bearer, clients=gateway.clients, active=gateway.active,
                         sessions=sessions, systems=gateway.config.systems, issuer=issuer,
                         metrics=metrics)
-    discovery = Discovery(issuer, keys, gateway.server.grant_types)
+    discovery = Discovery(issuer, keys, gateway.server.grant_types,
+                          jwks_max_age=gateway.config.settings.keys.jwks_max_age)
     token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
     userinfo = UserinfoEndpoint(bearer)
     probes = Probes(config=gateway.config, store=gateway.store, keys=keys, audit=gateway.audit)

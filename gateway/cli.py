@@ -307,6 +307,31 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """The next key, published now and signing after ``[keys] publish_ahead``; keys
+    retired by now deleted (gateway/key_rotation.py)."""
+    from gateway.key_rotation import rotate
+
+    config = _config(args)
+    if not config.settings.gateway.key_dir:
+        raise ConfigError([f"{config.source}: gateway.key_dir: not set: ephemeral keys "
+                           "cannot be rotated"])
+    schedule = config.settings.keys  # a bad key file: KeyError_, nothing written (exit 2)
+    done = rotate(config.path(config.settings.gateway.key_dir), args.alg,
+                  publish_ahead=schedule.publish_ahead, retire_after=schedule.retire_after)
+    signs = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(done.signs_from))
+    print(f"wrote {args.alg} key {done.added} (mode 0600): published by every gateway "
+          f"within {schedule.reload_interval} s, signing from {signs}; the key it replaces "
+          f"stays published {schedule.retire_after} s more")
+    for path in done.deleted:
+        print(f"deleted retired key {path}")
+    _audited(config, lambda: audit_event(
+        "operator.keys.rotate", "success", operator=_operator(), alg=args.alg,
+        file=done.added.name, signs_from=int(done.signs_from),
+        deleted=",".join(p.name for p in done.deleted)))
+    return 0
+
+
 def cmd_sessions_revoke(args: argparse.Namespace) -> int:
     """Log a person out everywhere: every session, every grant, every RP told."""
     config = _config(args)
@@ -504,6 +529,10 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
     generate.add_argument("--dir", help="key directory (default: gateway.key_dir)")
     generate.set_defaults(func=cmd_keys_generate)
+    rotate = keys.add_parser("rotate", help="add the next key on [keys]' schedule; delete "
+                                            "retired ones")
+    rotate.add_argument("--alg", choices=["RS256", "ES256"], required=True)
+    rotate.set_defaults(func=cmd_keys_rotate)
     return top
 
 

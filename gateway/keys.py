@@ -7,8 +7,12 @@ keys and publishes the same JWKS. A key file's name carries its time and algorit
 
 The newest key of an algorithm signs. A file dated in the future is published in the JWKS
 at once but signs only from that time on: that is how a rotation publishes the next key
-before it signs, so relying parties never see an unknown ``kid``. Old keys stay published
-(and verifiable) until the CLI deletes them.
+before it signs, so relying parties never see an unknown ``kid``. An old key stays
+published (and verifiable) until a newer key of its algorithm has signed for
+``retire_after`` seconds — every token it signed has expired by then — and is then
+*retired*: left out of the JWKS, and deleted by the next ``roam keys rotate``. Each
+process re-reads the directory now and then (``gateway.key_rotation``) and
+adopts what it finds (:meth:`KeyRing.adopt`), so all follow one schedule without a restart.
 
 Only RS256 and ES256 exist here. ``none`` and HMAC are refused before any parsing of the
 signature, and a token is checked only against the one key its ``kid`` names, with that
@@ -80,7 +84,8 @@ class KeyRing:
     Immutable after construction, so every endpoint and connector can share one ring.
     """
 
-    def __init__(self, keys: Iterable[SigningKey]) -> None:
+    def __init__(self, keys: Iterable[SigningKey], *, retire_after: float | None = None) -> None:
+        self.retire_after = retire_after  # None: no key is ever retired
         ordered = sorted(keys, key=lambda k: (k.created, k.kid), reverse=True)
         if not ordered:
             raise KeyError_("the key ring is empty: at least one signing key is needed")
@@ -107,8 +112,18 @@ class KeyRing:
 
     # -- construction ------------------------------------------------------------------
 
+    def adopt(self, other: KeyRing) -> None:
+        """Take ``other``'s keys (a re-read key directory); everything holding this ring
+        signs, verifies and publishes with them from the next call on. No await runs in
+        between, so no request sees half of each."""
+        self.retire_after = other.retire_after
+        self._keys, self._by_kid = other._keys, other._by_kid
+        self._signers, self._verify_registries = other._signers, other._verify_registries
+        self._jwks = other._jwks
+
     @classmethod
-    def from_directory(cls, directory: Path | str) -> KeyRing:
+    def from_directory(cls, directory: Path | str, *,
+                       retire_after: float | None = None) -> KeyRing:
         """Load every ``*.pem`` in the key directory, refusing the lot if any file is bad.
 
         All problems are reported at once so an operator fixes them in one go.
@@ -133,7 +148,7 @@ class KeyRing:
             raise KeyError_("bad signing key files:\n" + "\n".join(problems))
         if not keys:
             raise KeyError_(f"no *.pem signing keys in {directory}")
-        return cls(keys)
+        return cls(keys, retire_after=retire_after)
 
     @classmethod
     def ephemeral(cls, algs: Iterable[str] = ("RS256", "ES256")) -> KeyRing:
@@ -172,9 +187,19 @@ class KeyRing:
         # an outage, and the key is already published.
         return signers[-1]
 
-    def jwks(self) -> dict[str, Any]:
-        """The public JWK Set (RFC 7517) of every key, newest first."""
-        return {"keys": [dict(jwk) for jwk in self._jwks]}
+    def jwks(self, *, now: float | None = None) -> dict[str, Any]:
+        """The public JWK Set (RFC 7517) of every key not retired, newest first."""
+        at = time.time() if now is None else now
+        return {"keys": [dict(jwk) for key, jwk in zip(self._keys, self._jwks, strict=True)
+                         if not self.retired(key, now=at)]}
+
+    def retired(self, key: SigningKey, *, now: float | None = None) -> bool:
+        """Whether a newer key of ``key``'s algorithm has signed for ``retire_after``."""
+        if self.retire_after is None:
+            return False
+        at = time.time() if now is None else now
+        return any(other.alg == key.alg and key.created < other.created
+                   and other.created + self.retire_after <= at for other in self._keys)
 
     # -- tokens ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from gateway.digests import KeyedDigests
 from gateway.errors import ConfigError
 from gateway.health import HealthChecks, HealthObserver, MetricsObserver
 from gateway.host_sessions import HostSessions
+from gateway.key_rotation import KeyWatcher
 from gateway.keys import KeyRing
 from gateway.legacy.access import Gate
 from gateway.legacy.failover import Failover
@@ -134,6 +135,12 @@ class Gateway:
                     if checks:
                         self.background.group.start_soon(self.health.run)
                         self.background.group.start_soon(self.backchannel.run)
+                        key_dir = self.config.settings.gateway.key_dir
+                        if key_dir:  # rotations reach this process without a restart
+                            watcher = KeyWatcher(
+                                self.keys, self.config.path(key_dir),
+                                interval=self.config.settings.keys.reload_interval)
+                            self.background.group.start_soon(watcher.run)
                     try:
                         yield
                     finally:  # before the group is cancelled: no delivery waits a lease
@@ -183,7 +190,8 @@ def load_keys(config: Config) -> KeyRing:
     """Keys from ``gateway.key_dir``; ephemeral only where config allows (loopback http)."""
     key_dir = config.settings.gateway.key_dir
     if key_dir:
-        return KeyRing.from_directory(config.path(key_dir))
+        return KeyRing.from_directory(config.path(key_dir),
+                                      retire_after=config.settings.keys.retire_after)
     return KeyRing.ephemeral()
 
 

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("gateway", "gateway.errors", "gateway.ids", "gateway.urls",
                     "gateway.identity", "gateway.identifiers", "gateway.privacy",
                     "gateway.regions", "gateway.memo", "gateway.keys", "gateway.keyfiles",
+                    "gateway.key_rotation",
                     "gateway.logs", "gateway.addresses", "gateway.attempts",
                     "gateway.store", "gateway.data")),
     ("connectors", ("connectors",)),

@@ -31,6 +31,7 @@ __all__ = [
     "BindingSection",
     "ChannelsSection",
     "GatewaySection",
+    "KeysSection",
     "LegacySection",
     "LoginSection",
     "MetricsSection",
@@ -388,6 +389,32 @@ def check_metrics_token(value: str) -> str:
     return value
 
 
+class KeysSection(Strict):
+    """The signing keys' rotation schedule (``roam keys rotate``, gateway/key_rotation.py):
+    every process follows it from the shared key directory."""
+
+    # seconds a new key is in the JWKS before it signs: longer than any RP caches the JWKS
+    publish_ahead: int = Field(default=3600, ge=2, le=30 * 86400)
+    # seconds an old key stays published once its successor signs: its tokens' lifetime
+    retire_after: int = Field(default=3600, ge=1, le=30 * 86400)
+    # seconds between two looks at the key directory, in every process
+    reload_interval: int = Field(default=10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _published_before_signing(self) -> KeysSection:
+        if self.publish_ahead <= self.reload_interval:
+            raise ValueError(f"keys.publish_ahead ({self.publish_ahead} s) must be longer "
+                             f"than keys.reload_interval ({self.reload_interval} s): every "
+                             "process must publish a new key before any signs with it")
+        return self
+
+    @property
+    def jwks_max_age(self) -> int:
+        """How long an RP may cache the JWKS: a key published now reaches every process
+        within ``reload_interval``, and must reach every RP before it signs."""
+        return min(300, self.publish_ahead - self.reload_interval)
+
+
 class OpsSection(Strict):
     """The operators' console (/ops): its accounts and how long their sessions live."""
 
@@ -415,6 +442,16 @@ class Settings(Strict):
     metrics: MetricsSection = MetricsSection()
     ops: OpsSection = OpsSection()
     audit: AuditSection = AuditSection()
+    keys: KeysSection = KeysSection()
+
+    @model_validator(mode="after")
+    def _old_keys_outlive_their_tokens(self) -> Settings:
+        longest = max(self.tokens.access_token_ttl, self.tokens.id_token_ttl)
+        if self.keys.retire_after < longest:
+            raise ValueError(f"keys.retire_after ({self.keys.retire_after} s) is shorter than "
+                             f"the longest token lifetime ({longest} s, tokens.*_ttl): "
+                             "tokens signed by a retired key would fail to verify")
+        return self
 
     @model_validator(mode="after")
     def _cookie_domain_covers_the_issuer(self) -> Settings:

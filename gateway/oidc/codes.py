@@ -4,8 +4,9 @@ A code is not in its grant's index: revoking the grant removes the grant's recor
 a redemption only replaces a live one (``gateway.oidc.server``), so a code of a revoked
 grant is refused without being found. Indexed, every code of a grant reused by its
 client (``gateway.oidc.client_grants``) would stay in the index as long as the grant.
-The code keeps the person's claims for the minute it lives. Refresh tokens have no
-record of their own: ``gateway.oidc.refresh``.
+Its grant is as the grant's record keeps it, without the person's claims
+(``gateway.oidc.people``). Refresh tokens have no record of their own:
+``gateway.oidc.refresh``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class StoredCode:
             "scope": self.scope,
             "code_challenge": self.code_challenge,
             "code_challenge_method": self.code_challenge_method,
-            "grant": self.grant.to_dict(),
+            "grant": self.grant.record(),
         }
 
     @classmethod

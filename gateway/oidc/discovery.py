@@ -62,13 +62,15 @@ def provider_metadata(issuer: str, keys: KeyRing,
 
 
 class Discovery:
-    def __init__(self, issuer: str, keys: KeyRing, grant_types: list[str] | None = None) -> None:
+    def __init__(self, issuer: str, keys: KeyRing, grant_types: list[str] | None = None, *,
+                 jwks_max_age: int = 300) -> None:
         self.metadata = provider_metadata(issuer, keys, grant_types)
         self.keys = keys
+        self.jwks_cache = f"public, max-age={jwks_max_age}"  # the rotation's schedule
 
     async def configuration(self, request: Request) -> Response:
         return JSONResponse(self.metadata, headers={"Cache-Control": "public, max-age=300"})
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(self.keys.jwks(), headers={"Cache-Control": "public, max-age=300"},
+        return JSONResponse(self.keys.jwks(), headers={"Cache-Control": self.jwks_cache},
                             media_type="application/jwk-set+json")

@@ -274,6 +274,12 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             return False
         keep = None
         if not grant.ends_with_session:  # the claims, once, where it can find them later
+            if issued is not None:  # a code's: its claims are its session's
+                session = await self.refresh.active.sessions.find(grant.sid or "")
+                if session is None or session.identity.subject != grant.identity.subject:
+                    return False  # logged out since: the grant was revoked with it
+                grant = replace(grant, identity=grant.identity.with_personal_data(
+                    session.identity))
             grant = replace(grant, person=self.people.ref(grant.identity))
             keep = self.people.keep(grant.identity, grant.person)
         if created is not None:

@@ -362,3 +362,22 @@ def test_process_settings_are_checked(tmp_path: Path) -> None:
     for key in ("gateway.workers", "tokens.refresh_reuse_interval", "outbound"):
         assert f"{tmp_path / 'roam.toml'}: {key}" in text, text
     assert "lease (4.0 s) must be longer than timeout (5.0 s)" in text
+
+
+def test_the_key_rotation_schedule_is_checked(tmp_path: Path) -> None:
+    """[keys]: a new key reaches every process before it signs, an old one outlives its
+    tokens; the JWKS may be cached for what is left of the head start."""
+    keys = load_config(write(tmp_path, "", GOOD_CLIENT), env={}).settings.keys
+    assert (keys.publish_ahead, keys.retire_after, keys.reload_interval) == (3600, 3600, 10)
+    assert keys.jwks_max_age == 300
+    short = load_config(write(tmp_path, "[keys]\npublish_ahead = 40\n", GOOD_CLIENT),
+                        env={}).settings.keys
+    assert short.jwks_max_age == 30
+    for main, expected in (
+            ("[keys]\npublish_ahead = 10\nreload_interval = 10\n",
+             "keys.publish_ahead (10 s) must be longer than keys.reload_interval (10 s)"),
+            ("[keys]\nretire_after = 60\n[tokens]\nid_token_ttl = 600\n",
+             "keys.retire_after (60 s) is shorter than the longest token lifetime (600 s")):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, main, GOOD_CLIENT), env={})
+        assert expected in "\n".join(caught.value.problems)
