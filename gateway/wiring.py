@@ -51,6 +51,7 @@ from gateway.oidc.minter import TokenMinter
 from gateway.oidc.people import People
 from gateway.oidc.refresh import RefreshTokens
 from gateway.oidc.server import RoamAuthorizationServer
+from gateway.oidc.subjects import Subjects
 from gateway.ops.console_sessions import OPS_COOKIE
 from gateway.ops.operators import Operator, load_operators
 from gateway.outbound import OutboundPolicy
@@ -258,17 +259,22 @@ def bound_citizen(bindings: Bindings, source: PasswordSource) -> Resolve:
 def open_digests(config: Config) -> KeyedDigests:
     """The gateway's secret (``[gateway] secret_env`` or ``secret_file``). Without one, a
     random secret of this process: fine on a loopback issuer (the demo, tests) or where
-    nothing keyed by it is kept, refused where binding to real names is on in production
-    (``verifier = "http"``: its limits must hold across processes and restarts)."""
+    nothing keyed by it is kept, refused in production where binding to real names is on
+    (``verifier = "http"``: its limits must hold across processes and restarts) or a client
+    has pairwise subjects (they must not change with a restart)."""
     section = config.settings.gateway
     secret = os.environ.get(section.secret_env, "")
     if section.secret_file:
         secret = config.path(section.secret_file).read_text("utf-8").strip()
     if not secret:
-        if config.settings.binding.verifier == "http" and not is_loopback_host(config.issuer):
-            raise ConfigError([f"{config.source}: gateway: binding needs the gateway's secret "
+        needs = [what for what, used in (
+            ("binding", config.settings.binding.verifier == "http"),
+            ("pairwise subjects", any(c.subject_type == "pairwise" for c in config.clients)))
+            if used]
+        if needs and not is_loopback_host(config.issuer):  # else they change every restart
+            raise ConfigError([f"{config.source}: gateway: {what} needs the gateway's secret "
                                f"(${section.secret_env} or gateway.secret_file), the same in "
-                               "every process"])
+                               "every process" for what in needs])
         return KeyedDigests.ephemeral()
     try:
         return KeyedDigests(secret.encode())
@@ -342,11 +348,13 @@ def build_gateway(
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer)
     digests = open_digests(config)
+    subjects = Subjects(digests, clients)
     active = ActiveTokens(store, sessions,
-                          People(store, digests, ttl=settings.tokens.refresh_token_ttl))
+                          People(store, digests, ttl=settings.tokens.refresh_token_ttl),
+                          subjects=subjects)
     refresh = RefreshTokens(active, reuse_interval=settings.tokens.refresh_reuse_interval)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
-                         id_token_ttl=settings.tokens.id_token_ttl)
+                         id_token_ttl=settings.tokens.id_token_ttl, subjects=subjects)
     source = source or open_source(config, store)
     bindings, verifier = open_binding(config, store, http, source)
     channels = open_channels(settings.channels, http=http, store=store, path=config.path,

@@ -121,6 +121,23 @@ def test_real_name_binding_in_production_needs_the_gateways_secret(tmp_path: Pat
     assert "at least 32 bytes" in short.value.problems[0]
 
 
+def test_pairwise_subjects_in_production_need_the_gateways_secret(tmp_path: Path) -> None:
+    """A pairwise sub keyed by a secret of one process would change with every restart."""
+    base = _production_binding(tmp_path)
+    settings = base.settings.model_copy(update={
+        "binding": base.settings.binding.model_copy(update={"verifier": None})})
+    plain = base.revised(settings=settings)
+    open_digests(plain)  # no binding, no pairwise client: nothing keyed is kept
+    pairwise = plain.revised(clients=tuple(
+        c.model_copy(update={"subject_type": "pairwise"}) if c.client_id == "changsha-gov"
+        else c for c in plain.clients))
+    with pytest.raises(ConfigError) as refused:
+        open_digests(pairwise)
+    assert refused.value.problems == [
+        f"{pairwise.source}: gateway: pairwise subjects needs the gateway's secret "
+        "($ROAM_TEST_NO_SUCH_SECRET or gateway.secret_file), the same in every process"]
+
+
 def test_every_process_with_one_secret_file_makes_the_same_digests(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("s" * 48 + "\n")
     config = _production_binding(tmp_path, secret_file=str(tmp_path / "secret"))

@@ -58,8 +58,21 @@ class ClientConfig(Strict):
     # RFC 9449: /token requires a DPoP proof and binds every token it issues to that key
     dpop_bound_access_tokens: bool = False
     dpop_nonce: bool = False  # and the proof at /token must carry a nonce of the gateway's
+    # OIDC Core §8: "pairwise": a sub of the client's sector alone, which no other sector
+    # can link (gateway/oidc/subjects.py); "public": the person's one sub
+    subject_type: Literal["public", "pairwise"] = "public"
+    # §8.1: the sector is this URI's host; without it, the one host of the redirect_uris
+    sector_identifier_uri: str | None = None
 
-    @field_validator("backchannel_logout_uri", "initiate_login_uri")
+    @property
+    def sector(self) -> str:
+        """The host that names the client's sector (OIDC Core §8.1)."""
+        if self.sector_identifier_uri:
+            return (urlsplit(self.sector_identifier_uri).hostname or "").lower()
+        hosts = {(urlsplit(uri).hostname or "").lower() for uri in self.redirect_uris}
+        return hosts.pop() if len(hosts) == 1 else ""
+
+    @field_validator("backchannel_logout_uri", "initiate_login_uri", "sector_identifier_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
@@ -96,6 +109,9 @@ class ClientConfig(Strict):
                             "client's redirect_uris (a transfer may lead only to the RP)")
         if self.dpop_nonce and not self.dpop_bound_access_tokens:
             problems.append("dpop_nonce needs dpop_bound_access_tokens = true")
+        if self.subject_type == "pairwise" and not self.sector:
+            problems.append("subject_type 'pairwise': the redirect_uris are on several hosts, "
+                            "so a sector_identifier_uri must name the client's sector")
         if len(set(self.token_exchange_audiences)) != len(self.token_exchange_audiences):
             problems.append("token_exchange_audiences: a system is listed twice")
         if self.public:

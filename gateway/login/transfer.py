@@ -159,7 +159,8 @@ class Transfer:
         jti = claims.get("jti")
         return Ticket(grant_id=grant.grant_id, client_id=client.client_id,
                       subject=grant.identity.subject, target=target,
-                      token_id=jti if isinstance(jti, str) else "")
+                      token_id=jti if isinstance(jti, str) else "",
+                      token_sub=str(claims.get("sub", "")))
 
     async def mint(self, request: Request) -> Response:
         """``POST /sso/transfer-ticket``: a one-time URL into a browser for one target."""

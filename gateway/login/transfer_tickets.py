@@ -32,11 +32,13 @@ class Ticket:
     subject: str
     target: str
     token_id: str = ""  # the access token's jti: revoking the token also stops its tickets
+    token_sub: str = ""  # the access token's sub (its client's view): "" as ``subject``
 
     def token_claims(self) -> dict[str, str]:
         """The claims of the token it was minted with that say whether that token is still
         good (``ActiveTokens.grant_of_access_token``)."""
-        claims = {"gid": self.grant_id, "sub": self.subject, "client_id": self.client_id}
+        claims = {"gid": self.grant_id, "sub": self.token_sub or self.subject,
+                  "client_id": self.client_id}
         return {**claims, "jti": self.token_id} if self.token_id else claims
 
 
@@ -52,7 +54,8 @@ class TransferTickets:
         value = new_id(32)
         await self.store.upsert(Kind.TRANSFER_TICKET, value, {
             "grant": ticket.grant_id, "client_id": ticket.client_id,
-            "subject": ticket.subject, "target": ticket.target, "jti": ticket.token_id},
+            "subject": ticket.subject, "target": ticket.target, "jti": ticket.token_id,
+            "sub": ticket.token_sub},
             self.ttl)
         return value
 
@@ -67,4 +70,4 @@ class TransferTickets:
         data = found[0]
         return Ticket(grant_id=str(data["grant"]), client_id=str(data["client_id"]),
                       subject=str(data["subject"]), target=str(data["target"]),
-                      token_id=str(data.get("jti", "")))
+                      token_id=str(data.get("jti", "")), token_sub=str(data.get("sub", "")))

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.oidc.grant import Grant
 from gateway.oidc.people import People
+from gateway.oidc.subjects import Subjects
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
@@ -20,10 +21,18 @@ __all__ = ["ActiveTokens"]
 
 
 class ActiveTokens:
-    def __init__(self, store: Store, sessions: SessionManager, people: People) -> None:
+    def __init__(self, store: Store, sessions: SessionManager, people: People, *,
+                 subjects: Subjects | None = None) -> None:
         self.store = store
         self.sessions = sessions
         self.people = people  # where a grant's claims are kept (the grant has none)
+        self.subjects = subjects  # None: every client sees the person's own sub
+
+    def subject_seen(self, grant: Grant) -> str:
+        """The ``sub`` the grant's client was told (``gateway.oidc.subjects``)."""
+        subject = grant.identity.subject
+        return subject if self.subjects is None else self.subjects.of_client_id(
+            grant.client_id, subject)
 
     async def check_session(self, grant: Grant) -> tuple[bool, Session | None]:
         """Whether the grant may still be used, and the session that keeps it alive.
@@ -47,7 +56,7 @@ class ActiveTokens:
         """The grant behind a verified access token, with its person's claims; None if the
         token is no longer good."""
         grant = await self.grant(str(claims.get("gid", "")))
-        if grant is None or grant.identity.subject != claims.get("sub"):
+        if grant is None or self.subject_seen(grant) != claims.get("sub"):
             return None
         if grant.client_id != claims.get("client_id"):
             return None

@@ -41,7 +41,7 @@ def provider_metadata(issuer: str, keys: KeyRing,
                                                  TOKEN_EXCHANGE],
         # RFC 8693: what /token takes as subject_token_type and issues (issued_token_type)
         "token_exchange_token_types_supported": [ACCESS_TOKEN_TYPE],
-        "subject_types_supported": ["public"],
+        "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": sorted(keys.algs),
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "none"],

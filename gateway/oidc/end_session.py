@@ -77,6 +77,7 @@ class EndSession:
                  csrf: Csrf) -> None:
         hints = IdTokenHints(keys=keys, issuer=issuer, clients=server.clients)
         self.validator = _Validator(server, hints)
+        self.active = server.refresh.active  # the sub each client was told
         self.issuer = issuer
         self.sessions = sessions
         self.logout = logout
@@ -126,13 +127,17 @@ class EndSession:
         checked: EndSessionRequest = self.validator.validate_request(oauth_request)
         return checked
 
-    @staticmethod
-    def _needs_confirmation(hint: dict[str, Any] | None, session: Session) -> bool:
-        """Unless the hint names this very session and person, ask: a hint without a
-        ``sid``, or from an older session, must not end this one."""
+    def _needs_confirmation(self, hint: dict[str, Any] | None, session: Session) -> bool:
+        """Unless the hint names this very session and person (as its client knows the
+        person), ask: a hint without a ``sid``, or from an older session, must not end
+        this one."""
         if hint is None:
             return True
-        return hint.get("sub") != session.identity.subject or hint.get("sid") != session.sid
+        aud = hint.get("aud")
+        client_id = hint.get("azp") or (aud[0] if isinstance(aud, list) and aud else aud)
+        seen = (self.active.subjects.of_client_id(str(client_id), session.identity.subject)
+                if self.active.subjects is not None else session.identity.subject)
+        return hint.get("sub") != seen or hint.get("sid") != session.sid
 
     def _confirmation(self, request: Request, checked: EndSessionRequest,
                       pairs: list[tuple[str, str]]) -> Response:

@@ -154,7 +154,7 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             "token_type": token.kind,
             "scope": token.scope,
             "client_id": grant.client_id,
-            "sub": grant.identity.subject,
+            "sub": self.lookup.active.subject_seen(grant),  # as the token's client knows it
             "iss": self.issuer,
             "acr": grant.identity.acr,
             "auth_time": grant.identity.auth_time,

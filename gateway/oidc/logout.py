@@ -30,6 +30,10 @@ class SessionLogout:
         self.background = background
         self.metrics = metrics or Metrics()
 
+    def subject_for(self, client: Client, subject: str) -> str:
+        subjects = self.active.subjects
+        return subject if subjects is None else subjects.of(client.config, subject)
+
     async def end(self, session: Session, *, reason: str,
                   wait: bool = False) -> list[Delivery]:
         """Log the session out of the gateway and of every RP it was used with.
@@ -48,7 +52,9 @@ class SessionLogout:
             client = self.clients.get(link.client_id)
             if client is not None and client.config.backchannel_logout_uri:
                 seen.setdefault(client.client_id, client)
-        targets = [(client, session.identity.subject, session.sid) for client in seen.values()]
+        # each RP hears of the person by the sub it was told (gateway.oidc.subjects)
+        targets = [(client, self.subject_for(client, session.identity.subject), session.sid)
+                   for client in seen.values()]
         audit_event("logout", "success", subject=session.identity.subject, sid=session.sid,
                     reason=reason, rps=len({link.client_id for link in links}),
                     grants_revoked=len(links), backchannel=len(targets))

@@ -21,7 +21,9 @@ class UserinfoEndpoint:
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
             raise bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
-        body: dict[str, Any] = {"sub": grant.identity.subject}
+        # the sub the token carries: its client's view (gateway.oidc.subjects), which the
+        # token's check compared with the grant's already
+        body: dict[str, Any] = {"sub": claims["sub"]}
         # A client's approval is its clearance: what it is approved for comes in full, an
         # identifier it is not approved for only masked inside ``agent`` (and then no birth
         # date), by the same rule as every connector's release.

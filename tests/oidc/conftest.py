@@ -8,6 +8,7 @@ import pytest
 from gateway.app import create_app
 from gateway.store.memory import MemoryStore
 from tests.support.gateway import config_on_port
+from tests.support.receiver import Receiver
 from tests.support.servers import free_port, serve
 
 
@@ -38,3 +39,11 @@ def redis_gateway(redis_url: str, redis_prefix: str) -> Iterator[str]:
     config = config_on_port(port, backend="redis", redis_url=redis_url, prefix=redis_prefix)
     with serve(create_app(config), port) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    """An RP's back-channel logout endpoint (``/<rp>``) and its base URL."""
+    rp = Receiver()
+    with serve(rp.app()) as url:
+        yield rp, url

@@ -29,13 +29,6 @@ CHANGSHA_HOME = "http://127.0.0.1:8001/"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    rp = Receiver()
-    with serve(rp.app()) as url:
-        yield rp, url
-
-
-@pytest.fixture(scope="module")
 def logout_store() -> MemoryStore:
     return MemoryStore()
 
