@@ -45,6 +45,7 @@ from gateway.login.source import PasswordSource
 from gateway.metrics.recorder import Metrics, open_metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout
+from gateway.oidc.client_assertions import ClientAssertions, ClientKeys
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
@@ -360,9 +361,12 @@ def build_gateway(
     channels = open_channels(settings.channels, http=http, store=store, path=config.path,
                              account_ttl=settings.tokens.refresh_token_ttl,
                              resolve=bound_citizen(bindings, source))
+    assertions = ClientAssertions(
+        clients, ClientKeys(http, OutboundPolicy(settings.outbound)), store,
+        audiences=frozenset({f"{issuer}/token", issuer}))
     server = RoamAuthorizationServer(clients=clients, store=store, minter=minter,
                                      refresh=refresh, ttl=settings.tokens, channels=channels,
-                                     systems=config.systems)
+                                     systems=config.systems, assertions=assertions)
     background = Background()
     backchannel = BackchannelLogout(http=http, keys=keys, issuer=issuer, store=store,
                                     policy=OutboundPolicy(settings.outbound),

@@ -8,7 +8,7 @@ confidential) are checked per client and reported with the others.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -20,7 +20,7 @@ from gateway.urls import check_url
 __all__ = ["Alg", "AuthMethod", "ClientConfig", "load_clients"]
 
 Alg = Literal["RS256", "ES256"]
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
 
 class ClientConfig(Strict):
@@ -58,6 +58,9 @@ class ClientConfig(Strict):
     # RFC 9449: /token requires a DPoP proof and binds every token it issues to that key
     dpop_bound_access_tokens: bool = False
     dpop_nonce: bool = False  # and the proof at /token must carry a nonce of the gateway's
+    # private_key_jwt (RFC 7523): the client's public keys, inline or at a URL of its own
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
     # OIDC Core §8: "pairwise": a sub of the client's sector alone, which no other sector
     # can link (gateway/oidc/subjects.py); "public": the person's one sub
     subject_type: Literal["public", "pairwise"] = "public"
@@ -72,7 +75,8 @@ class ClientConfig(Strict):
         hosts = {(urlsplit(uri).hostname or "").lower() for uri in self.redirect_uris}
         return hosts.pop() if len(hosts) == 1 else ""
 
-    @field_validator("backchannel_logout_uri", "initiate_login_uri", "sector_identifier_uri")
+    @field_validator("backchannel_logout_uri", "initiate_login_uri", "sector_identifier_uri",
+                     "jwks_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
@@ -114,6 +118,16 @@ class ClientConfig(Strict):
                             "so a sector_identifier_uri must name the client's sector")
         if len(set(self.token_exchange_audiences)) != len(self.token_exchange_audiences):
             problems.append("token_exchange_audiences: a system is listed twice")
+        keyed = self.token_endpoint_auth_method == "private_key_jwt"
+        if keyed and (self.jwks is None) == (self.jwks_uri is None):
+            problems.append("private_key_jwt: give the client's keys as jwks or jwks_uri, "
+                            "one of them")
+        if not keyed and (self.jwks is not None or self.jwks_uri):
+            problems.append("jwks and jwks_uri are for token_endpoint_auth_method "
+                            "'private_key_jwt'")
+        if keyed and self.client_secret_sha256:
+            problems.append("private_key_jwt: the client has keys, not a secret "
+                            "(no client_secret_sha256)")
         if self.public:
             if self.token_endpoint_auth_method != "none":
                 problems.append("public clients must use token_endpoint_auth_method = 'none'")
@@ -122,8 +136,9 @@ class ClientConfig(Strict):
         else:
             if self.token_endpoint_auth_method == "none":
                 problems.append("confidential clients cannot use token_endpoint_auth_method 'none'")
-            if not self.client_secret_sha256:
-                problems.append("confidential clients need client_secret_sha256")
+            if not self.client_secret_sha256 and not keyed:
+                problems.append("confidential clients need client_secret_sha256 (or keys: "
+                                "private_key_jwt)")
         return problems
 
 

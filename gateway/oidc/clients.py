@@ -15,9 +15,11 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from gateway.config import ClientConfig
 from gateway.identity import SCOPE_CLAIMS
 
-__all__ = ["TOKEN_EXCHANGE", "Client", "ClientRegistry", "secret_digest"]
+__all__ = ["TOKEN_AUTH_METHODS", "TOKEN_EXCHANGE", "Client", "ClientRegistry", "secret_digest"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
+"""How a client may authenticate at /token (each client: the one it registered)."""
 
 
 def secret_digest(secret: str) -> str:

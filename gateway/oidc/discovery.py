@@ -44,7 +44,8 @@ def provider_metadata(issuer: str, keys: KeyRing,
         "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": sorted(keys.algs),
         "token_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post", "none"],
+            "client_secret_basic", "client_secret_post", "none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "code_challenge_methods_supported": ["S256"],
         "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
         "claims_supported": sorted(

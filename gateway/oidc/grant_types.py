@@ -21,7 +21,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 
 from gateway.oidc.client_grants import ClientGrants
-from gateway.oidc.clients import Client
+from gateway.oidc.clients import TOKEN_AUTH_METHODS, Client
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import TokenMinter
@@ -146,7 +146,7 @@ class RefreshTokensOfRoam:
 
 
 class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)  # noqa: RUF012
     server: GrantServer
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
@@ -194,7 +194,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
 
 
 class RefreshGrant(RefreshTokensOfRoam, RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)  # noqa: RUF012
     INCLUDE_NEW_REFRESH_TOKEN = True
     server: GrantServer
 

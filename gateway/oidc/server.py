@@ -38,6 +38,7 @@ from gateway.config import Systems, TokensSection
 from gateway.identity import SCOPE_CLAIMS, Identity
 from gateway.oidc.bridge import HttpRequest, Reply
 from gateway.oidc.channel_grant import CHANNEL_GRANT, ChannelCodeGrant
+from gateway.oidc.client_assertions import ClientAssertions
 from gateway.oidc.client_grants import ClientGrants
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.codes import StoredCode
@@ -71,6 +72,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         channels: ChannelLogin | None = None,
         systems: Systems | None = None,
         dpop: DPoPProofs | None = None,
+        assertions: ClientAssertions | None = None,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPE_CLAIMS))
         self.clients = clients
@@ -81,6 +83,8 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.channels = channels
         self.systems = systems or Systems((), ())
         self.dpop = dpop or DPoPProofs(store)
+        self.assertions = assertions  # private_key_jwt; None: refused (invalid_client)
+        self.register_client_auth_method("private_key_jwt", _asserted_client)
         self.people = refresh.active.people
         self.client_grants = ClientGrants(store, refresh.active.sessions, code_ttl=ttl.code_ttl,
                                           grace=PENDING_GRACE)
@@ -117,6 +121,9 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         """authlib's ``create_token_response``, with the store's single-use step between
         its checking the request and its issuing the tokens."""
         refused = await self._check_dpop(request)
+        if refused is not None:
+            return refused
+        refused = await self._authenticate_assertion(request)
         if refused is not None:
             return refused
         refused = await self._read_for_token(request)
@@ -172,6 +179,20 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             headers = [("DPoP-Nonce", error.nonce)] if error.nonce else []
             return Reply(400, {"error": error.error, "error_description": error.description},
                          headers)
+        return None
+
+    async def _authenticate_assertion(self, request: HttpRequest) -> Reply | None:
+        """A ``private_key_jwt`` assertion, checked before authlib (its keys may need
+        fetching); authlib's method then names the client it proved. A refusal is
+        ``invalid_client`` (RFC 6749 §5.2), 401."""
+        if not ClientAssertions.present(request.form):
+            return None
+        client = (await self.assertions.authenticate(request.form)
+                  if self.assertions is not None else None)
+        if client is None:
+            return Reply(401, {"error": "invalid_client",
+                               "error_description": "The client assertion is not valid."})
+        request.work.assertion_client = client
         return None
 
     async def _read_for_token(self, request: HttpRequest) -> Reply | None:
@@ -360,6 +381,12 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         request.user = grant
         refresh_token = token.get("refresh_token")
         request.work.issued = grant, token_digest(refresh_token) if refresh_token else ""
+
+
+def _asserted_client(query_client: Callable[[str], Client | None],
+                     request: HttpRequest) -> Client | None:
+    """authlib's ``private_key_jwt`` method: the client the assertion proved, if any."""
+    return request.work.assertion_client
 
 
 def claimed_client_id(request: HttpRequest) -> str | None:

@@ -29,7 +29,7 @@ from gateway.config import SystemConfig, Systems
 from gateway.errors import TokenError
 from gateway.keys import KeyRing, validate_claims
 from gateway.oidc.active import ActiveTokens
-from gateway.oidc.clients import TOKEN_EXCHANGE, Client
+from gateway.oidc.clients import TOKEN_AUTH_METHODS, TOKEN_EXCHANGE, Client
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import ACCESS_TOKEN_TYP, TokenMinter
 from gateway.urls import url_under
@@ -96,7 +96,7 @@ class ExchangeServer(Protocol):
 
 class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
     GRANT_TYPE = TOKEN_EXCHANGE
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)  # noqa: RUF012
     server: ExchangeServer
 
     def validate_token_request(self) -> None:

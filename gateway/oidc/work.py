@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.identity import Identity
+    from gateway.oidc.clients import Client
     from gateway.oidc.codes import StoredCode
     from gateway.oidc.grant import Grant
     from gateway.oidc.refresh import PresentedToken
@@ -41,5 +42,7 @@ class StoreWork:
     created: tuple[Grant, str] | None = None
     # DPoP (RFC 9449): the thumbprint of the key the proof at /token was signed with
     jkt: str | None = None
+    # private_key_jwt: the client its assertion proved (checked before authlib runs)
+    assertion_client: Client | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

@@ -105,6 +105,7 @@ class Kind(StrEnum):
     CHANNEL_ACCOUNT = "channel_account"  # a channel identity's subject and its keys
     CHANNEL_TOKEN = "channel_token"  # a platform app access token (stable_token), shared
     CHANNEL_TOKEN_LEASE = "channel_token_lease"  # counter: who refreshes that token now
+    CLIENT_ASSERTION = "client_jwt"  # counter: uses of a client assertion (client and jti)
     DPOP_PROOF = "dpop_jti"  # counter: uses of one DPoP proof (key thumbprint and jti)
     DPOP_NONCE = "dpop_nonce"  # a DPoP nonce the gateway handed out
     OPS_SESSION = "ops_session"  # an operator's console session (gateway/ops)
