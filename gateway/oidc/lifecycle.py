@@ -33,7 +33,7 @@ from gateway.oidc.bridge import (
     json_reply,
     published_url,
 )
-from gateway.oidc.clients import Client
+from gateway.oidc.clients import TOKEN_AUTH_METHODS, Client
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.oidc.refresh import RefreshTokens
@@ -115,7 +115,7 @@ def _orphan(claims: dict[str, Any]) -> Grant:
 
 
 class _Revocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+    CLIENT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)  # noqa: RUF012
 
     def __init__(self, server: RoamAuthorizationServer, lookup: TokenLookup) -> None:
         super().__init__(server)
@@ -133,7 +133,8 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
 
 
 class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
+    # a resource server is confidential: a secret or a key, never "none"
+    CLIENT_AUTH_METHODS = [m for m in TOKEN_AUTH_METHODS if m != "none"]  # noqa: RUF012
 
     def __init__(self, server: RoamAuthorizationServer, lookup: TokenLookup,
                  issuer: str) -> None:

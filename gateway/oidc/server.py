@@ -155,7 +155,11 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     async def endpoint_response(self, name: str, request: HttpRequest,
                                 read: Callable[[HttpRequest], Awaitable[None]]) -> Reply:
-        """Revocation, introspection: ``read`` fills ``request.work`` before authlib runs."""
+        """Revocation, introspection: ``read`` fills ``request.work`` before authlib runs
+        (and a client's ``private_key_jwt`` assertion is checked, as at /token)."""
+        refused = await self._authenticate_assertion(request)
+        if refused is not None:
+            return refused
         await read(request)
         reply: Reply = self.create_endpoint_response(name, request)
         return await self._finish(request, reply)

@@ -73,6 +73,7 @@ def keyed_gateway(key_server: tuple[KeyServer, str]) -> Iterator[str]:
 
 def keyed_client(gateway: str, key: ECKey | RSAKey, alg: str = "ES256") -> OAuth2Client:
     client = OAuth2Client(CLIENT_ID, key, token_endpoint_auth_method="private_key_jwt",
+                          revocation_endpoint_auth_method="private_key_jwt",
                           redirect_uri=CALLBACK, scope="openid", code_challenge_method="S256")
     client.register_client_auth_method(PrivateKeyJWT(f"{gateway}/token", alg=alg,
                                                      headers={"kid": key.kid}))
@@ -201,3 +202,30 @@ def test_a_keyed_client_is_configured_with_keys_and_no_secret() -> None:
         "client_secret_sha256": "0" * 64, "jwks_uri": "https://k.example/jwks"})
     assert stray.consistency_problems() == [
         "jwks and jwks_uri are for token_endpoint_auth_method 'private_key_jwt'"]
+
+
+def test_a_keyed_client_introspects_and_revokes_its_tokens_with_its_key(
+        keyed_gateway: str, key_server: tuple[KeyServer, str]) -> None:
+    server, _ = key_server
+    key = server.keys[0]
+    token = log_in_and_redeem(keyed_gateway, keyed_client(keyed_gateway, key))
+    client = keyed_client(keyed_gateway, key)
+    looked = client.introspect_token(f"{keyed_gateway}/introspect",
+                                     token=token["access_token"])
+    assert looked.status_code == 200, looked.text
+    assert looked.json()["active"] is True
+    assert looked.json()["client_id"] == CLIENT_ID
+    revoked = client.revoke_token(f"{keyed_gateway}/revoke", token=token["refresh_token"],
+                                  token_type_hint="refresh_token")
+    assert revoked.status_code == 200, revoked.text
+    after = client.introspect_token(f"{keyed_gateway}/introspect",
+                                    token=token["access_token"])
+    assert after.json()["active"] is False, "the grant went with its refresh token"
+    # an assertion replayed at introspection is refused too
+    once = assertion(key, "ES256", aud=keyed_gateway)
+    for _ in range(2):
+        answer = httpx.post(f"{keyed_gateway}/introspect", data={
+            "token": token["access_token"], "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": once})
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_client"
