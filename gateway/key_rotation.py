@@ -12,8 +12,8 @@ old key stays published ``retire_after`` seconds more (its tokens' lifetime), th
 retired — left out of the JWKS by every process at once — and deleted by the next
 rotation.
 
-A directory that cannot be read, or holds a bad file, is logged and changes nothing: the
-process keeps the keys it has.
+A directory that cannot be read, holds a bad file, or has lost every key of an algorithm
+the process signs with is logged and changes nothing: the process keeps the keys it has.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class KeyWatcher:
             if listing == self._seen:
                 return False
             fresh = KeyRing.from_directory(self.directory, retire_after=self.ring.retire_after)
+            lost = self.ring.algs - fresh.algs
+            if lost:  # a file deleted by mistake: clients of that algorithm could not sign
+                raise KeyError_(f"no {', '.join(sorted(lost))} key left in the directory")
         except (OSError, KeyError_) as error:
             log.error("signing keys not reloaded: the ring in use is kept",
                       extra={"directory": str(self.directory), "cause": str(error)})

@@ -95,6 +95,20 @@ def test_a_process_adopts_the_directory_and_keeps_its_keys_when_a_file_is_bad(
     assert len(ring.keys) == 1
 
 
+def test_a_process_keeps_an_algorithm_whose_last_key_file_went_missing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    generate_key_file(tmp_path, "ES256")
+    rsa = generate_key_file(tmp_path, "RS256")
+    ring = KeyRing.from_directory(tmp_path, retire_after=60)
+    watcher = KeyWatcher(ring, tmp_path, interval=1)
+    assert watcher.check()
+    rsa.unlink()  # deleted by mistake: RS256 clients could sign no token
+    with caplog.at_level(logging.ERROR, logger="roam.keys"):
+        assert not watcher.check()
+    assert any("no RS256 key left" in str(getattr(r, "cause", "")) for r in caplog.records)
+    assert ring.algs == {"RS256", "ES256"}
+
+
 class CachingRp:
     """An RP's JWKS cache: kept as long as ``Cache-Control: max-age`` says, fetched
     again when it runs out — and, like most RP libraries, at once on an unknown ``kid``

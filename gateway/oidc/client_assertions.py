@@ -84,21 +84,31 @@ class ClientKeys:
             return kept.keys
         try:
             await self.policy.check(uri)
-            answer = await self.http.get(uri, timeout=self.policy.timeout,
-                                         follow_redirects=False)
+            body, headers = await self._fetch(uri)
         except OutboundRefused as error:
             raise AssertionRefused(f"jwks_uri refused by the outbound guard: {error}") from None
         except httpx.HTTPError as error:
             raise AssertionRefused(f"jwks_uri unreachable: {type(error).__name__}") from None
-        if answer.status_code != 200 or len(answer.content) > MAX_JWKS_BYTES:
-            raise AssertionRefused(f"jwks_uri answered {answer.status_code}")
         try:
-            keys = _import(answer.json())
+            keys = _import(json.loads(body))
         except ValueError as error:
             raise AssertionRefused(f"jwks_uri: not a JWK set ({error})") from None
         forced = now if unknown_kid else (kept.forced if kept else float("-inf"))
-        self._kept[client.client_id] = _Kept(keys, now + _max_age(answer.headers), forced)
+        self._kept[client.client_id] = _Kept(keys, now + _max_age(headers), forced)
         return keys
+
+    async def _fetch(self, uri: str) -> tuple[bytes, httpx.Headers]:
+        """The body (read no further than ``MAX_JWKS_BYTES``) and headers of a 200."""
+        async with self.http.stream("GET", uri, timeout=self.policy.timeout,
+                                    follow_redirects=False) as answer:
+            if answer.status_code != 200:
+                raise AssertionRefused(f"jwks_uri answered {answer.status_code}")
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise AssertionRefused(f"jwks_uri: more than {MAX_JWKS_BYTES} bytes")
+            return bytes(body), answer.headers
 
 
 def _import(data: object) -> KeySet:

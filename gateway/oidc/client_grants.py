@@ -66,12 +66,23 @@ class ClientGrants:
             if await self.sessions.swap_link(
                     grant.sid, grant.client_id, code.grant.grant_id, offline=grant.offline,
                     until=grant.until, expected=link.grant_id if link else None):
+                await self._unless_logged_out(code)
                 return code
             # another request placed a grant first: ours is never named, so never used
             await self.store.destroy(Kind.GRANT, code.grant.grant_id)
             link = await self.sessions.find_link(grant.sid, grant.client_id,
                                                  offline=grant.offline)
         raise StoreError("concurrent authorizations kept replacing the client's grant")
+
+    async def _unless_logged_out(self, code: StoredCode) -> None:
+        """A logout that read the session's links before this one was written would miss
+        the new grant: look again now that the link is in the session's group (a logout
+        after this look finds it there), and if the session is gone, so is the grant —
+        its code is then refused at the token endpoint."""
+        sid = code.grant.sid or ""
+        if await self.sessions.find(sid) is None:
+            await self.store.revoke_by_grant(code.grant.grant_id)
+            await self.sessions.destroy(sid)  # and the link just written
 
     async def _write(self, code: StoredCode) -> None:
         await self.store.upsert(Kind.CODE, code.code, code.to_dict(), self.code_ttl)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from authlib.integrations.httpx_client import OAuth2Client
+from starlette.responses import Response
 
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
@@ -182,13 +183,13 @@ def code(n: int, sid: str, until: int) -> StoredCode:
 async def test_racing_authorizations_of_one_client_share_one_grant(any_store: Store) -> None:
     sessions = SessionManager(any_store, SessionSection(), issuer="http://127.0.0.1:1")
     placing = ClientGrants(any_store, sessions, code_ttl=60, grace=30)
+    sid = (await sessions.start(IDENTITY, Response())).sid
     until = int(time.time()) + 3600
-    placed = await asyncio.gather(*(placing.place(code(n, "sid-race", until))
-                                    for n in range(20)))
+    placed = await asyncio.gather(*(placing.place(code(n, sid, until)) for n in range(20)))
     grants = {p.grant.grant_id for p in placed}
     assert len(grants) == 1
     (gid,) = grants
-    links = await sessions.links("sid-race")
+    links = await sessions.links(sid)
     assert [(link.client_id, link.grant_id) for link in links] == [("changsha-gov", gid)]
     for p in placed:  # every code as stored names that grant
         stored = await any_store.find(Kind.CODE, p.code)
@@ -199,7 +200,16 @@ async def test_racing_authorizations_of_one_client_share_one_grant(any_store: St
     assert pending["identity"]["claims"] == {}  # the claims are the session's
     # once revoked, the next code gets a grant of its own, and the link follows it
     await any_store.revoke_by_grant(gid)
-    after = await placing.place(code(99, "sid-race", until))
+    after = await placing.place(code(99, sid, until))
     assert after.grant.grant_id != gid
-    assert [link.grant_id for link in await sessions.links("sid-race")] == [
-        after.grant.grant_id]
+    assert [link.grant_id for link in await sessions.links(sid)] == [after.grant.grant_id]
+
+
+async def test_a_grant_placed_as_its_session_ends_ends_with_it(any_store: Store) -> None:
+    """A logout that read the session's links just before a new grant's link was written
+    would miss it: the placement looks for the session once its link is written."""
+    sessions = SessionManager(any_store, SessionSection(), issuer="http://127.0.0.1:1")
+    placing = ClientGrants(any_store, sessions, code_ttl=60, grace=30)
+    placed = await placing.place(code(1, "sid-ended", int(time.time()) + 3600))
+    assert await any_store.find(Kind.GRANT, placed.grant.grant_id) is None
+    assert await sessions.links("sid-ended") == []
