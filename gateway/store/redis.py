@@ -401,6 +401,12 @@ class RedisStore:
             if isinstance(exc, RedisTimeoutError):
                 self._breaker.timed_out()
             raise StoreError(f"redis {action} failed: {self._scrub(exc)}") from exc
+        except RuntimeError as exc:
+            # uvloop's word for a connection a killed node closed under redis-py's writer
+            # (seen on a Cluster master killed mid-traffic): a store failure, not a bug
+            if _CLOSED_TRANSPORT not in str(exc):
+                raise
+            raise StoreError(f"redis {action} failed: the connection closed") from exc
         self._breaker.answered()
 
     def _scrub(self, exc: BaseException) -> str:
@@ -408,6 +414,9 @@ class RedisStore:
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return message
+
+
+_CLOSED_TRANSPORT = "the handler is closed"
 
 
 def _load(raw: object) -> dict[str, Any]:

@@ -51,6 +51,20 @@ async def test_dead_server_raises_store_error_without_secrets() -> None:
         await store.close()
 
 
+async def test_a_connection_closed_under_the_writer_is_a_store_error(
+        store: RedisStore) -> None:
+    """uvloop raises RuntimeError when redis-py writes to a connection a killed node
+    closed (tests/store/test_failover.py saw it once on a Cluster): that is the store
+    failing (503), not a bug (500). Any other RuntimeError still is one."""
+    closed = RuntimeError("unable to perform operation on <TCPTransport closed=True "
+                          "reading=False 0x1>; the handler is closed")
+    with pytest.raises(StoreError) as caught, store._converted("find"):
+        raise closed
+    assert caught.value.__cause__ is closed
+    with pytest.raises(RuntimeError, match="a bug"), store._converted("find"):
+        raise RuntimeError("a bug")
+
+
 def test_bad_url_raises_store_error_without_the_url() -> None:
     with pytest.raises(StoreError) as caught:
         RedisStore.from_url("http://:hunter2@example.invalid/")
