@@ -150,8 +150,7 @@ class SessionManager:
 
     def ttl(self, session: Timed, now: int) -> int:
         """Seconds ``session`` (or a host session) may still live: idle and absolute."""
-        remaining = session.created + self.settings.absolute_timeout - now
-        return min(self.settings.idle_timeout, remaining)
+        return min(self.settings.idle_timeout, self.deadline(session) - now)
 
     def deadline(self, session: Timed) -> int:
         """When the session ends at the latest (its absolute timeout), epoch seconds."""

@@ -352,7 +352,7 @@ def build_gateway(
     subjects = Subjects(digests, clients)
     active = ActiveTokens(store, sessions,
                           People(store, digests, ttl=settings.tokens.refresh_token_ttl),
-                          subjects=subjects)
+                          subjects)
     refresh = RefreshTokens(active, reuse_interval=settings.tokens.refresh_reuse_interval)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
                          id_token_ttl=settings.tokens.id_token_ttl, subjects=subjects)

@@ -21,18 +21,16 @@ __all__ = ["ActiveTokens"]
 
 
 class ActiveTokens:
-    def __init__(self, store: Store, sessions: SessionManager, people: People, *,
-                 subjects: Subjects | None = None) -> None:
+    def __init__(self, store: Store, sessions: SessionManager, people: People,
+                 subjects: Subjects) -> None:
         self.store = store
         self.sessions = sessions
         self.people = people  # where a grant's claims are kept (the grant has none)
-        self.subjects = subjects  # None: every client sees the person's own sub
+        self.subjects = subjects  # the sub each client sees
 
     def subject_seen(self, grant: Grant) -> str:
         """The ``sub`` the grant's client was told (``gateway.oidc.subjects``)."""
-        subject = grant.identity.subject
-        return subject if self.subjects is None else self.subjects.of_client_id(
-            grant.client_id, subject)
+        return self.subjects.of_client_id(grant.client_id, grant.identity.subject)
 
     async def check_session(self, grant: Grant) -> tuple[bool, Session | None]:
         """Whether the grant may still be used, and the session that keeps it alive.

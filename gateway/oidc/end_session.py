@@ -135,8 +135,7 @@ class EndSession:
             return True
         aud = hint.get("aud")
         client_id = hint.get("azp") or (aud[0] if isinstance(aud, list) and aud else aud)
-        seen = (self.active.subjects.of_client_id(str(client_id), session.identity.subject)
-                if self.active.subjects is not None else session.identity.subject)
+        seen = self.active.subjects.of_client_id(str(client_id), session.identity.subject)
         return hint.get("sub") != seen or hint.get("sid") != session.sid
 
     def _confirmation(self, request: Request, checked: EndSessionRequest,

@@ -153,7 +153,7 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
         pending: Grant = request.user
         data = request.payload.data
         grant = Grant(
-            grant_id="",  # the client's grant in the session: ``_write_code`` finds it
+            grant_id="",  # the client's grant in the session: ``ClientGrants.place`` finds it
             client_id=request.client.client_id,
             identity=pending.identity,
             scope=request.scope,

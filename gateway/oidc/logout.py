@@ -30,10 +30,6 @@ class SessionLogout:
         self.background = background
         self.metrics = metrics or Metrics()
 
-    def subject_for(self, client: Client, subject: str) -> str:
-        subjects = self.active.subjects
-        return subject if subjects is None else subjects.of(client.config, subject)
-
     async def end(self, session: Session, *, reason: str,
                   wait: bool = False) -> list[Delivery]:
         """Log the session out of the gateway and of every RP it was used with.
@@ -53,7 +49,8 @@ class SessionLogout:
             if client is not None and client.config.backchannel_logout_uri:
                 seen.setdefault(client.client_id, client)
         # each RP hears of the person by the sub it was told (gateway.oidc.subjects)
-        targets = [(client, self.subject_for(client, session.identity.subject), session.sid)
+        subject = session.identity.subject
+        targets = [(client, self.active.subjects.of(client.config, subject), session.sid)
                    for client in seen.values()]
         audit_event("logout", "success", subject=session.identity.subject, sid=session.sid,
                     reason=reason, rps=len({link.client_id for link in links}),

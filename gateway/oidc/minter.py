@@ -26,11 +26,11 @@ ID_TOKEN_TYP = "JWT"  # what RPs' libraries expect; ``aud`` and ``azp`` tell it 
 class TokenMinter:
     def __init__(
         self, keys: KeyRing, *, issuer: str, access_token_ttl: int, id_token_ttl: int,
-        subjects: Subjects | None = None,
+        subjects: Subjects,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
-        self.subjects = subjects  # None: every client sees the person's own sub
+        self.subjects = subjects  # the sub each client sees
         self.access_token_ttl = access_token_ttl
         self.id_token_ttl = id_token_ttl
 
@@ -59,7 +59,7 @@ class TokenMinter:
         identity = grant.identity
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "sub": self.subject(client, identity.subject),
+            "sub": self.subjects.of(client.config, identity.subject),
             "aud": audience,
             "client_id": client.client_id,
             "iat": now,
@@ -75,10 +75,6 @@ class TokenMinter:
             claims["cnf"] = {"jkt": jkt}
         return claims
 
-    def subject(self, client: Client, subject: str) -> str:
-        """The ``sub`` ``client`` sees (``gateway.oidc.subjects``)."""
-        return subject if self.subjects is None else self.subjects.of(client.config, subject)
-
     def id_token(
         self,
         grant: Grant,
@@ -92,7 +88,7 @@ class TokenMinter:
         alg = client.config.id_token_signed_response_alg
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "sub": self.subject(client, identity.subject),
+            "sub": self.subjects.of(client.config, identity.subject),
             "aud": client.client_id,
             "azp": client.client_id,
             "iat": now,

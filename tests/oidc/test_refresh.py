@@ -14,6 +14,7 @@ from gateway.config import SessionSection
 from gateway.digests import KeyedDigests
 from gateway.identity import Identity, PersonKind
 from gateway.oidc.active import ActiveTokens
+from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grant import Grant
 from gateway.oidc.people import People
 from gateway.oidc.refresh import (
@@ -25,6 +26,7 @@ from gateway.oidc.refresh import (
     token_digest,
     unseal_next,
 )
+from gateway.oidc.subjects import Subjects
 from gateway.sessions import Session, SessionManager
 from gateway.store.base import VERSION_HISTORY, Kind
 from gateway.store.memory import MemoryStore
@@ -208,8 +210,10 @@ class Rig:
         self.store = MemoryStore(clock=self.clock)
         sessions = SessionManager(self.store, SessionSection(idle_timeout=IDLE),
                                   issuer="http://127.0.0.1:1", clock=self.clock)
-        people = People(self.store, KeyedDigests.ephemeral(), ttl=3600)
-        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions, people),
+        digests = KeyedDigests.ephemeral()
+        people = People(self.store, digests, ttl=3600)
+        subjects = Subjects(digests, ClientRegistry(()))  # refreshes never tell a sub
+        self.refresh = RefreshTokens(ActiveTokens(self.store, sessions, people, subjects),
                                      reuse_interval=reuse_interval, clock=self.clock)
         now = int(self.clock.now)
         self.session = Session(sid="sid-1", identity=IDENTITY, created=now, last_seen=now)
