@@ -35,21 +35,28 @@ from gateway.metrics.recorder import Metrics
 from gateway.metrics.routes import RouteMetrics
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.bearer import BearerTokens
+from gateway.oidc.client_review import ApprovalPolicy, ClientReview
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
+from gateway.oidc.invites import Invites
 from gateway.oidc.lifecycle import LifecycleEndpoints, TokenLookup
+from gateway.oidc.registration import MetadataRules, statement_keys
+from gateway.oidc.registration_endpoint import RegistrationDeps, RegistrationEndpoint
 from gateway.oidc.token_endpoint import TokenEndpoint
 from gateway.oidc.userinfo import UserinfoEndpoint
 from gateway.ops.board import HealthBoard
+from gateway.ops.client_console import ClientConsole
 from gateway.ops.console import Console
 from gateway.ops.console_sessions import ConsoleSessions
 from gateway.ops.operators import OperatorLogin
 from gateway.ops.probes import Probes
+from gateway.outbound import OutboundPolicy
 from gateway.pages import Pages
 from gateway.proxy.dispatch import HeadLimits, ProxyFirst
 from gateway.proxy.proxy import PREFIX as PROXY_PREFIX
 from gateway.routing.go import GoPages
 from gateway.store import Store
+from gateway.urls import is_loopback_host
 from gateway.wiring import Gateway, build_gateway
 
 __all__ = ["API_PATHS", "create_app", "gateway_app"]
@@ -59,7 +66,7 @@ log = logging.getLogger("roam.app")
 # Paths whose errors are for programs (JSON), not for people (a page).
 API_PATHS = ("/token", "/userinfo", "/channel/", "/jwks", "/.well-known/", "/revoke",
              "/introspect", "/cas/serviceValidate", "/cas/p3/serviceValidate", "/ticket/redeem",
-             "/healthz", "/readyz", TICKET_PATH, "/ops/api/")
+             "/healthz", "/readyz", TICKET_PATH, "/ops/api/", "/register")
 
 
 def create_app(
@@ -77,26 +84,59 @@ def create_app(
 
 
 def console_routes(gateway: Gateway, *, pages: Pages, csrf: Csrf) -> list[Route]:
-    """``/ops``: the operators' console over the shared health (gateway/ops/console.py)."""
+    """``/ops``: the operators' console over the shared health (gateway/ops/console.py)
+    and the registered clients' review (gateway/ops/client_console.py)."""
     section = gateway.config.settings.ops
+    sessions = ConsoleSessions(gateway.store, secure=gateway.sessions.secure_cookie,
+                               idle_timeout=section.idle_timeout,
+                               absolute_timeout=section.absolute_timeout)
     console = Console(
         login=OperatorLogin(gateway.operators, gateway.store,
                             max_failures=section.max_failures,
                             lockout_seconds=section.lockout_seconds),
-        sessions=ConsoleSessions(gateway.store, secure=gateway.sessions.secure_cookie,
-                                 idle_timeout=section.idle_timeout,
-                                 absolute_timeout=section.absolute_timeout),
+        sessions=sessions,
         board=HealthBoard(gateway.health.shared, systems=gateway.config.systems,
                           regions=gateway.config.regions, metrics=gateway.metrics),
         pages=pages, csrf=csrf)
+    clients = ClientConsole(sessions=sessions, pages=pages, csrf=csrf,
+                            registrations=ClientReview(gateway.directory,
+                                                       Invites(gateway.store)))
     return [
         Route("/ops", console.page, methods=["GET"]),
         Route("/ops/login", console.login_page, methods=["GET"]),
         Route("/ops/login", console.log_in, methods=["POST"]),
         Route("/ops/logout", console.log_out, methods=["POST"]),
         Route("/ops/rotation", console.rotation_form, methods=["POST"]),
+        Route("/ops/clients", clients.page, methods=["GET"]),
+        Route("/ops/clients/decide", clients.decide_form, methods=["POST"]),
+        Route("/ops/clients/invite", clients.invite_form, methods=["POST"]),
         Route("/ops/api/status", console.api_status, methods=["GET"]),
         Route("/ops/api/rotation", console.api_rotation, methods=["POST"]),
+        Route("/ops/api/clients", clients.api_list, methods=["GET"]),
+        Route("/ops/api/clients/decide", clients.api_decide, methods=["POST"]),
+        Route("/ops/api/clients/invite", clients.api_invite, methods=["POST"]),
+    ]
+
+
+def registration_routes(gateway: Gateway) -> list[Route]:
+    """``/register`` (RFC 7591) and ``/register/{client_id}`` (RFC 7592)."""
+    config = gateway.config
+    section = config.settings.registration
+    loopback = is_loopback_host(config.issuer)
+    endpoint = RegistrationEndpoint(RegistrationDeps(
+        directory=gateway.directory, invites=Invites(gateway.store),
+        policy=ApprovalPolicy(section),
+        rules=MetadataRules(algs=frozenset(gateway.keys.algs), loopback_issuer=loopback,
+                            pairwise=gateway.digests.lasting or loopback,
+                            statement_keys=statement_keys(config)),
+        outbound=OutboundPolicy(config.settings.outbound), http=gateway.http,
+        secret_overlap=section.secret_overlap), issuer=gateway.issuer)
+    return [
+        Route("/register", endpoint.register, methods=["POST"]),
+        Route("/register/{client_id}", endpoint.read, methods=["GET"]),
+        Route("/register/{client_id}", endpoint.update, methods=["PUT"]),
+        Route("/register/{client_id}", endpoint.delete, methods=["DELETE"]),
+        Route("/register/{client_id}/secret", endpoint.rotate_secret, methods=["POST"]),
     ]
 
 
@@ -155,13 +195,15 @@ def gateway_app(gateway: Gateway) -> Starlette:
                         sessions=sessions, systems=gateway.config.systems, issuer=issuer,
                         metrics=metrics)
     discovery = Discovery(issuer, keys, gateway.server.grant_types,
-                          jwks_max_age=gateway.config.settings.keys.jwks_max_age)
+                          jwks_max_age=gateway.config.settings.keys.jwks_max_age,
+                          registration=settings.registration.enabled)
     token = TokenEndpoint(gateway.server, issuer=issuer, metrics=metrics)
     userinfo = UserinfoEndpoint(bearer)
     probes = Probes(config=gateway.config, store=gateway.store, keys=keys, audit=gateway.audit)
     lifecycle = LifecycleEndpoints(
         server=gateway.server, issuer=issuer,
-        lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh))
+        lookup=TokenLookup(keys=keys, issuer=issuer, refresh=gateway.refresh,
+                           clients=gateway.clients))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -206,6 +248,8 @@ def gateway_app(gateway: Gateway) -> Starlette:
         Route("/", home, methods=["GET"]),
     ]
     middleware = []
+    if settings.registration.enabled:
+        routes += registration_routes(gateway)
     if gateway.operators:  # the operators' console; without operators, none (404)
         routes += console_routes(gateway, pages=pages, csrf=csrf)
     if metrics.enabled:  # off: no /metrics, no timing of routes

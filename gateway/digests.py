@@ -18,15 +18,16 @@ MIN_SECRET_BYTES = 32
 
 
 class KeyedDigests:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, lasting: bool = True) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the gateway secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
+        self.lasting = lasting  # the same secret in every process and after a restart
 
     @classmethod
     def ephemeral(cls) -> KeyedDigests:
         """A random secret of this process alone (the embedded demo, tests)."""
-        return cls(secrets.token_bytes(MIN_SECRET_BYTES))
+        return cls(secrets.token_bytes(MIN_SECRET_BYTES), lasting=False)
 
     def of(self, purpose: str, value: str) -> str:
         """Hex HMAC of ``value``; ``purpose`` keeps digests of one value for two uses apart."""

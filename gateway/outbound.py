@@ -1,6 +1,6 @@
 """The guard for outbound calls to URLs that clients register (an SSRF channel).
 
-A client registers a back-channel logout URI (later: JWKS and sector-identifier URIs) and
+A client registers a back-channel logout URI, a JWKS URI or a sector-identifier URI and
 the gateway then calls it from inside the province's network. Without a guard that is a
 way to reach the metadata service, Redis, or an intranet admin page. Like
 node-oidc-provider, Roam refuses every special-use address unless the operator allowed
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 
 from gateway.config import OutboundSection
 from gateway.errors import RoamError
@@ -182,6 +183,24 @@ class OutboundPolicy:
             if not self.allows_address(address):
                 raise OutboundRefused(f"host {host} resolves to special-use address {address}")
 
+    async def read(self, http: httpx.AsyncClient, url: str, *, limit: int
+                   ) -> tuple[bytes, httpx.Headers]:
+        """A client-registered document, once :meth:`check` allows ``url``: the body of a
+        ``200`` (read no further than ``limit`` bytes, streamed) and its headers.
+        ``OutboundRefused`` for a refused URL, another status or a longer body;
+        ``httpx.HTTPError`` when it cannot be had."""
+        await self.check(url)
+        async with http.stream("GET", url, timeout=self.timeout,
+                               follow_redirects=False) as answer:
+            if answer.status_code != 200:
+                raise OutboundRefused(f"answered {answer.status_code}")
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise OutboundRefused(f"more than {limit} bytes")
+            return bytes(body), answer.headers
+
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
         try:
             return [ipaddress.ip_address(host)]  # a literal needs no DNS
@@ -203,3 +222,4 @@ class OutboundPolicy:
             except ValueError as error:
                 raise OutboundRefused(f"{host} resolves to a non-IP address") from error
         return addresses
+

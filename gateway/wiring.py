@@ -32,7 +32,7 @@ from gateway.config import Config, Systems
 from gateway.cookies import host_cookie_name
 from gateway.csrf import Csrf
 from gateway.digests import KeyedDigests
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
 from gateway.health import HealthChecks, HealthObserver, MetricsObserver
 from gateway.host_sessions import HostSessions
 from gateway.key_rotation import KeyWatcher
@@ -46,6 +46,7 @@ from gateway.metrics.recorder import Metrics, open_metrics
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.backchannel import BackchannelLogout
 from gateway.oidc.client_assertions import ClientAssertions, ClientKeys
+from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.logout import SessionLogout
 from gateway.oidc.minter import TokenMinter
@@ -92,6 +93,7 @@ class Gateway:
     http: httpx.AsyncClient  # outbound calls: back-channel logout
     pages: Pages
     clients: ClientRegistry
+    directory: ClientDirectory  # registered clients (RFC 7591), shared through the store
     sessions: SessionManager
     active: ActiveTokens
     refresh: RefreshTokens
@@ -135,6 +137,9 @@ class Gateway:
             try:
                 async with self.background.running():
                     if checks:
+                        with contextlib.suppress(StoreError, ValueError):  # run() retries
+                            await self.directory.refresh(force=True)
+                        self.background.group.start_soon(self.directory.run)
                         self.background.group.start_soon(self.health.run)
                         self.background.group.start_soon(self.backchannel.run)
                         key_dir = self.config.settings.gateway.key_dir
@@ -349,6 +354,8 @@ def build_gateway(
     pages = Pages()
     sessions = SessionManager(store, settings.session, issuer=issuer)
     digests = open_digests(config)
+    directory = ClientDirectory(store, clients,
+                                reload_interval=settings.registration.reload_interval)
     subjects = Subjects(digests, clients)
     active = ActiveTokens(store, sessions,
                           People(store, digests, ttl=settings.tokens.refresh_token_ttl),
@@ -391,7 +398,8 @@ def build_gateway(
                   max_body=settings.proxy.max_body, issuer=issuer, metrics=metrics)
     return Gateway(
         config=config, store=store, keys=keys, http=http, pages=pages, clients=clients,
-        sessions=sessions, active=active, refresh=refresh, minter=minter, server=server,
+        directory=directory, sessions=sessions, active=active, refresh=refresh,
+        minter=minter, server=server,
         background=background, backchannel=backchannel, logout=logout,
         source=source, resolver=resolver, health=health, failover=failover,
         connectors=connectors, gate=gate, handover=handover, upstream=upstream, proxy=proxy,

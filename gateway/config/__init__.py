@@ -9,6 +9,7 @@ from gateway.config.clients import Alg, AuthMethod, ClientConfig, load_clients
 from gateway.config.files import ClaimNames, Strict, problems_of, read_toml
 from gateway.config.health import HealthRules, HealthSection, rule_problems, rules_for
 from gateway.config.load import Config, load_config
+from gateway.config.registration import RegistrationSection
 from gateway.config.settings import (
     AlipayChannel,
     AuditSection,
@@ -61,6 +62,7 @@ __all__ = [
     "OpsSection",
     "OutboundSection",
     "ProxySection",
+    "RegistrationSection",
     "RoutingSection",
     "ServiceItem",
     "SessionSection",

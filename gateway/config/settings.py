@@ -23,6 +23,7 @@ from pydantic import (
 
 from gateway.config.files import Strict
 from gateway.config.health import HealthSection
+from gateway.config.registration import RegistrationSection
 from gateway.urls import HOST_NAME, check_url, within_domain
 
 __all__ = [
@@ -443,6 +444,7 @@ class Settings(Strict):
     ops: OpsSection = OpsSection()
     audit: AuditSection = AuditSection()
     keys: KeysSection = KeysSection()
+    registration: RegistrationSection = RegistrationSection()
 
     @model_validator(mode="after")
     def _old_keys_outlive_their_tokens(self) -> Settings:

@@ -124,6 +124,7 @@ class Authorizer:
     async def authorize(self, request: Request) -> Response:
         pairs = await request_params(request)
         try:
+            await self.clients.ensure(first_param(pairs, "client_id"))
             return await self._process(request, pairs, pending=None)
         except StoreError as exc:
             if "none" not in (first_param(pairs, "prompt") or "").split():

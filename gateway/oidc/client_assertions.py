@@ -79,13 +79,12 @@ class ClientKeys:
         if not uri:
             raise AssertionRefused("the client has neither jwks nor jwks_uri")
         now = self.clock()
-        kept = self._kept.get(client.client_id)
+        kept = self._kept.get(f"{client.client_id} {uri}")
         if kept is not None and now < kept.until and not (
                 unknown_kid and now - kept.forced >= REFETCH_EVERY):
             return kept.keys
         try:
-            await self.policy.check(uri)
-            body, headers = await self._fetch(uri)
+            body, headers = await self.policy.read(self.http, uri, limit=MAX_JWKS_BYTES)
         except OutboundRefused as error:
             raise AssertionRefused(f"jwks_uri refused by the outbound guard: {error}") from None
         except httpx.HTTPError as error:
@@ -95,21 +94,8 @@ class ClientKeys:
         except ValueError as error:
             raise AssertionRefused(f"jwks_uri: not a JWK set ({error})") from None
         forced = now if unknown_kid else (kept.forced if kept else float("-inf"))
-        self._kept[client.client_id] = _Kept(keys, now + _max_age(headers), forced)
+        self._kept[f"{client.client_id} {uri}"] = _Kept(keys, now + _max_age(headers), forced)
         return keys
-
-    async def _fetch(self, uri: str) -> tuple[bytes, httpx.Headers]:
-        """The body (read no further than ``MAX_JWKS_BYTES``) and headers of a 200."""
-        async with self.http.stream("GET", uri, timeout=self.policy.timeout,
-                                    follow_redirects=False) as answer:
-            if answer.status_code != 200:
-                raise AssertionRefused(f"jwks_uri answered {answer.status_code}")
-            body = bytearray()
-            async for chunk in answer.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise AssertionRefused(f"jwks_uri: more than {MAX_JWKS_BYTES} bytes")
-            return bytes(body), answer.headers
 
 
 def _import(data: object) -> KeySet:
@@ -169,6 +155,7 @@ class ClientAssertions:
         if not isinstance(claims, dict):
             raise AssertionRefused("the claims are not a JSON object")
         issuer = claims.get("iss")  # trusted only once the signature checks
+        await self.clients.ensure(issuer if isinstance(issuer, str) else None)
         client = self.clients.get(issuer if isinstance(issuer, str) else None)
         if client is None or client.config.token_endpoint_auth_method != "private_key_jwt":
             raise AssertionRefused("no client that authenticates with private_key_jwt")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
@@ -28,9 +29,14 @@ def secret_digest(secret: str) -> str:
 
 
 class Client(ClientMixin):  # type: ignore[misc]
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(self, config: ClientConfig, *,
+                 previous_secret: tuple[str, float] | None = None,
+                 registered: bool = False) -> None:
         self.config = config
         self.client_id = config.client_id
+        # a registered client's secret before the last rotation: (digest, epoch end)
+        self.previous_secret = previous_secret
+        self.registered = registered  # from the store (RFC 7591), not clients.toml
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r})"
@@ -64,7 +70,13 @@ class Client(ClientMixin):  # type: ignore[misc]
         expected = self.config.client_secret_sha256
         if not expected or self.public:
             return False
-        return hmac.compare_digest(secret_digest(client_secret), expected)
+        digest = secret_digest(client_secret)
+        if hmac.compare_digest(digest, expected):
+            return True
+        if self.previous_secret is None:
+            return False
+        previous, not_after = self.previous_secret
+        return hmac.compare_digest(digest, previous) and time.time() < not_after
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # One registered method for every endpoint that authenticates clients.
@@ -86,18 +98,45 @@ class Client(ClientMixin):  # type: ignore[misc]
 
 
 class ClientRegistry:
-    """Registered clients by id; built once from config."""
+    """Every client by id: the static ones of clients.toml, and those that registered
+    themselves, which ``gateway.oidc.client_directory`` keeps in step with the store.
+
+    A look-up is a dict read (authlib asks synchronously, on every request); a static
+    client's id cannot be taken by a registered one."""
 
     def __init__(self, configs: Iterable[ClientConfig]) -> None:
-        self._clients = {c.client_id: Client(c) for c in configs}
+        self._static = {c.client_id: Client(c) for c in configs}
+        self._registered: dict[str, Client] = {}
+        # set by gateway.oidc.client_directory: reads one registered client from the store
+        self.loader: Callable[[str], Awaitable[None]] | None = None
+
+    async def ensure(self, client_id: str | None) -> None:
+        """Before an async entry point looks ``client_id`` up: if this process does not
+        know it, read it from the store (another process registered it a moment ago)."""
+        if self.loader is not None and client_id and self.get(client_id) is None:
+            await self.loader(client_id)
 
     def get(self, client_id: str | None) -> Client | None:
         if not client_id:
             return None
-        return self._clients.get(client_id)
+        return self._static.get(client_id) or self._registered.get(client_id)
+
+    def is_static(self, client_id: str) -> bool:
+        return client_id in self._static
+
+    def put(self, client: Client) -> None:
+        if client.client_id not in self._static:
+            self._registered[client.client_id] = client
+
+    def drop(self, client_id: str) -> None:
+        self._registered.pop(client_id, None)
+
+    def replace_registered(self, clients: Iterable[Client]) -> None:
+        """The registered clients, all at once (a reload from the store)."""
+        self._registered = {c.client_id: c for c in clients if c.client_id not in self._static}
 
     def __iter__(self) -> Iterator[Client]:
-        return iter(self._clients.values())
+        return iter([*self._static.values(), *self._registered.values()])
 
     def __len__(self) -> int:
-        return len(self._clients)
+        return len(self._static) + len(self._registered)

@@ -16,9 +16,9 @@ from gateway.oidc.token_exchange import ACCESS_TOKEN_TYPE
 __all__ = ["Discovery", "provider_metadata"]
 
 
-def provider_metadata(issuer: str, keys: KeyRing,
-                      grant_types: list[str] | None = None) -> dict[str, Any]:
-    return {
+def provider_metadata(issuer: str, keys: KeyRing, grant_types: list[str] | None = None,
+                      *, registration: bool = False) -> dict[str, Any]:
+    metadata = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
@@ -60,12 +60,16 @@ def provider_metadata(issuer: str, keys: KeyRing,
         "ui_locales_supported": ["zh-CN"],
         "claims_locales_supported": ["zh-CN"],
     }
+    if registration:  # RFC 7591 (with an initial access token) and RFC 7592
+        metadata["registration_endpoint"] = f"{issuer}/register"
+    return metadata
 
 
 class Discovery:
     def __init__(self, issuer: str, keys: KeyRing, grant_types: list[str] | None = None, *,
-                 jwks_max_age: int = 300) -> None:
-        self.metadata = provider_metadata(issuer, keys, grant_types)
+                 jwks_max_age: int = 300, registration: bool = False) -> None:
+        self.metadata = provider_metadata(issuer, keys, grant_types,
+                                          registration=registration)
         self.keys = keys
         self.jwks_cache = f"public, max-age={jwks_max_age}"  # the rotation's schedule
 

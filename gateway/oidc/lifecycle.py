@@ -33,7 +33,7 @@ from gateway.oidc.bridge import (
     json_reply,
     published_url,
 )
-from gateway.oidc.clients import TOKEN_AUTH_METHODS, Client
+from gateway.oidc.clients import TOKEN_AUTH_METHODS, Client, ClientRegistry
 from gateway.oidc.grant import Grant
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.oidc.refresh import RefreshTokens
@@ -63,11 +63,13 @@ class FoundToken:
 
 
 class TokenLookup:
-    def __init__(self, *, keys: KeyRing, issuer: str, refresh: RefreshTokens) -> None:
+    def __init__(self, *, keys: KeyRing, issuer: str, refresh: RefreshTokens,
+                 clients: ClientRegistry) -> None:
         self.keys = keys
         self.issuer = issuer
         self.refresh = refresh
         self.active = refresh.active
+        self.clients = clients
 
     async def find(self, token: str, hint: str | None) -> FoundToken | None:
         order = ["refresh_token", "access_token"]
@@ -77,6 +79,10 @@ class TokenLookup:
             found = await (self._access(token) if kind == "access_token"
                            else self._refresh(token))
             if found is not None:
+                # a deleted or suspended client's tokens are no longer active anywhere
+                await self.clients.ensure(found.grant.client_id)
+                if self.clients.get(found.grant.client_id) is None:
+                    found.active = False
                 return found
         return None
 

@@ -120,6 +120,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     async def token_response(self, request: HttpRequest) -> Reply:
         """authlib's ``create_token_response``, with the store's single-use step between
         its checking the request and its issuing the tokens."""
+        await self.clients.ensure(claimed_client_id(request))
         refused = await self._check_dpop(request)
         if refused is not None:
             return refused
@@ -157,6 +158,7 @@ class RoamAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                                 read: Callable[[HttpRequest], Awaitable[None]]) -> Reply:
         """Revocation, introspection: ``read`` fills ``request.work`` before authlib runs
         (and a client's ``private_key_jwt`` assertion is checked, as at /token)."""
+        await self.clients.ensure(claimed_client_id(request))
         refused = await self._authenticate_assertion(request)
         if refused is not None:
             return refused

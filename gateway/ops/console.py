@@ -27,7 +27,8 @@ from gateway.errors import PageError
 from gateway.ops.console_sessions import ConsoleSession, ConsoleSessions
 from gateway.ops.operators import OperatorLogin, OpsLoginRefused
 
-__all__ = ["REFRESH", "Board", "Console", "UnknownTarget"]
+__all__ = ["MAX_REASON", "REFRESH", "Board", "Console", "Pages", "UnknownTarget", "api_request",
+           "json_error"]
 
 
 REFRESH = 15  # seconds between the status page's reloads
@@ -55,9 +56,28 @@ class Pages(Protocol):
                status: int = 200) -> Response: ...
 
 
-def _json_error(error: str, description: str, status: int) -> JSONResponse:
+def json_error(error: str, description: str, status: int) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description},
                         status_code=status, headers=_NO_STORE)
+
+
+async def api_request(request: Request, sessions: ConsoleSessions, csrf: Csrf
+                      ) -> tuple[ConsoleSession, dict[str, Any]] | Response:
+    """A JSON API call that changes something: its console session and its body (a JSON
+    object), or the JSON error to answer — no session 401, no CSRF header 403."""
+    session = await sessions.load(request)
+    if session is None:
+        return json_error("login_required", "An operator's console session is required.", 401)
+    try:
+        csrf.check(request, request.headers.get("x-csrf-token"))
+        body = await request.json()
+    except PageError:
+        return json_error("invalid_request", "X-CSRF-Token is missing or wrong.", 403)
+    except ValueError:
+        return json_error("invalid_request", "The body must be JSON.", 400)
+    if not isinstance(body, dict):
+        return json_error("invalid_request", "The body must be a JSON object.", 400)
+    return session, body
 
 
 class Console:
@@ -141,28 +161,19 @@ class Console:
 
     async def api_status(self, request: Request) -> Response:
         if await self.sessions.load(request) is None:
-            return _json_error("login_required", "An operator's console session is required.",
+            return json_error("login_required", "An operator's console session is required.",
                                401)
         return JSONResponse(await self.board.status(), headers=_NO_STORE)
 
     async def api_rotation(self, request: Request) -> Response:
-        session = await self.sessions.load(request)
-        if session is None:
-            return _json_error("login_required", "An operator's console session is required.",
-                               401)
-        try:
-            self.csrf.check(request, request.headers.get("x-csrf-token"))
-            body = await request.json()
-        except PageError:
-            return _json_error("invalid_request", "X-CSRF-Token is missing or wrong.", 403)
-        except ValueError:
-            return _json_error("invalid_request", "The body must be JSON.", 400)
-        if not isinstance(body, dict):
-            return _json_error("invalid_request", "The body must be a JSON object.", 400)
+        read = await api_request(request, self.sessions, self.csrf)
+        if isinstance(read, Response):
+            return read
+        session, body = read
         try:
             await self._rotate(session, body, page=False)
         except PageError as error:
-            return _json_error("invalid_request" if error.status == 400 else "forbidden"
+            return json_error("invalid_request" if error.status == 400 else "forbidden"
                                if error.status == 403 else "not_found", error.detail,
                                error.status)
         return JSONResponse({"ok": True}, headers=_NO_STORE)

@@ -116,6 +116,10 @@ class Kind(StrEnum):
     HEALTH_LEASE = "health_lease"  # which process probes an instance now (swap, TTL ≈ interval)
     HEALTH_FAILURES = "health_fails"  # counter: failed proxied requests to an instance in a row
     HEALTH_TRIAL = "health_trial"  # counter: the one trial request to a half-open instance
+    CLIENT = "client"  # a client that registered itself (RFC 7591), gateway.oidc
+    CLIENT_CHANGES = "client_changes"  # counter: changes to registered clients, polled
+    REGISTRATION_INVITE = "reg_invite"  # an initial access token's digest → its region, uses
+    REGISTRATION_INVITE_USES = "reg_invite_uses"  # counter: registrations one invite made
 
 
 def check_ttl(ttl: object) -> int:

@@ -6,9 +6,11 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.config import Config
 from gateway.store.memory import MemoryStore
 from tests.support.gateway import config_on_port
 from tests.support.receiver import Receiver
+from tests.support.registration import registration_config
 from tests.support.servers import free_port, serve
 
 
@@ -47,3 +49,13 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     rp = Receiver()
     with serve(rp.app()) as url:
         yield rp, url
+
+
+@pytest.fixture
+def registering_gateway(redis_url: str, redis_prefix: str) -> Iterator[tuple[str, Config]]:
+    """A gateway on the test Redis where systems register themselves (a short secret
+    overlap: tests/support/registration.py)."""
+    port = free_port()
+    config = registration_config(port, redis_url, redis_prefix)
+    with serve(create_app(config), port) as url:
+        yield url, config

@@ -18,10 +18,9 @@ import asyncio
 import getpass
 import logging
 import os
-import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +30,13 @@ from gateway.audit import (
     audit_event,
     audit_problems,
     open_sink,
-    open_trail,
     verify_trail,
 )
-from gateway.config import Config, load_config
+from gateway.cli.clients import add_client_commands
+from gateway.cli.common import DEFAULT_CONFIG, _audited, _config, _operator, _user
+from gateway.config import Config
 from gateway.errors import AuditError, ConfigError, KeyError_, StoreError
 from gateway.logs import configure_logging
-from gateway.oidc.clients import secret_digest
 from gateway.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -46,33 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "parser"]
 
-DEFAULT_CONFIG = "config/roam.toml"
 MAX_WORKERS = 64
-
-
-def _config(args: argparse.Namespace) -> Config:
-    return load_config(Path(args.config))
-
-
-def _operator() -> str:
-    """Who runs the command, as the audit trail names an operator at the terminal."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
-
-
-def _audited(config: Config, emit: Callable[[], None]) -> None:
-    """Write what ``emit`` audits to the trail before the command returns."""
-    async def write() -> None:
-        trail = open_trail(config)
-        async with trail.running():
-            emit()
-        if trail.written == 0:
-            print(f"warning: the audit event was not written ({trail.last_error})",
-                  file=sys.stderr)
-
-    asyncio.run(write())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -126,6 +99,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from connectors.base import ConnectorContext
     from gateway.metrics.endpoint import metrics_token
     from gateway.metrics.recorder import multiprocess_problems
+    from gateway.oidc.registration import statement_keys
     from gateway.wiring import (
         key_problems,
         load_keys,
@@ -148,6 +122,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             problems.extend(exc.problems)
     problems.extend(audit_problems(config))  # the audit file's directory, the DSN's syntax
+    try:
+        statement_keys(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     # secrets named by environment variable must be there
@@ -161,32 +139,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_clients_list(args: argparse.Namespace) -> int:
-    config = _config(args)
-    rows = [("client_id", "name", "type", "auth", "alg", "scopes")]
-    for c in config.clients:
-        kind = "public" if c.public else "confidential"
-        kind = "resource-server" if c.resource_server else kind
-        rows.append((c.client_id, c.client_name, kind,
-                     c.token_endpoint_auth_method, c.id_token_signed_response_alg,
-                     " ".join(c.scopes)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    return 0
-
-
-def cmd_clients_secret(args: argparse.Namespace) -> int:
-    secret = secrets.token_urlsafe(32)
-    print(f"client secret (give it to the RP, store it nowhere else): {secret}")
-    print(f'client_secret_sha256 = "{secret_digest(secret)}"')
-    return 0
-
-
 def cmd_ops_operator(args: argparse.Namespace) -> int:
     """A new operator's entry for the operators file, and the TOTP secret to enrol in an
     authenticator app (an ``otpauth://`` URI, which apps read from a QR code)."""
-    import getpass
 
     from argon2 import PasswordHasher
 
@@ -277,13 +232,6 @@ async def _routes_drain(config: Config, args: argparse.Namespace) -> int:
     where = "out of rotation" if state.drained else "in rotation"
     print(f"{state.system} {state.instance}: {where} (health {state.state.replace('_', '-')})")
     return 0
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no name for this uid (a container)
-        return str(os.getuid())
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -474,12 +422,7 @@ def parser() -> argparse.ArgumentParser:
                        help="check for this many workers (default: gateway.workers)")
     check.set_defaults(func=cmd_config_check)
 
-    clients = sub.add_parser("clients", help="relying parties").add_subparsers(
-        dest="action", required=True)
-    clients.add_parser("list", help="list registered clients").set_defaults(
-        func=cmd_clients_list)
-    clients.add_parser("secret", help="make a new client secret and its digest").set_defaults(
-        func=cmd_clients_secret)
+    add_client_commands(sub)
 
     routes = sub.add_parser("routes", help="service routing (精准到达)").add_subparsers(
         dest="action", required=True)
@@ -553,6 +496,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"store problem: {exc}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
