@@ -34,5 +34,10 @@ class KeyedDigests:
         message = f"{purpose}\x1f{value}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
+    def pairwise(self, sector: str, subject: str) -> str:
+        """The ``sub`` a sector sees for the person ``subject`` (OIDC Core §8): the same for
+        every client and system of the sector, unlinkable by any other."""
+        return "p" + self.of("pairwise-sub", f"{sector}\x1f{subject}")[:52]
+
     def __repr__(self) -> str:
         return "KeyedDigests(<secret>)"

@@ -275,7 +275,8 @@ def open_digests(config: Config) -> KeyedDigests:
     if not secret:
         needs = [what for what, used in (
             ("binding", config.settings.binding.verifier == "http"),
-            ("pairwise subjects", any(c.subject_type == "pairwise" for c in config.clients)))
+            ("pairwise subjects", any(c.subject_type == "pairwise" for c in config.clients)
+             or any(s.subject_type == "pairwise" for s in config.systems)))
             if used]
         if needs and not is_loopback_host(config.issuer):  # else they change every restart
             raise ConfigError([f"{config.source}: gateway: {what} needs the gateway's secret "
@@ -386,7 +387,7 @@ def build_gateway(
                           observers=[MetricsObserver(metrics), *observers])
     resolver = Resolver(config.systems, config.regions, health=health)
     failover = Failover(systems=config.systems, pages=pages, issuer=issuer, health=health)
-    gate = Gate(sessions)
+    gate = Gate(sessions, digests=digests)
     handover = Handover(systems=config.systems, gate=gate, issuer=issuer,
                         hosts=HostSessions(store, sessions,
                                            handover_ttl=settings.proxy.handover_ttl))

@@ -93,6 +93,14 @@ class SystemConfig(Strict):
     timeout: float = Field(default=30.0, gt=0, le=600)  # proxy: connect and each read
     hosts: tuple[str, ...] = ()  # host names the gateway serves this system on
     health: HealthRules | None = None  # keys set here override [health] for this system
+    # OIDC Core §8 for connectors: "pairwise" presents a sub of the system's sector alone
+    subject_type: Literal["public", "pairwise"] = "public"
+    sector: str = Field(default="", pattern=r"^([a-z0-9.-]{1,253})?$")  # "": hosts[0] or id
+
+    @property
+    def subject_sector(self) -> str:
+        """The sector whose ``sub`` the system sees (with ``subject_type`` pairwise)."""
+        return self.sector or (self.hosts[0] if self.hosts else self.id)
 
     @field_validator("instances")
     @classmethod

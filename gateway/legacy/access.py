@@ -5,10 +5,16 @@ The proxy, ``/go``, the CAS login and the ticket issuer all ask :meth:`Gate.admi
 the login page, one below the system's ``min_acr`` to step-up — each time with a ``next``
 back to where they were going — and a caller that answers programs rather than people
 (the proxy) turns the same :class:`Refusal` into JSON instead.
+
+What each of them hands a system's connector is the person as that system sees them
+(:meth:`Gate.seen_by`): the person's own ``sub``, or — for a system with ``subject_type =
+"pairwise"`` — one of its sector alone, as a pairwise client sees (OIDC Core §8); inside
+the gateway (the audit trail, sessions) the person's own ``sub`` stays the key.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal, NamedTuple
 from urllib.parse import urlencode
 
@@ -16,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
 from gateway.config import SystemConfig
-from gateway.identity import level_rank
+from gateway.digests import KeyedDigests
+from gateway.identity import Identity, level_rank
 from gateway.sessions import Session, SessionManager
 
 __all__ = ["NO_STORE", "Gate", "Refusal"]
@@ -34,10 +41,18 @@ class Refusal(NamedTuple):
 
 class Gate:
     def __init__(self, sessions: SessionManager, *, login_path: str = "/login",
-                 stepup_path: str = "/stepup") -> None:
+                 stepup_path: str = "/stepup", digests: KeyedDigests | None = None) -> None:
         self.sessions = sessions
         self.login_path = login_path
         self.stepup_path = stepup_path
+        self.digests = digests or KeyedDigests.ephemeral()
+
+    def seen_by(self, system: SystemConfig, identity: Identity) -> Identity:
+        """``identity`` as ``system``'s connector presents it."""
+        if system.subject_type != "pairwise":
+            return identity
+        return replace(identity, subject=self.digests.pairwise(system.subject_sector,
+                                                               identity.subject))
 
     def admit(self, session: Session | None, system: SystemConfig) -> Session | Refusal:
         """The session if it may enter ``system``, else what it must do first."""

@@ -140,13 +140,14 @@ class CasServer:
         if renew and not primary:  # the trip was spent meanwhile (a second tab)
             return await self._to_login(request, service, admitted, renew=True)
         identity = admitted.identity
+        seen = self.gate.seen_by(system, identity)
         route = route_of(system, system.instances[0])
         ticket = "ST-" + secrets.token_urlsafe(32)
         await self.store.upsert(Kind.CAS_TICKET, ticket, {
             "service": service,
             "system_id": system.id,
-            "sub": identity.subject,
-            "claims": released_claims(identity, route),
+            "sub": seen.subject,
+            "claims": released_claims(seen, route),
             "primary": primary,
         }, self.ticket_ttl)
         audit_event("cas.ticket.issue", "success", subject=identity.subject, system=system.id,

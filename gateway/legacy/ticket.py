@@ -87,7 +87,9 @@ class TicketEndpoints:
         route = route_of(system, system.instances[0])
         ticket = secrets.token_urlsafe(32)
         await self.store.upsert(Kind.SYSTEM_TICKET, ticket, {
-            "system_id": system.id, "claims": released_claims(identity, route)}, connector.ttl)
+            "system_id": system.id,
+            "claims": released_claims(self.gate.seen_by(system, identity), route)},
+            connector.ttl)
         audit_event("ticket.issue", "success", subject=identity.subject, system=system.id,
                     sid=session.sid, target=target)
         return RedirectResponse(append_query(target, {"ticket": ticket}),

@@ -14,6 +14,7 @@ registered through another process a moment ago is served at once.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ INDEX = "registered-clients"  # the grant index naming every registered client
 CHANGES = "all"
 FULL_RELOAD = 60.0  # seconds: read everything again even if the counter did not move
 TOMBSTONE_TTL = 60
+_CLIENT_ID = re.compile(r"^rp-[A-Za-z0-9_-]{22}$")  # what registration makes
 
 log = logging.getLogger("roam.registration")
 
@@ -124,8 +126,8 @@ class ClientDirectory:
 
     async def ensure(self, client_id: str | None) -> None:
         """Look an unknown client id up in the store once (registered elsewhere just now)."""
-        if not client_id or self.registry.get(client_id) is not None or len(client_id) > 64 \
-                or self.registry.is_static(client_id):
+        if not client_id or self.registry.get(client_id) is not None \
+                or not _CLIENT_ID.match(client_id) or self.registry.is_static(client_id):
             return
         try:
             stored = await self.load(client_id)

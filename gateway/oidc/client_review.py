@@ -52,6 +52,16 @@ class ApprovalPolicy:
                                       (c for c in record.claims if c not in self.sensitive)),
             "approved_level": level})
 
+    def updated(self, record: RegisteredClient) -> RegisteredClient:
+        """A client's new request (RFC 7592 PUT): what the policy approves by itself is
+        added; a pending client now asking for nothing that waits becomes active (a
+        rejected or suspended one stays as it is)."""
+        record = self.extended(record)
+        if record.status == "pending" and self.auto and not record.awaiting():
+            return record.decided(Decision(at=int(time.time()), by="policy", decision="auto"),
+                                  status="active")
+        return record
+
     def registered(self, record: RegisteredClient) -> RegisteredClient:
         """A new registration: active if nothing waits, else pending."""
         record = self.extended(record)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = ["RegistrationDeps", "RegistrationEndpoint"]
 
 MAX_BODY = 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 _FIXED = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
           "client_id_issued_at")
 
@@ -132,7 +134,7 @@ class RegistrationEndpoint:
                            "token_endpoint_auth_method cannot change between a secret and "
                            "none or keys: register a new client")
         access, updated = _rotated(record)
-        updated = self.deps.policy.extended(updated.model_copy(update={"metadata": meta}))
+        updated = self.deps.policy.updated(updated.model_copy(update={"metadata": meta}))
         await self._save(updated, stored)
         audit_event("client.update", "success", client=record.client_id,
                     awaiting=sorted(updated.awaiting()))
@@ -185,10 +187,11 @@ class RegistrationEndpoint:
         """The client whose registration access token this request carries, or 401."""
         client_id = request.path_params.get("client_id", "")
         token = _bearer(request)
-        stored = await self.deps.directory.load(client_id) if token and client_id else None
+        shaped = bool(_CLIENT_ID.match(client_id))
+        stored = await self.deps.directory.load(client_id) if token and shaped else None
         if stored is None or not hmac.compare_digest(_digest(token),
                                                      stored.client.access_digest):
-            audit_event("client.manage", "denied", client=client_id[:64] or None)
+            audit_event("client.manage", "denied", client=client_id if shaped else None)
             raise bearer_error("invalid_token", "The registration access token is not valid "
                                "for this client.")
         return stored
@@ -223,9 +226,12 @@ def _bearer(request: Request) -> str:
 async def _json_object(request: Request) -> dict[str, Any]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise _refused("invalid_client_metadata", "the body must be application/json")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise _refused("invalid_client_metadata", "the body is too large")
+    received = bytearray()
+    async for chunk in request.stream():  # read no further than the limit
+        received += chunk
+        if len(received) > MAX_BODY:
+            raise _refused("invalid_client_metadata", "the body is too large")
+    body = bytes(received)
     try:
         value = orjson.loads(body)
     except ValueError:

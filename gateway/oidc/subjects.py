@@ -32,7 +32,7 @@ class Subjects:
         """The ``sub`` ``client`` sees for the person ``subject``."""
         if client.subject_type != "pairwise":
             return subject
-        return "p" + self.digests.of("pairwise-sub", f"{client.sector}\x1f{subject}")[:52]
+        return self.digests.pairwise(client.sector, subject)
 
     def of_client_id(self, client_id: str, subject: str) -> str:
         """As :meth:`of`, for a client by id; an unknown client sees nothing (``""``)."""

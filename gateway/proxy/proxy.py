@@ -293,6 +293,7 @@ class Proxy:
         last: UpstreamError = UpstreamConnectError("no instance")
         instance = ""
         tried = 0
+        seen = self.gate.seen_by(system, identity)
         for instance in order:
             if tried and (method not in IDEMPOTENT or (body is not None and body.started)):
                 break
@@ -303,7 +304,7 @@ class Proxy:
             route, base, base_path = self._target(system, instance)
             tail = "/" + rest + (f"?{query}" if query else "")
             outgoing = Outgoing(method=method, path=base_path + tail, headers=list(headers))
-            connector.present(identity, outgoing, route, now=self.clock())
+            connector.present(seen, outgoing, route, now=self.clock())
             url = base + tail
             try:
                 resp = await self.upstream.send(

@@ -77,7 +77,8 @@ class GoPages:
             return self.gate.redirect(admitted, here)
         connector = self.connectors.get(system.id)
         if isinstance(connector, RedirectsLogin):
-            target = await connector.login_url(session.identity, route_of(system, found.instance),
+            target = await connector.login_url(self.gate.seen_by(system, session.identity),
+                                               route_of(system, found.instance),
                                                found.instance.rstrip("/") + "/")
         elif system.hosts:  # a proxied system on a host of its own
             target = origin_on(self.issuer, system.hosts[0]) + "/"

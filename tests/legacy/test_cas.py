@@ -55,12 +55,13 @@ class Clock:
 
 
 def cas_system(sid: str, services: list[str], *, min_acr: str = "L1",
-               privileged: bool = False) -> SystemConfig:
+               privileged: bool = False, sector: str = "") -> SystemConfig:
     return SystemConfig.model_validate({
         "id": sid, "name": f"测试系统 {sid}", "region": "430100", "level": "prefecture",
         "instances": ["http://127.0.0.1:9"], "connector": "cas",
         "connector_settings": {"services": services}, "items": [ITEM], "min_acr": min_acr,
         "claims": ["name", "phone_number", "id_number"], "privileged": privileged,
+        **({"subject_type": "pairwise", "sector": sector} if sector else {}),
     })
 
 
@@ -155,6 +156,9 @@ def env() -> Iterator[Env]:
         cas_system("legacy-cas", [f"{client}/app/plain"]),
         cas_system("legacy-priv", [f"{client}/app/priv"], privileged=True),
         cas_system("legacy-strict", [f"{client}/app/strict"], min_acr="L3"),
+        cas_system("legacy-pair-a", [f"{client}/app/pair-a"], sector="a.example.cn"),
+        cas_system("legacy-pair-a2", [f"{client}/app/pair-a2"], sector="a.example.cn"),
+        cas_system("legacy-pair-b", [f"{client}/app/pair-b"], sector="b.example.cn"),
     ], [ServiceItem(code=ITEM, name="住房公积金提取")])
     with serve(gateway_app(systems, store)) as gateway, \
             serve(cas_client_app(client, gateway), port=client_port):
@@ -194,6 +198,16 @@ def test_success_releases_registered_claims_masked(env: Env) -> None:
     assert result["attributes"] == {"acr": "L2", "name": "张三",
                                     "phone_number": "138****1234",
                                     "id_number": "430***********1234"}  # no birthdate
+
+
+def test_a_pairwise_system_sees_a_subject_of_its_sector_alone(env: Env) -> None:
+    with browser(env) as http:
+        seen = {path: http.get(ticket_url(http, env, path)).json()["user"]
+                for path in ("/app/pair-a", "/app/pair-a2", "/app/pair-b")}
+        again = http.get(ticket_url(http, env, "/app/pair-a")).json()["user"]
+    assert seen["/app/pair-a"] == seen["/app/pair-a2"] == again  # one sector, one sub
+    assert seen["/app/pair-a"] != seen["/app/pair-b"]
+    assert "c-0001" not in seen.values()  # the person's own sub is never presented
 
 
 def test_privileged_system_gets_unmasked_numbers(env: Env) -> None:

@@ -87,12 +87,13 @@ async def test_what_one_process_writes_the_other_serves_after_a_reload(
 async def test_an_unknown_client_is_looked_up_once_before_it_is_refused(
         any_store: Store) -> None:
     here, there = ClientRegistry([]), ClientRegistry([])
-    await ClientDirectory(any_store, here).create(record("rp-two"))
+    made = "rp-" + "T" * 22  # as registration makes them
+    await ClientDirectory(any_store, here).create(record(made))
     ClientDirectory(any_store, there)  # another process, before its first reload
-    await there.ensure("rp-two")
-    assert there.get("rp-two") is not None
-    await there.ensure("rp-nobody")
-    assert there.get("rp-nobody") is None
+    await there.ensure(made)
+    assert there.get(made) is not None
+    await there.ensure("rp-" + "N" * 22)
+    assert there.get("rp-" + "N" * 22) is None
 
 
 async def test_a_pending_client_is_no_client_until_approved_and_narrowed(

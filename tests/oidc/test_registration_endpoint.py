@@ -193,6 +193,27 @@ def test_a_pending_registration_can_do_nothing_until_an_operator_approves_it(
     assert "经办不需要身份证号" in trail
 
 
+def test_a_pending_registration_asking_less_becomes_active_by_itself(
+        registering_gateway: tuple[str, Config]) -> None:
+    url, config = registering_gateway
+    answer = register(url, invite(config), metadata(scope="openid profile phone")).json()
+    assert answer["roam_status"] == "pending"
+    body = {"client_id": answer["client_id"], "client_name": answer["client_name"],
+            "redirect_uris": answer["redirect_uris"], "scope": "openid profile"}
+    updated = managed("PUT", answer, json=body)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["roam_status"] == "active"
+    assert updated.json()["roam_awaiting_approval"] == {}
+    too_big = managed("PUT", {**answer, **updated.json()},
+                      content=b'{"a": "' + b"x" * 70_000 + b'"}',
+                      headers={"Content-Type": "application/json"})
+    assert too_big.status_code == 400, too_big.text
+    assert too_big.json()["error"] == "invalid_client_metadata"
+    odd = httpx.get(f"{url}/register/%7Bsession:x%7D", headers={
+        "Authorization": f"Bearer {updated.json()['registration_access_token']}"})
+    assert odd.status_code == 401
+
+
 def test_a_rejected_registration_stays_refused(
         registering_gateway: tuple[str, Config], redis_url: str, redis_prefix: str) -> None:
     url, config = registering_gateway

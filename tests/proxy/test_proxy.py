@@ -121,11 +121,12 @@ def big_digest() -> str:
 # -- the gateway under test ---------------------------------------------------------------
 
 def system(sid: str, instances: Sequence[str], *, min_acr: str = "L1",
-           timeout: float = 30.0) -> SystemConfig:
+           timeout: float = 30.0, pairwise: bool = False) -> SystemConfig:
     return SystemConfig.model_validate({
         "id": sid, "name": f"测试系统 {sid}", "region": "430100", "level": "prefecture",
         "instances": list(instances), "connector": "signed-header", "items": [ITEM],
         "min_acr": min_acr, "claims": ["name"], "timeout": timeout,
+        "subject_type": "pairwise" if pairwise else "public",
     })
 
 
@@ -178,6 +179,7 @@ def gateway(upstreams: tuple[str, str, str], request: pytest.FixtureRequest) -> 
         system("dead", [dead]),
         system("slow", [a], timeout=0.5),
         system("strict", [a], min_acr="L3"),
+        system("paired", [a], pairwise=True),
     ], [ServiceItem(code=ITEM, name="住房公积金提取")])
     round_robin = RoundRobin()
 
@@ -288,6 +290,18 @@ async def test_get_passes_through_with_forwarded_and_identity_headers(gateway: s
         "s.echo.app_sid=upstream-own; Path=/s/echo/; SameSite=lax"], \
         "path mode: the system's own name and path, never another system's"
     assert not any(c.startswith("roam_session=") for c in set_cookies)
+
+
+async def test_a_pairwise_system_is_presented_a_subject_of_its_own(gateway: str) -> None:
+    async with client(gateway) as http:
+        seen = [(await http.get(f"/s/paired/p{i}")).json() for i in range(2)]
+    subs = []
+    for answer in seen:
+        verified = verify(dict(answer["headers"]), "GET", answer["path"], secret=SECRET,
+                          now=time.time(), seen_nonces={})
+        assert verified.claims["sub"] == verified.sub
+        subs.append(verified.sub)
+    assert subs[0] == subs[1] != "c-0001"  # stable, and never the person's own
 
 
 async def test_forwarded_host_is_where_the_gateway_serves_the_system(gateway: str) -> None:

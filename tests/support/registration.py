@@ -48,6 +48,9 @@ def register(url: str, token: str, body: dict[str, Any]) -> httpx.Response:
                       headers={"Authorization": f"Bearer {token}"})
 
 
-def managed(method: str, answer: dict[str, Any], **kwargs: Any) -> httpx.Response:
+def managed(method: str, answer: dict[str, Any], *, headers: dict[str, str] | None = None,
+            **kwargs: Any) -> httpx.Response:
+    """An RFC 7592 call with the client's current registration access token."""
     return httpx.request(method, answer["registration_client_uri"], headers={
-        "Authorization": f"Bearer {answer['registration_access_token']}"}, **kwargs)
+        "Authorization": f"Bearer {answer['registration_access_token']}", **(headers or {})},
+        **kwargs)
