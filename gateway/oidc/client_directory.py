@@ -49,8 +49,14 @@ class Stored:
 
 
 def served(record: RegisteredClient) -> Client | None:
-    """The client the gateway serves for ``record`` (None: pending or rejected)."""
-    config = record.config()
+    """The client the gateway serves for ``record`` (None: not active, or a record this
+    gateway's config no longer accepts — logged, and the other clients still served)."""
+    try:
+        config = record.config()
+    except ValueError as error:  # pydantic's ValidationError: a claim or scope now unknown
+        log.error("registered client not served", extra={
+            "client_id": record.client_id, "error": str(error).splitlines()[0]})
+        return None
     if config is None:
         return None
     previous = next((s for s in record.secrets if s.not_after), None)
@@ -107,9 +113,15 @@ class ClientDirectory:
 
     async def every(self) -> list[RegisteredClient]:
         rows = await self.store.find_by_grant(INDEX)
-        return sorted((RegisteredClient.model_validate(p) for k, _, p in rows
-                       if k == Kind.CLIENT and not p.get("deleted")),
-                      key=lambda r: r.issued_at)
+        records = []
+        for kind, client_id, payload in rows:
+            if kind != Kind.CLIENT or payload.get("deleted"):
+                continue
+            try:
+                records.append(RegisteredClient.model_validate(payload))
+            except ValueError:  # not a record this gateway wrote: skipped, not fatal
+                log.error("registered client unreadable", extra={"client_id": client_id})
+        return sorted(records, key=lambda r: r.issued_at)
 
     async def _changed(self, record: RegisteredClient) -> None:
         self._install(record)

@@ -127,7 +127,8 @@ class RegistrationEndpoint:
                 for d in record.secret_digests())):
             raise _refused("invalid_client_metadata", "client_secret is not this client's")
         meta = await self._checked({k: v for k, v in body.items()
-                                    if k not in ("client_id", "client_secret")})
+                                    if k not in ("client_id", "client_secret")},
+                                   "client.update", record.client_id)
         if (meta["token_endpoint_auth_method"] in ("none", "private_key_jwt")) != (
                 not record.current_secret):
             raise _refused("invalid_client_metadata",
@@ -172,14 +173,15 @@ class RegistrationEndpoint:
     # --- parts -------------------------------------------------------------------------------
 
     async def _metadata(self, request: Request) -> dict[str, Any]:
-        return await self._checked(await _json_object(request))
+        return await self._checked(await _json_object(request), "client.register")
 
-    async def _checked(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _checked(self, body: dict[str, Any], action: str,
+                       client_id: str | None = None) -> dict[str, Any]:
         try:
             meta = read_metadata(body, self.deps.rules)
             await check_reachable(meta, self.deps.outbound, self.deps.http)
         except RegistrationRefused as refused:
-            audit_event("client.register", "failure", reason=refused.error)
+            audit_event(action, "failure", client=client_id, reason=refused.error)
             raise _refused(refused.error, refused.description) from None
         return meta
 

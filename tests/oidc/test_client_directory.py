@@ -181,3 +181,18 @@ async def test_an_invitation_makes_as_many_clients_as_it_allows_however_many_rac
     assert await invites.find(token) is None  # used up
     await invites.give_back(found)  # a registration that failed after its take
     assert await invites.find(token) is not None
+
+
+async def test_a_record_the_config_no_longer_accepts_does_not_stop_the_others(
+        any_store: Store) -> None:
+    registry = ClientRegistry([])
+    directory = ClientDirectory(any_store, registry)
+    await directory.create(record("rp-good"))
+    odd = record("rp-odd")
+    await directory.create(odd.model_copy(update={
+        "metadata": {**odd.metadata, "claims": ["no_such_claim"]},
+        "approved_claims": ("no_such_claim",)}))
+    fresh = ClientRegistry([])
+    assert await ClientDirectory(any_store, fresh).refresh(force=True)
+    assert fresh.get("rp-good") is not None
+    assert fresh.get("rp-odd") is None
