@@ -54,7 +54,12 @@ def location(resp: aiohttp.ClientResponse, expected: int) -> str:
 
 
 def code_from(server: ServerProcess, url: str) -> str:
-    if not url.startswith(server.redirect_uri + "?"):
+    return code_in(server.redirect_uri, url)
+
+
+def code_in(redirect_uri: str, url: str) -> str:
+    """The code of a redirect to ``redirect_uri``; ``RuntimeError`` for anything else."""
+    if not url.startswith(redirect_uri + "?"):
         raise RuntimeError(f"redirected to {url!r}, not to the client")
     params = parse_qs(urlsplit(url).query)
     if "code" not in params:

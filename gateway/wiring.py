@@ -204,7 +204,7 @@ def load_keys(config: Config) -> KeyRing:
 
 def key_problems(config: Config, keys: KeyRing) -> list[str]:
     """A client signs with an algorithm no key in ``keys`` has: one line per algorithm."""
-    missing = {c.id_token_signed_response_alg for c in config.clients} - keys.algs
+    missing = config.signing_algs - keys.algs
     return [f"{config.source}: gateway.key_dir: no signing key for {alg} "
             f"(run `roam keys generate --alg {alg}`)" for alg in sorted(missing)]
 
@@ -363,7 +363,8 @@ def build_gateway(
                           subjects)
     refresh = RefreshTokens(active, reuse_interval=settings.tokens.refresh_reuse_interval)
     minter = TokenMinter(keys, issuer=issuer, access_token_ttl=settings.tokens.access_token_ttl,
-                         id_token_ttl=settings.tokens.id_token_ttl, subjects=subjects)
+                         id_token_ttl=settings.tokens.id_token_ttl, subjects=subjects,
+                         access_token_alg=settings.tokens.access_token_alg)
     source = source or open_source(config, store)
     bindings, verifier = open_binding(config, store, http, source)
     channels = open_channels(settings.channels, http=http, store=store, path=config.path,

@@ -162,7 +162,8 @@ def test_sessions_revoke_logs_a_subject_out_everywhere(
     from tests.support.servers import free_port, serve
 
     keys = tmp_path / "keys"
-    generate_key_file(keys, "RS256")
+    for alg in ("RS256", "ES256"):  # RS256 ID tokens, ES256 access tokens
+        generate_key_file(keys, alg)
     rp = Receiver()
     with serve(rp.app()) as rp_url:
         port = free_port()

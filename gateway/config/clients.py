@@ -36,6 +36,9 @@ class ClientConfig(Strict):
     claims: ClaimNames = ()
     token_endpoint_auth_method: AuthMethod = "client_secret_basic"
     id_token_signed_response_alg: Alg = "RS256"
+    # its access tokens' algorithm, for a resource server that verifies only one;
+    # None: [tokens] access_token_alg (ES256: one RSA signature per token response less)
+    access_token_signed_response_alg: Alg | None = None
     # The mini-program's login (gateway/oidc/channel_grant.py) is an extension grant.
     grant_types: tuple[Literal["authorization_code", "refresh_token",
                                "urn:roam:params:oauth:grant-type:channel-code"], ...] = (
@@ -66,6 +69,10 @@ class ClientConfig(Strict):
     subject_type: Literal["public", "pairwise"] = "public"
     # §8.1: the sector is this URI's host; without it, the one host of the redirect_uris
     sector_identifier_uri: str | None = None
+
+    def access_token_alg(self, default: str) -> str:
+        """The algorithm of this client's access tokens (``default``: the server's)."""
+        return self.access_token_signed_response_alg or default
 
     @property
     def sector(self) -> str:

@@ -57,6 +57,13 @@ class Config(BaseModel):
         """``[login] source``, or the TOML directory for a loopback (demo) issuer."""
         return self.settings.login.source or DEFAULT_SOURCE
 
+    @property
+    def signing_algs(self) -> set[str]:
+        """Every algorithm the gateway signs with: the clients' ID tokens, access tokens."""
+        default = self.settings.tokens.access_token_alg
+        return {default} | {alg for c in self.clients for alg in (
+            c.id_token_signed_response_alg, c.access_token_alg(default))}
+
     def client(self, client_id: str) -> ClientConfig | None:
         for client in self.clients:
             if client.client_id == client_id:

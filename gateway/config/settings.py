@@ -119,6 +119,9 @@ class TokensSection(Strict):
     # seconds a refresh token just rotated may be presented again and get the same new
     # token (a retry after a lost answer, concurrent copies) instead of ending the grant
     refresh_reuse_interval: int = Field(default=30, ge=0, le=300)
+    # RFC 9068 §2.1: the server picks the access tokens' algorithm (a client's
+    # access_token_signed_response_alg overrides it); ID tokens keep the client's own
+    access_token_alg: Literal["RS256", "ES256"] = "ES256"
 
 
 class StoreSection(Strict):

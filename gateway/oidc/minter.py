@@ -1,7 +1,10 @@
 """Minting ID tokens and RFC 9068 access tokens.
 
-Both are signed with the client's registered algorithm (RS256 by default) by the newest
-key of that algorithm, so one token response costs exactly two signatures.
+ID tokens are signed with the client's registered algorithm (RS256 by default: what
+legacy Java RPs accept); access tokens with the server's choice (RFC 9068 §2.1:
+``[tokens] access_token_alg``, ES256 by default, a client's
+``access_token_signed_response_alg`` overriding it), each by the newest key of its
+algorithm — so an RS256 client's token response costs one RSA signature, not two.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ ID_TOKEN_TYP = "JWT"  # what RPs' libraries expect; ``aud`` and ``azp`` tell it 
 class TokenMinter:
     def __init__(
         self, keys: KeyRing, *, issuer: str, access_token_ttl: int, id_token_ttl: int,
-        subjects: Subjects,
+        subjects: Subjects, access_token_alg: str,
     ) -> None:
         self.keys = keys
+        self.access_token_alg = access_token_alg
         self.issuer = issuer
         self.subjects = subjects  # the sub each client sees
         self.access_token_ttl = access_token_ttl
@@ -41,7 +45,7 @@ class TokenMinter:
         claims = self._access_claims(grant, client, client.client_id, now,
                                      now + self.access_token_ttl, jkt)
         claims["scope"] = scope
-        alg = client.config.id_token_signed_response_alg
+        alg = client.config.access_token_alg(self.access_token_alg)
         return self.keys.sign(claims, alg=alg, typ=ACCESS_TOKEN_TYP)
 
     def exchanged_access_token(self, grant: Grant, client: Client, *, audience: str,
@@ -51,7 +55,7 @@ class TokenMinter:
         to it; its grant is the subject token's, so ending that grant ends this token."""
         now = int(time.time())
         body = {**claims, **self._access_claims(grant, client, audience, now, expires_at, jkt)}
-        alg = client.config.id_token_signed_response_alg
+        alg = client.config.access_token_alg(self.access_token_alg)
         return self.keys.sign(body, alg=alg, typ=ACCESS_TOKEN_TYP)
 
     def _access_claims(self, grant: Grant, client: Client, audience: str, now: int,

@@ -113,6 +113,7 @@ class RegisteredClient(_Frozen):
             "claims": tuple(c for c in self.claims if c in self.approved_claims),
             "token_endpoint_auth_method": method,
             "id_token_signed_response_alg": meta.get("id_token_signed_response_alg", "RS256"),
+            "access_token_signed_response_alg": meta.get("access_token_signed_response_alg"),
             "grant_types": meta.get("grant_types", ("authorization_code", "refresh_token")),
             "backchannel_logout_uri": meta.get("backchannel_logout_uri"),
             "backchannel_logout_session_required": meta.get(

@@ -122,6 +122,12 @@ def read_metadata(body: Mapping[str, Any], rules: MetadataRules) -> dict[str, An
         raise _metadata(f"id_token_signed_response_alg: the gateway signs ID tokens with "
                         f"{', '.join(sorted(rules.algs & {'RS256', 'ES256'}))}")
     meta["id_token_signed_response_alg"] = alg
+    access_alg = body.get("access_token_signed_response_alg")
+    if access_alg is not None:
+        if access_alg not in ("RS256", "ES256") or access_alg not in rules.algs:
+            raise _metadata("access_token_signed_response_alg: RS256 or ES256, one the "
+                            "gateway has a key for")
+        meta["access_token_signed_response_alg"] = access_alg
     meta["default_acr_values"] = _listed(body, "default_acr_values", LEVELS, default=())
     meta["contacts"] = _contacts(body.get("contacts", []))
     for name in ("backchannel_logout_uri", "initiate_login_uri", "jwks_uri",

@@ -85,7 +85,7 @@ class Probes:
         return OK
 
     async def _keys(self) -> str:
-        needed = sorted({c.id_token_signed_response_alg for c in self.config.clients})
+        needed = sorted(self.config.signing_algs)
         missing = []
         for alg in needed:
             try:

@@ -64,6 +64,8 @@ def test_access_token_is_rfc9068_jwt_with_audience(gateway_url: str,
     keys = KeySet.import_key_set(httpx.get(f"{gateway_url}/jwks").json())
     at = jwt.decode(token["access_token"], keys)
     assert at.header["typ"] == "at+jwt"
+    # RFC 9068 §2.1: the server's choice, ES256, although the client's ID tokens are RS256
+    assert at.header["alg"] == "ES256"
     assert at.claims["aud"] == "changsha-gov"
     assert at.claims["client_id"] == "changsha-gov"
     assert at.claims["iss"] == gateway_url
@@ -206,3 +208,26 @@ def test_id_token_alg_follows_registration(gateway_url: str, browser: httpx.Clie
     header = extract_compact(token["id_token"].encode()).protected
     assert header["alg"] == {"changsha-gov": "RS256", "yueyang-gov": "ES256"}[alg_client]
     assert header["kid"]
+
+
+def test_a_client_may_ask_for_its_access_tokens_in_another_algorithm() -> None:
+    """A resource server that verifies only RS256 keeps getting RS256 access tokens."""
+    from gateway.app import create_app
+    from gateway.store.memory import MemoryStore
+    from tests.support.gateway import config_on_port
+    from tests.support.servers import free_port, serve
+
+    port = free_port()
+    config = config_on_port(port, clients={
+        "changsha-gov": {"access_token_signed_response_alg": "RS256"}})
+    with serve(create_app(config, store=MemoryStore()), port) as url, \
+            httpx.Client(base_url=url) as browser, httpx.Client(base_url=url) as another:
+        _, token, _ = full_login(url, browser, "changsha-gov")
+        _, other, _ = full_login(url, another, "yueyang-gov")
+        keys = KeySet.import_key_set(httpx.get(f"{url}/jwks").json())
+        assert jwt.decode(token["access_token"], keys).header["alg"] == "RS256"
+        assert jwt.decode(other["access_token"], keys).header["alg"] == "ES256"
+        for tokens in (token, other):
+            answer = httpx.get(f"{url}/userinfo", headers={
+                "Authorization": f"Bearer {tokens['access_token']}"})
+            assert answer.status_code == 200, answer.text
