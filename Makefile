@@ -75,6 +75,8 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.token
 	$(BIN)/python -m bench.sso
+	$(BIN)/python -m bench.sso_peer
+	$(BIN)/python -m bench.introspect
 	$(BIN)/python -m bench.miniprogram
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.proxy_parts

@@ -9,7 +9,8 @@ bench clients added (one per signing algorithm). Two routes are added to that sa
 Starlette app, so the floor shares the server, process, event loop and middleware:
 
 * ``POST /floor/token``: the least a token endpoint must do. It parses the form, signs an
-  access token (``typ: at+jwt``) and an ID token with the claim shapes of
+  access token (``typ: at+jwt``, ``[tokens] access_token_alg``) and an ID token (the
+  client's algorithm) with the claim shapes of
   ``gateway/oidc/minter.py`` through the same ``KeyRing.sign``, makes a random refresh
   token, and answers with the JSON shape and headers of ``/token``. No client
   authentication, no store, no worker thread.
@@ -71,8 +72,14 @@ def client_id(alg: str) -> str:
     return f"bench-{alg.lower()}"
 
 
+RESOURCE_SERVER = "bench-api"  # introspects any client's tokens (bench/introspect.py)
+
+
 def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
-    return tuple(
+    api = ClientConfig(client_id=RESOURCE_SERVER, client_name="Bench API (resource server)",
+                       client_secret_sha256=secret_digest(secret), resource_server=True,
+                       grant_types=(), token_endpoint_auth_method="client_secret_basic")
+    return (api, *(
         ClientConfig(
             client_id=client_id(alg),
             client_name=f"Bench client ({alg})",
@@ -85,7 +92,7 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
             id_token_signed_response_alg=alg,  # type: ignore[arg-type]
         )
         for alg in ALGS
-    )
+    ))
 
 
 def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
@@ -128,7 +135,8 @@ def runtime() -> dict[str, str]:
 
 
 class Floor:
-    """``POST /floor/token``: form parse + the same two signatures, nothing else."""
+    """``POST /floor/token``: form parse + the same two signatures (the access token in
+``[tokens] access_token_alg``, the ID token in the client's), nothing else."""
 
     def __init__(self, config: Config, keys: KeyRing) -> None:
         self.keys = keys
@@ -136,6 +144,7 @@ class Floor:
         self.access_token_ttl = config.settings.tokens.access_token_ttl
         self.id_token_ttl = config.settings.tokens.id_token_ttl
         self.algs = {client_id(alg): alg for alg in ALGS}
+        self.access_alg = config.settings.tokens.access_token_alg  # as the minter signs
         # Stand-ins of the same sizes as a demo login's grant (tokens.py's inputs).
         self.subject = "c-0001"
         self.auth_time = int(time.time())
@@ -160,7 +169,7 @@ class Floor:
             "scope": scope, "auth_time": self.auth_time, "acr": "L2", "gid": self.grant_id,
             "sid": self.sid,
         }
-        access_token = self.keys.sign(access_claims, alg=alg, typ=ACCESS_TOKEN_TYP)
+        access_token = self.keys.sign(access_claims, alg=self.access_alg, typ=ACCESS_TOKEN_TYP)
         id_claims: dict[str, Any] = {
             "iss": self.issuer, "sub": self.subject, "aud": cid, "azp": cid,
             "iat": now, "exp": now + self.id_token_ttl, "auth_time": self.auth_time,
@@ -246,6 +255,7 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
     info: dict[str, Any] = {
         **runtime(),
         "clients": {alg: client_id(alg) for alg in ALGS},
+        "resource_server": RESOURCE_SERVER,
         "redirect_uri": REDIRECT_URI,
         "login_uri": LOGIN_URI,
         "store": store,
