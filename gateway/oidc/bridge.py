@@ -28,6 +28,7 @@ __all__ = [
     "FORM",
     "MAX_FORM",
     "NO_STORE",
+    "REPEATABLE",
     "HttpRequest",
     "Reply",
     "add_query",
@@ -43,6 +44,7 @@ log = logging.getLogger("roam.oauth")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM = 64 * 1024
+REPEATABLE = frozenset({"audience", "resource"})  # RFC 8693 §2.1, RFC 8707
 """The largest back-end form read (a token request with a client assertion is a few
 kilobytes)."""
 
@@ -145,9 +147,15 @@ async def form_params(request: Request) -> list[tuple[str, str]]:
         if len(body) > MAX_FORM:
             raise ProtocolError("invalid_request", "The request body is too large.")
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise ProtocolError("invalid_request", "The form is not UTF-8.") from None
+    seen: set[str] = set()
+    for name, _ in pairs:  # RFC 6749 §3.2: no parameter twice (RFC 8693's lists aside)
+        if name in seen and name not in REPEATABLE:
+            raise ProtocolError("invalid_request", f"The parameter {name!r} is repeated.")
+        seen.add(name)
+    return pairs
 
 
 def json_reply(reply: Reply) -> JSONResponse:

@@ -56,3 +56,40 @@ def test_unreadable_basic_credentials_are_invalid_client_and_change_nothing(
     assert store.snapshot() == before
     refreshed = httpx.post(f"{gateway_url}/token", data=requests(miniapp)[0][1])
     assert refreshed.status_code == 200, "the refresh token must be as it was"
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"token=" + b"x" * (70 * 1024), "too large"),
+    (b"token=%FF%FE&token_type_hint=access_token", "not UTF-8"),
+    (b"grant_type=refresh_token&refresh_token=\xff\xfe", "not UTF-8"),
+])
+def test_a_form_too_large_or_not_utf8_is_invalid_request(gateway_url: str, body: bytes,
+                                                           why: str) -> None:
+    for path in ("/token", "/introspect", "/revoke"):
+        answer = httpx.post(f"{gateway_url}{path}", content=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error"] == "invalid_request"
+        assert why in answer.json()["error_description"]
+
+
+def test_a_form_keeps_repeated_and_blank_parameters(gateway_url: str,
+                                                    miniapp: dict[str, Any]) -> None:
+    """Parsed as RFC 6749 reads it: a parameter given twice is refused (§3.2) and changes
+    nothing; a blank one is there (and authlib judges it)."""
+    twice = httpx.post(
+        f"{gateway_url}/token",
+        content=(b"grant_type=refresh_token&grant_type=refresh_token&client_id=hunan-miniapp"
+                 b"&refresh_token=" + miniapp["refresh_token"].encode()),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert twice.status_code == 400
+    assert twice.json()["error"] == "invalid_request"
+    assert "repeated" in twice.json()["error_description"]
+    # the refresh token was not spent by the refused request
+    spent = httpx.post(f"{gateway_url}/token", data={
+        "grant_type": "refresh_token", "client_id": "hunan-miniapp",
+        "refresh_token": miniapp["refresh_token"]})
+    assert spent.status_code == 200, spent.text
+    blank = httpx.post(f"{gateway_url}/introspect", content=b"token=&client_id=hunan-miniapp",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert blank.status_code in (400, 401)
