@@ -104,7 +104,7 @@ def _import(data: object) -> KeySet:
     public = {"keys": [k for k in data["keys"] if isinstance(k, dict) and "d" not in k]}
     try:
         return KeySet.import_key_set(public)  # type: ignore[arg-type]
-    except (JoseError, ValueError, TypeError) as error:
+    except (JoseError, ValueError, TypeError, KeyError) as error:  # KeyError: an odd crv
         raise ValueError(str(error)) from None
 
 

@@ -255,6 +255,10 @@ def _url(value: object, name: str, rules: MetadataRules) -> str:
         raise _metadata(f"{name}: not a URI") from None
     if parts.fragment or "#" in value:
         raise _metadata(f"{name}: {value!r} must not have a fragment")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when asked
+    except ValueError:
+        raise _metadata(f"{name}: {value!r} has a port that is not one") from None
     if parts.scheme == "http" and is_loopback_http(value) and rules.loopback_issuer:
         return value
     if parts.scheme != "https" or not parts.hostname:
@@ -324,11 +328,11 @@ def _public_jwks(value: object) -> dict[str, Any]:
             or not value["keys"]:
         raise _metadata("jwks must be a JWK set with keys")
     if any(not isinstance(k, dict) or "d" in k or k.get("kty") not in ("RSA", "EC")
-           for k in value["keys"]):
-        raise _metadata("jwks: only public RSA or EC keys")
+           or (k.get("kty") == "EC" and k.get("crv") != "P-256") for k in value["keys"]):
+        raise _metadata("jwks: only public RSA keys or EC keys on P-256 (RS256, ES256)")
     try:
         KeySet.import_key_set(value)  # type: ignore[arg-type]
-    except (JoseError, ValueError, TypeError) as error:
+    except (JoseError, ValueError, TypeError, KeyError) as error:  # KeyError: an odd crv
         raise _metadata(f"jwks: not a JWK set ({type(error).__name__})") from None
     return {"keys": list(value["keys"])}
 

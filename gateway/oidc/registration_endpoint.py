@@ -79,10 +79,11 @@ class RegistrationEndpoint:
     # --- RFC 7591 --------------------------------------------------------------------------
 
     async def register(self, request: Request) -> Response:
-        invite = await self.deps.invites.find(_bearer(request))
+        token = _bearer(request)
+        invite = await self.deps.invites.find(token) if token else None
         if invite is None:
             audit_event("client.register", "denied", reason="initial access token")
-            raise bearer_error("invalid_token", "A valid initial access token is required.")
+            raise _unauthorised(token, "A valid initial access token is required.")
         meta = await self._metadata(request)
         if not await self.deps.invites.take(invite):
             raise bearer_error("invalid_token", "The initial access token is used up.")
@@ -194,8 +195,8 @@ class RegistrationEndpoint:
         if stored is None or not hmac.compare_digest(_digest(token),
                                                      stored.client.access_digest):
             audit_event("client.manage", "denied", client=client_id if shaped else None)
-            raise bearer_error("invalid_token", "The registration access token is not valid "
-                               "for this client.")
+            raise _unauthorised(token, "The registration access token is not valid for "
+                                "this client.")
         return stored
 
     async def _save(self, updated: RegisteredClient, stored: Stored) -> None:
@@ -218,6 +219,15 @@ class RegistrationEndpoint:
         if secret:
             body["client_secret"] = secret
         return JSONResponse(body, status_code=status, headers=_NO_STORE)
+
+
+def _unauthorised(token: str, description: str) -> ProtocolError:
+    """``401``: with ``error="invalid_token"`` in the challenge for a token that is wrong,
+    without an error code for a request that sent none (RFC 6750 §3.1)."""
+    if token:
+        return bearer_error("invalid_token", description)
+    return ProtocolError("invalid_token", description, status=401,
+                         headers={"WWW-Authenticate": 'Bearer realm="roam"'})
 
 
 def _bearer(request: Request) -> str:

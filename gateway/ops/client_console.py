@@ -5,10 +5,12 @@ the systems of a city or county to register.
 - ``GET /ops/clients``: every registered client, those waiting first, with what each asks
   for beyond its approval and its last decisions (no self-refresh: an operator types here).
 - ``POST /ops/clients/decide`` (form: ``client_id``, ``decision`` approve|reject,
-  ``reason``, the ``claim`` boxes ticked, ``level``) and ``POST /ops/clients/invite``
-  (``region``, ``days``, ``uses``; the token is shown once, on the answer's page).
+  ``reason``, the ``scope`` and ``claim`` boxes ticked, ``level``, and ``seen``: the
+  request's version shown, so a client that changed it meanwhile is not approved unseen)
+  and ``POST /ops/clients/invite`` (``region``, ``days``, ``uses``; the token is shown
+  once, on the answer's page).
 - ``GET /ops/api/clients``, ``POST /ops/api/clients/decide`` (JSON ``{client_id,
-  decision, reason, claims?, scopes?, level?}``) and ``POST /ops/api/clients/invite``
+  decision, reason, claims?, scopes?, level?, seen?}``) and ``POST /ops/api/clients/invite``
   (``{region, expires_in, uses}``), with the CSRF token in ``X-CSRF-Token``.
 
 Deciding and inviting are for the operator role; a viewer sees the list. Every decision
@@ -44,7 +46,7 @@ class Registrations(Protocol):
     async def approve(self, client_id: str, *, by: str, reason: str,
                       scopes: Iterable[str] | None = None,
                       claims: Iterable[str] | None = None,
-                      level: str | None = None) -> object: ...
+                      level: str | None = None, seen: int | None = None) -> object: ...
 
     async def reject(self, client_id: str, *, by: str, reason: str) -> object: ...
 
@@ -85,6 +87,9 @@ class ClientConsole:
         values: dict[str, Any] = {k: form.get(k) for k in ("client_id", "decision", "reason",
                                                            "level")}
         values["claims"] = [c for c in form.getlist("claim") if isinstance(c, str)]
+        values["scopes"] = [c for c in form.getlist("scope") if isinstance(c, str)]
+        seen = form.get("seen")
+        values["seen"] = int(seen) if isinstance(seen, str) and seen.isdigit() else -1
         try:
             await self._decide(session, values)
         except PermissionError as denied:

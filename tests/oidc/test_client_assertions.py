@@ -229,3 +229,12 @@ def test_a_keyed_client_introspects_and_revokes_its_tokens_with_its_key(
             "client_assertion": once})
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_client"
+
+
+def test_a_key_set_with_an_unknown_curve_is_no_key_set() -> None:
+    """joserfc raises KeyError for a curve it does not know: refused as any bad set (the
+    client hears invalid_client), never a 500."""
+    from gateway.oidc.client_assertions import _import
+
+    with pytest.raises(ValueError, match="P-999"):
+        _import({"keys": [{"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA"}]})

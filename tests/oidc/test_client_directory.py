@@ -107,6 +107,9 @@ async def test_a_pending_client_is_no_client_until_approved_and_narrowed(
     assert registry.get("rp-three") is None
     review = ClientReview(directory)
     assert [r.client_id for r in await review.waiting()] == ["rp-three"]
+    with pytest.raises(ReviewRefused, match="changed its request"):
+        await review.approve("rp-three", by="ops-li", reason="看过了",
+                             seen=pending.updated_at - 1)  # what the page showed is old
     with pytest.raises(ReviewRefused, match="reason"):
         await review.approve("rp-three", by="ops-li", reason=" ")
     with pytest.raises(ReviewRefused, match="not asked"):
@@ -121,8 +124,11 @@ async def test_a_pending_client_is_no_client_until_approved_and_narrowed(
     assert served.config.default_acr_values == ()
     assert await review.waiting() == []
 
-    # suspended: gone from every registry; resumed: back as it was
+    # suspended: gone from every registry; resumed: back as it was (never by an approval)
     await review.suspend("rp-three", by="ops-li", reason="安全检查")
+    assert registry.get("rp-three") is None
+    with pytest.raises(ReviewRefused, match="resume it first"):
+        await review.approve("rp-three", by="ops-li", reason="再批一次")
     assert registry.get("rp-three") is None
     with pytest.raises(ReviewRefused, match="suspended"):
         await review.suspend("rp-three", by="ops-li", reason="again")

@@ -249,6 +249,10 @@ def statement(key: ECKey, issuer: str, **claims: Any) -> str:
     (metadata(backchannel_logout_uri="https://169.254.169.254/x"), "invalid_client_metadata"),
     (metadata(token_endpoint_auth_method="private_key_jwt"), "invalid_client_metadata"),
     (metadata(contacts="ops"), "invalid_client_metadata"),
+    (metadata(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [
+        {"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA"}]}), "invalid_client_metadata"),
+    (metadata(redirect_uris=["https://city.example.cn:99999/cb"]), "invalid_redirect_uri"),
+    (metadata(redirect_uris=["https://city.example.cn:abc/cb"]), "invalid_redirect_uri"),
     (metadata(software_statement="not-a-jwt"), "invalid_software_statement"),
     (metadata(software_statement=statement(ECKey.generate_key("P-256", {"kid": "x"}),
                                            "https://unknown.example.cn")),
@@ -273,7 +277,9 @@ def test_without_a_good_initial_access_token_nothing_registers(
         refused = httpx.post(f"{url}/register", json=metadata(), headers=headers)
         assert refused.status_code == 401
         assert refused.json()["error"] == "invalid_token"
-        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        # RFC 6750 §3.1: an error code in the challenge only for a token that was sent
+        sent = headers.get("Authorization", "").startswith("Bearer ")
+        assert ('error="invalid_token"' in refused.headers["www-authenticate"]) is sent
     not_json = httpx.post(f"{url}/register", content=b"[1]", headers={
         "Authorization": f"Bearer {invite(config)}", "Content-Type": "application/json"})
     assert not_json.status_code == 400
