@@ -103,9 +103,21 @@ async def redeem(browser: aiohttp.ClientSession, server: ServerProcess, alg: str
     return refresh
 
 
+async def own_grants(server: ServerProcess, alg: str, users: int) -> list[str]:
+    """One refresh token per user, each of its own session and so its own grant (one grant
+    per client and session: authorizing again in one session leaves the earlier refresh
+    token stale), through the login pages."""
+    tokens: list[str] = []
+    for _ in range(users):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            tokens.append(await login(browser, server, alg))
+    return tokens
+
+
 async def seed(browser: aiohttp.ClientSession, server: ServerProcess, alg: str,
                users: int) -> list[str]:
-    """One refresh token per user, each of its own grant, via the HTTP flow."""
+    """``users`` authorizations of one client in the browser's one session, via the HTTP
+    flow: one grant, whose refresh token is the last one's (the earlier ones are stale)."""
     tokens: list[str] = []
     if not browser.cookie_jar.filter_cookies(yarl.URL(server.base)).get("roam_session"):
         tokens.append(await login(browser, server, alg))

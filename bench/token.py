@@ -13,9 +13,11 @@ its own refresh-token chain and posting ``grant_type=refresh_token`` with HTTP B
 authentication, then continuing with the refresh token it got back.
 
 The initial refresh tokens come through the gateway's own HTTP flow, as a browser and an
-RP would get them: one login (``/authorize`` → ``/login`` with its CSRF cookie →
-``/authorize/resume``), then one silent ``/authorize`` per user for a code, redeemed at
-``/token`` with PKCE. Nothing is written to the store behind the gateway's back.
+RP would get them: one login per user, each in a browser of its own (``/authorize`` →
+``/login`` with its CSRF cookie → ``/authorize/resume``) for a code, redeemed at
+``/token`` with PKCE — one session and so one grant each (a client holds one grant per
+session: a second authorization in the same session leaves the first refresh token
+stale). Nothing is written to the store behind the gateway's back.
 
 The floor, ``POST /floor/token`` on the same server, parses the form and signs the same two
 JWTs with the same key ring, and nothing else: it is what a token endpoint cannot avoid
@@ -54,7 +56,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.flows import TOKEN_PATH, seed
+from bench.flows import TOKEN_PATH, own_grants
 from bench.machine import CpuSnapshot, machine_line
 from bench.processes import ServerProcess, per_store, sigterm_as_interrupt
 from bench.rounds import (
@@ -123,7 +125,7 @@ async def bench_store(server: ServerProcess, options: Options,
         results = []
         for alg in options.algs:
             combo = Combination(server.store, alg)
-            real_tokens = await seed(browser, server, alg, options.concurrency)
+            real_tokens = await own_grants(server, alg, options.concurrency)
             # Floor chains: same token length, so the same request bytes.
             floor_tokens = [secrets.token_urlsafe(32) for _ in range(options.concurrency)]
             combo.rounds = await alternate([
