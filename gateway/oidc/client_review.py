@@ -107,7 +107,7 @@ class ClientReview:
                       scopes: Iterable[str] | None = None, claims: Iterable[str] | None = None,
                       level: str | None = None, seen: int | None = None) -> RegisteredClient:
         """Approve what the client asks, or only the part named (narrowing). ``seen``: the
-        record's ``updated_at`` the operator looked at — a client that changed its request
+        record's ``revision`` the operator looked at — a client that changed its request
         since is not approved unseen. A suspended client is resumed, never approved."""
         _check(by, reason)
         for _ in range(3):
@@ -117,7 +117,7 @@ class ClientReview:
                 raise ReviewRefused(f"the client is {record.status}: "
                                     + ("it must register again" if record.status == "rejected"
                                        else "resume it first"))
-            if seen is not None and record.updated_at != seen:
+            if seen is not None and record.revision != seen:
                 raise ReviewRefused("the client changed its request since it was shown: "
                                     "look again")
             want_scopes = record.scopes if scopes is None else ("openid", *scopes)
@@ -259,7 +259,7 @@ def _view(record: RegisteredClient) -> dict[str, Any]:
             "contacts": list(meta.get("contacts", [])),
             "updated_at": time.strftime("%Y-%m-%d %H:%M:%S",
                                         time.localtime(record.updated_at)),
-            "version": record.updated_at,  # what a decision names as seen
+            "version": record.revision,  # what a decision names as seen
             "decisions": [d.model_dump() for d in record.decisions[-5:]]}
 
 

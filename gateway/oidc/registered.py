@@ -60,6 +60,13 @@ class RegisteredClient(_Frozen):
     issued_at: int
     updated_at: int
     decisions: tuple[Decision, ...] = ()
+    # counts the changes of what the client asks for and what it was granted (not a token
+    # rotation): what an operator's decision names as the request it saw
+    revision: int = 0
+
+    def requested(self, metadata: dict[str, Any]) -> RegisteredClient:
+        """The client asking anew (RFC 7592 PUT)."""
+        return self.model_copy(update={"metadata": metadata, "revision": self.revision + 1})
 
     # --- what the client asked for ----------------------------------------------------------
 
@@ -138,7 +145,7 @@ class RegisteredClient(_Frozen):
     def decided(self, decision: Decision, **changes: Any) -> RegisteredClient:
         return self.model_copy(update={
             **changes, "decisions": (*self.decisions, decision)[-50:],
-            "updated_at": decision.at})
+            "updated_at": decision.at, "revision": self.revision + 1})
 
 
 def requested_claims(metadata: dict[str, Any]) -> tuple[str, ...]:

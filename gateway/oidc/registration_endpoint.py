@@ -136,7 +136,7 @@ class RegistrationEndpoint:
                            "token_endpoint_auth_method cannot change between a secret and "
                            "none or keys: register a new client")
         access, updated = _rotated(record)
-        updated = self.deps.policy.updated(updated.model_copy(update={"metadata": meta}))
+        updated = self.deps.policy.updated(updated.requested(meta))
         await self._save(updated, stored)
         audit_event("client.update", "success", client=record.client_id,
                     awaiting=sorted(updated.awaiting()))

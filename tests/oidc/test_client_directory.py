@@ -109,7 +109,7 @@ async def test_a_pending_client_is_no_client_until_approved_and_narrowed(
     assert [r.client_id for r in await review.waiting()] == ["rp-three"]
     with pytest.raises(ReviewRefused, match="changed its request"):
         await review.approve("rp-three", by="ops-li", reason="看过了",
-                             seen=pending.updated_at - 1)  # what the page showed is old
+                             seen=pending.revision - 1)  # what the page showed is old
     with pytest.raises(ReviewRefused, match="reason"):
         await review.approve("rp-three", by="ops-li", reason=" ")
     with pytest.raises(ReviewRefused, match="not asked"):

@@ -5,6 +5,7 @@ RFC 7591 §3.2.2 in its format, changing nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,10 @@ from joserfc.jwk import ECKey
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.oidc.client_directory import ClientDirectory
+from gateway.oidc.client_review import ClientReview, ReviewRefused
+from gateway.oidc.clients import ClientRegistry
+from gateway.wiring import configured_store
 from tests.support.cli import roam
 from tests.support.gateway import SECRETS, audit_file, log_in
 from tests.support.registration import (
@@ -320,3 +325,34 @@ def test_a_software_statement_from_a_trusted_issuer_takes_precedence(
                            "https://zwfw.hunan.gov.cn", client_name="伪造")
         refused = register(url, invite(config), metadata(software_statement=forged))
         assert refused.json()["error"] == "invalid_software_statement"
+
+
+def test_an_operator_approves_only_the_request_they_saw(
+        registering_gateway: tuple[str, Config]) -> None:
+    """A decision names the request's revision: the client reading its registration (a
+    token rotation) does not change it; asking anew does, and the old look approves
+    nothing."""
+    url, config = registering_gateway
+
+    async def review(act: str, client_id: str, seen: int | None = None) -> Any:
+        store = configured_store(config)
+        try:
+            clients = ClientReview(ClientDirectory(store, ClientRegistry([])))
+            if act == "look":
+                return next(c["version"] for c in await clients.listing()
+                            if c["client_id"] == client_id)
+            return await clients.approve(client_id, by="ops-zhao", reason="看过", seen=seen)
+        finally:
+            await store.close()
+
+    first = register(url, invite(config), metadata(scope="openid profile phone")).json()
+    second = register(url, invite(config), metadata(scope="openid profile phone")).json()
+    seen_first = asyncio.run(review("look", first["client_id"]))
+    seen_second = asyncio.run(review("look", second["client_id"]))
+    assert managed("GET", first).status_code == 200  # a new access token, same request
+    assert asyncio.run(review("approve", first["client_id"], seen_first)).status == "active"
+    body = {"client_id": second["client_id"], "client_name": second["client_name"],
+            "redirect_uris": second["redirect_uris"], "scope": "openid profile phone id_card"}
+    assert managed("PUT", second, json=body).status_code == 200  # it asks for more meanwhile
+    with pytest.raises(ReviewRefused, match="changed its request"):
+        asyncio.run(review("approve", second["client_id"], seen_second))
