@@ -52,7 +52,7 @@ import aiohttp
 
 from bench.flows import code_in, jwt_header, location, login, pkce
 from bench.machine import CpuSnapshot, machine_line
-from bench.processes import ServerProcess, delete_prefixed, free_port, redis_pid
+from bench.processes import ServerProcess, delete_prefixed, free_port, redis_pid, stop
 from bench.rounds import Round, drive
 from bench.sso import hop
 
@@ -88,12 +88,7 @@ class PeerProcess:
 
     def __exit__(self, *exc: object) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(process)
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> str:
         """Wait for discovery; the provider's version (from its package)."""

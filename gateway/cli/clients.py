@@ -22,10 +22,10 @@ from gateway.cli.common import _config, _operator
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.oidc.client_directory import ClientDirectory
-from gateway.oidc.client_review import ClientReview, ReviewRefused
+from gateway.oidc.client_review import ClientReview, ReviewRaced, ReviewRefused
 from gateway.oidc.clients import ClientRegistry, secret_digest
 from gateway.oidc.invites import Invites
-from gateway.oidc.registered import RegisteredClient, StoredSecret
+from gateway.oidc.registered import RegisteredClient
 from gateway.store.base import Store
 
 __all__ = ["add_client_commands"]
@@ -55,13 +55,20 @@ def _shared(config: Config, command: str) -> None:
                            "'redis' store"])
 
 
-def _run(config: Config, work: Callable[[Store], Awaitable[int]]) -> int:
+def _run(config: Config, work: Callable[[Store], Awaitable[int]], *,
+         audited: bool = False) -> int:
+    """``work`` on the shared store; ``audited``: with the audit trail open, so the events
+    it records are written before the command returns."""
+    from gateway.audit import open_trail
     from gateway.wiring import configured_store
 
     async def run() -> int:
         store = configured_store(config)
         try:
-            return await work(store)
+            if not audited:
+                return await work(store)
+            async with open_trail(config).running():
+                return await work(store)
         finally:
             await store.close()
 
@@ -131,7 +138,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
         print(f"registrations: {made.uses}; until {until}")
         return 0
 
-    return _audited_run(config, invite)
+    return _run(config, invite, audited=True)
 
 
 def _describe(record: RegisteredClient) -> str:
@@ -195,24 +202,7 @@ def _decide(args: argparse.Namespace, action: str) -> int:
         print(_describe(record))
         return 0
 
-    return _audited_run(config, decide)
-
-
-def _audited_run(config: Config, work: Callable[[Store], Awaitable[int]]) -> int:
-    """Run ``work`` with the audit trail open, so the events it records are written."""
-    from gateway.audit import open_trail
-    from gateway.wiring import configured_store
-
-    async def run() -> int:
-        trail = open_trail(config)
-        store = configured_store(config)
-        try:
-            async with trail.running():
-                return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return _run(config, decide, audited=True)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -229,34 +219,18 @@ def cmd_rotate_secret(args: argparse.Namespace) -> int:
     by = _operator()
 
     async def rotate(store: Store) -> int:
-        directory = _directory(store, config)
-        for _ in range(3):
-            stored = await directory.load(args.client_id)
-            if stored is None:
-                print(f"roam clients rotate-secret: no registered client {args.client_id!r}",
-                      file=sys.stderr)
-                return 2
-            current = stored.client.current_secret
-            if current is None:
-                print("roam clients rotate-secret: this client has no secret", file=sys.stderr)
-                return 2
-            secret = secrets.token_urlsafe(32)
-            ends = int(time.time()) + overlap
-            updated = stored.client.model_copy(update={"secrets": (
-                StoredSecret(digest=secret_digest(secret)),
-                StoredSecret(digest=current.digest, not_after=ends))})
-            if await directory.save(updated, stored.version):
-                audit_event("client.secret.rotate", "success", subject=by,
-                            client=args.client_id, overlap=overlap)
-                print(f"new client secret (give it to the RP; shown once): {secret}")
-                print(f"the previous secret works until "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ends))}")
-                return 0
-        print("roam clients rotate-secret: the client changed meanwhile; try again",
-              file=sys.stderr)
-        return 1
+        review = ClientReview(_directory(store, config))
+        try:
+            secret, ends = await review.rotate_secret(args.client_id, by=by, overlap=overlap)
+        except ReviewRefused as refused:
+            print(f"roam clients rotate-secret: {refused}", file=sys.stderr)
+            return 1 if isinstance(refused, ReviewRaced) else 2
+        print(f"new client secret (give it to the RP; shown once): {secret}")
+        print(f"the previous secret works until "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ends))}")
+        return 0
 
-    return _audited_run(config, rotate)
+    return _run(config, rotate, audited=True)
 
 
 def add_client_commands(sub: Any) -> None:

@@ -59,8 +59,8 @@ def served(record: RegisteredClient) -> Client | None:
         return None
     if config is None:
         return None
-    previous = next((s for s in record.secrets if s.not_after), None)
-    return Client(config, registered=True,
+    previous = record.previous_secret
+    return Client(config,
                   previous_secret=(previous.digest, float(previous.not_after))
                   if previous else None)
 
@@ -86,13 +86,12 @@ class ClientDirectory:
         return Stored(RegisteredClient.model_validate(found.payload), found.version)
 
     async def create(self, record: RegisteredClient) -> None:
-        if not await self.store.swap(Kind.CLIENT, record.client_id, _payload(record),
-                                     CLIENT_TTL, expected=None, version=_version()):
+        if not await self.save(record, None):
             raise StoreError("a registered client with this id exists")  # 128 random bits
-        await self._changed(record)
 
-    async def save(self, record: RegisteredClient, expected: str) -> bool:
-        """Write ``record`` over the version read; False if another write came first."""
+    async def save(self, record: RegisteredClient, expected: str | None) -> bool:
+        """Write ``record`` over the version read (``None``: only if there is none); False
+        if another write came first."""
         if not await self.store.swap(Kind.CLIENT, record.client_id, _payload(record),
                                      CLIENT_TTL, expected=expected, version=_version()):
             return False

@@ -11,27 +11,32 @@ decision is kept on the client with who made it, when and why, and audited.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from gateway.audit import audit_event
 from gateway.config import RegistrationSection
 from gateway.identity import level_rank
 from gateway.oidc.client_directory import ClientDirectory, Stored
+from gateway.oidc.clients import secret_digest
 from gateway.oidc.invites import Invites
 from gateway.oidc.registered import Decision, RegisteredClient, Status
 
-__all__ = ["ApprovalPolicy", "ClientReview", "ReviewRefused"]
+__all__ = ["ApprovalPolicy", "ClientReview", "ReviewRaced", "ReviewRefused"]
 
 MAX_REASON = 200
+TRIES = 3  # reads of a record that another write keeps changing, before giving up
 
 
 class ReviewRefused(ValueError):
     """No such client, nothing to decide, or a decision that does not fit (a ValueError:
     the console, which knows nothing of this package, reports its message)."""
+
+
+class ReviewRaced(ReviewRefused):
+    """Other writes kept changing the client's record: nothing was decided; try again."""
 
 
 class ApprovalPolicy:
@@ -81,8 +86,7 @@ class ClientReview:
         """Every registered client, those waiting for a decision first (JSON-ready: the
         console's page and API)."""
         records = await self.directory.every()
-        records.sort(key=lambda r: (not (r.status == "pending" or (
-            r.status == "active" and bool(r.awaiting()))), -r.updated_at))
+        records.sort(key=lambda r: (not r.waiting, -r.updated_at))
         return [_view(r) for r in records]
 
     async def invite(self, region: str, *, expires_in: int, uses: int, by: str) -> str:
@@ -96,12 +100,7 @@ class ClientReview:
 
     async def waiting(self) -> list[RegisteredClient]:
         """Clients pending, and active ones with a request beyond their approval."""
-        return [r for r in await self.directory.every()
-                if r.status == "pending" or (r.status == "active" and r.awaiting())]
-
-    async def find(self, client_id: str) -> RegisteredClient | None:
-        stored = await self.directory.load(client_id)
-        return stored.client if stored else None
+        return [r for r in await self.directory.every() if r.waiting]
 
     async def approve(self, client_id: str, *, by: str, reason: str,
                       scopes: Iterable[str] | None = None, claims: Iterable[str] | None = None,
@@ -109,10 +108,8 @@ class ClientReview:
         """Approve what the client asks, or only the part named (narrowing). ``seen``: the
         record's ``revision`` the operator looked at — a client that changed its request
         since is not approved unseen. A suspended client is resumed, never approved."""
-        _check(by, reason)
-        for _ in range(3):
-            stored = await self._stored(client_id)
-            record = stored.client
+
+        def approved(record: RegisteredClient) -> RegisteredClient:
             if record.status not in ("pending", "active"):
                 raise ReviewRefused(f"the client is {record.status}: "
                                     + ("it must register again" if record.status == "rejected"
@@ -137,46 +134,33 @@ class ClientReview:
                                 scopes=approved_scopes, claims=approved_claims,
                                 level=want_level or "")
             # what was narrowed away is no longer asked: nothing waits after a decision
-            meta = {**record.metadata, "scope": " ".join(approved_scopes),
-                    "claims": list(approved_claims),
-                    "default_acr_values": [v for v in record.levels
-                                           if level_rank(v) <= level_rank(want_level or "L1")]}
-            updated = record.decided(decision, status="active", metadata=meta,
-                                     approved_scopes=approved_scopes,
-                                     approved_claims=approved_claims,
-                                     approved_level=want_level or "")
-            if await self.directory.save(updated, stored.version):
-                audit_event("client.approve", "success", subject=by, client=client_id,
-                            decision=decision.decision, reason=reason)
-                return updated
-        raise ReviewRefused("the client changed meanwhile; try again")
+            return record.decided(
+                decision, status="active",
+                metadata=record.asking_only(approved_scopes, approved_claims, want_level),
+                approved_scopes=approved_scopes, approved_claims=approved_claims,
+                approved_level=want_level or "")
+
+        updated = await self._change(client_id, approved, by=by, reason=reason)
+        audit_event("client.approve", "success", subject=by, client=client_id,
+                    decision=updated.decisions[-1].decision, reason=reason)
+        return updated
 
     async def reject(self, client_id: str, *, by: str, reason: str) -> RegisteredClient:
         """Refuse a pending client (it stays unable to do anything), or an active client's
         request for more (it keeps what it was approved for, and asks for no more)."""
-        _check(by, reason)
-        for _ in range(3):
-            stored = await self._stored(client_id)
-            record = stored.client
+
+        def rejected(record: RegisteredClient) -> RegisteredClient:
             decision = Decision(at=int(time.time()), by=by, reason=reason, decision="rejected")
-            if record.status == "active":
-                if not record.awaiting():
-                    raise ReviewRefused("nothing of this client waits for a decision")
-                meta = {**record.metadata,
-                        "scope": " ".join(s for s in record.scopes
-                                          if s in record.approved_scopes),
-                        "claims": [c for c in record.claims if c in record.approved_claims],
-                        "default_acr_values": [
-                            v for v in record.levels
-                            if level_rank(v) <= level_rank(record.approved_level or "L1")]}
-                updated = record.decided(decision, metadata=meta)
-            else:
-                updated = record.decided(decision, status="rejected")
-            if await self.directory.save(updated, stored.version):
-                audit_event("client.reject", "success", subject=by, client=client_id,
-                            reason=reason)
-                return updated
-        raise ReviewRefused("the client changed meanwhile; try again")
+            if record.status != "active":
+                return record.decided(decision, status="rejected")
+            if not record.awaiting():
+                raise ReviewRefused("nothing of this client waits for a decision")
+            return record.decided(decision, metadata=record.asking_only(
+                record.approved_scopes, record.approved_claims, record.approved_level))
+
+        updated = await self._change(client_id, rejected, by=by, reason=reason)
+        audit_event("client.reject", "success", subject=by, client=client_id, reason=reason)
+        return updated
 
     async def suspend(self, client_id: str, *, by: str, reason: str) -> RegisteredClient:
         """Stop an active client at once in every process: it cannot authenticate, its
@@ -192,46 +176,69 @@ class ClientReview:
                                ) -> tuple[str, RegisteredClient]:
         """A new registration access token for a client that lost its own (the old one
         stops working); shown once."""
-        _check(by, reason)
-        for _ in range(3):
-            stored = await self._stored(client_id)
-            token = secrets.token_urlsafe(32)
-            updated = stored.client.decided(
-                Decision(at=int(time.time()), by=by, reason=reason, decision="token"),
-                access_digest=hashlib.sha256(token.encode()).hexdigest())
-            if await self.directory.save(updated, stored.version):
-                audit_event("client.token", "success", subject=by, client=client_id,
-                            reason=reason)
-                return token, updated
-        raise ReviewRefused("the client changed meanwhile; try again")
+        token = secrets.token_urlsafe(32)
+
+        def reissued(record: RegisteredClient) -> RegisteredClient:
+            return record.with_access_token(token).decided(
+                Decision(at=int(time.time()), by=by, reason=reason, decision="token"))
+
+        updated = await self._change(client_id, reissued, by=by, reason=reason)
+        audit_event("client.token", "success", subject=by, client=client_id, reason=reason)
+        return token, updated
+
+    async def rotate_secret(self, client_id: str, *, by: str, overlap: int
+                            ) -> tuple[str, int]:
+        """A new secret, made here (shown once), and when the previous one stops working."""
+        secret, ends = secrets.token_urlsafe(32), int(time.time()) + overlap
+
+        def rotated(record: RegisteredClient) -> RegisteredClient:
+            if record.current_secret is None:
+                raise ReviewRefused("this client has no secret")
+            return record.with_secret(secret_digest(secret), previous_until=ends)
+
+        await self._change(client_id, rotated, by=by, reason=None)
+        audit_event("client.secret.rotate", "success", subject=by, client=client_id,
+                    overlap=overlap)
+        return secret, ends
 
     async def delete(self, client_id: str, *, by: str, reason: str) -> None:
         """Remove a registered client (its tokens stop being active everywhere)."""
         _check(by, reason)
-        for _ in range(3):
+        for _ in range(TRIES):
             stored = await self._stored(client_id)
             if await self.directory.delete(client_id, stored.version):
                 audit_event("client.delete", "success", subject=by, client=client_id,
                             reason=reason)
                 return
-        raise ReviewRefused("the client changed meanwhile; try again")
+        raise ReviewRaced("the client changed meanwhile; try again")
 
     async def _set_status(self, client_id: str, *, by: str, reason: str, expected: str,
                           to: Status, decision: Literal["suspended", "resumed"]
                           ) -> RegisteredClient:
-        _check(by, reason)
-        for _ in range(3):
-            stored = await self._stored(client_id)
-            if stored.client.status != expected:
-                raise ReviewRefused(f"the client is {stored.client.status}, not {expected}")
-            updated = stored.client.decided(
+        def moved(record: RegisteredClient) -> RegisteredClient:
+            if record.status != expected:
+                raise ReviewRefused(f"the client is {record.status}, not {expected}")
+            return record.decided(
                 Decision(at=int(time.time()), by=by, reason=reason, decision=decision),
                 status=to)
+
+        updated = await self._change(client_id, moved, by=by, reason=reason)
+        action = "client.suspend" if decision == "suspended" else "client.resume"
+        audit_event(action, "success", subject=by, client=client_id, reason=reason)
+        return updated
+
+    async def _change(self, client_id: str,
+                      change: Callable[[RegisteredClient], RegisteredClient], *,
+                      by: str, reason: str | None) -> RegisteredClient:
+        """Write ``change`` of the client's record over the version it was made from,
+        reading again if another write came first (``ReviewRefused`` after ``TRIES``)."""
+        _check(by, reason)
+        for _ in range(TRIES):
+            stored = await self._stored(client_id)
+            updated = change(stored.client)
             if await self.directory.save(updated, stored.version):
-                action = "client.suspend" if decision == "suspended" else "client.resume"
-                audit_event(action, "success", subject=by, client=client_id, reason=reason)
                 return updated
-        raise ReviewRefused("the client changed meanwhile; try again")
+        raise ReviewRaced("the client changed meanwhile; try again")
 
     async def _stored(self, client_id: str) -> Stored:
         stored = await self.directory.load(client_id)
@@ -240,10 +247,11 @@ class ClientReview:
         return stored
 
 
-def _check(by: str, reason: str) -> None:
+def _check(by: str, reason: str | None) -> None:
+    """Who decides is named; and why, unless ``reason`` is None (a routine rotation)."""
     if not by or len(by) > 64:
         raise ReviewRefused("who decides must be named")
-    if not reason.strip() or len(reason) > MAX_REASON:
+    if reason is not None and (not reason.strip() or len(reason) > MAX_REASON):
         raise ReviewRefused(f"a reason of 1 to {MAX_REASON} characters is required")
 
 
@@ -254,8 +262,7 @@ def _view(record: RegisteredClient) -> dict[str, Any]:
             "redirect_uris": list(meta.get("redirect_uris", [])),
             "scopes": list(record.scopes), "claims": list(record.claims),
             "levels": list(record.levels), "awaiting": record.awaiting(),
-            "waiting": record.status == "pending" or (
-                record.status == "active" and bool(record.awaiting())),
+            "waiting": record.waiting,
             "contacts": list(meta.get("contacts", [])),
             "updated_at": time.strftime("%Y-%m-%d %H:%M:%S",
                                         time.localtime(record.updated_at)),

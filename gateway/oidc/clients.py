@@ -30,13 +30,11 @@ def secret_digest(secret: str) -> str:
 
 class Client(ClientMixin):  # type: ignore[misc]
     def __init__(self, config: ClientConfig, *,
-                 previous_secret: tuple[str, float] | None = None,
-                 registered: bool = False) -> None:
+                 previous_secret: tuple[str, float] | None = None) -> None:
         self.config = config
         self.client_id = config.client_id
         # a registered client's secret before the last rotation: (digest, epoch end)
         self.previous_secret = previous_secret
-        self.registered = registered  # from the store (RFC 7591), not clients.toml
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r})"

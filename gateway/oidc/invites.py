@@ -9,11 +9,11 @@ processes race with it; a registration refused for its metadata gives its use ba
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
 
+from gateway.oidc.clients import secret_digest
 from gateway.store.base import Kind, Store
 
 __all__ = ["Invite", "Invites"]
@@ -30,10 +30,6 @@ class Invite:
     expires_at: int
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Invites:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -46,7 +42,7 @@ class Invites:
         if not 0 < uses <= 1000:
             raise ValueError("an invitation allows between 1 and 1000 registrations")
         token = secrets.token_urlsafe(32)
-        invite = Invite(_digest(token), region, uses, by, int(time.time()) + expires_in)
+        invite = Invite(secret_digest(token), region, uses, by, int(time.time()) + expires_in)
         await self.store.upsert(Kind.REGISTRATION_INVITE, invite.id, {
             "region": region, "uses": uses, "by": by, "expires_at": invite.expires_at},
             expires_in)
@@ -56,7 +52,7 @@ class Invites:
         """The invitation ``token`` is, if it lasts and has uses left (nothing taken)."""
         if not token or len(token) > 256:
             return None
-        invite = await self._read(_digest(token))
+        invite = await self._read(secret_digest(token))
         if invite is None:
             return None
         used = await self.store.incr(Kind.REGISTRATION_INVITE_USES, invite.id, 1, by=0)
@@ -70,7 +66,7 @@ class Invites:
         used = await self.store.incr(Kind.REGISTRATION_INVITE_USES, invite.id, left)
         if used.value <= invite.uses:
             return True
-        await self.store.incr(Kind.REGISTRATION_INVITE_USES, invite.id, left, by=-1)
+        await self.give_back(invite)
         return False
 
     async def give_back(self, invite: Invite) -> None:

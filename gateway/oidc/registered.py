@@ -13,12 +13,14 @@ current one and, for ``secret_overlap`` seconds after a rotation, the one before
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config import ClientConfig
 from gateway.identity import SCOPE_CLAIMS, level_rank
+from gateway.oidc.clients import secret_digest
 
 __all__ = ["Decision", "RegisteredClient", "Status", "StoredSecret", "requested_claims"]
 
@@ -87,6 +89,21 @@ class RegisteredClient(_Frozen):
         """The highest level the client asks for ("" if none)."""
         return max(self.levels, key=level_rank, default="")
 
+    @property
+    def waiting(self) -> bool:
+        """Whether an operator's decision is awaited: pending, or active asking for more."""
+        return self.status == "pending" or (self.status == "active" and bool(self.awaiting()))
+
+    def asking_only(self, scopes: Iterable[str], claims: Iterable[str], level: str
+                    ) -> dict[str, Any]:
+        """The metadata asking for no more than these scopes, claims and level (what a
+        decision leaves asked: nothing waits after it)."""
+        scopes, claims = set(scopes), set(claims)
+        return {**self.metadata, "scope": " ".join(s for s in self.scopes if s in scopes),
+                "claims": [c for c in self.claims if c in claims],
+                "default_acr_values": [v for v in self.levels
+                                       if level_rank(v) <= level_rank(level or "L1")]}
+
     def awaiting(self) -> dict[str, tuple[str, ...]]:
         """What the client asked for beyond its approval (empty: nothing waits)."""
         waiting = {
@@ -136,6 +153,24 @@ class RegisteredClient(_Frozen):
     @property
     def current_secret(self) -> StoredSecret | None:
         return next((s for s in self.secrets if not s.not_after), None)
+
+    @property
+    def previous_secret(self) -> StoredSecret | None:
+        """The secret before the last rotation, while its overlap is recorded."""
+        return next((s for s in self.secrets if s.not_after), None)
+
+    def with_secret(self, digest: str, *, previous_until: int) -> RegisteredClient:
+        """A new current secret; the one it replaces works until ``previous_until``."""
+        current = self.current_secret
+        kept = (StoredSecret(digest=current.digest, not_after=previous_until),) \
+            if current else ()
+        return self.model_copy(update={"secrets": (StoredSecret(digest=digest), *kept)})
+
+    def with_access_token(self, token: str) -> RegisteredClient:
+        """The record knowing only the digest of a new registration access token (shown
+        once, by the caller); the one before stops working."""
+        return self.model_copy(update={"access_digest": secret_digest(token),
+                                       "updated_at": int(time.time())})
 
     def secret_digests(self, now: float | None = None) -> tuple[str, ...]:
         """The digests a presented secret may match now: current, and the overlap's."""

@@ -19,7 +19,6 @@ client that does not exist (RFC 7592 §2.1) — and the RFC 7591 §3.2.2 codes w
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -94,7 +93,7 @@ class RegistrationEndpoint:
         record = self.deps.policy.registered(RegisteredClient(
             client_id=client_id, metadata=meta, status="pending", region=invite.region,
             secrets=(StoredSecret(digest=secret_digest(secret)),) if secret else (),
-            access_digest=_digest(access), issued_at=now, updated_at=now))
+            access_digest=secret_digest(access), issued_at=now, updated_at=now))
         try:
             await self.deps.directory.create(record)
         except BaseException:
@@ -158,9 +157,7 @@ class RegistrationEndpoint:
         secret = secrets.token_urlsafe(32)
         ends = int(time.time()) + self.deps.secret_overlap
         access, updated = _rotated(record)
-        updated = updated.model_copy(update={"secrets": (
-            StoredSecret(digest=secret_digest(secret)),
-            StoredSecret(digest=record.current_secret.digest, not_after=ends))})
+        updated = updated.with_secret(secret_digest(secret), previous_until=ends)
         await self._save(updated, stored)
         audit_event("client.secret.rotate", "success", client=record.client_id,
                     overlap=self.deps.secret_overlap)
@@ -192,7 +189,7 @@ class RegistrationEndpoint:
         token = _bearer(request)
         shaped = bool(_CLIENT_ID.match(client_id))
         stored = await self.deps.directory.load(client_id) if token and shaped else None
-        if stored is None or not hmac.compare_digest(_digest(token),
+        if stored is None or not hmac.compare_digest(secret_digest(token),
                                                      stored.client.access_digest):
             audit_event("client.manage", "denied", client=client_id if shaped else None)
             raise _unauthorised(token, "The registration access token is not valid for "
@@ -263,10 +260,6 @@ def _new_secret(meta: dict[str, Any]) -> str:
 
 
 def _rotated(record: RegisteredClient) -> tuple[str, RegisteredClient]:
+    """A new registration access token, and the record that knows it."""
     access = secrets.token_urlsafe(32)
-    return access, record.model_copy(update={"access_digest": _digest(access),
-                                             "updated_at": int(time.time())})
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return access, record.with_access_token(access)

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.audit import audit_event
-from gateway.csrf import FIELD, Csrf
-from gateway.ops.console import MAX_REASON, Pages, api_request, json_error
+from gateway.csrf import Csrf
+from gateway.ops.console import MAX_REASON, Pages, api_request, form_request, json_error
 from gateway.ops.console_sessions import ConsoleSession, ConsoleSessions
 
 __all__ = ["ClientConsole", "Registrations"]
@@ -79,11 +79,10 @@ class ClientConsole:
         return response
 
     async def decide_form(self, request: Request) -> Response:
-        session = await self.sessions.load(request)
-        if session is None:
-            return RedirectResponse("/ops/login", status_code=303, headers=_NO_STORE)
-        form = await request.form()
-        self.csrf.check(request, form.get(FIELD))
+        read = await form_request(request, self.sessions, self.csrf)
+        if isinstance(read, Response):
+            return read
+        session, form = read
         values: dict[str, Any] = {k: form.get(k) for k in ("client_id", "decision", "reason",
                                                            "level")}
         values["claims"] = [c for c in form.getlist("claim") if isinstance(c, str)]
@@ -99,11 +98,10 @@ class ClientConsole:
         return RedirectResponse("/ops/clients?done=1", status_code=303, headers=_NO_STORE)
 
     async def invite_form(self, request: Request) -> Response:
-        session = await self.sessions.load(request)
-        if session is None:
-            return RedirectResponse("/ops/login", status_code=303, headers=_NO_STORE)
-        form = await request.form()
-        self.csrf.check(request, form.get(FIELD))
+        read = await form_request(request, self.sessions, self.csrf)
+        if isinstance(read, Response):
+            return read
+        session, form = read
         try:
             days, uses = int(str(form.get("days") or "7")), int(str(form.get("uses") or "1"))
         except ValueError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -28,7 +29,7 @@ from gateway.ops.console_sessions import ConsoleSession, ConsoleSessions
 from gateway.ops.operators import OperatorLogin, OpsLoginRefused
 
 __all__ = ["MAX_REASON", "REFRESH", "Board", "Console", "Pages", "UnknownTarget", "api_request",
-           "json_error"]
+           "form_request", "json_error"]
 
 
 REFRESH = 15  # seconds between the status page's reloads
@@ -59,6 +60,18 @@ class Pages(Protocol):
 def json_error(error: str, description: str, status: int) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description},
                         status_code=status, headers=_NO_STORE)
+
+
+async def form_request(request: Request, sessions: ConsoleSessions, csrf: Csrf
+                       ) -> tuple[ConsoleSession, FormData] | Response:
+    """A page's form that changes something: its console session and the form (its CSRF
+    field checked: ``PageError`` if wrong), or the way to the login page."""
+    session = await sessions.load(request)
+    if session is None:
+        return RedirectResponse("/ops/login", status_code=303, headers=_NO_STORE)
+    form = await request.form()
+    csrf.check(request, form.get(FIELD))
+    return session, form
 
 
 async def api_request(request: Request, sessions: ConsoleSessions, csrf: Csrf
@@ -148,11 +161,10 @@ class Console:
         return response
 
     async def rotation_form(self, request: Request) -> Response:
-        session = await self.sessions.load(request)
-        if session is None:
-            return RedirectResponse("/ops/login", status_code=303, headers=_NO_STORE)
-        form = await request.form()
-        self.csrf.check(request, form.get(FIELD))
+        read = await form_request(request, self.sessions, self.csrf)
+        if isinstance(read, Response):
+            return read
+        session, form = read
         values = {k: form.get(k) for k in ("system", "instance", "in_rotation", "reason")}
         await self._rotate(session, values, page=True)
         return RedirectResponse("/ops?done=1", status_code=303, headers=_NO_STORE)
