@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from joserfc import jws
 
+from gateway import keys as keys_module
 from gateway.errors import KeyError_, TokenError
 from gateway.keys import KeyRing, SigningKey, generate_key_file, validate_claims
 
@@ -326,6 +328,20 @@ def test_round_trip(ring: KeyRing, alg: str) -> None:
     validate_claims(got, issuer=ISSUER, audience="rp-1")
 
 
+def test_claims_are_written_as_compact_utf8_json(ring: KeyRing) -> None:
+    claims = fresh_claims(name="张三", amr=["pwd"], cnf={"jkt": "x"}, flag=True, none=None)
+    payload = ring.sign(claims, alg="ES256").split(".")[1]
+    written = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert written == json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_a_claim_json_has_no_form_for_is_refused(ring: KeyRing) -> None:
+    from datetime import UTC, datetime
+
+    with pytest.raises(TypeError):
+        ring.sign(fresh_claims(auth_time=datetime.now(UTC)), alg="ES256")
+
+
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
 def test_signature_checks_out_with_plain_cryptography(tmp_path: Path, alg: str) -> None:
     """Interop: a token from the ring verifies with the file's key and no JOSE library."""
@@ -378,6 +394,71 @@ def test_algs_restricts_accepted_algorithms(ring: KeyRing) -> None:
     token = ring.sign(fresh_claims(), alg="RS256")
     with pytest.raises(TokenError, match="algorithm"):
         ring.verify(token, algs=("ES256",))
+
+
+# -- tokens verified before ---------------------------------------------------------------
+
+
+def test_a_token_verified_once_is_not_checked_again(ring: KeyRing,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    token = ring.sign(fresh_claims(), alg="ES256", typ="at+jwt")
+    _, claims = ring.verify(token, typ="at+jwt")
+
+    def no_signature_check(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("the signature was checked again")
+
+    monkeypatch.setattr(jws, "validate_compact", no_signature_check)
+    header, again = ring.verify(token, typ="at+jwt")
+    assert again == claims
+    assert header["alg"] == "ES256"
+    with pytest.raises(AssertionError):  # a token not seen before is still checked
+        ring.verify(ring.sign(fresh_claims(), alg="ES256"))
+
+
+def test_a_remembered_token_keeps_its_header_checks(ring: KeyRing) -> None:
+    token = ring.sign(fresh_claims(), alg="RS256", typ="at+jwt")
+    ring.verify(token, typ="at+jwt")
+    with pytest.raises(TokenError, match="algorithm"):
+        ring.verify(token, algs=("ES256",))
+    with pytest.raises(TokenError, match="type"):
+        ring.verify(token, typ="logout+jwt")
+
+
+def test_a_remembered_token_is_handed_out_as_a_copy(ring: KeyRing) -> None:
+    token = ring.sign(fresh_claims(), alg="ES256")
+    header, claims = ring.verify(token)
+    header["alg"], claims["sub"] = "none", "someone-else"
+    again_header, again = ring.verify(token)
+    assert again_header["alg"] == "ES256"
+    assert again["sub"] == fresh_claims()["sub"]
+
+
+def test_adopting_other_keys_forgets_the_tokens_verified(tmp_path: Path) -> None:
+    ring = KeyRing.ephemeral()
+    token = ring.sign(fresh_claims(), alg="ES256")
+    ring.verify(token)
+    generate_key_file(tmp_path, "ES256")
+    generate_key_file(tmp_path, "RS256")
+    ring.adopt(KeyRing.from_directory(tmp_path))  # the old key left the directory
+    with pytest.raises(TokenError, match="unknown key"):
+        ring.verify(token)
+
+
+def test_only_good_tokens_are_remembered_and_only_so_many(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ring = KeyRing.ephemeral(["ES256"])
+    monkeypatch.setattr(keys_module, "VERIFIED_LIMIT", 3)
+    tokens = [ring.sign(fresh_claims(jti=str(n)), alg="ES256") for n in range(5)]
+    for token in tokens:
+        ring.verify(token)
+    head, _payload, signature = tokens[0].split(".")
+    forged = f"{head}.{b64url(json.dumps(fresh_claims(sub='x')).encode())}.{signature}"
+    with pytest.raises(TokenError):
+        ring.verify(forged)
+    remembered = ring._verified
+    assert list(remembered) == tokens[2:]  # the oldest went first; the forgery never came
+    with pytest.raises(TokenError):
+        ring.verify(forged)
 
 
 # -- attacks ------------------------------------------------------------------------------
