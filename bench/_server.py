@@ -49,11 +49,11 @@ from gateway.app import gateway_app
 from gateway.audit import AuditTrail, open_trail
 from gateway.config import ClientConfig, Config, load_config
 from gateway.config.settings import AuditSection
+from gateway.digests import secret_digest
 from gateway.ids import new_id
 from gateway.keys import KeyRing
 from gateway.metrics import Metrics
 from gateway.oidc.bridge import NO_STORE
-from gateway.oidc.clients import secret_digest
 from gateway.oidc.minter import ACCESS_TOKEN_TYP
 from gateway.server import LOOP, freeze_startup_objects, uvicorn_config
 from gateway.wiring import build_gateway

@@ -1,4 +1,11 @@
-"""Keyed digests: store ids made from values a reader of the store could guess.
+"""Digests kept in the store instead of what they are made of.
+
+Secrets the gateway made or that clients hold (a session cookie's secret, a client
+secret, an initial access token) are high-entropy random strings: a plain SHA-256 of
+one is kept (:func:`secret_digest`) and compared in constant time
+(:func:`secret_matches`). A slow KDF is for human passwords only.
+
+Keyed digests: store ids made from values a reader of the store could guess.
 
 A resident ID number has little entropy (an area, a birth date, three digits and a check
 character), so a plain SHA-256 of one in a Redis key is as good as the number to anyone
@@ -12,9 +19,20 @@ import hashlib
 import hmac
 import secrets
 
-__all__ = ["KeyedDigests"]
+__all__ = ["KeyedDigests", "secret_digest", "secret_matches"]
 
 MIN_SECRET_BYTES = 32
+
+
+def secret_digest(secret: str) -> str:
+    """What the store keeps of a high-entropy secret: hex SHA-256 (a cookie's secret, an
+    operator's console session, ``client_secret_sha256``, an initial access token)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(stored_digest: str, secret: str) -> bool:
+    """Whether ``secret`` is the one ``stored_digest`` was made of (constant time)."""
+    return hmac.compare_digest(stored_digest, secret_digest(secret))
 
 
 class KeyedDigests:

@@ -39,6 +39,7 @@ from starlette.responses import Response
 
 from gateway.config import SessionSection
 from gateway.cookies import cookie_value, host_cookie_name
+from gateway.digests import secret_digest, secret_matches
 from gateway.identity import Identity
 from gateway.ids import new_id
 from gateway.memo import remember
@@ -46,8 +47,6 @@ from gateway.sessions import (
     Session,
     SessionManager,
     cookie_parts,
-    secret_digest,
-    secret_matches,
     session_group,
 )
 from gateway.store.base import Kind, Store, load_payload

@@ -20,8 +20,6 @@ Records it writes (``grant_id`` puts them in the store's grant index):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +30,7 @@ from starlette.responses import Response
 
 from gateway.config import SessionSection
 from gateway.cookies import cookie_value, host_cookie_name
+from gateway.digests import secret_digest, secret_matches
 from gateway.identity import Identity
 from gateway.ids import new_id
 from gateway.memo import remember
@@ -46,8 +45,6 @@ __all__ = [
     "Timed",
     "cookie_parts",
     "link_id",
-    "secret_digest",
-    "secret_matches",
     "session_group",
     "subject_group",
 ]
@@ -63,22 +60,11 @@ def session_group(sid: str) -> str:
     return f"sid:{sid}"
 
 
-def secret_digest(secret: str) -> str:
-    """What the store keeps of a cookie's secret (the issuer's session, a host session,
-    an operator's console session)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def cookie_parts(value: str) -> tuple[str, str] | None:
     """A session cookie's ``<id>.<secret>``: the id the store keeps it under and the
     secret only its digest is kept of; None for anything else."""
     sid, _, secret = value.partition(".")
     return (sid, secret) if sid and secret else None
-
-
-def secret_matches(stored_digest: str, secret: str) -> bool:
-    """Whether ``secret`` is the one ``stored_digest`` was made of (constant time)."""
-    return hmac.compare_digest(stored_digest, secret_digest(secret))
 
 
 class Timed(Protocol):

@@ -1,4 +1,5 @@
-"""gateway/digests.py: HMACs under the gateway's secret, for guessable store ids."""
+"""gateway/digests.py: SHA-256 of high-entropy secrets, and HMACs under the gateway's
+secret for guessable store ids."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 
 import pytest
 
-from gateway.digests import KeyedDigests
+from gateway.digests import KeyedDigests, secret_digest, secret_matches
 
 NUMBER = "430102199001010016"
 
@@ -26,3 +27,13 @@ def test_a_short_secret_is_refused_and_none_is_ever_printed() -> None:
     assert "secret" in repr(KeyedDigests(b"c" * 32))
     assert "ccc" not in repr(KeyedDigests(b"c" * 32))
     assert KeyedDigests.ephemeral().of("x", "1") != KeyedDigests.ephemeral().of("x", "1")
+
+
+def test_a_secret_is_kept_as_its_sha256_and_matched_against_it() -> None:
+    secret = "Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb25t"
+    kept = secret_digest(secret)
+    assert kept == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in kept
+    assert secret_matches(kept, secret)
+    assert not secret_matches(kept, secret[:-1])
+    assert not secret_matches(kept, "")

@@ -20,10 +20,11 @@ from typing import Any
 from gateway.audit import audit_event
 from gateway.cli.common import _config, _operator
 from gateway.config import Config
+from gateway.digests import secret_digest
 from gateway.errors import ConfigError
 from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.client_review import ClientReview, ReviewRaced, ReviewRefused
-from gateway.oidc.clients import ClientRegistry, secret_digest
+from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.invites import Invites
 from gateway.oidc.registered import RegisteredClient
 from gateway.store.base import Store

@@ -12,7 +12,7 @@ authorization server, with the store's single-use step), ``grant_types``, ``brid
 from gateway.oidc.active import ActiveTokens
 from gateway.oidc.authorize import Authorizer
 from gateway.oidc.backchannel import BackchannelLogout
-from gateway.oidc.clients import Client, ClientRegistry, secret_digest
+from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.delivery import Delivery
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.end_session import EndSession
@@ -43,5 +43,4 @@ __all__ = [
     "TokenLookup",
     "TokenMinter",
     "UserinfoEndpoint",
-    "secret_digest",
 ]

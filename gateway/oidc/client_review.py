@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from gateway.audit import audit_event
 from gateway.config import RegistrationSection
+from gateway.digests import secret_digest
 from gateway.identity import level_rank
 from gateway.oidc.client_directory import ClientDirectory, Stored
-from gateway.oidc.clients import secret_digest
 from gateway.oidc.invites import Invites
 from gateway.oidc.registered import Decision, RegisteredClient, Status
 

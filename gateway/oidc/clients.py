@@ -6,7 +6,6 @@ constant time is the right check; a slow password KDF here would cap token throu
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -14,18 +13,14 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from gateway.config import ClientConfig
+from gateway.digests import secret_digest
 from gateway.identity import SCOPE_CLAIMS
 
-__all__ = ["TOKEN_AUTH_METHODS", "TOKEN_EXCHANGE", "Client", "ClientRegistry", "secret_digest"]
+__all__ = ["TOKEN_AUTH_METHODS", "TOKEN_EXCHANGE", "Client", "ClientRegistry"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
 """How a client may authenticate at /token (each client: the one it registered)."""
-
-
-def secret_digest(secret: str) -> str:
-    """The value to put in ``client_secret_sha256``."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class Client(ClientMixin):  # type: ignore[misc]

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.oidc.clients import secret_digest
+from gateway.digests import secret_digest
 from gateway.store.base import Kind, Store
 
 __all__ = ["Invite", "Invites"]

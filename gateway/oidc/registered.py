@@ -19,8 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config import ClientConfig
+from gateway.digests import secret_digest
 from gateway.identity import SCOPE_CLAIMS, level_rank
-from gateway.oidc.clients import secret_digest
 
 __all__ = ["Decision", "RegisteredClient", "Status", "StoredSecret", "requested_claims"]
 

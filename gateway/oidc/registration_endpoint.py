@@ -33,11 +33,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.audit import audit_event
+from gateway.digests import secret_digest
 from gateway.errors import ProtocolError
 from gateway.oidc.bearer import bearer_error
 from gateway.oidc.client_directory import ClientDirectory, Stored
 from gateway.oidc.client_review import ApprovalPolicy
-from gateway.oidc.clients import secret_digest
 from gateway.oidc.invites import Invites
 from gateway.oidc.registered import RegisteredClient, StoredSecret
 from gateway.oidc.registration import (

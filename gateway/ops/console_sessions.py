@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.cookies import cookie_value, host_cookie_name
+from gateway.digests import secret_digest, secret_matches
 from gateway.ids import new_id
 from gateway.ops.operators import Operator, Role
-from gateway.sessions import cookie_parts, secret_digest, secret_matches
+from gateway.sessions import cookie_parts
 from gateway.store.base import Kind, Store
 
 __all__ = ["OPS_COOKIE", "ConsoleSession", "ConsoleSessions"]

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from gateway.config import RegistrationSection
+from gateway.digests import secret_digest
 from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.client_review import ApprovalPolicy
-from gateway.oidc.clients import ClientRegistry, secret_digest
+from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.registered import RegisteredClient, StoredSecret
 from gateway.store import RedisStore
 from tests.support.cli import roam

@@ -11,9 +11,10 @@ import time
 import pytest
 
 from gateway.config import ClientConfig, RegistrationSection
+from gateway.digests import secret_digest
 from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.client_review import ApprovalPolicy, ClientReview, ReviewRefused
-from gateway.oidc.clients import ClientRegistry, secret_digest
+from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.invites import Invites
 from gateway.oidc.registered import RegisteredClient, StoredSecret
 from gateway.store.base import Store
