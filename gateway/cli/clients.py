@@ -1,9 +1,9 @@
 """``roam clients …``: relying parties — the static ones of clients.toml, and those that
 registered themselves (RFC 7591) through an operator's invitation.
 
-``invite``, ``pending``, ``approve``, ``reject``, ``rotate-secret`` and ``list`` (its
-registered part) work on the running gateways' shared store, so they need the ``redis``
-backend; every change is audited with the operator's name.
+``invite``, ``pending``, ``approve``, ``reject``, ``rotate-secret``, ``export``,
+``import`` and ``list`` (its registered part) work on the running gateways' shared store,
+so they need the ``redis`` backend; every change is audited with the operator's name.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from gateway.audit import audit_event
@@ -22,6 +23,7 @@ from gateway.cli.common import _config, _operator
 from gateway.config import Config
 from gateway.digests import secret_digest
 from gateway.errors import ConfigError
+from gateway.oidc.client_backup import BackupError, read_backup, restore, write_backup
 from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.client_review import ClientReview, ReviewRaced, ReviewRefused
 from gateway.oidc.clients import ClientRegistry
@@ -234,6 +236,56 @@ def cmd_rotate_secret(args: argparse.Namespace) -> int:
     return _run(config, rotate, audited=True)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every registered client to a file (digests, never secrets), for ``import``."""
+    config = _config(args)
+    _shared(config, "export")
+    by = _operator()
+
+    async def export(store: Store) -> int:
+        records = await _directory(store, config).every()
+        try:
+            write_backup(Path(args.out), records)
+        except OSError as error:
+            print(f"roam clients export: {args.out}: {error.strerror or error}",
+                  file=sys.stderr)
+            return 1
+        audit_event("operator.clients.export", "success", subject=by, count=len(records))
+        print(f"{len(records)} registered clients written to {args.out}")
+        return 0
+
+    return _run(config, export, audited=True)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Registered clients back from an export: the ones the store lacks (``--replace``:
+    every one). The whole file is checked before anything is written."""
+    config = _config(args)
+    _shared(config, "import")
+    try:
+        records = read_backup(Path(args.file))
+    except BackupError as error:
+        print(f"roam clients import: {error}", file=sys.stderr)
+        return 2
+    by = _operator()
+
+    async def restore_all(store: Store) -> int:
+        done = await restore(_directory(store, config), records, replace=args.replace)
+        for client_id in done.created:
+            audit_event("client.import", "success", subject=by, client=client_id,
+                        replaced=False)
+        for client_id in done.replaced:
+            audit_event("client.import", "success", subject=by, client=client_id,
+                        replaced=True)
+        print(f"restored {len(done.created)}, replaced {len(done.replaced)}, "
+              f"kept as stored {len(done.kept)}")
+        for client_id in done.kept:
+            print(f"  kept: {client_id}")
+        return 0
+
+    return _run(config, restore_all, audited=True)
+
+
 def add_client_commands(sub: Any) -> None:
     """``roam clients …`` under the top parser's subcommands."""
     clients = sub.add_parser("clients", help="relying parties").add_subparsers(
@@ -278,3 +330,13 @@ def add_client_commands(sub: Any) -> None:
                         help="how long the old secret keeps working (default: "
                              "registration.secret_overlap)")
     rotate.set_defaults(func=cmd_rotate_secret)
+    export = clients.add_parser("export", help="every registered client to a file "
+                                               "(secret digests only), for import")
+    export.add_argument("--out", required=True, help="the file to write (mode 0600)")
+    export.set_defaults(func=cmd_export)
+    restore_ = clients.add_parser("import", help="registered clients back from an export: "
+                                                 "those the store lacks")
+    restore_.add_argument("file", help="a file `roam clients export` wrote")
+    restore_.add_argument("--replace", action="store_true",
+                          help="overwrite clients the store has too")
+    restore_.set_defaults(func=cmd_import)

@@ -16,6 +16,7 @@ from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.registered import RegisteredClient, StoredSecret
 from gateway.store import RedisStore
 from tests.support.cli import roam
+from tests.support.redis_server import delete_prefixed
 
 
 def seeded(redis_url: str, prefix: str, client_id: str) -> None:
@@ -102,3 +103,39 @@ def test_an_operator_suspends_resumes_rotates_reissues_and_deletes(
         assert f'"{action}"' in trail, action
     assert secret not in trail
     assert token not in trail
+
+
+def test_an_operator_exports_and_after_a_loss_imports_the_registered_clients(
+        redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    env = {"ROAM_STORE_BACKEND": "redis", "ROAM_STORE_REDIS_URL": redis_url,
+           "ROAM_STORE_PREFIX": redis_prefix, "ROAM_AUDIT_PATH": str(tmp_path / "a.jsonl")}
+    seeded(redis_url, redis_prefix, "rp-hengyang")
+    seeded(redis_url, redis_prefix, "rp-leiyang")
+    before = stored(redis_url, redis_prefix, "rp-hengyang")
+    backup = tmp_path / "backup" / "clients.json"
+    backup.parent.mkdir()
+    exported = roam("clients", "export", "--out", str(backup), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert "2 registered clients" in exported.stdout
+
+    delete_prefixed(redis_url, redis_prefix)  # Redis lost its data
+    assert stored(redis_url, redis_prefix, "rp-hengyang") is None
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "roam-registered-clients/1", "clients": [{}]}')
+    refused = roam("clients", "import", str(bad), env=env)
+    assert refused.returncode == 2
+    assert "client 1" in refused.stderr
+
+    imported = roam("clients", "import", str(backup), env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert "restored 2, replaced 0, kept as stored 0" in imported.stdout
+    assert stored(redis_url, redis_prefix, "rp-hengyang") == before
+    listed = roam("clients", "list", env=env)
+    assert "rp-leiyang" in listed.stdout
+
+    again = roam("clients", "import", str(backup), env=env)
+    assert "restored 0, replaced 0, kept as stored 2" in again.stdout
+    trail = (tmp_path / "a.jsonl").read_text()
+    assert '"operator.clients.export"' in trail
+    assert trail.count('"client.import"') == 2  # the second import changed nothing
