@@ -56,6 +56,10 @@ def test_the_store_commands_need_the_shared_store() -> None:
     bad = roam("clients", "invite", "--region", "长沙")
     assert bad.returncode == 2
     assert "GB/T 2260" in bad.stderr
+    for command in (("export", "--out", "clients.json"), ("import", "clients.json")):
+        refused = roam("clients", *command)
+        assert refused.returncode == 2
+        assert "needs the shared 'redis' store" in refused.stderr
 
 
 def test_an_operator_suspends_resumes_rotates_reissues_and_deletes(
