@@ -60,7 +60,9 @@ def write_backup(path: Path, records: Sequence[RegisteredClient], *,
 
 
 def read_backup(path: Path) -> list[RegisteredClient]:
-    """The records of an export; :class:`BackupError` naming the first problem."""
+    """The records of an export; :class:`BackupError` naming the first problem: not the
+    format, a record that is none, or one whose metadata this gateway would not serve
+    (an edited file, or one from a gateway configured otherwise)."""
     try:
         if path.stat().st_size > MAX_BYTES:
             raise BackupError(f"{path}: larger than {MAX_BYTES} bytes")
@@ -84,6 +86,12 @@ def read_backup(path: Path) -> list[RegisteredClient]:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise BackupError(f"{path}: client {number}: {where}: {first['msg']}") from None
+        try:  # what the gateway would serve once it is active: refused now, not later
+            record.model_copy(update={"status": "active"}).config()
+        except (ValueError, KeyError) as error:
+            cause = str(error).splitlines()[0]
+            raise BackupError(f"{path}: client {number} ({record.client_id}) is no client "
+                              f"this gateway can serve: {cause}") from None
         if record.client_id in seen:
             raise BackupError(f"{path}: client {record.client_id} appears twice")
         seen.add(record.client_id)

@@ -76,6 +76,17 @@ def test_a_file_that_is_no_export_is_refused_saying_why(
         read_backup(path)
 
 
+def test_a_client_the_gateway_would_not_serve_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "clients.json"
+    good = registered("rp-zhuzhou")
+    for change in ({"id_token_signed_response_alg": "none"}, {"client_name": None}):
+        meta = {k: v for k, v in {**good.metadata, **change}.items() if v is not None}
+        edited = good.model_copy(update={"metadata": meta, "status": "pending"})
+        write_backup(path, [good, edited])
+        with pytest.raises(BackupError, match=r"client 2 \(rp-zhuzhou\) is no client"):
+            read_backup(path)
+
+
 def test_a_client_twice_in_one_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "clients.json"
     write_backup(path, [registered("rp-zhuzhou"), registered("rp-zhuzhou")])
