@@ -59,10 +59,7 @@ def served(record: RegisteredClient) -> Client | None:
         return None
     if config is None:
         return None
-    previous = record.previous_secret
-    return Client(config,
-                  previous_secret=(previous.digest, float(previous.not_after))
-                  if previous else None)
+    return Client(config, secret_digests=record.secret_digests)
 
 
 class ClientDirectory:

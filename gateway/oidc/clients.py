@@ -7,7 +7,6 @@ constant time is the right check; a slow password KDF here would cap token throu
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -25,11 +24,12 @@ TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "priv
 
 class Client(ClientMixin):  # type: ignore[misc]
     def __init__(self, config: ClientConfig, *,
-                 previous_secret: tuple[str, float] | None = None) -> None:
+                 secret_digests: Callable[[], tuple[str, ...]] | None = None) -> None:
         self.config = config
         self.client_id = config.client_id
-        # a registered client's secret before the last rotation: (digest, epoch end)
-        self.previous_secret = previous_secret
+        # a registered client's: the digests its secret may match now (the current one,
+        # and the one before a rotation while the overlap lasts; RegisteredClient's rule)
+        self.secret_digests = secret_digests
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r})"
@@ -64,12 +64,8 @@ class Client(ClientMixin):  # type: ignore[misc]
         if not expected or self.public:
             return False
         digest = secret_digest(client_secret)
-        if hmac.compare_digest(digest, expected):
-            return True
-        if self.previous_secret is None:
-            return False
-        previous, not_after = self.previous_secret
-        return hmac.compare_digest(digest, previous) and time.time() < not_after
+        digests = (expected,) if self.secret_digests is None else self.secret_digests()
+        return any(hmac.compare_digest(digest, known) for known in digests)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # One registered method for every endpoint that authenticates clients.

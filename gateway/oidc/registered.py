@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config import ClientConfig
-from gateway.digests import secret_digest
+from gateway.digests import secret_digest, secret_matches
 from gateway.identity import SCOPE_CLAIMS, level_rank
 
 __all__ = ["Decision", "RegisteredClient", "Status", "StoredSecret", "requested_claims"]
@@ -173,9 +173,14 @@ class RegisteredClient(_Frozen):
                                        "updated_at": int(time.time())})
 
     def secret_digests(self, now: float | None = None) -> tuple[str, ...]:
-        """The digests a presented secret may match now: current, and the overlap's."""
+        """The digests a presented secret may match now: current, and the overlap's (the
+        one rule: the client the gateway serves asks here too)."""
         now = time.time() if now is None else now
         return tuple(s.digest for s in self.secrets if not s.not_after or now < s.not_after)
+
+    def secret_matches(self, secret: str) -> bool:
+        """Whether ``secret`` is one of this client's now (constant time)."""
+        return any(secret_matches(digest, secret) for digest in self.secret_digests())
 
     def decided(self, decision: Decision, **changes: Any) -> RegisteredClient:
         return self.model_copy(update={

@@ -122,9 +122,8 @@ class RegistrationEndpoint:
         if fixed:
             raise _refused("invalid_client_metadata", f"{fixed} may not be sent")
         presented = body.get("client_secret")
-        if presented is not None and not (isinstance(presented, str) and any(
-                hmac.compare_digest(secret_digest(presented), d)
-                for d in record.secret_digests())):
+        if presented is not None and not (isinstance(presented, str)
+                                          and record.secret_matches(presented)):
             raise _refused("invalid_client_metadata", "client_secret is not this client's")
         meta = await self._checked({k: v for k, v in body.items()
                                     if k not in ("client_id", "client_secret")},
