@@ -1,5 +1,5 @@
-"""gateway/wiring.py: one function builds every part from the config, and the settings
-that used to be constants reach the parts that use them."""
+"""gateway/wiring/ (build.py, parts.py): one function builds every part from the config,
+and the settings that used to be constants reach the parts that use them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.keys import generate_key_file
 from gateway.store.memory import MemoryStore
-from gateway.wiring import build_gateway, open_digests, open_operators
+from gateway.wiring import build_gateway
+from gateway.wiring.parts import open_digests, open_operators
 from tests.support.gateway import config_on_port
 
 

@@ -63,7 +63,7 @@ def _run(config: Config, work: Callable[[Store], Awaitable[int]], *,
     """``work`` on the shared store; ``audited``: with the audit trail open, so the events
     it records are written before the command returns."""
     from gateway.audit import open_trail
-    from gateway.wiring import configured_store
+    from gateway.wiring.parts import configured_store
 
     async def run() -> int:
         store = configured_store(config)

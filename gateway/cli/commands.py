@@ -100,7 +100,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from gateway.metrics.endpoint import metrics_token
     from gateway.metrics.recorder import multiprocess_problems
     from gateway.oidc.registration import statement_keys
-    from gateway.wiring import (
+    from gateway.wiring.parts import (
         key_problems,
         load_keys,
         open_connectors,
@@ -180,7 +180,7 @@ def _shared_store(config: Config, command: str) -> None:
 
 def _open_health(config: Config) -> tuple[Store, SharedHealth]:
     from gateway.health import SharedHealth
-    from gateway.wiring import configured_store
+    from gateway.wiring.parts import configured_store
 
     opened = configured_store(config)
     return opened, SharedHealth(opened, config.systems)

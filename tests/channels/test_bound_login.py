@@ -1,4 +1,4 @@
-"""A channel login after binding (gateway/wiring.bound_citizen joins gateway/channels and
+"""A channel login after binding (gateway/wiring/parts.bound_citizen joins gateway/channels and
 gateway/binding): the citizen's ``sub`` from WeChat and from Alipay, its verified level,
 and the login itself still L1 (what a channel code proves)."""
 

@@ -28,7 +28,7 @@ from gateway.legacy.ticket import TicketEndpoints
 from gateway.pages import Pages
 from gateway.sessions import SessionManager
 from gateway.store.memory import MemoryStore
-from gateway.wiring import open_connectors
+from gateway.wiring.parts import open_connectors
 from tests.support.servers import free_port, serve
 
 ITEM = "430000-GJJ-001"

@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.oidc.client_directory import ClientDirectory
 from gateway.oidc.client_review import ClientReview, ReviewRefused
 from gateway.oidc.clients import ClientRegistry
-from gateway.wiring import configured_store
+from gateway.wiring.parts import configured_store
 from tests.support.cli import roam
 from tests.support.gateway import SECRETS, audit_file, log_in
 from tests.support.registration import (

@@ -10,7 +10,7 @@ import httpx
 
 from gateway.config import Config
 from gateway.oidc.invites import Invites
-from gateway.wiring import configured_store
+from gateway.wiring.parts import configured_store
 from tests.support.gateway import config_on_port
 
 CALLBACK = "http://127.0.0.1:8011/callback"
