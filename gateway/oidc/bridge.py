@@ -45,9 +45,9 @@ log = logging.getLogger("roam.oauth")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM = 64 * 1024
-REPEATABLE = frozenset({"audience", "resource"})  # RFC 8693 §2.1, RFC 8707
 """The largest back-end form read (a token request with a client assertion is a few
 kilobytes)."""
+REPEATABLE = frozenset({"audience", "resource"})  # RFC 8693 §2.1, RFC 8707
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]

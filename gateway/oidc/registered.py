@@ -154,11 +154,6 @@ class RegisteredClient(_Frozen):
     def current_secret(self) -> StoredSecret | None:
         return next((s for s in self.secrets if not s.not_after), None)
 
-    @property
-    def previous_secret(self) -> StoredSecret | None:
-        """The secret before the last rotation, while its overlap is recorded."""
-        return next((s for s in self.secrets if s.not_after), None)
-
     def with_secret(self, digest: str, *, previous_until: int) -> RegisteredClient:
         """A new current secret; the one it replaces works until ``previous_until``."""
         current = self.current_secret

@@ -19,7 +19,6 @@ client that does not exist (RFC 7592 §2.1) — and the RFC 7591 §3.2.2 codes w
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import secrets
@@ -33,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.audit import audit_event
-from gateway.digests import secret_digest
+from gateway.digests import secret_digest, secret_matches
 from gateway.errors import ProtocolError
 from gateway.oidc.bearer import bearer_error
 from gateway.oidc.client_directory import ClientDirectory, Stored
@@ -188,8 +187,7 @@ class RegistrationEndpoint:
         token = _bearer(request)
         shaped = bool(_CLIENT_ID.match(client_id))
         stored = await self.deps.directory.load(client_id) if token and shaped else None
-        if stored is None or not hmac.compare_digest(secret_digest(token),
-                                                     stored.client.access_digest):
+        if stored is None or not secret_matches(stored.client.access_digest, token):
             audit_event("client.manage", "denied", client=client_id if shaped else None)
             raise _unauthorised(token, "The registration access token is not valid for "
                                 "this client.")
