@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -17,12 +19,32 @@ _GIVEN: set[int] = set()
 _GIVING = threading.Lock()
 
 
+def _below_ephemeral() -> range:
+    """Ports the kernel never gives an outbound connection: below Linux's
+    ``ip_local_port_range``. A port picked there and bound a moment later cannot have been
+    taken meanwhile by a client's connection (a port from ``bind(0)`` can: the CI once lost
+    a demo server's port to one)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(20000, low) if low > 21000 else range(0)
+
+
+_PORTS = _below_ephemeral()
+
+
 def free_port() -> int:
     """A port free now, never one this test run handed out before: a test that takes two
-    ports before binding either must not get the same one twice."""
+    ports before binding either must not get the same one twice. Taken below the
+    ephemeral range where there is one (else the kernel's pick)."""
     while True:
+        candidate = random.choice(_PORTS) if _PORTS else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue  # in use: another
             port = int(sock.getsockname()[1])
         with _GIVING:
             if port not in _GIVEN:
