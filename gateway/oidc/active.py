@@ -8,6 +8,7 @@ and the refresh grant all ask here, so the three can never disagree.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,6 +19,10 @@ from gateway.sessions import Session, SessionManager
 from gateway.store.base import Kind, Store
 
 __all__ = ["ActiveTokens"]
+
+
+async def _nothing() -> None:
+    return None
 
 
 class ActiveTokens:
@@ -52,19 +57,30 @@ class ActiveTokens:
 
     async def grant_of_access_token(self, claims: dict[str, Any]) -> Grant | None:
         """The grant behind a verified access token, with its person's claims; None if the
-        token is no longer good."""
-        grant = await self.grant(str(claims.get("gid", "")))
+        token is no longer good.
+
+        The grant, the revocation list and the session the token names (its ``sid``) are
+        read at once: one round trip to the store instead of three, on every
+        introspection and userinfo call. The session read is only believed when it is
+        the grant's own; an offline grant does not need it."""
+        jti = claims.get("jti")
+        sid = claims.get("sid")
+        grant, revoked, session = await asyncio.gather(
+            self.grant(str(claims.get("gid", ""))),
+            self.store.find(Kind.REVOKED_ACCESS_TOKEN, jti) if isinstance(jti, str)
+            else _nothing(),
+            self.sessions.find(sid) if isinstance(sid, str) and sid else _nothing())
         if grant is None or self.subject_seen(grant) != claims.get("sub"):
             return None
-        if grant.client_id != claims.get("client_id"):
+        if grant.client_id != claims.get("client_id") or revoked is not None:
             return None
-        jti = claims.get("jti")
-        if isinstance(jti, str):
-            revoked = await self.store.find(Kind.REVOKED_ACCESS_TOKEN, jti)
-            if revoked is not None:
+        if grant.offline or not grant.sid:
+            session = None
+        elif sid != grant.sid:  # not minted from this grant: ask for the grant's own
+            alive, session = await self.check_session(grant)
+            if not alive:
                 return None
-        alive, session = await self.check_session(grant)
-        if not alive:
+        elif session is None:
             return None
         if session is not None:
             await self.sessions.touch(session)
