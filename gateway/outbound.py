@@ -6,17 +6,23 @@ way to reach the metadata service, Redis, or an intranet admin page. Like
 node-oidc-provider, Roam refuses every special-use address unless the operator allowed
 its network in ``[outbound] allowed_networks`` (the demo and tests allow loopback).
 
-Limitation: ``check`` resolves the name, then the HTTP client resolves it again when it
-connects. A hostile DNS server can answer differently the second time (DNS rebinding).
-Pinning the connection to the checked address is out of scope here; deployments should
-also block special-use egress at the network layer.
+Every call is pinned (:meth:`OutboundPolicy.pin`): the name is resolved once, the
+addresses are checked, and the connection goes to a checked address, with the name kept
+for the ``Host`` header and for TLS (SNI and the certificate's name, through httpx's
+``sni_hostname`` extension). The HTTP client never resolves the name again, so a hostile
+DNS server cannot answer a public address to the check and an internal one to the
+connection (DNS rebinding). Deployments should still block special-use egress at the
+network layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -25,7 +31,7 @@ import httpx
 from gateway.config import OutboundSection
 from gateway.errors import RoamError
 
-__all__ = ["OutboundPolicy", "OutboundRefused", "Resolver", "is_special"]
+__all__ = ["OutboundPolicy", "OutboundRefused", "Pinned", "Resolver", "is_special"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,6 +122,17 @@ class OutboundRefused(RoamError):
     """The guard refused an outbound URL; the message says why (no secrets in it)."""
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """A checked URL, bound to the address that was checked: ``url`` names the address,
+    ``headers`` and ``extensions`` carry the name for the ``Host`` header and for TLS."""
+
+    url: str
+    address: IPAddress
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
 async def _system_resolver(host: str, port: int) -> list[str]:
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
@@ -157,16 +174,23 @@ class OutboundPolicy:
         return not is_special(address)
 
     async def check(self, url: str) -> None:
-        """Raise ``OutboundRefused`` unless ``url`` may be called now.
+        """Raise ``OutboundRefused`` unless ``url`` may be called now (:meth:`pin`)."""
+        await self.pin(url)
 
-        Every address the host resolves to must pass, not just the first: the HTTP client
-        may try any of them. Plain http is only for loopback hosts (the demo and tests).
+    async def pin(self, url: str) -> Pinned:
+        """``url`` bound to an address it resolves to now; ``OutboundRefused`` unless it
+        may be called.
+
+        Every address the host resolves to must pass, not just the first (a resolver that
+        mixes an internal address in is refused outright). Plain http is only for
+        loopback hosts (the demo and tests).
         """
         try:
             parts = urlsplit(url)
             port = parts.port
             host = parts.hostname
-        except ValueError as error:
+            target = httpx.URL(url)
+        except (ValueError, httpx.InvalidURL) as error:
             raise OutboundRefused(f"malformed URL ({error})") from error
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
@@ -182,16 +206,34 @@ class OutboundPolicy:
         for address in addresses:
             if not self.allows_address(address):
                 raise OutboundRefused(f"host {host} resolves to special-use address {address}")
+        address = addresses[0]
+        name = target.raw_host.decode("ascii")  # IDNA-encoded, as TLS and Host want it
+        extensions: dict[str, Any] = {"sni_hostname": name} if scheme == "https" else {}
+        return Pinned(url=str(target.copy_with(host=str(address))), address=address,
+                      headers={"Host": target.netloc.decode("ascii").rpartition("@")[2]},
+                      extensions=extensions)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, http: httpx.AsyncClient, method: str, pinned: Pinned,
+                     **options: Any) -> AsyncIterator[httpx.Response]:
+        """``http.stream`` to a pinned URL: never a redirect, within the policy's
+        timeout; ``options`` as httpx takes them (``data``, ``headers``)."""
+        # a connection made for this name serves no other name: the pool knows it only by
+        # its address, and another name's request must not skip its own TLS check
+        headers = {**options.pop("headers", {}), **pinned.headers, "Connection": "close"}
+        async with http.stream(method, pinned.url, headers=headers,
+                               extensions=pinned.extensions, timeout=self.timeout,
+                               follow_redirects=False, **options) as answer:
+            yield answer
 
     async def read(self, http: httpx.AsyncClient, url: str, *, limit: int
                    ) -> tuple[bytes, httpx.Headers]:
-        """A client-registered document, once :meth:`check` allows ``url``: the body of a
+        """A client-registered document, if :meth:`pin` allows ``url``: the body of a
         ``200`` (read no further than ``limit`` bytes, streamed) and its headers.
         ``OutboundRefused`` for a refused URL, another status or a longer body;
         ``httpx.HTTPError`` when it cannot be had."""
-        await self.check(url)
-        async with http.stream("GET", url, timeout=self.timeout,
-                               follow_redirects=False) as answer:
+        pinned = await self.pin(url)
+        async with self.stream(http, "GET", pinned) as answer:
             if answer.status_code != 200:
                 raise OutboundRefused(f"answered {answer.status_code}")
             body = bytearray()

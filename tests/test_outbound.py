@@ -1,21 +1,32 @@
 """Tests for gateway.outbound: the SSRF guard on client-registered URLs.
 
 Only literal IPs and ``localhost`` are ever resolved; other names go to an injected
-resolver, so no test touches real DNS. Checked addresses are never connected to.
+resolver, so no test touches real DNS. Checked addresses are never connected to, except
+by the tests of pinned calls, which start their own servers on loopback under names in
+``.invalid`` (RFC 6761: no resolver ever answers them).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+import trustme
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from gateway.config import OutboundSection
 from gateway.errors import RoamError
 from gateway.outbound import OutboundPolicy, OutboundRefused, is_special
+from tests.support.servers import RecordingUpstream, serve
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
@@ -24,14 +35,15 @@ def policy(*allowed: str, timeout: float = 5.0) -> OutboundPolicy:
     return OutboundPolicy(OutboundSection(allowed_networks=allowed, timeout=timeout))
 
 
-def fixed_resolver(*addresses: str) -> tuple[OutboundPolicy, list[tuple[str, int]]]:
+def fixed_resolver(*addresses: str, allowed: tuple[str, ...] = ()
+                   ) -> tuple[OutboundPolicy, list[tuple[str, int]]]:
     calls: list[tuple[str, int]] = []
 
     async def resolve(host: str, port: int) -> Iterable[str]:
         calls.append((host, port))
         return addresses
 
-    return OutboundPolicy(OutboundSection(), resolver=resolve), calls
+    return OutboundPolicy(OutboundSection(allowed_networks=allowed), resolver=resolve), calls
 
 
 @pytest.mark.parametrize(
@@ -208,3 +220,76 @@ def test_refusal_is_a_roam_error_and_policy_reads_config() -> None:
 )
 def test_is_special(address: str, special: bool) -> None:
     assert is_special(ipaddress.ip_address(address)) is special
+
+
+# Pinned calls: the connection goes to the address that was checked ---------------------
+
+
+async def test_a_call_goes_to_the_checked_address_and_never_resolves_the_name_again() -> None:
+    guard, calls = fixed_resolver("127.0.0.1", allowed=LOOPBACK)
+    with RecordingUpstream() as base:
+        port = httpx.URL(base).port
+        async with httpx.AsyncClient() as http:
+            body, _ = await guard.read(http, f"http://rp.invalid:{port}/jwks", limit=100)
+    assert body == b"ok"
+    assert calls == [("rp.invalid", port)], "resolved once, by the guard"
+
+
+async def test_the_name_goes_in_the_host_header_and_the_connection_is_not_kept() -> None:
+    guard, _ = fixed_resolver("127.0.0.1", allowed=LOOPBACK)
+    upstream = RecordingUpstream()
+    with upstream as base:
+        port = httpx.URL(base).port
+        pinned = await guard.pin(f"http://rp.invalid:{port}/bcl")
+        assert pinned.url == f"http://127.0.0.1:{port}/bcl"
+        async with httpx.AsyncClient() as http:
+            for _ in range(2):
+                async with guard.stream(http, "POST", pinned, data={"a": "b"}) as answer:
+                    assert answer.status_code == 200
+    head = upstream.heads[0].lower()
+    assert f"host: rp.invalid:{port}\r\n".encode() in head
+    assert b"connection: close\r\n" in head
+    assert upstream.connections == 2, "each call its own connection"
+
+
+async def test_a_name_that_now_resolves_inside_is_refused_and_nothing_is_sent() -> None:
+    answers = iter([["127.0.0.1"], ["10.0.0.7"]])  # the check passed; the name moved since
+
+    async def rebinding(host: str, port: int) -> Iterable[str]:
+        return next(answers)
+
+    guard = OutboundPolicy(OutboundSection(allowed_networks=("127.0.0.0/8",)),
+                           resolver=rebinding)
+    upstream = RecordingUpstream()
+    with upstream as base:
+        url = f"https://rp.invalid:{httpx.URL(base).port}/jwks"
+        await guard.check(url)  # as at registration
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(OutboundRefused, match=r"special-use address 10\.0\.0\.7"):
+                await guard.read(http, url, limit=100)
+    assert upstream.connections == 0
+
+
+def _jwks(request: Request) -> JSONResponse:
+    return JSONResponse({"keys": [], "host": request.headers["host"]})
+
+
+async def test_tls_checks_the_certificate_against_the_name_not_the_address(
+        tmp_path: Path) -> None:
+    authority = trustme.CA()
+    issued = authority.issue_cert("rp.invalid")  # not for 127.0.0.1, not for others
+    key, chain = tmp_path / "key.pem", tmp_path / "chain.pem"
+    issued.private_key_pem.write_to_path(str(key))
+    issued.cert_chain_pems[0].write_to_path(str(chain))
+    trusted = ssl.create_default_context()
+    authority.configure_trust(trusted)
+    guard, _ = fixed_resolver("127.0.0.1", allowed=LOOPBACK)
+    app = Starlette(routes=[Route("/jwks", _jwks)])
+    with serve(app, ssl_keyfile=str(key), ssl_certfile=str(chain)) as base:
+        port = httpx.URL(base).port
+        async with httpx.AsyncClient(verify=trusted) as http:
+            body, _ = await guard.read(http, f"https://rp.invalid:{port}/jwks", limit=1000)
+            assert b'"host":"rp.invalid:' in body
+            # another name at the same address: its own handshake, which fails
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await guard.read(http, f"https://other.invalid:{port}/jwks", limit=1000)

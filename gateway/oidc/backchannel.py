@@ -36,7 +36,7 @@ from gateway.metrics.recorder import Metrics
 from gateway.oidc.clients import Client
 from gateway.oidc.delivery import Delivery, Status
 from gateway.oidc.delivery_queue import DeliveryQueue
-from gateway.outbound import OutboundPolicy, OutboundRefused
+from gateway.outbound import OutboundPolicy, OutboundRefused, Pinned
 from gateway.store.base import Kind, Store
 
 __all__ = ["EVENT", "BackchannelLogout", "Delivery", "Status", "logout_token"]
@@ -281,14 +281,14 @@ class BackchannelLogout:
             if token is None:
                 token, _ = self._token(client, delivery.sub, delivery.sid)  # fresh jti, exp
             try:
-                await self.policy.check(delivery.uri)
+                pinned = await self.policy.pin(delivery.uri)
             except OutboundRefused as error:
                 await self._finish(delivery, "refused", str(error))
                 return
             if delivery.first_attempt is None:
                 delivery.first_attempt = self.clock()
             delivery.attempts += 1
-            error_text = await self._post(delivery.uri, token)
+            error_text = await self._post(pinned, token)
             token = None
             if error_text is None:
                 await self._finish(delivery, "delivered", None)
@@ -326,22 +326,17 @@ class BackchannelLogout:
         base = min(self.initial_delay * 2.0 ** (attempts - 1), self.max_delay)
         return base * (1 + _jitter.uniform(0, self.jitter))
 
-    async def _post(self, uri: str, token: str) -> str | None:
-        """One attempt: None on 200/204, else a short error text (never the token).
+    async def _post(self, pinned: Pinned, token: str) -> str | None:
+        """One attempt, to the address the guard checked: None on 200/204, else a short
+        error text (never the token).
 
         Redirects are not followed (they would bypass the guard) and the body is never
         read (an RP cannot make the gateway buffer a large answer).
         """
-        timeout = self.policy.timeout
         try:
-            with anyio.fail_after(timeout):
-                async with self.http.stream(
-                    "POST",
-                    uri,
-                    data={"logout_token": token},
-                    timeout=timeout,
-                    follow_redirects=False,
-                ) as response:
+            with anyio.fail_after(self.policy.timeout):
+                async with self.policy.stream(self.http, "POST", pinned,
+                                              data={"logout_token": token}) as response:
                     status = response.status_code
         except (TimeoutError, httpx.TimeoutException):
             return "timed out"
