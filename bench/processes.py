@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,15 @@ from urllib.parse import urlsplit
 import aiohttp
 import redis
 
+# below the kernel's ephemeral range, never one handed out twice: a port from bind(0) can
+# be taken by an outbound connection before the server binds it
+from tests.support.servers import free_port
+
+__all__ = ["ServerProcess", "delete_prefixed", "free_port", "per_store", "redis_pid",
+           "sigterm_as_interrupt", "stop"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = "ROAMBENCH_CLIENT_SECRET"  # how bench/_server.py learns the clients' secret
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
