@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 
+from gateway.ids import new_id
 from gateway.oidc.client_grants import ClientGrants
 from gateway.oidc.clients import TOKEN_AUTH_METHODS, Client
 from gateway.oidc.codes import StoredCode
@@ -148,6 +149,11 @@ class RefreshTokensOfRoam:
 class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)  # noqa: RUF012
     server: GrantServer
+
+    def generate_authorization_code(self) -> str:
+        # authlib draws its 48 characters one SystemRandom call each (~70 µs, 1.6 % of a
+        # silent hop's CPU); one draw of 36 bytes gives as many characters and more bits
+        return new_id(36)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         pending: Grant = request.user
