@@ -180,6 +180,12 @@ class SessionManager:
             touched = replace(session, last_seen=now)
             await self.store.upsert(Kind.SESSION, session.sid, touched.to_dict(), ttl)
 
+    def sid_of(self, request: Request) -> str | None:
+        """The session id this browser's cookie names, unchecked: no store read, no
+        secret compared. Only for reading ahead what a checked session will need."""
+        parts = cookie_parts(cookie_value(request.headers.get("cookie", ""), self.cookie_name))
+        return None if parts is None else parts[0]
+
     async def load(self, request: Request) -> Session | None:
         """This browser's live session, touched (idle timer restarted), or None."""
         return await self.load_cookie(cookie_value(request.headers.get("cookie", ""),

@@ -14,6 +14,7 @@ never moves ``auth_time`` and never counts as that login.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from gateway.identity import level_rank
 from gateway.ids import new_id
 from gateway.metrics.recorder import Metrics
 from gateway.oidc.bridge import HttpRequest, Reply, add_query, published_url, request_params
+from gateway.oidc.client_grants import LinkAhead
 from gateway.oidc.clients import Client, ClientRegistry
 from gateway.oidc.server import RoamAuthorizationServer, pending_grant
 from gateway.sessions import Session, SessionManager
@@ -253,7 +255,8 @@ class Authorizer:
         self, request: Request, pairs: list[tuple[str, str]], *, pending: Pending | None
     ) -> Response:
         client = self.client_for(pairs)
-        session = await self.sessions.load(request)
+        session, ahead = await asyncio.gather(self.sessions.load(request),
+                                              self._link_ahead(request, client, pairs))
         blocker = await self.blocker(session, client, pairs, pending)
         end_user = None
         if session is not None and not blocker:
@@ -262,6 +265,7 @@ class Authorizer:
 
         oauth_request = HttpRequest(request.method, published_url(self.issuer, request),
                                     dict(request.headers), query=pairs)
+        oauth_request.work.link_ahead = ahead
         outcome = await self._run_authlib(oauth_request, end_user, blocker)
         if isinstance(outcome, OAuth2Error):
             return self._error(outcome)
@@ -282,6 +286,17 @@ class Authorizer:
                         client=client.client_id, sid=session.sid, acr=session.identity.acr,
                         silent=pending is None)
         return RedirectResponse(add_query(location, {"iss": self.issuer}), status_code=302)
+
+    async def _link_ahead(self, request: Request, client: Client,
+                          pairs: list[tuple[str, str]]) -> LinkAhead | None:
+        """The link a code in the cookie's session would go under, read in the same round
+        trip as the session (a silent hop's first two reads): nothing is trusted from it
+        until the session is loaded and its secret matched."""
+        sid = self.sessions.sid_of(request)
+        if sid is None:
+            return None
+        offline = "offline_access" in (first_param(pairs, "scope") or "").split()
+        return await LinkAhead.read(self.sessions, sid, client.client_id, offline=offline)
 
     async def _run_authlib(self, oauth_request: HttpRequest, end_user: Any,
                            blocker: str) -> Reply | OAuth2Error | None:

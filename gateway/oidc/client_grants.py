@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gateway.errors import StoreError
 from gateway.ids import new_id
@@ -31,9 +31,26 @@ from gateway.oidc.codes import StoredCode
 from gateway.sessions import SessionLink, SessionManager
 from gateway.store.base import Kind, Store
 
-__all__ = ["ClientGrants"]
+__all__ = ["ClientGrants", "LinkAhead"]
 
 ATTEMPTS = 3  # swaps lost in a row before giving up (each loss is another request's win)
+
+
+@dataclass(frozen=True)
+class LinkAhead:
+    """A session link read while the session itself was (``/authorize`` reads both in one
+    round trip): used by :meth:`ClientGrants.place` only for the very same link."""
+
+    sid: str
+    client_id: str
+    offline: bool
+    link: SessionLink | None
+
+    @classmethod
+    async def read(cls, sessions: SessionManager, sid: str, client_id: str, *,
+                   offline: bool) -> LinkAhead:
+        return cls(sid, client_id, offline,
+                   await sessions.find_link(sid, client_id, offline=offline))
 
 
 class ClientGrants:
@@ -45,14 +62,19 @@ class ClientGrants:
         self.grace = grace  # seconds a pending grant outlives its code, at least
         self.clock = clock
 
-    async def place(self, stored: StoredCode) -> StoredCode:
+    async def place(self, stored: StoredCode, ahead: LinkAhead | None = None) -> StoredCode:
         """Write the code, under the grant its client holds in the session (a new one if
-        none is live), and return it as written. ``StoreError`` if racing requests kept
-        winning (503)."""
+        none is live), and return it as written. ``ahead``: that link, read already.
+        ``StoreError`` if racing requests kept winning (503)."""
         grant = stored.grant
         if not grant.sid:
             raise ValueError("a code is made in a session")
-        link = await self.sessions.find_link(grant.sid, grant.client_id, offline=grant.offline)
+        if ahead is not None and (ahead.sid, ahead.client_id, ahead.offline) == (
+                grant.sid, grant.client_id, grant.offline):
+            link = ahead.link  # as fresh as a read here: the swap below is compare-and-swap
+        else:
+            link = await self.sessions.find_link(grant.sid, grant.client_id,
+                                                 offline=grant.offline)
         for _ in range(ATTEMPTS):
             if link is not None:
                 code = _under(stored, link.grant_id)

@@ -177,7 +177,8 @@ class CodeGrant(RefreshTokensOfRoam, AuthorizationCodeGrant):  # type: ignore[mi
             code_challenge_method=data.get("code_challenge_method"),
             grant=grant,
         )
-        request.work.then.append(partial(self.server.client_grants.place, stored))
+        request.work.then.append(partial(self.server.client_grants.place, stored,
+                                         request.work.link_ahead))
 
     def query_authorization_code(self, code: str, client: Client) -> StoredCode | None:
         stored: StoredCode | None = self.request.work.codes.get(code)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.identity import Identity
+    from gateway.oidc.client_grants import LinkAhead
     from gateway.oidc.clients import Client
     from gateway.oidc.codes import StoredCode
     from gateway.oidc.grant import Grant
@@ -44,5 +45,7 @@ class StoreWork:
     jkt: str | None = None
     # private_key_jwt: the client its assertion proved (checked before authlib runs)
     assertion_client: Client | None = None
+    # /authorize: the client's link in the session, read with the session
+    link_ahead: LinkAhead | None = None
     # decided by authlib, done after it
     then: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)

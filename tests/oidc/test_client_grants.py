@@ -18,10 +18,10 @@ from starlette.responses import Response
 
 from gateway.config import SessionSection
 from gateway.identity import Identity, PersonKind
-from gateway.oidc.client_grants import ClientGrants
+from gateway.oidc.client_grants import ClientGrants, LinkAhead
 from gateway.oidc.codes import StoredCode
 from gateway.oidc.grant import Grant
-from gateway.sessions import SessionManager
+from gateway.sessions import SessionLink, SessionManager
 from gateway.store.base import Kind, Store
 from tests.support.gateway import SECRETS
 from tests.support.rp import authorize_url, full_login, rp_client
@@ -213,3 +213,36 @@ async def test_a_grant_placed_as_its_session_ends_ends_with_it(any_store: Store)
     placed = await placing.place(code(1, "sid-ended", int(time.time()) + 3600))
     assert await any_store.find(Kind.GRANT, placed.grant.grant_id) is None
     assert await sessions.links("sid-ended") == []
+
+
+async def test_a_link_read_ahead_is_taken_for_that_link_only(any_store: Store) -> None:
+    """``/authorize`` reads the client's link with the session; the placement takes that
+    read instead of its own, but only when it is for the same session, client and kind."""
+    sessions = SessionManager(any_store, SessionSection(), issuer="http://127.0.0.1:1")
+    placing = ClientGrants(any_store, sessions, code_ttl=60, grace=30)
+    sid = (await sessions.start(IDENTITY, Response())).sid
+    until = int(time.time()) + 3600
+    live = "g" * 22  # a live grant no stored link names: only the read-ahead knows it
+    await any_store.upsert(Kind.GRANT, live, {"grant_id": live}, 600)
+    link = SessionLink(client_id="changsha-gov", grant_id=live, created=0, offline=False,
+                       until=until)
+    for other in (LinkAhead("sid-other", "changsha-gov", False, link),
+                  LinkAhead(sid, "xiangtan-gov", False, link),
+                  LinkAhead(sid, "changsha-gov", True, link)):
+        placed = await placing.place(code(1, sid, until), other)
+        assert placed.grant.grant_id != live, f"{other} is another link's read"
+    mine = LinkAhead(sid, "changsha-gov", False, link)
+    assert (await placing.place(code(2, sid, until), mine)).grant.grant_id == live
+
+
+async def test_a_stale_read_ahead_loses_the_swap_and_joins_the_grant(any_store: Store) -> None:
+    sessions = SessionManager(any_store, SessionSection(), issuer="http://127.0.0.1:1")
+    placing = ClientGrants(any_store, sessions, code_ttl=60, grace=30)
+    sid = (await sessions.start(IDENTITY, Response())).sid
+    until = int(time.time()) + 3600
+    first = await placing.place(code(1, sid, until))
+    # read before the first placement wrote its link: "none yet"
+    stale = LinkAhead(sid, "changsha-gov", False, None)
+    second = await placing.place(code(2, sid, until), stale)
+    assert second.grant.grant_id == first.grant.grant_id
+    assert [link.grant_id for link in await sessions.links(sid)] == [first.grant.grant_id]
