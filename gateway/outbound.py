@@ -128,7 +128,6 @@ class Pinned:
     ``headers`` and ``extensions`` carry the name for the ``Host`` header and for TLS."""
 
     url: str
-    address: IPAddress
     headers: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, Any] = field(default_factory=dict)
 
@@ -209,8 +208,8 @@ class OutboundPolicy:
         address = addresses[0]
         name = target.raw_host.decode("ascii")  # IDNA-encoded, as TLS and Host want it
         extensions: dict[str, Any] = {"sni_hostname": name} if scheme == "https" else {}
-        return Pinned(url=str(target.copy_with(host=str(address))), address=address,
-                      headers={"Host": target.netloc.decode("ascii").rpartition("@")[2]},
+        return Pinned(url=str(target.copy_with(host=str(address))),
+                      headers={"Host": target.netloc.decode("ascii")},  # no userinfo in it
                       extensions=extensions)
 
     @contextlib.asynccontextmanager

@@ -180,16 +180,18 @@ class SessionManager:
             touched = replace(session, last_seen=now)
             await self.store.upsert(Kind.SESSION, session.sid, touched.to_dict(), ttl)
 
+    def _cookie(self, request: Request) -> str:
+        return cookie_value(request.headers.get("cookie", ""), self.cookie_name)
+
     def sid_of(self, request: Request) -> str | None:
         """The session id this browser's cookie names, unchecked: no store read, no
         secret compared. Only for reading ahead what a checked session will need."""
-        parts = cookie_parts(cookie_value(request.headers.get("cookie", ""), self.cookie_name))
+        parts = cookie_parts(self._cookie(request))
         return None if parts is None else parts[0]
 
     async def load(self, request: Request) -> Session | None:
         """This browser's live session, touched (idle timer restarted), or None."""
-        return await self.load_cookie(cookie_value(request.headers.get("cookie", ""),
-                                                   self.cookie_name))
+        return await self.load_cookie(self._cookie(request))
 
     async def load_cookie(self, value: str) -> Session | None:
         """As :meth:`load`, from the session cookie's value."""
