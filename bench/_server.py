@@ -97,7 +97,8 @@ def bench_clients(secret: str) -> tuple[ClientConfig, ...]:
 
 def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
                  systems: str | None = None, path_mode: bool = False,
-                 ops: bool = True, platforms: tuple[str, Path] | None = None) -> Config:
+                 ops: bool = True, platforms: tuple[str, Path] | None = None,
+                 by_request: bool = False) -> Config:
     """``config/roam.toml`` (environment overrides ignored) plus the bench's changes;
     ``systems`` (an absolute path) replaces the systems file (``bench/proxy.py``);
     ``path_mode`` serves systems without hosts under ``/s/<id>/`` (``bench/proxy_ab.py``);
@@ -105,7 +106,10 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
     health checks here, the audit trail in :func:`build_app` — as ``--ops on,off`` of
     ``bench/proxy.py`` and ``bench/sso.py`` compare. (Passive health stays: the proxy
     routes by it, it is not an option.) ``platforms`` (base URL, key directory) are mock
-    platforms to log in with (``bench/_platforms.py``, for ``bench/miniprogram.py``)."""
+    platforms to log in with (``bench/_platforms.py``, for ``bench/miniprogram.py``).
+    ``by_request`` leaves out the work a gateway does by the clock rather than by request —
+    no active health probes, the audit trail written in full batches only (or when
+    flushed) — for ``bench/instructions.py``, which counts a request's own work."""
     config = load_config(CONFIG_FILE, env={})
     settings = config.settings
     update: dict[str, Any] = {
@@ -125,6 +129,9 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
         update["health"] = settings.health.model_copy(update={"active": False})
     if platforms is not None:
         update["channels"] = channels_section(*platforms)
+    if by_request:
+        update["health"] = settings.health.model_copy(update={"active": False})
+        update["audit"] = update["audit"].model_copy(update={"batch_interval": 60.0})
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))
 
@@ -241,11 +248,12 @@ class Unheard(AuditTrail):
 
 def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str,
               systems: str | None = None, path_mode: bool = False,
-              ops: bool = True, platforms: tuple[str, Path] | None = None) -> Starlette:
+              ops: bool = True, platforms: tuple[str, Path] | None = None,
+              by_request: bool = False) -> Starlette:
     """The gateway app for ``store``, with ``/floor/token`` and ``/bench/info`` added."""
     config = bench_config(store=store, redis_url=redis_url, prefix=prefix, port=port,
                           secret=secret, systems=systems, path_mode=path_mode, ops=ops,
-                          platforms=platforms)
+                          platforms=platforms, by_request=by_request)
     keys = KeyRing.ephemeral(ALGS)
     # the store comes from config, as in production; ops off: an audit trail not listening
     audit = None if ops or "audit" not in off_parts() else Unheard(
