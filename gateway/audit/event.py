@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, get_args
 
-from gateway.audit.redact import Scalar, redact_fields, redact_text
+from gateway.audit.redact import CLEAN_TEXTS, Scalar, redact_fields, redact_text
 from gateway.logs import RequestPeer, peer_address
 
 __all__ = ["OUTCOMES", "Event", "Outcome", "Reported", "format_time", "new_event",
@@ -34,10 +34,25 @@ OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
 def format_time(moment: datetime) -> str:
-    """UTC to the microsecond, ``2026-05-12T01:30:01.417000Z``: one spelling per instant."""
+    """UTC to the microsecond, ``2026-05-12T01:30:01.417000Z``: one spelling per instant.
+
+    Hashed with every event: the text up to the second is made once per second (a trail's
+    events come in order), the rest is the microseconds — four times cheaper than
+    ``isoformat``, and the same text."""
+    global _LAST_SECOND
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    second = (moment.year, moment.month, moment.day, moment.hour, moment.minute,
+              moment.second)
+    last = _LAST_SECOND  # one read: writers on other threads replace it whole
+    if last[0] != second:
+        year, month, day, hour, minute, sec = second
+        last = _LAST_SECOND = (
+            second, f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}")
+    return f"{last[1]}.{moment.microsecond:06d}Z"
+
+
+_LAST_SECOND: tuple[tuple[int, ...], str] = ((), "")
 
 
 def parse_time(text: str) -> datetime:
@@ -51,6 +66,8 @@ def parse_time(text: str) -> datetime:
 def _text(value: object, limit: int = 256) -> str | None:
     if value is None or value == "":
         return None
+    if value.__class__ is str and value in CLEAN_TEXTS:  # seen clean before: most values
+        return value[:limit]
     return redact_text(value if isinstance(value, str) else str(value))[:limit]
 
 
@@ -109,13 +126,17 @@ def new_event(action: str, outcome: str, *, at: float | datetime, subject: objec
               details: Mapping[str, Any] | None = None, id: str | None = None) -> Event:
     """An event (with a fresh id unless given), every value redacted and cut to size."""
     moment = at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
-    return Event(id=id or new_event_id(),
-                 time=moment if moment.tzinfo is UTC else moment.astimezone(UTC),
-                 action=_text(action, 64) or "unknown",
-                 outcome=outcome if outcome in OUTCOMES else "error",
-                 subject=_text(subject), client=_text(client), system=_text(system),
-                 source=_text(source, 64), request_id=_text(request_id, 64), node=node,
-                 details=redact_fields(details or {}))
+    # positional, and no call for a field left out: made for every event
+    return Event(id or new_event_id(),
+                 moment if moment.tzinfo is UTC else moment.astimezone(UTC),
+                 _text(action, 64) or "unknown",
+                 outcome if outcome in OUTCOMES else "error",
+                 None if subject is None else _text(subject),
+                 None if client is None else _text(client),
+                 None if system is None else _text(system),
+                 None if source is None else _text(source, 64),
+                 None if request_id is None else _text(request_id, 64), node,
+                 redact_fields(details) if details else {})
 
 
 class Reported(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any
 from gateway.identifiers import validate_resident_id
 from gateway.privacy import mask_id_number, mask_name, mask_phone
 
-__all__ = ["MAX_TEXT", "REDACTED", "Scalar", "redact_fields", "redact_text"]
+__all__ = ["CLEAN_TEXTS", "MAX_TEXT", "REDACTED", "Scalar", "redact_fields", "redact_text"]
 
 Scalar = str | int | bool | None
 
@@ -69,6 +69,8 @@ def _mobile(match: re.Match[str]) -> str:
 # Short values found clean, remembered: events repeat them (actions, client ids, scopes,
 # addresses, subjects). Only clean ones: nothing personal is kept here. Bounded.
 _CLEAN: dict[str, bool] = {}
+CLEAN_TEXTS: Mapping[str, bool] = _CLEAN
+"""Texts :func:`redact_text` found clean (it would give them back as they are)."""
 _CLEAN_MAX = 8192
 _CLEAN_LONGEST = 128
 
@@ -127,11 +129,13 @@ def _key(name: object) -> tuple[str, bool, bool]:
 def redact_fields(fields: Mapping[str, Any]) -> dict[str, Scalar]:
     """Each field as a storable scalar, secrets and personal numbers kept out."""
     out: dict[str, Scalar] = {}
-    clean = _CLEAN
+    clean, keys = _CLEAN, _KEYS
     for name, value in fields.items():
-        key, secret, named = _key(name)
+        key, secret, named = keys.get(name) or _key(name)
         if secret:
             out[key] = REDACTED if value not in (None, "") else _value(key, value)
+        elif value is None or value is True or value is False:
+            out[key] = value
         elif value.__class__ is str and not named and value in clean:
             out[key] = value  # most values: seen clean before
         else:

@@ -42,7 +42,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.config import MetricsSection, Systems
 from gateway.errors import ConfigError
-from gateway.metrics.tally import CounterTally, HistogramTally, Tallies
+from gateway.metrics.tally import CounterTally, HistogramTally, Tallies, counted_and_timed
 from gateway.metrics.traffic import Traffic, traffic_by_system
 
 __all__ = [
@@ -102,9 +102,9 @@ class _Children:
 
     __slots__ = ("children", "metric")
 
-    def __init__(self, metric: Counter) -> None:
+    def __init__(self, metric: Counter | CounterTally) -> None:
         self.metric = metric
-        self.children: dict[tuple[str, ...], Counter] = {}
+        self.children: dict[tuple[str, ...], Any] = {}  # Counter, or a tally's child
 
     def inc(self, *values: str) -> None:
         child = self.children.get(values)
@@ -183,6 +183,10 @@ def _ignore_seconds(seconds: float) -> None:
 
 def _counted_and_timed(counter: Any, histogram: Any) -> Callable[[float], None]:
     """One request: ``counter`` + 1, its ``seconds`` into ``histogram``."""
+    fused = counted_and_timed(counter, histogram)  # tallies: in one call
+    if fused is not None:
+        return fused
+
     def record(seconds: float) -> None:
         counter.inc()
         histogram.observe(seconds)
@@ -264,16 +268,14 @@ class PrometheusMetrics(Metrics):
         self.login_failures = Counter(
             "roam_login_failures_total", "Refused logins.", ("source", "channel", "reason"),
             registry=on)
-        self.tokens_issued = Counter(
-            "roam_tokens_issued_total", "Token responses (200) from /token.", ("grant_type",),
-            registry=on)
+        self.tokens_issued = counter(  # one a hop, as the two below
+            "roam_tokens_issued_total", "Token responses (200) from /token.", ("grant_type",))
         self.token_errors = Counter(
             "roam_token_errors_total", "Error responses from /token.",
             ("grant_type", "error"), registry=on)
-        self.silent_hops = Counter(
+        self.silent_hops = counter(
             "roam_sso_silent_hops_total",
-            "/authorize answered from an existing session without a page.", ("client",),
-            registry=on)
+            "/authorize answered from an existing session without a page.", ("client",))
         self.logouts = Counter(
             "roam_logouts_total", "Sessions ended everywhere.", ("reason",), registry=on)
         self.backchannel_deliveries = Counter(

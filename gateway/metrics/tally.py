@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["CounterTally", "HistogramTally", "Tallies"]
+__all__ = ["CounterTally", "HistogramTally", "Tallies", "counted_and_timed"]
 
 
 class _CounterChild:
@@ -53,6 +53,21 @@ class _HistogramChild:
         counts = self.counts
         counts[bisect_left(self.bounds, amount)] += 1
         counts[-1] += amount
+
+
+def counted_and_timed(counter: object, histogram: object) -> Callable[[float], None] | None:
+    """One request in one call: ``counter`` + 1 and its seconds into ``histogram``, when
+    both are tallies' children (None otherwise: call their own ``inc`` and ``observe``)."""
+    if not (isinstance(counter, _CounterChild) and isinstance(histogram, _HistogramChild)):
+        return None
+    cell, bounds, counts = counter.cell, histogram.bounds, histogram.counts
+
+    def record(seconds: float) -> None:
+        cell[0] += 1
+        counts[bisect_left(bounds, seconds)] += 1
+        counts[-1] += seconds
+
+    return record
 
 
 class _Series:

@@ -46,3 +46,26 @@ def test_times_are_utc_to_the_microsecond() -> None:
     assert parse_time("2026-05-12T17:30:01.417+08:00") == moment
     with pytest.raises(ValueError, match="offset"):
         parse_time("2026-05-12T09:30:01")
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2026, 5, 12, 9, 30, 1, 0, tzinfo=UTC),
+    datetime(2026, 5, 12, 9, 30, 1, 999999, tzinfo=UTC),
+    datetime(2026, 5, 12, 9, 30, 2, 1, tzinfo=UTC),  # the next second: its own prefix
+    datetime(2026, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a tampered row's year: four digits
+    datetime(2026, 5, 12, 17, 30, 1, 417000).astimezone(UTC),
+])
+def test_the_time_is_spelled_as_isoformat_spells_it(moment: datetime) -> None:
+    """The hash chain hashes this text: the per-second shortcut must not change it, even
+    for the instant right after another second's."""
+    expected = moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    format_time(moment.replace(second=(moment.second + 1) % 60))  # another second before
+    assert format_time(moment) == expected
+    assert format_time(moment) == expected  # and the same second again
+
+
+def test_a_time_with_an_offset_is_spelled_in_utc() -> None:
+    from datetime import timedelta, timezone
+    beijing = datetime(2026, 5, 12, 17, 30, 1, 417000, tzinfo=timezone(timedelta(hours=8)))
+    assert format_time(beijing) == "2026-05-12T09:30:01.417000Z"

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics.recorder import REQUEST_BUCKETS, PrometheusMetrics
-from gateway.metrics.tally import Tallies
+from gateway.metrics.tally import Tallies, counted_and_timed
 
 VALUES = [0.0, 0.0004, 0.001, 0.0010001, 0.003, 0.025, 0.7, 5.0, 31.0, 1e9]
 
@@ -89,3 +89,29 @@ def test_a_scrape_from_another_thread_sees_whole_values() -> None:
         writer.join()
     assert seen == sorted(seen)
     assert seen[-1] > 0
+
+
+def test_a_request_counted_and_timed_in_one_call_shows_what_two_calls_show() -> None:
+    apart, fused = Tallies(), Tallies()
+    for tallies in (apart, fused):
+        tallies.counter("roam_z_total", "Zs.", ("route",))
+        tallies.histogram("roam_z_seconds", "Z time.", ("route",), REQUEST_BUCKETS)
+    counter, histogram = (t.labels("/token") for t in apart.series)
+    record = counted_and_timed(*(t.labels("/token") for t in fused.series))
+    assert record is not None
+    for value in VALUES:
+        counter.inc()
+        histogram.observe(value)
+        record(value)
+    shown = [CollectorRegistry(), CollectorRegistry()]
+    shown[0].register(apart)
+    shown[1].register(fused)
+    assert samples(shown[1]) == samples(shown[0])
+    assert samples(shown[1])[("roam_z_total", (("route", "/token"),))] == len(VALUES)
+
+
+def test_prometheus_clients_own_metrics_are_not_fused() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("roam_w_total", "Ws.", registry=registry)
+    histogram = Histogram("roam_w_seconds", "W.", registry=registry)
+    assert counted_and_timed(counter, histogram) is None
