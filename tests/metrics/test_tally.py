@@ -93,11 +93,11 @@ def test_a_scrape_from_another_thread_sees_whole_values() -> None:
 
 def test_a_request_counted_and_timed_in_one_call_shows_what_two_calls_show() -> None:
     apart, fused = Tallies(), Tallies()
-    for tallies in (apart, fused):
-        tallies.counter("roam_z_total", "Zs.", ("route",))
-        tallies.histogram("roam_z_seconds", "Z time.", ("route",), REQUEST_BUCKETS)
-    counter, histogram = (t.labels("/token") for t in apart.series)
-    record = counted_and_timed(*(t.labels("/token") for t in fused.series))
+    made = [(tallies.counter("roam_z_total", "Zs.", ("route",)),
+             tallies.histogram("roam_z_seconds", "Z time.", ("route",), REQUEST_BUCKETS))
+            for tallies in (apart, fused)]
+    counter, histogram = made[0][0].labels("/token"), made[0][1].labels("/token")
+    record = counted_and_timed(made[1][0].labels("/token"), made[1][1].labels("/token"))
     assert record is not None
     for value in VALUES:
         counter.inc()
