@@ -41,6 +41,8 @@ def client_address(peer: str, forwarded_for: Iterable[str],
     current = parse_address(peer)
     if current is None:
         return ""
+    if not trusted:  # most gateways, and every event of theirs: nothing else to read
+        return _spelled(current)
     hops = [hop for value in forwarded_for for hop in value.split(",")]
     while hops and any(current in network for network in trusted):
         found = parse_address(hops.pop())
