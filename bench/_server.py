@@ -27,7 +27,6 @@ import importlib.util
 import logging
 import os
 import platform
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench._platforms import channels_section
-from bench.processes import SECRET_ENV  # the bench picks one per run
+from bench.processes import SECRET_ENV, audit_file  # the bench picks the secret per run
 from gateway.app import gateway_app
 from gateway.audit import AuditTrail, open_trail
 from gateway.config import ClientConfig, Config, load_config
@@ -210,8 +209,7 @@ def audit_section(section: AuditSection, port: int) -> AuditSection:
     if dsn:
         return section.model_copy(update={"sink": "postgresql", "dsn": SecretStr(dsn),
                                            "schema_name": audit_schema(port)})
-    return section.model_copy(update={"path": str(
-        Path(tempfile.gettempdir()) / f"roam-bench-audit-{port}.jsonl")})
+    return section.model_copy(update={"path": str(audit_file(port))})
 
 
 def drop_audit_schema(port: int) -> None:

@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx
 
 from bench.flows import PASSWORD, USERNAME, pkce
-from bench.processes import ROOT, delete_prefixed, free_port
+from bench.processes import ROOT, delete_prefixed, free_port, remove_audit_file
 
 ALG = "ES256"
 USERS = 8
@@ -211,8 +211,8 @@ async def lifespan(app: Any) -> tuple[Callable[[], Awaitable[None]], asyncio.Tas
     return end, task
 
 
-async def child(options: argparse.Namespace) -> str:
-    """Counts one side's windows; returns its audit file, to be removed."""
+async def child(options: argparse.Namespace) -> None:
+    """Counts one side's windows."""
     from bench._server import REDIRECT_URI, build_app, client_id
     from gateway.logs import RequestIds
     from gateway.server import freeze_startup_objects
@@ -249,7 +249,6 @@ async def child(options: argparse.Namespace) -> str:
     await window.count(idle)
     await end()
     print(json.dumps({"requests": each * USERS, "seconds": busy}), flush=True)
-    return str(app.state.gateway.config.settings.audit.path)  # this run's (bench/_server.py)
 
 
 # -- the parent: one child per side, their dumps read --------------------------------------
@@ -323,9 +322,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if options.child is not None:
-        trail_file = asyncio.run(child(options))
-        for suffix in ("", ".head", ".lock"):
-            Path(f"{trail_file}{suffix}").unlink(missing_ok=True)
+        try:
+            asyncio.run(child(options))
+        finally:
+            remove_audit_file(options.port)
         return 0
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)

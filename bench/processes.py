@@ -15,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,19 @@ __all__ = ["ServerProcess", "delete_prefixed", "free_port", "per_store", "redis_
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = "ROAMBENCH_CLIENT_SECRET"  # how bench/_server.py learns the clients' secret
+
+
+def audit_file(port: int) -> Path:
+    """Where the server on ``port`` keeps its audit trail when it is a file (the demo's
+    sink; bench/_server.py); removed, with its head and lock, once the server stopped."""
+    return Path(tempfile.gettempdir()) / f"roam-bench-audit-{port}.jsonl"
+
+
+def remove_audit_file(port: int) -> None:
+    path = audit_file(port)
+    for leftover in (path, path.with_name(path.name + ".head"),
+                     path.with_name(path.name + ".lock")):
+        leftover.unlink(missing_ok=True)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -82,6 +96,8 @@ class ServerProcess:
     def stop(self) -> None:
         process, self.process = self.process, None
         stop(process)
+        if process is not None:
+            remove_audit_file(self.port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
