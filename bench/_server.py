@@ -124,12 +124,11 @@ def bench_config(*, store: str, redis_url: str, prefix: str, port: int, secret: 
         update["proxy"] = settings.proxy.model_copy(update={"path_mode": True})
     if not ops and "metrics" in off_parts():
         update["metrics"] = settings.metrics.model_copy(update={"enabled": False})
-    if not ops and "health" in off_parts():
+    if by_request or (not ops and "health" in off_parts()):
         update["health"] = settings.health.model_copy(update={"active": False})
     if platforms is not None:
         update["channels"] = channels_section(*platforms)
     if by_request:
-        update["health"] = settings.health.model_copy(update={"active": False})
         update["audit"] = update["audit"].model_copy(update={"batch_interval": 60.0})
     settings = settings.model_copy(update=update)
     return config.revised(settings=settings, clients=(*config.clients, *bench_clients(secret)))

@@ -37,13 +37,25 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorize_url(server: ServerProcess, alg: str, challenge: str) -> str:
+def authorize_path(client_id: str, redirect_uri: str, challenge: str) -> str:
+    """``/authorize?…`` for a code with PKCE S256, the bench clients' scopes."""
     query = {
-        "client_id": server.clients[alg], "response_type": "code", "scope": "openid profile",
-        "redirect_uri": server.redirect_uri, "state": secrets.token_urlsafe(8),
+        "client_id": client_id, "response_type": "code", "scope": "openid profile",
+        "redirect_uri": redirect_uri, "state": secrets.token_urlsafe(8),
         "code_challenge": challenge, "code_challenge_method": "S256",
     }
-    return f"{server.base}/authorize?{urlencode(query)}"
+    return f"/authorize?{urlencode(query)}"
+
+
+def authorize_url(server: ServerProcess, alg: str, challenge: str) -> str:
+    return server.base + authorize_path(server.clients[alg], server.redirect_uri, challenge)
+
+
+def login_form(html: str) -> dict[str, str]:
+    """The login page's form, filled in for the demo citizen."""
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    return {"csrf_token": fields["csrf_token"], "r": fields["r"],
+            "username": USERNAME, "password": PASSWORD}
 
 
 def location(resp: aiohttp.ClientResponse, expected: int) -> str:
@@ -78,10 +90,8 @@ async def login(browser: aiohttp.ClientSession, server: ServerProcess, alg: str)
         html = await resp.text()
         if resp.status != 200:
             raise RuntimeError(f"GET /login: {resp.status}")
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
-    form = {"csrf_token": fields["csrf_token"], "r": fields["r"],
-            "username": USERNAME, "password": PASSWORD}
-    async with browser.post(base + "/login", data=form, allow_redirects=False) as resp:
+    async with browser.post(base + "/login", data=login_form(html),
+                            allow_redirects=False) as resp:
         resume_url = urljoin(base, location(resp, 303))
     async with browser.get(resume_url, allow_redirects=False) as resp:
         code = code_from(server, location(resp, 302))

@@ -43,7 +43,6 @@ import asyncio
 import base64
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -53,11 +52,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from bench.flows import PASSWORD, USERNAME, pkce
+from bench.flows import authorize_path, code_in, login_form, pkce
 from bench.processes import ROOT, delete_prefixed, free_port, remove_audit_file
 
 ALG = "ES256"
@@ -146,10 +145,7 @@ class Driver:
         self.basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
     def authorize_target(self, challenge: str) -> str:
-        return "/authorize?" + urlencode({
-            "client_id": self.client_id, "response_type": "code", "scope": "openid profile",
-            "redirect_uri": self.redirect_uri, "state": secrets.token_urlsafe(8),
-            "code_challenge": challenge, "code_challenge_method": "S256"})
+        return authorize_path(self.client_id, self.redirect_uri, challenge)
 
     async def log_in(self) -> Citizen:
         """Through the pages, as bench/flows.py's login (httpx over ASGI: set-up only)."""
@@ -158,11 +154,7 @@ class Driver:
             _, challenge = pkce()  # the login's code is not redeemed
             answer = await browser.get(self.authorize_target(challenge))
             page = await browser.get(urljoin(self.base, answer.headers["location"]))
-            fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"',
-                                     page.text))
-            answer = await browser.post("/login", data={
-                "csrf_token": fields["csrf_token"], "r": fields["r"],
-                "username": USERNAME, "password": PASSWORD})
+            answer = await browser.post("/login", data=login_form(page.text))
             answer = await browser.get(urljoin(self.base, answer.headers["location"]))
             if answer.status_code != 302:
                 raise RuntimeError(f"login ended with {answer.status_code}")
@@ -172,9 +164,9 @@ class Driver:
         verifier, challenge = pkce()
         status, headers, _ = await self.asgi.request(
             "GET", self.authorize_target(challenge), [("cookie", citizen.cookie)])
-        if status != 302 or not headers.get("location", "").startswith(self.redirect_uri):
+        if status != 302:
             raise RuntimeError(f"/authorize answered {status}, not a silent redirect")
-        code = parse_qs(urlsplit(headers["location"]).query)["code"][0]
+        code = code_in(self.redirect_uri, headers.get("location", ""))
         await self.token({"grant_type": "authorization_code", "code": code,
                           "redirect_uri": self.redirect_uri, "code_verifier": verifier})
 
@@ -192,7 +184,7 @@ class Driver:
             raise RuntimeError(f"{path} answered {status}: {answer[:200]!r}")
 
 
-async def lifespan(app: Any) -> tuple[Callable[[], Awaitable[None]], asyncio.Task[None]]:
+async def lifespan(app: Any) -> Callable[[], Awaitable[None]]:
     """Start the app's lifespan; returns how to end it."""
     inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     started, stopped = asyncio.Event(), asyncio.Event()
@@ -207,11 +199,12 @@ async def lifespan(app: Any) -> tuple[Callable[[], Awaitable[None]], asyncio.Tas
                                     "state": {}}, inbox.get, send))
     await started.wait()
 
-    async def end() -> None:
+    async def end() -> None:  # holds the lifespan's task until it ends
         await inbox.put({"type": "lifespan.shutdown"})
         await stopped.wait()
+        await task
 
-    return end, task
+    return end
 
 
 async def child(options: argparse.Namespace) -> None:
@@ -224,7 +217,7 @@ async def child(options: argparse.Namespace) -> None:
     port = options.port  # names the issuer and the audit file: nothing listens
     app = build_app(store=options.store, redis_url=options.redis_url, prefix=options.prefix,
                     port=port, secret=secret, ops=options.child == "on", by_request=True)
-    end, _ = await lifespan(app)
+    end = await lifespan(app)
     # as `roam serve` runs the app (gateway/server.py's uvicorn_config): a request id each
     driver = Driver(RequestIds(app), client_id=client_id(ALG), secret=secret,
                     redirect_uri=REDIRECT_URI, base=f"http://127.0.0.1:{port}")
