@@ -67,7 +67,9 @@ def _mobile(match: re.Match[str]) -> str:
 
 
 # Short values found clean, remembered: events repeat them (actions, client ids, scopes,
-# addresses, subjects). Only clean ones: nothing personal is kept here. Bounded.
+# addresses, subjects). Only clean ones: nothing personal is kept here. Bounded: one-off
+# values (request and session ids) fill it, so a full cache starts again, and the values
+# events repeat are back in it after a few events.
 _CLEAN: dict[str, bool] = {}
 CLEAN_TEXTS: Mapping[str, bool] = _CLEAN
 """Texts :func:`redact_text` found clean (it would give them back as they are)."""
@@ -85,7 +87,9 @@ def redact_text(text: str) -> str:
     if ("eyJ" not in text and "\x00" not in text  # most values: nothing found, quickly
             and (text.isascii() or not _SURROGATE.search(text))
             and not _ELEVEN_DIGITS.search(text)):
-        if len(text) <= _CLEAN_LONGEST and len(_CLEAN) < _CLEAN_MAX:
+        if len(text) <= _CLEAN_LONGEST:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
             _CLEAN[text] = True
         return text
     text = _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.audit.redact import MAX_TEXT, REDACTED, redact_fields, redact_text
+from gateway.audit import redact
+from gateway.audit.redact import CLEAN_TEXTS, MAX_TEXT, REDACTED, redact_fields, redact_text
 
 ID_NUMBER = "430102199001010016"  # a valid resident ID (check digit 6)
 PHONE = "13800000001"
@@ -45,3 +46,16 @@ def test_text_is_made_storable() -> None:
     # floats as text: one spelling whatever the JSON library
     assert redact_fields({"f": float("nan"), "g": 1e20, "h": 0.5}) == {
         "f": "nan", "g": "1e+20", "h": "0.5"}
+
+
+def test_one_off_values_do_not_keep_later_constants_out_of_the_clean_cache() -> None:
+    """A long-running writer sees millions of request ids: the cache must not fill with
+    them for good, or a client registered later is redacted in full on every event."""
+    for n in range(redact._CLEAN_MAX + 10):
+        assert redact_text(f"request-{n:x}") == f"request-{n:x}"
+    assert len(CLEAN_TEXTS) <= redact._CLEAN_MAX
+    assert redact_text("a-client-registered-later") == "a-client-registered-later"
+    assert "a-client-registered-later" in CLEAN_TEXTS
+    masked = redact_text("call 13812345678")
+    assert masked == "call 138****5678"
+    assert "call 13812345678" not in CLEAN_TEXTS
