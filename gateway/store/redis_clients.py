@@ -61,6 +61,11 @@ def cluster_client(nodes: Sequence[str], *, password: str = "", timeout: float,
     return Opened(client, (secret,) if secret else ())
 
 
+# redis-py types ``Sentinel.__init__`` from 8.2 on and left it untyped before: called
+# through this, the call checks alike against both.
+_sentinel: Callable[..., Sentinel] = Sentinel
+
+
 def sentinel_client(sentinels: Sequence[str], service: str, *, password: str = "",
                     sentinel_password: str = "", timeout: float,
                     connect_timeout: float) -> Opened:
@@ -74,8 +79,7 @@ def sentinel_client(sentinels: Sequence[str], service: str, *, password: str = "
                                    "retry": quick_retry()}
     sentinel_kwargs = {**timeouts, **({"password": sentinel_password}
                                       if sentinel_password else {})}
-    manager = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs,  # type: ignore[no-untyped-call]
-                       **timeouts)
+    manager = _sentinel(addresses, sentinel_kwargs=sentinel_kwargs, **timeouts)
     client = manager.master_for(service, password=password or None, socket_timeout=timeout,
                                 socket_connect_timeout=connect_timeout, retry=quick_retry())
 
