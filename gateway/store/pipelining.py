@@ -35,7 +35,8 @@ class Pipeliner:
     async def idempotent(self, *args: Any) -> Any:
         """A command that may run twice with the same effect (a read, a ``DEL``): sent
         again, once, if the connection broke under it. After a quick Redis restart the
-        pool's old connections are dead, and the first command on each would fail. A
+        pool's old connections are dead: redis-py before 8.2 sends on them, and the first
+        command on each fails (8.2 replaces them as the pool hands them out). A
         script is sent again only when it says it may (:meth:`script`): whether it ran on
         the old connection is unknown."""
         return await self._sent_again_if_broken(args, None)
