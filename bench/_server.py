@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench._audit_stages import stop_audit_at
 from bench._platforms import channels_section
 from bench.processes import SECRET_ENV, audit_file  # the bench picks the secret per run
 from gateway.app import gateway_app
@@ -252,6 +253,8 @@ def build_app(*, store: str, redis_url: str, prefix: str, port: int, secret: str
                           secret=secret, systems=systems, path_mode=path_mode, ops=ops,
                           platforms=platforms, by_request=by_request)
     keys = KeyRing.ephemeral(ALGS)
+    if ops:
+        stop_audit_at()  # $ROAMBENCH_AUDIT_UPTO: the trail's cost stage by stage
     # the store comes from config, as in production; ops off: an audit trail not listening
     audit = None if ops or "audit" not in off_parts() else Unheard(
         open_trail(config, Metrics()).sink)

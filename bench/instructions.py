@@ -20,7 +20,9 @@ clock, not by request — and the trail writes full batches, as it does at satur
 
 ``--sides on,off`` compares a gateway with its metrics and audit trail against one
 without (issue 12 item 7, ``bench/_server.py --ops``); ``off,off`` is the control (two
-alike give the same count within a fraction of a per cent on the memory store). Counts,
+alike give the same count within a fraction of a per cent on the memory store).
+``$ROAMBENCH_AUDIT_UPTO`` (``take``, ``queue``, ``shape``: ``bench/_audit_stages.py``)
+stops the "on" side's audit trail after one stage, to count the trail stage by stage. Counts,
 not time: an instruction that misses the cache costs more than one that hits, so a ratio
 of counts is what the code asks of the machine, not what a saturated machine serves.
 ``--store redis`` counts the Redis client too, but not deterministically: how many
