@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 # authlib 1.9 prefers the httpx2 fork and warns on import of its httpx client; importing
 # it here, under an "ignore", keeps the one-time warning out of every test run.
 import authlib.deprecate  # noqa: E402 - installs its "always" filter first
+import pytest  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
@@ -21,7 +22,7 @@ with warnings.catch_warnings():
 from tests.support.tls import make_ca  # noqa: E402
 
 
-def pytest_configure(config: object) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """TLS clients made in tests — thousands of httpx clients, and the gateways'
     own — trust one CA of the suite's own instead of certifi's bundle of ~140: OpenSSL
     parses that bundle for every new client, 27 ms each, two minutes of the suite's CPU.
