@@ -26,7 +26,6 @@ from gateway.audit.trail import AuditTrail
 __all__ = ["STAGES", "UPTO_ENV", "stop_audit_at"]
 
 UPTO_ENV = "ROAMBENCH_AUDIT_UPTO"
-STAGES = ("take", "queue", "shape")
 
 _KEPT_NOTHING = Reported("-", 0.0, "-", "success", None, None, None, None, None, None,
                          None, {})
@@ -47,18 +46,21 @@ async def _take_unchained(self: FileSink, events: Sequence[Event]) -> list[Link]
     return []
 
 
-def stop_audit_at(stage: str | None = None) -> str | None:
-    """Apply ``stage`` (default: ``$ROAMBENCH_AUDIT_UPTO``); the stage applied, if any."""
-    stage = stage if stage is not None else os.environ.get(UPTO_ENV) or None
-    if stage is None:
-        return None
-    patches: dict[str, tuple[type[Any], str, Any]] = {
-        "take": (AuditHandler, "take", _take_nothing),
-        "queue": (AuditTrail, "_flush", _drop_unshaped),
-        "shape": (FileSink, "append", _take_unchained),
-    }
-    if stage not in patches:
+# a stage: the method it replaces, and with what
+_PATCHES: dict[str, tuple[type[Any], str, Any]] = {
+    "take": (AuditHandler, "take", _take_nothing),
+    "queue": (AuditTrail, "_flush", _drop_unshaped),
+    "shape": (FileSink, "append", _take_unchained),
+}
+STAGES = tuple(_PATCHES)
+
+
+def stop_audit_at() -> None:
+    """Apply the stage ``$ROAMBENCH_AUDIT_UPTO`` names, if any."""
+    stage = os.environ.get(UPTO_ENV)
+    if not stage:
+        return
+    if stage not in _PATCHES:
         raise SystemExit(f"{UPTO_ENV}: one of {', '.join(STAGES)}, not {stage!r}")
-    owner, name, replacement = patches[stage]
+    owner, name, replacement = _PATCHES[stage]
     setattr(owner, name, replacement)
-    return stage

@@ -143,9 +143,9 @@ def test_every_module_imports_on_its_own() -> None:
     runs = [subprocess.Popen([sys.executable, "-c", _IMPORT_EACH.format(names=names[i::shares])],  # noqa: S603
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(shares)]
-    for run in runs:
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, err
+    results = [(run.communicate(timeout=120), run.returncode) for run in runs]
+    for (out, err), returncode in results:
+        assert returncode == 0, err
         assert out.strip() == ""
 
 
